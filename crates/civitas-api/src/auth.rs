@@ -1,0 +1,168 @@
+//! Authentication: API keys in `Authorization: Bearer …`, and password sign-in that hands out a
+//! short-lived key. Authorization itself is the table in `civitas_core::authz`; handlers ask it for
+//! a `Permit` through [`Caller::permit`].
+
+use axum::{extract::FromRequestParts, http::request::Parts};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use civitas_core::{
+    Uscc,
+    authz::{self, Action, Permit},
+    registry::{API_KEY_PREFIX, KeyOwner, Principal, api_key_hash},
+};
+use civitas_store::NewApiKey;
+use jiff::{Timestamp, ToSpan};
+
+use crate::{AppState, error::ApiError};
+
+/// How long after its last recorded use a key's `last_used_at` is written again. Writing it on
+/// every request would turn every read into a write.
+const LAST_USED_RESOLUTION_SECONDS: i64 = 60;
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    pub key_id: String,
+}
+
+impl Caller {
+    /// Asks the authorization table whether this caller may perform `action` on something that
+    /// belongs to `target`; the permit is what the store's changes require.
+    pub fn permit(&self, action: Action, target: Option<&Uscc>) -> Result<Permit, ApiError> {
+        Ok(authz::authorize(&self.principal, action, target)?)
+    }
+
+    pub fn is_platform_admin(&self) -> bool {
+        matches!(
+            self.principal,
+            Principal::User {
+                role: civitas_core::registry::Role::PlatformAdmin,
+                ..
+            }
+        )
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let key = bearer_key(parts).ok_or(ApiError::Unauthenticated)?;
+        let now = Timestamp::now();
+        let authenticated = state
+            .store
+            .authenticate(&api_key_hash(key), now)
+            .await?
+            .ok_or(ApiError::Unauthenticated)?;
+        let stale = authenticated.last_used_at.is_none_or(|last_used| {
+            now.duration_since(last_used).as_secs() >= LAST_USED_RESOLUTION_SECONDS
+        });
+        if stale {
+            let store = state.store.clone();
+            let key_id = authenticated.key_id.clone();
+            tokio::spawn(async move {
+                if let Err(error) = store.touch_api_key(&key_id, now).await {
+                    tracing::warn!(%error, key_id, "could not record key use");
+                }
+            });
+        }
+        Ok(Caller {
+            principal: authenticated.principal,
+            key_id: authenticated.key_id,
+        })
+    }
+}
+
+/// The key from `Authorization: Bearer <key>`.
+pub fn bearer_key(parts: &Parts) -> Option<&str> {
+    let value = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, key) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| key.trim())
+        .filter(|key| !key.is_empty())
+}
+
+/// A freshly made key: the secret to show once, and what the store keeps.
+pub struct IssuedKey {
+    pub secret: String,
+    pub record: NewApiKey,
+}
+
+/// A new random API key: `cvk_` followed by 32 random bytes in base64url.
+pub fn new_secret() -> String {
+    let mut random = [0u8; 32];
+    getrandom::fill(&mut random).expect("the operating system provides randomness");
+    format!("{API_KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(random))
+}
+
+/// What the store keeps of the key `secret`: its hash and first characters, never the key.
+pub fn key_record(
+    secret: &str,
+    owner: KeyOwner,
+    label: String,
+    expires_at: Option<Timestamp>,
+) -> NewApiKey {
+    NewApiKey {
+        id: uuid::Uuid::now_v7().to_string(),
+        hash: api_key_hash(secret),
+        prefix: secret.chars().take(API_KEY_PREFIX.len() + 8).collect(),
+        owner,
+        label,
+        expires_at,
+    }
+}
+
+/// Makes a new random API key for `owner`.
+pub fn issue_key(owner: KeyOwner, label: String, expires_at: Option<Timestamp>) -> IssuedKey {
+    let secret = new_secret();
+    let record = key_record(&secret, owner, label, expires_at);
+    IssuedKey { secret, record }
+}
+
+/// How long a key obtained by signing in with a password lasts.
+pub fn session_expiry(now: Timestamp) -> Timestamp {
+    now + 12.hours()
+}
+
+/// Hashes a password with argon2id; slow on purpose, so it runs off the async threads.
+pub async fn hash_password(password: String) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        use argon2::password_hash::{PasswordHasher, SaltString};
+        let mut salt_bytes = [0u8; 16];
+        getrandom::fill(&mut salt_bytes).expect("the operating system provides randomness");
+        let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
+        argon2::Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|hash| hash.to_string())
+            .map_err(|e| anyhow::anyhow!("argon2: {e}"))
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::Internal)
+}
+
+/// Checks a password against a stored argon2 hash, off the async threads.
+pub async fn verify_password(password: String, stored_hash: String) -> Result<bool, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        use argon2::password_hash::{PasswordHash, PasswordVerifier};
+        let parsed =
+            PasswordHash::new(&stored_hash).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?;
+        Ok(argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok())
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::Internal)
+}
+
+/// The minimum length of a password; passphrases are encouraged.
+pub const MIN_PASSWORD_CHARS: usize = 12;

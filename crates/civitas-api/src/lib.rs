@@ -1,0 +1,102 @@
+//! The civitas HTTP API: JSON under `/api/v1` described by OpenAPI 3.1, problem+json errors from
+//! one table, Prometheus metrics, health and readiness probes.
+//!
+//! Only this crate (and the gateway) knows HTTP. Handlers authenticate the caller with the
+//! [`auth::Caller`] extractor, ask the authorization table for a permit, and hand the permit to the
+//! store, which records the change and its audit event together.
+
+pub mod audit;
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+mod openapi;
+mod ops;
+pub mod registry;
+
+use std::sync::Arc;
+
+use axum::{Router, middleware};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use civitas_store::{Page, PageRequest, Store};
+use serde::Serialize;
+use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
+use utoipa::ToSchema;
+
+pub use error::{ApiError, ApiResult, Problem};
+pub use metrics::ApiMetrics;
+pub use registry::NodeInfo;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub node: Arc<NodeInfo>,
+    pub metrics: ApiMetrics,
+    pub registry: Arc<prometheus_client::registry::Registry>,
+}
+
+impl AppState {
+    /// Called by every handler after a change committed, so that the change's audit event moves
+    /// on from the store's outbox. The audit table is the record for now; this is where the
+    /// ledger takes over.
+    pub async fn audit_changed(&self) {}
+}
+
+/// The whole HTTP API as one router.
+pub fn router(state: AppState) -> Router {
+    let api = registry::routes().merge(audit::routes());
+    Router::new()
+        .nest("/api/v1", api)
+        .merge(ops::routes())
+        .merge(openapi::routes())
+        .fallback(ops::no_route)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::record_request,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(ops::panic_response))
+        .with_state(state)
+}
+
+/// One page of a listing.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PageOf<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> From<Page<T>> for PageOf<T> {
+    fn from(page: Page<T>) -> PageOf<T> {
+        PageOf {
+            items: page.items,
+            next_cursor: page
+                .next_cursor
+                .map(|cursor| URL_SAFE_NO_PAD.encode(cursor.as_bytes())),
+        }
+    }
+}
+
+/// Turns `limit` and an opaque `cursor` from a query string into a store page request.
+pub fn paging(limit: Option<u32>, cursor: Option<&str>) -> ApiResult<PageRequest> {
+    let limit = limit.unwrap_or(PageRequest::DEFAULT_LIMIT);
+    if !(1..=PageRequest::MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid(
+            "limit",
+            format!("must be between 1 and {}", PageRequest::MAX_LIMIT),
+        ));
+    }
+    let after = cursor
+        .map(|cursor| {
+            URL_SAFE_NO_PAD
+                .decode(cursor)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .ok_or_else(|| ApiError::invalid("cursor", "not a cursor from a previous page"))
+        })
+        .transpose()?;
+    Ok(PageRequest { limit, after })
+}

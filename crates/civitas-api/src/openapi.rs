@@ -1,0 +1,69 @@
+//! The OpenAPI 3.1 description, generated from the handlers, and the human docs page.
+
+use axum::Router;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::{AppState, audit, error::Problem, registry};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "civitas",
+        description = "The city data-sharing platform: registry, catalog, access, exchange gateway and ledger. \
+Errors are RFC 9457 problem documents with a stable `code`. Authenticate with `Authorization: Bearer <API key>`.",
+    ),
+    paths(
+        registry::node,
+        registry::me,
+        registry::login,
+        registry::create_organization,
+        registry::list_organizations,
+        registry::get_organization,
+        registry::update_organization,
+        registry::deactivate_organization,
+        registry::reactivate_organization,
+        registry::create_system,
+        registry::list_systems,
+        registry::get_system,
+        registry::update_system,
+        registry::deactivate_system,
+        registry::reactivate_system,
+        registry::create_user,
+        registry::list_users,
+        registry::get_user,
+        registry::update_user,
+        registry::deactivate_user,
+        registry::reactivate_user,
+        registry::create_key,
+        registry::list_keys,
+        registry::get_key,
+        registry::revoke_key,
+        audit::list_events,
+    ),
+    components(schemas(Problem)),
+    modifiers(&BearerAuth),
+    security(("api_key" = [])),
+    tags(
+        (name = "registry", description = "The node, organizations, systems, users and API keys"),
+        (name = "audit", description = "Who changed what"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new().merge(SwaggerUi::new("/docs").url("/api/v1/openapi.json", ApiDoc::openapi()))
+}

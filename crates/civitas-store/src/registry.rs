@@ -1,0 +1,881 @@
+//! Organizations, systems and users.
+
+use civitas_core::{
+    Code, RegionCode, Uscc,
+    authz::Permit,
+    registry::{Level, Organization, Role, System, User, UserName},
+};
+use jiff::Timestamp;
+use serde_json::json;
+
+use crate::{
+    Page, PageRequest, Result, Store, StoreError, audit::record, duplicate_as, micros, read_pool,
+    timestamp, write_tx,
+};
+
+/// Longest chain of parents followed before a hierarchy is declared broken; real hierarchies
+/// (national → provincial → municipal → district → street) are far shallower.
+const MAX_HIERARCHY_DEPTH: usize = 64;
+
+#[derive(Debug, Clone)]
+pub struct NewOrganization {
+    pub code: Uscc,
+    pub name: String,
+    pub name_en: Option<String>,
+    pub level: Level,
+    pub region: RegionCode,
+    pub parent: Option<Uscc>,
+}
+
+/// A partial update: `None` leaves a field as it is; `Some(None)` clears an optional one.
+#[derive(Debug, Clone, Default)]
+pub struct OrganizationUpdate {
+    pub name: Option<String>,
+    pub name_en: Option<Option<String>>,
+    pub level: Option<Level>,
+    pub region: Option<RegionCode>,
+    pub parent: Option<Option<Uscc>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct OrganizationFilter {
+    pub level: Option<Level>,
+    pub region: Option<RegionCode>,
+    pub parent: Option<Uscc>,
+    /// `None` lists active and deactivated organizations alike.
+    pub active: Option<bool>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSystem {
+    pub code: Code,
+    pub name: String,
+    pub description: String,
+    pub consumes: bool,
+    pub provides: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SystemUpdate {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub consumes: Option<bool>,
+    pub provides: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SystemFilter {
+    pub consumes: Option<bool>,
+    pub provides: Option<bool>,
+    pub active: Option<bool>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub name: UserName,
+    pub display_name: String,
+    pub role: Role,
+    pub organization: Option<Uscc>,
+    /// An argon2 PHC string; `None` for users who sign in only with API keys.
+    pub password_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UserUpdate {
+    pub display_name: Option<String>,
+    pub role: Option<Role>,
+    pub organization: Option<Option<Uscc>>,
+    pub password_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    pub organization: Option<Uscc>,
+    pub role: Option<Role>,
+    pub active: Option<bool>,
+}
+
+#[derive(sqlx::FromRow)]
+struct OrganizationRow {
+    code: String,
+    name: String,
+    name_en: Option<String>,
+    level: String,
+    region: String,
+    parent: Option<String>,
+    active: bool,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl OrganizationRow {
+    fn into_organization(self) -> Result<Organization> {
+        Ok(Organization {
+            code: Uscc::parse(&self.code).map_err(StoreError::corrupt)?,
+            name: self.name,
+            name_en: self.name_en,
+            level: Level::parse(&self.level).map_err(StoreError::corrupt)?,
+            region: RegionCode::parse(&self.region).map_err(StoreError::corrupt)?,
+            parent: self
+                .parent
+                .as_deref()
+                .map(Uscc::parse)
+                .transpose()
+                .map_err(StoreError::corrupt)?,
+            active: self.active,
+            created_at: timestamp(self.created_at)?,
+            updated_at: timestamp(self.updated_at)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct SystemRow {
+    organization: String,
+    code: String,
+    name: String,
+    description: String,
+    consumes: bool,
+    provides: bool,
+    active: bool,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl SystemRow {
+    fn into_system(self) -> Result<System> {
+        Ok(System {
+            organization: Uscc::parse(&self.organization).map_err(StoreError::corrupt)?,
+            code: Code::parse(&self.code).map_err(StoreError::corrupt)?,
+            name: self.name,
+            description: self.description,
+            consumes: self.consumes,
+            provides: self.provides,
+            active: self.active,
+            created_at: timestamp(self.created_at)?,
+            updated_at: timestamp(self.updated_at)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    name: String,
+    display_name: String,
+    role: String,
+    organization: Option<String>,
+    active: bool,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl UserRow {
+    fn into_user(self) -> Result<User> {
+        Ok(User {
+            name: UserName::parse(&self.name).map_err(StoreError::corrupt)?,
+            display_name: self.display_name,
+            role: Role::parse(&self.role).map_err(StoreError::corrupt)?,
+            organization: self
+                .organization
+                .as_deref()
+                .map(Uscc::parse)
+                .transpose()
+                .map_err(StoreError::corrupt)?,
+            active: self.active,
+            created_at: timestamp(self.created_at)?,
+            updated_at: timestamp(self.updated_at)?,
+        })
+    }
+}
+
+macro_rules! organization_columns {
+    () => {
+        "code, name, name_en, level, region, parent, active, created_at, updated_at"
+    };
+}
+macro_rules! system_columns {
+    () => {
+        "organization, code, name, description, consumes, provides, active, created_at, updated_at"
+    };
+}
+macro_rules! user_columns {
+    () => {
+        "name, display_name, role, organization, active, created_at, updated_at"
+    };
+}
+
+fn check_text(field: &str, value: &str, max_chars: usize) -> Result<()> {
+    if value.trim().is_empty() {
+        return Err(StoreError::invalid(field, "must not be empty"));
+    }
+    if value.chars().count() > max_chars {
+        return Err(StoreError::invalid(
+            field,
+            format!("must have at most {max_chars} characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_user_scope(role: Role, organization: Option<&Uscc>) -> Result<()> {
+    match (role.is_scoped_to_organization(), organization) {
+        (true, None) => Err(StoreError::invalid(
+            "organization",
+            format!("a {role} belongs to an organization"),
+        )),
+        (false, Some(_)) => Err(StoreError::invalid(
+            "organization",
+            "a platform_admin is not scoped to an organization",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Reads `organizations.active` for `code` inside a transaction or on a pool; `None` when absent.
+macro_rules! organization_active {
+    ($executor:expr, $code:expr) => {
+        sqlx::query_scalar::<_, bool>("SELECT active FROM organizations WHERE code = $1")
+            .bind($code)
+            .fetch_optional($executor)
+            .await?
+    };
+}
+
+impl Store {
+    pub async fn create_organization(
+        &self,
+        permit: &Permit,
+        new: &NewOrganization,
+    ) -> Result<Organization> {
+        check_text("name", &new.name, 200)?;
+        if let Some(name_en) = &new.name_en {
+            check_text("name_en", name_en, 300)?;
+        }
+        let now = micros(Timestamp::now());
+        write_tx!(self, |tx| {
+            if let Some(parent) = &new.parent
+                && organization_active!(&mut *tx, parent.as_str()).is_none()
+            {
+                return Err(StoreError::invalid(
+                    "parent",
+                    format!("unknown organization {parent}"),
+                ));
+            }
+            sqlx::query(
+                "INSERT INTO organizations (code, name, name_en, level, region, parent, active, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7, $7)",
+            )
+            .bind(new.code.as_str())
+            .bind(&new.name)
+            .bind(&new.name_en)
+            .bind(new.level.as_str())
+            .bind(new.region.as_str())
+            .bind(new.parent.as_ref().map(Uscc::as_str))
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(duplicate_as("organization", new.code.as_str()))?;
+            record!(
+                tx,
+                permit,
+                "organization.create",
+                "organization",
+                new.code.as_str(),
+                json!({
+                    "name": new.name,
+                    "name_en": new.name_en,
+                    "level": new.level.as_str(),
+                    "region": new.region.as_str(),
+                    "parent": new.parent.as_ref().map(Uscc::as_str),
+                })
+            );
+        });
+        self.organization(&new.code).await
+    }
+
+    pub async fn organization(&self, code: &Uscc) -> Result<Organization> {
+        let sql = concat!(
+            "SELECT ",
+            organization_columns!(),
+            " FROM organizations WHERE code = $1"
+        );
+        let row: Option<OrganizationRow> = read_pool!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(code.as_str())
+                .fetch_optional(pool)
+                .await?
+        });
+        row.ok_or_else(|| StoreError::NotFound {
+            kind: "organization",
+            id: code.to_string(),
+        })?
+        .into_organization()
+    }
+
+    pub async fn update_organization(
+        &self,
+        permit: &Permit,
+        code: &Uscc,
+        update: &OrganizationUpdate,
+    ) -> Result<Organization> {
+        if let Some(name) = &update.name {
+            check_text("name", name, 200)?;
+        }
+        if let Some(Some(name_en)) = &update.name_en {
+            check_text("name_en", name_en, 300)?;
+        }
+        write_tx!(self, |tx| {
+            if organization_active!(&mut *tx, code.as_str()).is_none() {
+                return Err(StoreError::NotFound {
+                    kind: "organization",
+                    id: code.to_string(),
+                });
+            }
+            if let Some(Some(parent)) = &update.parent {
+                // Walk up from the new parent: reaching `code` means the change closes a cycle.
+                let mut current = Some(parent.to_string());
+                let mut depth = 0;
+                while let Some(ancestor) = current {
+                    if ancestor == code.as_str() {
+                        return Err(StoreError::invalid(
+                            "parent",
+                            format!(
+                                "{parent} is {code} or lies below it: the hierarchy would have a cycle"
+                            ),
+                        ));
+                    }
+                    depth += 1;
+                    if depth > MAX_HIERARCHY_DEPTH {
+                        return Err(StoreError::invalid(
+                            "parent",
+                            "the hierarchy above it is too deep",
+                        ));
+                    }
+                    let row: Option<Option<String>> =
+                        sqlx::query_scalar("SELECT parent FROM organizations WHERE code = $1")
+                            .bind(&ancestor)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    current = match row {
+                        Some(next) => next,
+                        None if ancestor == parent.as_str() => {
+                            return Err(StoreError::invalid(
+                                "parent",
+                                format!("unknown organization {parent}"),
+                            ));
+                        }
+                        None => None,
+                    };
+                }
+            }
+            sqlx::query(
+                "UPDATE organizations SET
+                    name = COALESCE($2, name),
+                    name_en = CASE WHEN $3 THEN $4 ELSE name_en END,
+                    level = COALESCE($5, level),
+                    region = COALESCE($6, region),
+                    parent = CASE WHEN $7 THEN $8 ELSE parent END,
+                    updated_at = $9
+                 WHERE code = $1",
+            )
+            .bind(code.as_str())
+            .bind(&update.name)
+            .bind(update.name_en.is_some())
+            .bind(update.name_en.clone().flatten())
+            .bind(update.level.map(Level::as_str))
+            .bind(update.region.map(|r| r.as_str()))
+            .bind(update.parent.is_some())
+            .bind(update.parent.clone().flatten().map(|p| p.to_string()))
+            .bind(micros(Timestamp::now()))
+            .execute(&mut *tx)
+            .await?;
+            record!(
+                tx,
+                permit,
+                "organization.update",
+                "organization",
+                code.as_str(),
+                json!({
+                    "name": update.name,
+                    "name_en": update.name_en,
+                    "level": update.level.map(Level::as_str),
+                    "region": update.region.map(|r| r.as_str()),
+                    "parent": update.parent.as_ref().map(|p| p.as_ref().map(Uscc::as_str)),
+                })
+            );
+        });
+        self.organization(code).await
+    }
+
+    /// Deactivates (or reactivates) an organization. Organizations are never deleted: exchanges
+    /// and audit records refer to them forever.
+    pub async fn set_organization_active(
+        &self,
+        permit: &Permit,
+        code: &Uscc,
+        active: bool,
+    ) -> Result<Organization> {
+        write_tx!(self, |tx| {
+            let changed = sqlx::query(
+                "UPDATE organizations SET active = $2, updated_at = $3 WHERE code = $1",
+            )
+            .bind(code.as_str())
+            .bind(active)
+            .bind(micros(Timestamp::now()))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed == 0 {
+                return Err(StoreError::NotFound {
+                    kind: "organization",
+                    id: code.to_string(),
+                });
+            }
+            let action = if active {
+                "organization.reactivate"
+            } else {
+                "organization.deactivate"
+            };
+            record!(tx, permit, action, "organization", code.as_str(), json!({}));
+        });
+        self.organization(code).await
+    }
+
+    pub async fn list_organizations(
+        &self,
+        filter: &OrganizationFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Organization>> {
+        let sql = concat!(
+            "SELECT ",
+            organization_columns!(),
+            " FROM organizations
+             WHERE code > $1
+               AND ($2 IS NULL OR level = $2)
+               AND ($3 IS NULL OR region = $3)
+               AND ($4 IS NULL OR parent = $4)
+               AND ($5 IS NULL OR active = $5)
+             ORDER BY code LIMIT $6"
+        );
+        let rows: Vec<OrganizationRow> = read_pool!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(page.after.as_deref().unwrap_or(""))
+                .bind(filter.level.map(Level::as_str))
+                .bind(filter.region.map(|r| r.as_str()))
+                .bind(filter.parent.as_ref().map(Uscc::as_str))
+                .bind(filter.active)
+                .bind(page.fetch_limit())
+                .fetch_all(pool)
+                .await?
+        });
+        let organizations = rows
+            .into_iter()
+            .map(OrganizationRow::into_organization)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page.page(organizations, |org| org.code.to_string()))
+    }
+
+    pub async fn create_system(
+        &self,
+        permit: &Permit,
+        organization: &Uscc,
+        new: &NewSystem,
+    ) -> Result<System> {
+        check_text("name", &new.name, 200)?;
+        if new.description.chars().count() > 4000 {
+            return Err(StoreError::invalid(
+                "description",
+                "must have at most 4000 characters",
+            ));
+        }
+        let id = format!("{organization}/{}", new.code);
+        write_tx!(self, |tx| {
+            match organization_active!(&mut *tx, organization.as_str()) {
+                None => {
+                    return Err(StoreError::NotFound {
+                        kind: "organization",
+                        id: organization.to_string(),
+                    });
+                }
+                Some(false) => {
+                    return Err(StoreError::Conflict(format!(
+                        "organization {organization} is deactivated"
+                    )));
+                }
+                Some(true) => {}
+            }
+            sqlx::query(
+                "INSERT INTO systems (organization, code, name, description, consumes, provides, active, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7, $7)",
+            )
+            .bind(organization.as_str())
+            .bind(new.code.as_str())
+            .bind(&new.name)
+            .bind(&new.description)
+            .bind(new.consumes)
+            .bind(new.provides)
+            .bind(micros(Timestamp::now()))
+            .execute(&mut *tx)
+            .await
+            .map_err(duplicate_as("system", &id))?;
+            record!(
+                tx,
+                permit,
+                "system.create",
+                "system",
+                &id,
+                json!({
+                    "name": new.name,
+                    "consumes": new.consumes,
+                    "provides": new.provides,
+                })
+            );
+        });
+        self.system(organization, &new.code).await
+    }
+
+    pub async fn system(&self, organization: &Uscc, code: &Code) -> Result<System> {
+        let sql = concat!(
+            "SELECT ",
+            system_columns!(),
+            " FROM systems WHERE organization = $1 AND code = $2"
+        );
+        let row: Option<SystemRow> = read_pool!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(organization.as_str())
+                .bind(code.as_str())
+                .fetch_optional(pool)
+                .await?
+        });
+        row.ok_or_else(|| StoreError::NotFound {
+            kind: "system",
+            id: format!("{organization}/{code}"),
+        })?
+        .into_system()
+    }
+
+    pub async fn update_system(
+        &self,
+        permit: &Permit,
+        organization: &Uscc,
+        code: &Code,
+        update: &SystemUpdate,
+    ) -> Result<System> {
+        if let Some(name) = &update.name {
+            check_text("name", name, 200)?;
+        }
+        let id = format!("{organization}/{code}");
+        write_tx!(self, |tx| {
+            let changed = sqlx::query(
+                "UPDATE systems SET
+                    name = COALESCE($3, name),
+                    description = COALESCE($4, description),
+                    consumes = COALESCE($5, consumes),
+                    provides = COALESCE($6, provides),
+                    updated_at = $7
+                 WHERE organization = $1 AND code = $2",
+            )
+            .bind(organization.as_str())
+            .bind(code.as_str())
+            .bind(&update.name)
+            .bind(&update.description)
+            .bind(update.consumes)
+            .bind(update.provides)
+            .bind(micros(Timestamp::now()))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed == 0 {
+                return Err(StoreError::NotFound { kind: "system", id });
+            }
+            record!(
+                tx,
+                permit,
+                "system.update",
+                "system",
+                &id,
+                json!({
+                    "name": update.name,
+                    "description": update.description,
+                    "consumes": update.consumes,
+                    "provides": update.provides,
+                })
+            );
+        });
+        self.system(organization, code).await
+    }
+
+    pub async fn set_system_active(
+        &self,
+        permit: &Permit,
+        organization: &Uscc,
+        code: &Code,
+        active: bool,
+    ) -> Result<System> {
+        let id = format!("{organization}/{code}");
+        write_tx!(self, |tx| {
+            let changed = sqlx::query(
+                "UPDATE systems SET active = $3, updated_at = $4 WHERE organization = $1 AND code = $2",
+            )
+            .bind(organization.as_str())
+            .bind(code.as_str())
+            .bind(active)
+            .bind(micros(Timestamp::now()))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed == 0 {
+                return Err(StoreError::NotFound { kind: "system", id });
+            }
+            let action = if active {
+                "system.reactivate"
+            } else {
+                "system.deactivate"
+            };
+            record!(tx, permit, action, "system", &id, json!({}));
+        });
+        self.system(organization, code).await
+    }
+
+    pub async fn list_systems(
+        &self,
+        organization: &Uscc,
+        filter: &SystemFilter,
+        page: &PageRequest,
+    ) -> Result<Page<System>> {
+        // Listing the systems of an organization that does not exist is a 404, not an empty page.
+        self.organization(organization).await?;
+        let sql = concat!(
+            "SELECT ",
+            system_columns!(),
+            " FROM systems
+             WHERE organization = $1 AND code > $2
+               AND ($3 IS NULL OR consumes = $3)
+               AND ($4 IS NULL OR provides = $4)
+               AND ($5 IS NULL OR active = $5)
+             ORDER BY code LIMIT $6"
+        );
+        let rows: Vec<SystemRow> = read_pool!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(organization.as_str())
+                .bind(page.after.as_deref().unwrap_or(""))
+                .bind(filter.consumes)
+                .bind(filter.provides)
+                .bind(filter.active)
+                .bind(page.fetch_limit())
+                .fetch_all(pool)
+                .await?
+        });
+        let systems = rows
+            .into_iter()
+            .map(SystemRow::into_system)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page.page(systems, |system| system.code.to_string()))
+    }
+
+    pub async fn create_user(&self, permit: &Permit, new: &NewUser) -> Result<User> {
+        check_text("display_name", &new.display_name, 200)?;
+        check_user_scope(new.role, new.organization.as_ref())?;
+        write_tx!(self, |tx| {
+            if let Some(organization) = &new.organization {
+                match organization_active!(&mut *tx, organization.as_str()) {
+                    None => {
+                        return Err(StoreError::invalid(
+                            "organization",
+                            format!("unknown organization {organization}"),
+                        ));
+                    }
+                    Some(false) => {
+                        return Err(StoreError::invalid(
+                            "organization",
+                            format!("organization {organization} is deactivated"),
+                        ));
+                    }
+                    Some(true) => {}
+                }
+            }
+            sqlx::query(
+                "INSERT INTO users (name, display_name, role, organization, password_hash, active, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, TRUE, $6, $6)",
+            )
+            .bind(new.name.as_str())
+            .bind(&new.display_name)
+            .bind(new.role.as_str())
+            .bind(new.organization.as_ref().map(Uscc::as_str))
+            .bind(&new.password_hash)
+            .bind(micros(Timestamp::now()))
+            .execute(&mut *tx)
+            .await
+            .map_err(duplicate_as("user", new.name.as_str()))?;
+            record!(
+                tx,
+                permit,
+                "user.create",
+                "user",
+                new.name.as_str(),
+                json!({
+                    "role": new.role.as_str(),
+                    "organization": new.organization.as_ref().map(Uscc::as_str),
+                    "password": new.password_hash.is_some(),
+                })
+            );
+        });
+        self.user(&new.name).await
+    }
+
+    pub async fn user(&self, name: &UserName) -> Result<User> {
+        let sql = concat!("SELECT ", user_columns!(), " FROM users WHERE name = $1");
+        let row: Option<UserRow> = read_pool!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(name.as_str())
+                .fetch_optional(pool)
+                .await?
+        });
+        row.ok_or_else(|| StoreError::NotFound {
+            kind: "user",
+            id: name.to_string(),
+        })?
+        .into_user()
+    }
+
+    /// The stored password hash of an active user, for signing in.
+    pub async fn password_hash(&self, name: &UserName) -> Result<Option<String>> {
+        let hash: Option<Option<String>> = read_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT password_hash FROM users WHERE name = $1 AND active")
+                .bind(name.as_str())
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(hash.flatten())
+    }
+
+    pub async fn update_user(
+        &self,
+        permit: &Permit,
+        name: &UserName,
+        update: &UserUpdate,
+    ) -> Result<User> {
+        if let Some(display_name) = &update.display_name {
+            check_text("display_name", display_name, 200)?;
+        }
+        let current = self.user(name).await?;
+        let role = update.role.unwrap_or(current.role);
+        let organization = match &update.organization {
+            Some(organization) => organization.clone(),
+            None => current.organization.clone(),
+        };
+        check_user_scope(role, organization.as_ref())?;
+        write_tx!(self, |tx| {
+            if let Some(Some(organization)) = &update.organization
+                && organization_active!(&mut *tx, organization.as_str()).is_none()
+            {
+                return Err(StoreError::invalid(
+                    "organization",
+                    format!("unknown organization {organization}"),
+                ));
+            }
+            sqlx::query(
+                "UPDATE users SET
+                    display_name = COALESCE($2, display_name),
+                    role = $3,
+                    organization = $4,
+                    password_hash = COALESCE($5, password_hash),
+                    updated_at = $6
+                 WHERE name = $1",
+            )
+            .bind(name.as_str())
+            .bind(&update.display_name)
+            .bind(role.as_str())
+            .bind(organization.as_ref().map(Uscc::as_str))
+            .bind(&update.password_hash)
+            .bind(micros(Timestamp::now()))
+            .execute(&mut *tx)
+            .await?;
+            record!(
+                tx,
+                permit,
+                "user.update",
+                "user",
+                name.as_str(),
+                json!({
+                    "display_name": update.display_name,
+                    "role": update.role.map(Role::as_str),
+                    "organization": update.organization.as_ref().map(|o| o.as_ref().map(Uscc::as_str)),
+                    "password_changed": update.password_hash.is_some(),
+                })
+            );
+        });
+        self.user(name).await
+    }
+
+    /// Deactivates a user; their API keys stop working at once because authentication checks the
+    /// owner's state on every request.
+    pub async fn set_user_active(
+        &self,
+        permit: &Permit,
+        name: &UserName,
+        active: bool,
+    ) -> Result<User> {
+        write_tx!(self, |tx| {
+            let changed =
+                sqlx::query("UPDATE users SET active = $2, updated_at = $3 WHERE name = $1")
+                    .bind(name.as_str())
+                    .bind(active)
+                    .bind(micros(Timestamp::now()))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            if changed == 0 {
+                return Err(StoreError::NotFound {
+                    kind: "user",
+                    id: name.to_string(),
+                });
+            }
+            let action = if active {
+                "user.reactivate"
+            } else {
+                "user.deactivate"
+            };
+            record!(tx, permit, action, "user", name.as_str(), json!({}));
+        });
+        self.user(name).await
+    }
+
+    pub async fn list_users(&self, filter: &UserFilter, page: &PageRequest) -> Result<Page<User>> {
+        let sql = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users
+             WHERE name > $1
+               AND ($2 IS NULL OR organization = $2)
+               AND ($3 IS NULL OR role = $3)
+               AND ($4 IS NULL OR active = $4)
+             ORDER BY name LIMIT $5"
+        );
+        let rows: Vec<UserRow> = read_pool!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(page.after.as_deref().unwrap_or(""))
+                .bind(filter.organization.as_ref().map(Uscc::as_str))
+                .bind(filter.role.map(Role::as_str))
+                .bind(filter.active)
+                .bind(page.fetch_limit())
+                .fetch_all(pool)
+                .await?
+        });
+        let users = rows
+            .into_iter()
+            .map(UserRow::into_user)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page.page(users, |user| user.name.to_string()))
+    }
+
+    /// Whether any user exists; the server bootstraps the first platform admin when none does.
+    pub async fn has_users(&self) -> Result<bool> {
+        let count: i64 = read_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM users")
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(count > 0)
+    }
+}

@@ -1,0 +1,206 @@
+use civitas_core::{
+    Code,
+    registry::{KeyOwner, Principal, Role, UserName},
+};
+use civitas_store::{NewApiKey, NewSystem, PageRequest, Store, StoreError};
+use jiff::{Timestamp, ToSpan};
+
+use crate::{admin, conformance, new_org, new_user, uscc};
+
+conformance!(keys_authenticate_until_revoked, keys_follow_their_owner);
+
+fn new_key(id: &str, owner: KeyOwner) -> NewApiKey {
+    NewApiKey {
+        id: id.into(),
+        hash: format!("hash-of-{id}"),
+        prefix: format!("cvk_{id}"),
+        owner,
+        label: format!("key {id}"),
+        expires_at: None,
+    }
+}
+
+async fn keys_authenticate_until_revoked(store: Store) {
+    store
+        .create_organization(&admin(), &new_org(1, None))
+        .await
+        .unwrap();
+    store
+        .create_user(&admin(), &new_user("dev", Role::Developer, Some(1)))
+        .await
+        .unwrap();
+    let owner = KeyOwner::User {
+        name: UserName::parse("dev").unwrap(),
+    };
+    let key = store
+        .create_api_key(&admin(), &new_key("k1", owner.clone()))
+        .await
+        .unwrap();
+    assert_eq!(key.created_by, "civitas:test");
+    let now = Timestamp::now();
+    let caller = store
+        .authenticate("hash-of-k1", now)
+        .await
+        .unwrap()
+        .expect("a valid key");
+    assert_eq!(
+        caller.principal,
+        Principal::User {
+            name: UserName::parse("dev").unwrap(),
+            role: Role::Developer,
+            organization: Some(uscc(1))
+        }
+    );
+    assert!(
+        store
+            .authenticate("hash-of-nothing", now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    store.touch_api_key("k1", now).await.unwrap();
+    assert!(store.api_key("k1").await.unwrap().last_used_at.is_some());
+
+    let listed = store
+        .list_api_keys(
+            Some(&owner),
+            None,
+            &PageRequest {
+                limit: 10,
+                after: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+    let by_org = store
+        .list_api_keys(
+            None,
+            Some(&uscc(1)),
+            &PageRequest {
+                limit: 10,
+                after: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_org.items.len(), 1);
+
+    let revoked = store.revoke_api_key(&admin(), "k1").await.unwrap();
+    assert!(revoked.revoked_at.is_some());
+    assert!(
+        store
+            .authenticate("hash-of-k1", now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let again = store.revoke_api_key(&admin(), "k1").await.unwrap_err();
+    assert!(matches!(again, StoreError::Conflict(_)));
+
+    let mut expiring = new_key("k2", owner);
+    expiring.expires_at = Some(now + 1.hour());
+    store.create_api_key(&admin(), &expiring).await.unwrap();
+    assert!(
+        store
+            .authenticate("hash-of-k2", now)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .authenticate("hash-of-k2", now + 2.hours())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn keys_follow_their_owner(store: Store) {
+    store
+        .create_organization(&admin(), &new_org(1, None))
+        .await
+        .unwrap();
+    let system = Code::parse("portal").unwrap();
+    store
+        .create_system(
+            &admin(),
+            &uscc(1),
+            &NewSystem {
+                code: system.clone(),
+                name: "门户".into(),
+                description: String::new(),
+                consumes: true,
+                provides: false,
+            },
+        )
+        .await
+        .unwrap();
+    let owner = KeyOwner::System {
+        organization: uscc(1),
+        system: system.clone(),
+    };
+    store
+        .create_api_key(&admin(), &new_key("s1", owner))
+        .await
+        .unwrap();
+    let now = Timestamp::now();
+    let caller = store
+        .authenticate("hash-of-s1", now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        caller.principal,
+        Principal::System {
+            organization: uscc(1),
+            system: system.clone()
+        }
+    );
+
+    // Deactivating the organization stops its systems' keys at once, and reactivating restores them.
+    store
+        .set_organization_active(&admin(), &uscc(1), false)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .authenticate("hash-of-s1", now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store
+        .set_organization_active(&admin(), &uscc(1), true)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .authenticate("hash-of-s1", now)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    store
+        .set_system_active(&admin(), &uscc(1), &system, false)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .authenticate("hash-of-s1", now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let unknown_owner = KeyOwner::User {
+        name: UserName::parse("ghost").unwrap(),
+    };
+    let error = store
+        .create_api_key(&admin(), &new_key("g1", unknown_owner))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Invalid { .. }), "{error}");
+}

@@ -1,0 +1,435 @@
+use civitas_core::{
+    Code, RegionCode,
+    registry::{Level, Role, UserName},
+};
+use civitas_store::{
+    NewSystem, OrganizationFilter, OrganizationUpdate, PageRequest, Store, StoreError,
+    SystemFilter, SystemUpdate, UserFilter, UserUpdate,
+};
+
+use crate::{admin, conformance, new_org, new_user, uscc};
+
+conformance!(
+    organizations_round_trip,
+    organization_rules,
+    organization_listing_pages_and_filters,
+    systems_round_trip,
+    users_round_trip,
+);
+
+async fn organizations_round_trip(store: Store) {
+    let created = store
+        .create_organization(&admin(), &new_org(1, None))
+        .await
+        .unwrap();
+    assert_eq!(created.code, uscc(1));
+    assert!(created.active);
+    assert_eq!(store.organization(&uscc(1)).await.unwrap(), created);
+
+    let updated = store
+        .update_organization(
+            &admin(),
+            &uscc(1),
+            &OrganizationUpdate {
+                name: Some("南京市数据局".into()),
+                name_en: Some(None),
+                level: Some(Level::District),
+                region: Some(RegionCode::parse("320102").unwrap()),
+                parent: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.name, "南京市数据局");
+    assert_eq!(updated.name_en, None);
+    assert_eq!(updated.level, Level::District);
+    assert_eq!(updated.region.as_str(), "320102");
+    assert!(updated.updated_at >= created.updated_at);
+
+    let deactivated = store
+        .set_organization_active(&admin(), &uscc(1), false)
+        .await
+        .unwrap();
+    assert!(!deactivated.active);
+    // Never deleted: still readable.
+    assert!(!store.organization(&uscc(1)).await.unwrap().active);
+}
+
+async fn organization_rules(store: Store) {
+    store
+        .create_organization(&admin(), &new_org(1, None))
+        .await
+        .unwrap();
+    let duplicate = store
+        .create_organization(&admin(), &new_org(1, None))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(duplicate, StoreError::Duplicate { .. }),
+        "{duplicate}"
+    );
+
+    let unknown_parent = store
+        .create_organization(&admin(), &new_org(2, Some(99)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&unknown_parent, StoreError::Invalid { field, .. } if field == "parent"),
+        "{unknown_parent}"
+    );
+
+    store
+        .create_organization(&admin(), &new_org(2, Some(1)))
+        .await
+        .unwrap();
+    store
+        .create_organization(&admin(), &new_org(3, Some(2)))
+        .await
+        .unwrap();
+    // 1 → 2 → 3; making 3 the parent of 1 closes a cycle, and so does making 1 its own parent.
+    for (child, parent) in [(1, 3), (1, 1)] {
+        let cycle = store
+            .update_organization(
+                &admin(),
+                &uscc(child),
+                &OrganizationUpdate {
+                    parent: Some(Some(uscc(parent))),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&cycle, StoreError::Invalid { field, message } if field == "parent" && message.contains("cycle")),
+            "{cycle}"
+        );
+    }
+    let missing = store
+        .update_organization(&admin(), &uscc(77), &OrganizationUpdate::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, StoreError::NotFound { .. }));
+    // Nothing half-written: 1 still has no parent.
+    assert_eq!(store.organization(&uscc(1)).await.unwrap().parent, None);
+}
+
+async fn organization_listing_pages_and_filters(store: Store) {
+    store
+        .create_organization(&admin(), &new_org(1, None))
+        .await
+        .unwrap();
+    for n in 2..=8 {
+        let mut org = new_org(n, Some(1));
+        if n % 2 == 0 {
+            org.level = Level::District;
+            org.region = RegionCode::parse("320104").unwrap();
+        }
+        store.create_organization(&admin(), &org).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut page = PageRequest {
+        limit: 3,
+        after: None,
+    };
+    loop {
+        let result = store
+            .list_organizations(&OrganizationFilter::default(), &page)
+            .await
+            .unwrap();
+        assert!(result.items.len() <= 3);
+        seen.extend(result.items.iter().map(|o| o.code.clone()));
+        match result.next_cursor {
+            Some(cursor) => page.after = Some(cursor),
+            None => break,
+        }
+    }
+    let mut expected: Vec<_> = (1..=8).map(uscc).collect();
+    expected.sort();
+    assert_eq!(seen, expected);
+
+    let by_level = OrganizationFilter {
+        level: Some(Level::District),
+        ..Default::default()
+    };
+    let districts = store
+        .list_organizations(
+            &by_level,
+            &PageRequest {
+                limit: 100,
+                after: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(districts.items.len(), 4);
+    let by_region = OrganizationFilter {
+        region: Some(RegionCode::parse("320104").unwrap()),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_organizations(
+                &by_region,
+                &PageRequest {
+                    limit: 100,
+                    after: None
+                }
+            )
+            .await
+            .unwrap()
+            .items
+            .len(),
+        4
+    );
+    let by_parent = OrganizationFilter {
+        parent: Some(uscc(1)),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_organizations(
+                &by_parent,
+                &PageRequest {
+                    limit: 100,
+                    after: None
+                }
+            )
+            .await
+            .unwrap()
+            .items
+            .len(),
+        7
+    );
+    store
+        .set_organization_active(&admin(), &uscc(2), false)
+        .await
+        .unwrap();
+    let active = OrganizationFilter {
+        active: Some(true),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_organizations(
+                &active,
+                &PageRequest {
+                    limit: 100,
+                    after: None
+                }
+            )
+            .await
+            .unwrap()
+            .items
+            .len(),
+        7
+    );
+}
+
+async fn systems_round_trip(store: Store) {
+    store
+        .create_organization(&admin(), &new_org(1, None))
+        .await
+        .unwrap();
+    let new_system = |code: &str, consumes: bool| NewSystem {
+        code: Code::parse(code).unwrap(),
+        name: format!("系统 {code}"),
+        description: "a test system".into(),
+        consumes,
+        provides: !consumes,
+    };
+    let created = store
+        .create_system(&admin(), &uscc(1), &new_system("portal", true))
+        .await
+        .unwrap();
+    assert!(created.consumes && !created.provides);
+    store
+        .create_system(&admin(), &uscc(1), &new_system("registry", false))
+        .await
+        .unwrap();
+    let duplicate = store
+        .create_system(&admin(), &uscc(1), &new_system("portal", true))
+        .await
+        .unwrap_err();
+    assert!(matches!(duplicate, StoreError::Duplicate { .. }));
+    let no_org = store
+        .create_system(&admin(), &uscc(9), &new_system("x", true))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            no_org,
+            StoreError::NotFound {
+                kind: "organization",
+                ..
+            }
+        ),
+        "{no_org}"
+    );
+
+    let updated = store
+        .update_system(
+            &admin(),
+            &uscc(1),
+            &Code::parse("portal").unwrap(),
+            &SystemUpdate {
+                provides: Some(true),
+                name: Some("门户".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(updated.consumes && updated.provides);
+    assert_eq!(updated.name, "门户");
+
+    let providers = SystemFilter {
+        provides: Some(true),
+        ..Default::default()
+    };
+    let listed = store
+        .list_systems(
+            &uscc(1),
+            &providers,
+            &PageRequest {
+                limit: 10,
+                after: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 2);
+    let consumers = SystemFilter {
+        consumes: Some(true),
+        ..Default::default()
+    };
+    let listed = store
+        .list_systems(
+            &uscc(1),
+            &consumers,
+            &PageRequest {
+                limit: 10,
+                after: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+
+    store
+        .set_system_active(&admin(), &uscc(1), &Code::parse("portal").unwrap(), false)
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .system(&uscc(1), &Code::parse("portal").unwrap())
+            .await
+            .unwrap()
+            .active
+    );
+
+    store
+        .set_organization_active(&admin(), &uscc(1), false)
+        .await
+        .unwrap();
+    let inactive_org = store
+        .create_system(&admin(), &uscc(1), &new_system("late", true))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(inactive_org, StoreError::Conflict(_)),
+        "{inactive_org}"
+    );
+}
+
+async fn users_round_trip(store: Store) {
+    store
+        .create_organization(&admin(), &new_org(1, None))
+        .await
+        .unwrap();
+    let officer = store
+        .create_user(&admin(), &new_user("officer", Role::DataOfficer, Some(1)))
+        .await
+        .unwrap();
+    assert_eq!(officer.organization, Some(uscc(1)));
+    store
+        .create_user(&admin(), &new_user("root", Role::PlatformAdmin, None))
+        .await
+        .unwrap();
+    assert!(store.has_users().await.unwrap());
+
+    let unscoped = store
+        .create_user(&admin(), &new_user("lost", Role::Developer, None))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&unscoped, StoreError::Invalid { field, .. } if field == "organization"),
+        "{unscoped}"
+    );
+    let scoped_admin = store
+        .create_user(&admin(), &new_user("odd", Role::PlatformAdmin, Some(1)))
+        .await
+        .unwrap_err();
+    assert!(matches!(scoped_admin, StoreError::Invalid { .. }));
+    let duplicate = store
+        .create_user(&admin(), &new_user("officer", Role::Developer, Some(1)))
+        .await
+        .unwrap_err();
+    assert!(matches!(duplicate, StoreError::Duplicate { .. }));
+
+    let name = UserName::parse("officer").unwrap();
+    let promoted = store
+        .update_user(
+            &admin(),
+            &name,
+            &UserUpdate {
+                role: Some(Role::OrgAdmin),
+                password_hash: Some("$argon2id$x".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(promoted.role, Role::OrgAdmin);
+    assert_eq!(
+        store.password_hash(&name).await.unwrap().as_deref(),
+        Some("$argon2id$x")
+    );
+    let bad = store
+        .update_user(
+            &admin(),
+            &name,
+            &UserUpdate {
+                role: Some(Role::PlatformAdmin),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(bad, StoreError::Invalid { .. }), "{bad}");
+
+    let in_org = UserFilter {
+        organization: Some(uscc(1)),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_users(
+                &in_org,
+                &PageRequest {
+                    limit: 10,
+                    after: None
+                }
+            )
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    store.set_user_active(&admin(), &name, false).await.unwrap();
+    assert_eq!(
+        store.password_hash(&name).await.unwrap(),
+        None,
+        "inactive users cannot sign in"
+    );
+}

@@ -1,0 +1,190 @@
+//! Configuration: one struct read from a TOML file, `CIVITAS_…` environment variables and
+//! command-line flags, in that order of precedence (flags win).
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, bail};
+use civitas_core::{NodeCode, RegionCode};
+use civitas_store::StoreUrl;
+use serde::Deserialize;
+
+/// Settings of `civitas serve`. Every field is optional here; [`Config::resolve`] fills in the
+/// defaults. In a TOML file the keys are the flag names with `_` (e.g. `data_dir`).
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// A TOML file with any of these settings.
+    #[arg(long, env = "CIVITAS_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Where civitas keeps its state [default: ./civitas-data].
+    #[arg(long, env = "CIVITAS_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Address of the HTTP API [default: 127.0.0.1:8080].
+    #[arg(long, env = "CIVITAS_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// Address of the exchange gateway [default: 127.0.0.1:8081].
+    #[arg(long, env = "CIVITAS_GATEWAY_LISTEN", value_name = "ADDR")]
+    pub gateway_listen: Option<SocketAddr>,
+
+    /// The store: sqlite://PATH or postgres://USER@HOST:PORT/DB [default: sqlite://DATA_DIR/civitas.db].
+    #[arg(long, env = "CIVITAS_STORE", value_name = "URL")]
+    pub store: Option<String>,
+
+    /// This node's code, the origin of its ledger checkpoints [default: cn-js-nanjing].
+    #[arg(long, env = "CIVITAS_NODE_CODE", value_name = "CODE")]
+    pub node_code: Option<String>,
+
+    /// GB/T 2260 code of the city this node serves; systems of organizations inside it count as
+    /// inside the city [default: 320100].
+    #[arg(long, env = "CIVITAS_CITY_REGION", value_name = "CODE")]
+    pub city_region: Option<String>,
+
+    /// Log format: pretty or json [default: pretty].
+    #[arg(long, env = "CIVITAS_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+
+    /// Log filter in `tracing` syntax, e.g. `info` or `civitas=debug,info` [default: info].
+    #[arg(long, env = "CIVITAS_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// The configuration with every default applied and every value validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub gateway_listen: SocketAddr,
+    pub store: StoreUrl,
+    pub node_code: NodeCode,
+    pub city_region: RegionCode,
+    pub log_format: LogFormat,
+    pub log: String,
+}
+
+impl Config {
+    /// Overlays `self` (from flags and environment) on the file named by `--config`, if any, and
+    /// applies defaults.
+    pub fn resolve(self) -> anyhow::Result<Settings> {
+        let file = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        self.overlay(file).into_settings()
+    }
+
+    fn from_file(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
+    }
+
+    /// `self` wins over `lower` field by field.
+    fn overlay(self, lower: Config) -> Config {
+        Config {
+            config: self.config.or(lower.config),
+            data_dir: self.data_dir.or(lower.data_dir),
+            listen: self.listen.or(lower.listen),
+            gateway_listen: self.gateway_listen.or(lower.gateway_listen),
+            store: self.store.or(lower.store),
+            node_code: self.node_code.or(lower.node_code),
+            city_region: self.city_region.or(lower.city_region),
+            log_format: self.log_format.or(lower.log_format),
+            log: self.log.or(lower.log),
+        }
+    }
+
+    fn into_settings(self) -> anyhow::Result<Settings> {
+        let data_dir = self
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from("civitas-data"));
+        let store = match &self.store {
+            Some(url) => StoreUrl::parse(url).context("store")?,
+            None => StoreUrl::Sqlite(data_dir.join("civitas.db")),
+        };
+        let node_code = NodeCode::parse(self.node_code.as_deref().unwrap_or("cn-js-nanjing"))
+            .context("node_code")?;
+        let city_region = RegionCode::parse(self.city_region.as_deref().unwrap_or("320100"))
+            .context("city_region")?;
+        let listen = self.listen.unwrap_or(([127, 0, 0, 1], 8080).into());
+        let gateway_listen = self.gateway_listen.unwrap_or(([127, 0, 0, 1], 8081).into());
+        if listen == gateway_listen && listen.port() != 0 {
+            bail!("listen and gateway_listen must differ, both are {listen}");
+        }
+        Ok(Settings {
+            data_dir,
+            listen,
+            gateway_listen,
+            store,
+            node_code,
+            city_region,
+            log_format: self.log_format.unwrap_or(LogFormat::Pretty),
+            log: self.log.unwrap_or_else(|| "info".to_owned()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_file_and_defaults_fill_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("civitas.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"from-file\"\nlisten = \"127.0.0.1:9000\"\nnode_code = \"cn-js-wuxi\"\n",
+        )
+        .unwrap();
+        let flags = Config {
+            config: Some(file),
+            listen: Some("127.0.0.1:9100".parse().unwrap()),
+            ..Config::default()
+        };
+        let settings = flags.resolve().unwrap();
+        assert_eq!(settings.listen, "127.0.0.1:9100".parse().unwrap());
+        assert_eq!(settings.data_dir, PathBuf::from("from-file"));
+        assert_eq!(settings.node_code.as_str(), "cn-js-wuxi");
+        assert_eq!(settings.gateway_listen, "127.0.0.1:8081".parse().unwrap());
+        assert_eq!(
+            settings.store,
+            StoreUrl::Sqlite(PathBuf::from("from-file/civitas.db"))
+        );
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let bad_node = Config {
+            node_code: Some("Bad Code".into()),
+            ..Config::default()
+        };
+        assert!(format!("{:#}", bad_node.resolve().unwrap_err()).contains("node_code"));
+        let bad_region = Config {
+            city_region: Some("999999".into()),
+            ..Config::default()
+        };
+        assert!(format!("{:#}", bad_region.resolve().unwrap_err()).contains("city_region"));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("civitas.toml");
+        std::fs::write(&file, "colour = \"blue\"\n").unwrap();
+        let unknown = Config {
+            config: Some(file),
+            ..Config::default()
+        };
+        assert!(format!("{:#}", unknown.resolve().unwrap_err()).contains("colour"));
+    }
+}

@@ -1,0 +1,6 @@
+//! The civitas server and command line, as a library so that tests can start a real server in
+//! process on a free port.
+
+pub mod config;
+pub mod node;
+pub mod server;

@@ -1,0 +1,166 @@
+//! `civitas serve`: assembles the store, the API and the gateway listener, and runs them until
+//! told to stop.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use anyhow::Context;
+use base64::{Engine, engine::general_purpose::STANDARD};
+use civitas_api::{ApiMetrics, AppState, NodeInfo};
+use civitas_core::{
+    authz::Permit,
+    registry::{KeyOwner, Role, UserName},
+};
+use civitas_store::{NewUser, Store};
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+
+use crate::{config::Settings, node};
+
+/// The environment variable whose value becomes the first platform admin's API key.
+pub const BOOTSTRAP_TOKEN_VAR: &str = "CIVITAS_BOOTSTRAP_TOKEN";
+/// The user name of the platform admin made on first start.
+pub const BOOTSTRAP_ADMIN: &str = "admin";
+
+/// A running server.
+pub struct RunningServer {
+    pub api_addr: SocketAddr,
+    pub gateway_addr: SocketAddr,
+    /// The first platform admin's key when this start created it and it was not given through
+    /// `CIVITAS_BOOTSTRAP_TOKEN`; shown once.
+    pub generated_admin_key: Option<String>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+    store: Store,
+}
+
+impl RunningServer {
+    /// Stops accepting connections, lets requests in flight finish, and closes the store.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            task.await.context("server task panicked")??;
+        }
+        self.store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Starts civitas with `settings`: opens (or creates) the data dir, the node key and the store,
+/// makes the first platform admin on first start, and starts serving.
+pub async fn start(
+    settings: &Settings,
+    bootstrap_token: Option<String>,
+) -> anyhow::Result<RunningServer> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
+    let signing_key = node::load_or_create_key(&settings.data_dir)?;
+    let store = Store::connect(&settings.store)
+        .await
+        .with_context(|| format!("opening the store at {}", settings.store))?;
+    let generated_admin_key = bootstrap(&store, bootstrap_token).await?;
+
+    let public_key = signing_key.verifying_key().to_bytes();
+    let node = NodeInfo {
+        code: settings.node_code.to_string(),
+        public_key: STANDARD.encode(public_key),
+        verifier_key: String::new(),
+        city_region: settings.city_region.to_string(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = ApiMetrics::register(&mut registry);
+    let state = AppState {
+        store: store.clone(),
+        node: Arc::new(node),
+        metrics,
+        registry: Arc::new(registry),
+    };
+
+    let api_listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("binding the API listener to {}", settings.listen))?;
+    let gateway_listener = TcpListener::bind(settings.gateway_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "binding the gateway listener to {}",
+                settings.gateway_listen
+            )
+        })?;
+    let api_addr = api_listener.local_addr()?;
+    let gateway_addr = gateway_listener.local_addr()?;
+    let (stop, stopped) = watch::channel(false);
+
+    let api = civitas_api::router(state);
+    let api_task = tokio::spawn(serve(api_listener, api, stopped.clone()));
+    let gateway_task = tokio::spawn(serve(gateway_listener, gateway_placeholder(), stopped));
+    tracing::info!(api = %api_addr, gateway = %gateway_addr, node = %settings.node_code, "serving");
+    Ok(RunningServer {
+        api_addr,
+        gateway_addr,
+        generated_admin_key,
+        stop,
+        tasks: vec![api_task, gateway_task],
+        store,
+    })
+}
+
+async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    mut stopped: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        })
+        .await
+        .context("serving")
+}
+
+/// The gateway's listener is reserved before the gateway exists, so that deployments can open
+/// their firewalls once; until then it answers every call with 503.
+fn gateway_placeholder() -> axum::Router {
+    axum::Router::new().fallback(|| async {
+        civitas_api::ApiError::Unavailable(
+            "the exchange gateway is not enabled on this node".into(),
+        )
+    })
+}
+
+/// Makes the first platform admin when the store has no users. Its key is
+/// `CIVITAS_BOOTSTRAP_TOKEN` when set, otherwise a new random key that is returned to be shown once.
+async fn bootstrap(store: &Store, token: Option<String>) -> anyhow::Result<Option<String>> {
+    if store.has_users().await? {
+        return Ok(None);
+    }
+    let permit = Permit::internal("civitas:bootstrap");
+    let name = UserName::parse(BOOTSTRAP_ADMIN).expect("a valid user name");
+    store
+        .create_user(
+            &permit,
+            &NewUser {
+                name: name.clone(),
+                display_name: "Platform administrator".into(),
+                role: Role::PlatformAdmin,
+                organization: None,
+                password_hash: None,
+            },
+        )
+        .await?;
+    let (secret, generated) = match token {
+        Some(token) => {
+            anyhow::ensure!(
+                token.len() >= 16,
+                "{BOOTSTRAP_TOKEN_VAR} must have at least 16 characters"
+            );
+            (token, false)
+        }
+        None => (civitas_api::auth::new_secret(), true),
+    };
+    let record =
+        civitas_api::auth::key_record(&secret, KeyOwner::User { name }, "bootstrap".into(), None);
+    store.create_api_key(&permit, &record).await?;
+    tracing::info!(user = BOOTSTRAP_ADMIN, "created the first platform admin");
+    Ok(generated.then_some(secret))
+}

@@ -1,0 +1,172 @@
+//! The `civitas` binary as an operator runs it.
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+const CIVITAS: &str = env!("CARGO_BIN_EXE_civitas");
+
+#[test]
+fn version_is_printed() {
+    let output = Command::new(CIVITAS).arg("--version").output().unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.starts_with("civitas "), "{text}");
+}
+
+#[test]
+fn check_validates_config_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("civitas.toml");
+    std::fs::write(
+        &file,
+        "node_code = \"cn-js-wuxi\"\nlisten = \"127.0.0.1:9999\"\n",
+    )
+    .unwrap();
+    let output = Command::new(CIVITAS)
+        .args(["serve", "--check", "--config"])
+        .arg(&file)
+        .args(["--listen", "127.0.0.1:7000"])
+        .env("CIVITAS_NODE_CODE", "cn-js-suzhou")
+        .env(
+            "CIVITAS_STORE",
+            "postgres://civitas:hunter2@db.internal:5432/civitas",
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("listen = 127.0.0.1:7000"),
+        "flags win: {stdout}"
+    );
+    assert!(
+        stdout.contains("node_code = cn-js-suzhou"),
+        "env wins over the file: {stdout}"
+    );
+    assert!(
+        stdout.contains("postgres://civitas:***@db.internal"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("hunter2"),
+        "passwords never printed: {stdout}"
+    );
+
+    let bad = Command::new(CIVITAS)
+        .args(["serve", "--check", "--city-region", "999999"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8(bad.stderr).unwrap();
+    assert!(
+        stderr.contains("city_region") && stderr.contains("999999"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn serves_until_sigterm_then_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(CIVITAS)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--gateway-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env_remove("CIVITAS_BOOTSTRAP_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut generated_key = None;
+    let mut api = None;
+    while let Some(Ok(line)) = lines.next() {
+        if line.trim().starts_with("cvk_") {
+            generated_key = Some(line.trim().to_owned());
+        }
+        if let Some(rest) = line.split("serving the API on http://").nth(1) {
+            api = Some(rest.split_whitespace().next().unwrap().to_owned());
+            break;
+        }
+    }
+    let api = api.expect("the server announces its address");
+    let key = generated_key.expect("a first start prints the admin key once");
+
+    let body = http_get(&api, "/api/v1/me", &key);
+    assert!(body.contains("\"role\":\"platform_admin\""), "{body}");
+
+    let started = Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the server did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "a clean stop exits 0: {exit:?}");
+
+    // The second start finds the admin and prints no key.
+    let output = Command::new(CIVITAS)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--gateway-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut second = output;
+    let mut lines = BufReader::new(second.stdout.take().unwrap()).lines();
+    let mut printed_key = false;
+    while let Some(Ok(line)) = lines.next() {
+        printed_key |= line.trim().starts_with("cvk_");
+        if line.contains("serving the API") {
+            break;
+        }
+    }
+    Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(second.wait().unwrap().success());
+    assert!(
+        !printed_key,
+        "the admin key is shown only on the first start"
+    );
+}
+
+/// A minimal HTTP/1.1 GET, so that this test needs no client library beyond std.
+fn http_get(addr: &str, path: &str, key: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
