@@ -76,6 +76,42 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// A caller who may be anonymous: no `Authorization` header means anonymous, a bad key is still
+/// a 401. Used where open data is readable without a key.
+#[derive(Debug, Clone)]
+pub struct MaybeCaller(pub Option<Caller>);
+
+impl MaybeCaller {
+    /// Anonymous callers may read the open part of the catalog; authenticated ones need the
+    /// `read_catalog` permission.
+    pub fn permit_read(&self) -> Result<(), ApiError> {
+        match &self.0 {
+            Some(caller) => caller.permit(Action::ReadCatalog, None).map(|_| ()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for MaybeCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if parts
+            .headers
+            .contains_key(axum::http::header::AUTHORIZATION)
+        {
+            Caller::from_request_parts(parts, state)
+                .await
+                .map(|caller| MaybeCaller(Some(caller)))
+        } else {
+            Ok(MaybeCaller(None))
+        }
+    }
+}
+
 /// The key from `Authorization: Bearer <key>`.
 pub fn bearer_key(parts: &Parts) -> Option<&str> {
     let value = parts

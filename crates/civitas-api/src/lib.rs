@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod catalog;
 pub mod error;
 pub mod extract;
 pub mod metrics;
@@ -34,6 +35,9 @@ pub struct AppState {
     pub node: Arc<NodeInfo>,
     pub metrics: ApiMetrics,
     pub registry: Arc<prometheus_client::registry::Registry>,
+    /// Woken after every catalog change, so that the search index follows at once instead of at
+    /// its next poll.
+    pub catalog_changes: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -41,11 +45,18 @@ impl AppState {
     /// on from the store's outbox. The audit table is the record for now; this is where the
     /// ledger takes over.
     pub async fn audit_changed(&self) {}
+
+    /// Called after a catalog change committed.
+    pub fn catalog_changed(&self) {
+        self.catalog_changes.notify_one();
+    }
 }
 
 /// The whole HTTP API as one router.
 pub fn router(state: AppState) -> Router {
-    let api = registry::routes().merge(audit::routes());
+    let api = registry::routes()
+        .merge(audit::routes())
+        .merge(catalog::routes());
     Router::new()
         .nest("/api/v1", api)
         .merge(ops::routes())

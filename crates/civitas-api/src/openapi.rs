@@ -4,7 +4,7 @@ use axum::Router;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{AppState, audit, error::Problem, registry};
+use crate::{AppState, audit, catalog, error::Problem, registry};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -40,6 +40,13 @@ Errors are RFC 9457 problem documents with a stable `code`. Authenticate with `A
         registry::get_key,
         registry::revoke_key,
         audit::list_events,
+        catalog::create_resource,
+        catalog::list_resources,
+        catalog::get_resource,
+        catalog::update_resource,
+        catalog::deactivate_resource,
+        catalog::reactivate_resource,
+        catalog::resource_history,
     ),
     components(schemas(Problem)),
     modifiers(&BearerAuth),
@@ -47,6 +54,7 @@ Errors are RFC 9457 problem documents with a stable `code`. Authenticate with `A
     tags(
         (name = "registry", description = "The node, organizations, systems, users and API keys"),
         (name = "audit", description = "Who changed what"),
+        (name = "catalog", description = "Catalog resources with the national catalog guide's metadata"),
     )
 )]
 pub struct ApiDoc;

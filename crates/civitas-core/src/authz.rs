@@ -25,6 +25,10 @@ crate::string_enum! {
         ManageOwnKeys => "manage_own_keys",
         /// Read the audit trail and the ledger behind it.
         ReadAudit => "read_audit",
+        /// Read the whole catalog (anonymous callers see only open resources).
+        ReadCatalog => "read_catalog",
+        /// Publish, change and deactivate an organization's catalog resources.
+        ManageResources => "manage_resources",
     }
 }
 
@@ -65,7 +69,26 @@ pub const TABLE: &[(Action, &[Role], Scope)] = &[
         Scope::Any,
     ),
     (Action::ReadAudit, &[Role::Auditor], Scope::Any),
+    (
+        Action::ReadCatalog,
+        &[
+            Role::OrgAdmin,
+            Role::DataOfficer,
+            Role::Developer,
+            Role::Auditor,
+        ],
+        Scope::Any,
+    ),
+    (
+        Action::ManageResources,
+        &[Role::OrgAdmin, Role::DataOfficer],
+        Scope::Own,
+    ),
 ];
+
+/// The actions a system (rather than a person) may take through the API; everything else a
+/// system does goes through the exchange gateway.
+pub const SYSTEM_ACTIONS: &[Action] = &[Action::ReadCatalog];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -141,6 +164,7 @@ fn decide(principal: &Principal, action: Action, target: Option<&Uscc>) -> Resul
         Principal::User {
             role, organization, ..
         } => (*role, organization.as_ref()),
+        Principal::System { .. } if SYSTEM_ACTIONS.contains(&action) => return Ok(()),
         Principal::System { .. } => return Err(Denied::System),
     };
     let (_, roles, scope) = TABLE

@@ -4,6 +4,7 @@
 //! value of type [`Uscc`] or [`RegionCode`] is known to be well-formed wherever it travels.
 
 pub mod authz;
+pub mod catalog;
 mod ids;
 mod region;
 pub mod registry;

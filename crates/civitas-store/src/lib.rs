@@ -10,6 +10,7 @@
 //! same transaction, so a change and its audit record are committed together or not at all.
 
 mod audit;
+mod catalog;
 mod keys;
 mod registry;
 
@@ -22,6 +23,7 @@ use sqlx::{
 };
 
 pub use audit::{AuditEvent, AuditFilter};
+pub use catalog::{ImportOutcome, ResourceFilter, ResourceVersion, WriteMode};
 pub use keys::{Authenticated, NewApiKey};
 pub use registry::{
     NewOrganization, NewSystem, NewUser, OrganizationFilter, OrganizationUpdate, SystemFilter,

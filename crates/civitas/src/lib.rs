@@ -1,6 +1,7 @@
 //! The civitas server and command line, as a library so that tests can start a real server in
 //! process on a free port.
 
+pub mod catalog_io;
 pub mod config;
 pub mod node;
 pub mod server;

@@ -53,6 +53,9 @@ fn serve(config: Config, check: bool) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
+        // Listen for signals before announcing anything, so that a stop requested as soon as the
+        // server says it is serving is a clean stop, not the default kill.
+        let stop = stop_signal()?;
         let token = std::env::var(server::BOOTSTRAP_TOKEN_VAR).ok();
         let running = server::start(&settings, token).await?;
         if let Some(key) = &running.generated_admin_key {
@@ -67,7 +70,7 @@ fn serve(config: Config, check: bool) -> anyhow::Result<()> {
             running.api_addr,
             running.gateway_addr
         );
-        wait_for_signal().await?;
+        stop.await?;
         tracing::info!("shutting down");
         running.shutdown().await
     })
@@ -97,13 +100,17 @@ fn init_logging(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for SIGTERM or SIGINT (Ctrl-C).
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// Installs handlers for SIGTERM and SIGINT (Ctrl-C) and returns a future that resolves on the
+/// first of them.
+fn stop_signal() -> anyhow::Result<impl Future<Output = anyhow::Result<()>>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate())?;
-    tokio::select! {
-        _ = terminate.recv() => {}
-        result = tokio::signal::ctrl_c() => result?,
-    }
-    Ok(())
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+        Ok(())
+    })
 }

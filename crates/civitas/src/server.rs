@@ -74,6 +74,7 @@ pub async fn start(
         node: Arc::new(node),
         metrics,
         registry: Arc::new(registry),
+        catalog_changes: Arc::new(tokio::sync::Notify::new()),
     };
 
     let api_listener = TcpListener::bind(settings.listen)

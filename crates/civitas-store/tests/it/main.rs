@@ -2,6 +2,7 @@
 //! PostgreSQL, through the same `Store` interface.
 
 mod audit;
+mod catalog;
 mod keys;
 mod registry;
 

@@ -1,0 +1,652 @@
+//! Catalog resources: the current version of each, every earlier version, and the change
+//! sequence the search index follows.
+
+use std::collections::{HashMap, HashSet};
+
+use civitas_core::{
+    Uscc,
+    authz::Permit,
+    catalog::{Resource, ResourceCode, ResourceDraft, ResourceKind},
+};
+use jiff::Timestamp;
+use serde_json::json;
+
+use crate::{
+    Page, PageRequest, Result, Store, StoreError, audit::record, micros, read_pool, timestamp,
+    write_tx,
+};
+
+/// Rows per multi-row statement: well under SQLite's 32,766 and PostgreSQL's 65,535 parameters
+/// with the 15 columns of a resource row.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// How a batch of drafts is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Every draft must be new (an existing code is a duplicate).
+    Create,
+    /// Every draft must exist already.
+    Update,
+    /// Create what is new, update what changed, leave identical drafts alone (bulk import).
+    Upsert,
+}
+
+/// What a bulk write did, row by row.
+#[derive(Debug, Default)]
+pub struct ImportOutcome {
+    pub created: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    /// (index in the batch, error) for rows refused because of stored data, e.g. an unknown
+    /// provider. Valid rows of the batch are written regardless.
+    pub rejected: Vec<(usize, StoreError)>,
+}
+
+/// One stored version of a resource.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ResourceVersion {
+    pub version: u32,
+    pub active: bool,
+    pub changed_at: Timestamp,
+    pub changed_by: String,
+    pub draft: ResourceDraft,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ResourceFilter {
+    pub provider: Option<Uscc>,
+    pub kind: Option<ResourceKind>,
+    pub active: Option<bool>,
+    /// Only resources changed at or after this time.
+    pub modified_since: Option<Timestamp>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ResourceRow {
+    version: i64,
+    active: bool,
+    created_at: i64,
+    updated_at: i64,
+    document: String,
+}
+
+impl ResourceRow {
+    fn into_resource(self) -> Result<Resource> {
+        Ok(Resource {
+            draft: serde_json::from_str(&self.document).map_err(StoreError::corrupt)?,
+            version: self.version as u32,
+            active: self.active,
+            created_at: timestamp(self.created_at)?,
+            updated_at: timestamp(self.updated_at)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ExistingRow {
+    code: String,
+    version: i64,
+    active: bool,
+    created_at: i64,
+    document: String,
+}
+
+/// A row about to be written.
+struct PendingRow {
+    resource: Resource,
+    document: String,
+    seq: i64,
+}
+
+macro_rules! resource_columns {
+    () => {
+        "version, active, created_at, updated_at, document"
+    };
+}
+
+/// `($1, $2, …)` placeholders for `rows` rows of `columns` columns, numbered from 1.
+fn values_placeholders(rows: usize, columns: usize) -> String {
+    let mut text = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        if row > 0 {
+            text.push_str(", ");
+        }
+        text.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                text.push_str(", ");
+            }
+            text.push('$');
+            text.push_str(&(row * columns + column + 1).to_string());
+        }
+        text.push(')');
+    }
+    text
+}
+
+/// `$first, $first+1, …` for an `IN (…)` list of `count` values.
+fn list_placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Store {
+    /// Writes a batch of validated drafts in one transaction and returns what happened to each.
+    /// Drafts are assumed to have passed `ResourceDraft::validate`; this checks what needs the
+    /// stored data: the provider organization is active and an interface or video names one of its
+    /// systems.
+    pub async fn write_resources(
+        &self,
+        permit: &Permit,
+        drafts: &[ResourceDraft],
+        mode: WriteMode,
+    ) -> Result<(ImportOutcome, Vec<Resource>)> {
+        let mut outcome = ImportOutcome::default();
+        let mut written = Vec::new();
+        if drafts.is_empty() {
+            return Ok((outcome, written));
+        }
+        for (index, draft) in drafts.iter().enumerate() {
+            if drafts[..index].iter().any(|other| other.code == draft.code) {
+                return Err(StoreError::invalid(
+                    &format!("[{index}].code"),
+                    format!("resource {} appears twice in one batch", draft.code),
+                ));
+            }
+        }
+        let now = Timestamp::now();
+        write_tx!(self, |tx| {
+            // Existing versions of the batch's resources.
+            let codes: Vec<&str> = drafts.iter().map(|d| d.code.as_str()).collect();
+            let mut existing: HashMap<String, ExistingRow> = HashMap::new();
+            for chunk in codes.chunks(ROWS_PER_STATEMENT) {
+                let sql = format!(
+                    "SELECT code, version, active, created_at, document FROM resources WHERE code IN ({})",
+                    list_placeholders(1, chunk.len())
+                );
+                let mut query = sqlx::query_as::<_, ExistingRow>(sqlx::AssertSqlSafe(sql));
+                for code in chunk {
+                    query = query.bind(*code);
+                }
+                for row in query.fetch_all(&mut *tx).await? {
+                    existing.insert(row.code.clone(), row);
+                }
+            }
+            // Active providers and their systems.
+            let providers: Vec<String> = drafts
+                .iter()
+                .map(|d| d.provider.to_string())
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect();
+            let mut active_providers = HashSet::new();
+            let mut systems = HashSet::new();
+            for chunk in providers.chunks(ROWS_PER_STATEMENT) {
+                let sql = format!(
+                    "SELECT code FROM organizations WHERE active AND code IN ({})",
+                    list_placeholders(1, chunk.len())
+                );
+                let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+                for provider in chunk {
+                    query = query.bind(provider);
+                }
+                active_providers.extend(query.fetch_all(&mut *tx).await?);
+                let sql = format!(
+                    "SELECT organization, code FROM systems WHERE active AND organization IN ({})",
+                    list_placeholders(1, chunk.len())
+                );
+                let mut query = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql));
+                for provider in chunk {
+                    query = query.bind(provider);
+                }
+                systems.extend(query.fetch_all(&mut *tx).await?);
+            }
+
+            let mut pending = Vec::new();
+            for (index, draft) in drafts.iter().enumerate() {
+                let previous = existing.get(draft.code.as_str());
+                let refusal = match (mode, previous) {
+                    (WriteMode::Create, Some(_)) => Some(StoreError::Duplicate {
+                        kind: "resource",
+                        id: draft.code.to_string(),
+                    }),
+                    (WriteMode::Update, None) => Some(StoreError::NotFound {
+                        kind: "resource",
+                        id: draft.code.to_string(),
+                    }),
+                    _ if !active_providers.contains(draft.provider.as_str()) => {
+                        Some(StoreError::invalid(
+                            "provider",
+                            format!("no active organization {}", draft.provider),
+                        ))
+                    }
+                    _ => match &draft.provider_system {
+                        Some(system)
+                            if !systems
+                                .contains(&(draft.provider.to_string(), system.to_string())) =>
+                        {
+                            Some(StoreError::invalid(
+                                "provider_system",
+                                format!("{} has no active system {system}", draft.provider),
+                            ))
+                        }
+                        _ => None,
+                    },
+                };
+                if let Some(error) = refusal {
+                    if mode == WriteMode::Upsert {
+                        outcome.rejected.push((index, error));
+                        continue;
+                    }
+                    return Err(error);
+                }
+                let document = serde_json::to_string(draft).expect("drafts serialize");
+                let (version, created_at, active) = match previous {
+                    None => {
+                        outcome.created += 1;
+                        (1, now, true)
+                    }
+                    Some(row) if row.document == document && row.active => {
+                        outcome.unchanged += 1;
+                        continue;
+                    }
+                    Some(row) => {
+                        outcome.updated += 1;
+                        (row.version as u32 + 1, timestamp(row.created_at)?, true)
+                    }
+                };
+                pending.push(PendingRow {
+                    resource: Resource {
+                        draft: draft.clone(),
+                        version,
+                        active,
+                        created_at,
+                        updated_at: now,
+                    },
+                    document,
+                    seq: 0,
+                });
+            }
+            if !pending.is_empty() {
+                let last: i64 = sqlx::query_scalar(
+                    "UPDATE catalog_sequence SET last = last + $1 WHERE id = 1 RETURNING last",
+                )
+                .bind(pending.len() as i64)
+                .fetch_one(&mut *tx)
+                .await?;
+                let first = last - pending.len() as i64 + 1;
+                for (offset, row) in pending.iter_mut().enumerate() {
+                    row.seq = first + offset as i64;
+                }
+                for chunk in pending.chunks(ROWS_PER_STATEMENT) {
+                    insert_resource_rows!(tx, chunk);
+                    insert_version_rows!(tx, chunk, permit.actor());
+                }
+                let created: Vec<&str> = pending
+                    .iter()
+                    .filter(|row| row.resource.version == 1)
+                    .map(|row| row.resource.draft.code.as_str())
+                    .collect();
+                let updated: Vec<&str> = pending
+                    .iter()
+                    .filter(|row| row.resource.version > 1)
+                    .map(|row| row.resource.draft.code.as_str())
+                    .collect();
+                if pending.len() == 1 {
+                    let row = &pending[0];
+                    let action = if row.resource.version == 1 {
+                        "resource.create"
+                    } else {
+                        "resource.update"
+                    };
+                    record!(
+                        tx,
+                        permit,
+                        action,
+                        "resource",
+                        row.resource.draft.code.as_str(),
+                        json!({
+                            "version": row.resource.version,
+                            "provider": row.resource.draft.provider.as_str(),
+                            "name": row.resource.draft.name,
+                        })
+                    );
+                } else {
+                    record!(
+                        tx,
+                        permit,
+                        "resource.import",
+                        "catalog",
+                        "resources",
+                        json!({ "created": created, "updated": updated })
+                    );
+                }
+            }
+            written = pending.into_iter().map(|row| row.resource).collect();
+        });
+        Ok((outcome, written))
+    }
+
+    /// Deactivates (or reactivates) a resource. Its history keeps every earlier version.
+    pub async fn set_resource_active(
+        &self,
+        permit: &Permit,
+        code: &ResourceCode,
+        active: bool,
+    ) -> Result<Resource> {
+        let now = micros(Timestamp::now());
+        write_tx!(self, |tx| {
+            let row: Option<ExistingRow> = sqlx::query_as(
+                "SELECT code, version, active, created_at, document FROM resources WHERE code = $1",
+            )
+            .bind(code.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else {
+                return Err(StoreError::NotFound {
+                    kind: "resource",
+                    id: code.to_string(),
+                });
+            };
+            if row.active == active {
+                return Err(StoreError::Conflict(format!(
+                    "resource {code} is already {}",
+                    if active { "active" } else { "deactivated" }
+                )));
+            }
+            let seq: i64 = sqlx::query_scalar(
+                "UPDATE catalog_sequence SET last = last + 1 WHERE id = 1 RETURNING last",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            let version = row.version + 1;
+            sqlx::query(
+                "UPDATE resources SET active = $2, version = $3, seq = $4, updated_at = $5 WHERE code = $1",
+            )
+            .bind(code.as_str())
+            .bind(active)
+            .bind(version)
+            .bind(seq)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO resource_versions (code, version, active, changed_at, changed_by, document)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(code.as_str())
+            .bind(version)
+            .bind(active)
+            .bind(now)
+            .bind(permit.actor())
+            .bind(&row.document)
+            .execute(&mut *tx)
+            .await?;
+            let action = if active {
+                "resource.reactivate"
+            } else {
+                "resource.deactivate"
+            };
+            record!(
+                tx,
+                permit,
+                action,
+                "resource",
+                code.as_str(),
+                json!({ "version": version })
+            );
+        });
+        self.resource(code).await
+    }
+
+    pub async fn resource(&self, code: &ResourceCode) -> Result<Resource> {
+        let sql = concat!(
+            "SELECT ",
+            resource_columns!(),
+            " FROM resources WHERE code = $1"
+        );
+        let row: Option<ResourceRow> = read_pool!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(code.as_str())
+                .fetch_optional(pool)
+                .await?
+        });
+        row.ok_or_else(|| StoreError::NotFound {
+            kind: "resource",
+            id: code.to_string(),
+        })?
+        .into_resource()
+    }
+
+    /// The resources with these codes that exist, in no particular order.
+    pub async fn resources_by_code(&self, codes: &[&str]) -> Result<Vec<Resource>> {
+        let mut resources = Vec::with_capacity(codes.len());
+        for chunk in codes.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT {} FROM resources WHERE code IN ({})",
+                resource_columns!(),
+                list_placeholders(1, chunk.len())
+            );
+            let rows: Vec<ResourceRow> = read_pool!(self, |pool| {
+                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+                for code in chunk {
+                    query = query.bind(*code);
+                }
+                query.fetch_all(pool).await?
+            });
+            for row in rows {
+                resources.push(row.into_resource()?);
+            }
+        }
+        Ok(resources)
+    }
+
+    /// Every version of a resource, oldest first.
+    pub async fn resource_history(&self, code: &ResourceCode) -> Result<Vec<ResourceVersion>> {
+        let rows: Vec<(i64, bool, i64, String, String)> = read_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT version, active, changed_at, changed_by, document FROM resource_versions
+                 WHERE code = $1 ORDER BY version",
+            )
+            .bind(code.as_str())
+            .fetch_all(pool)
+            .await?
+        });
+        if rows.is_empty() {
+            return Err(StoreError::NotFound {
+                kind: "resource",
+                id: code.to_string(),
+            });
+        }
+        rows.into_iter()
+            .map(|(version, active, changed_at, changed_by, document)| {
+                Ok(ResourceVersion {
+                    version: version as u32,
+                    active,
+                    changed_at: timestamp(changed_at)?,
+                    changed_by,
+                    draft: serde_json::from_str(&document).map_err(StoreError::corrupt)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Lists resources by code.
+    pub async fn list_resources(
+        &self,
+        filter: &ResourceFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Resource>> {
+        let sql = concat!(
+            "SELECT code, ",
+            resource_columns!(),
+            " FROM resources
+             WHERE code > $1
+               AND ($2 IS NULL OR provider = $2)
+               AND ($3 IS NULL OR kind = $3)
+               AND ($4 IS NULL OR active = $4)
+               AND ($5 IS NULL OR updated_at >= $5)
+             ORDER BY code LIMIT $6"
+        );
+        let rows: Vec<(String, i64, bool, i64, i64, String)> = read_pool!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(page.after.as_deref().unwrap_or(""))
+                .bind(filter.provider.as_ref().map(Uscc::as_str))
+                .bind(filter.kind.map(ResourceKind::as_str))
+                .bind(filter.active)
+                .bind(filter.modified_since.map(micros))
+                .bind(page.fetch_limit())
+                .fetch_all(pool)
+                .await?
+        });
+        let resources = rows
+            .into_iter()
+            .map(|(_, version, active, created_at, updated_at, document)| {
+                ResourceRow {
+                    version,
+                    active,
+                    created_at,
+                    updated_at,
+                    document,
+                }
+                .into_resource()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page.page(resources, |resource| resource.draft.code.to_string()))
+    }
+
+    /// How many resources match `filter`.
+    pub async fn count_resources(&self, filter: &ResourceFilter) -> Result<u64> {
+        let count: i64 = read_pool!(self, |pool| {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM resources
+                 WHERE ($1 IS NULL OR provider = $1)
+                   AND ($2 IS NULL OR kind = $2)
+                   AND ($3 IS NULL OR active = $3)
+                   AND ($4 IS NULL OR updated_at >= $4)",
+            )
+            .bind(filter.provider.as_ref().map(Uscc::as_str))
+            .bind(filter.kind.map(ResourceKind::as_str))
+            .bind(filter.active)
+            .bind(filter.modified_since.map(micros))
+            .fetch_one(pool)
+            .await?
+        });
+        Ok(count as u64)
+    }
+
+    /// Codes of all active resources, in code order (CKAN's `package_list` returns them all).
+    pub async fn active_resource_codes(&self) -> Result<Vec<String>> {
+        let codes = read_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT code FROM resources WHERE active ORDER BY code")
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(codes)
+    }
+
+    /// The last number of the catalog's change sequence: every change to a resource gets the next.
+    pub async fn catalog_sequence(&self) -> Result<u64> {
+        let last: i64 = read_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT last FROM catalog_sequence WHERE id = 1")
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(last as u64)
+    }
+
+    /// Resources whose latest change comes after `after` in the change sequence, in sequence
+    /// order, with their sequence numbers: what the search index has not seen yet.
+    pub async fn resource_changes(&self, after: u64, limit: u32) -> Result<Vec<(u64, Resource)>> {
+        let sql = concat!(
+            "SELECT seq, ",
+            resource_columns!(),
+            " FROM resources WHERE seq > $1 ORDER BY seq LIMIT $2"
+        );
+        let rows: Vec<(i64, i64, bool, i64, i64, String)> = read_pool!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(after as i64)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter()
+            .map(|(seq, version, active, created_at, updated_at, document)| {
+                let resource = ResourceRow {
+                    version,
+                    active,
+                    created_at,
+                    updated_at,
+                    document,
+                }
+                .into_resource()?;
+                Ok((seq as u64, resource))
+            })
+            .collect()
+    }
+}
+
+/// Inserts or replaces the `resources` rows of a chunk of pending rows.
+macro_rules! insert_resource_rows {
+    ($tx:expr, $chunk:expr) => {{
+        let sql = format!(
+            "INSERT INTO resources (code, seq, version, kind, classification, provider, provider_system,
+                 sharing_type, open_type, origin_node, name, active, created_at, updated_at, document)
+             VALUES {}
+             ON CONFLICT (code) DO UPDATE SET
+                 seq = excluded.seq, version = excluded.version, kind = excluded.kind,
+                 classification = excluded.classification, provider = excluded.provider,
+                 provider_system = excluded.provider_system, sharing_type = excluded.sharing_type,
+                 open_type = excluded.open_type, origin_node = excluded.origin_node,
+                 name = excluded.name, active = excluded.active, updated_at = excluded.updated_at,
+                 document = excluded.document",
+            values_placeholders($chunk.len(), 15)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for row in $chunk {
+            let draft = &row.resource.draft;
+            query = query
+                .bind(draft.code.as_str())
+                .bind(row.seq)
+                .bind(i64::from(row.resource.version))
+                .bind(draft.kind.as_str())
+                .bind(draft.classification.to_string())
+                .bind(draft.provider.as_str())
+                .bind(draft.provider_system.as_ref().map(|s| s.as_str()))
+                .bind(draft.sharing.sharing_type.as_str())
+                .bind(draft.open_type.as_str())
+                .bind(draft.origin_node.as_ref().map(|n| n.as_str()))
+                .bind(&draft.name)
+                .bind(row.resource.active)
+                .bind(micros(row.resource.created_at))
+                .bind(micros(row.resource.updated_at))
+                .bind(&row.document);
+        }
+        query.execute(&mut *$tx).await?;
+    }};
+}
+use insert_resource_rows;
+
+/// Appends the `resource_versions` rows of a chunk of pending rows.
+macro_rules! insert_version_rows {
+    ($tx:expr, $chunk:expr, $actor:expr) => {{
+        let sql = format!(
+            "INSERT INTO resource_versions (code, version, active, changed_at, changed_by, document) VALUES {}",
+            values_placeholders($chunk.len(), 6)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for row in $chunk {
+            query = query
+                .bind(row.resource.draft.code.as_str())
+                .bind(i64::from(row.resource.version))
+                .bind(row.resource.active)
+                .bind(micros(row.resource.updated_at))
+                .bind($actor)
+                .bind(&row.document);
+        }
+        query.execute(&mut *$tx).await?;
+    }};
+}
+use insert_version_rows;

@@ -1,0 +1,395 @@
+//! Reading and writing catalog resources in bulk: CSV with a fixed header, and JSON Lines. The
+//! formats are documented in `docs/catalog-import.md`; an export re-imports to the same catalog.
+
+use std::io::{BufRead, Write};
+
+use civitas_core::{
+    Code, DeviceCode, NodeCode, Uscc,
+    catalog::{
+        ClassificationCode, DataType, InformationItem, MaskKind, OpenType, ResourceCode,
+        ResourceDraft, ResourceKind, Sensitivity, Sharing, SharingMethod, SharingType, UpdateCycle,
+    },
+};
+
+/// The CSV header, in order. Every column is present in every row; empty cells mean "none".
+pub const CSV_COLUMNS: [&str; 20] = [
+    "code",
+    "kind",
+    "classification",
+    "name",
+    "name_en",
+    "provider",
+    "provider_system",
+    "summary",
+    "format",
+    "items",
+    "sharing_type",
+    "sharing_conditions",
+    "sharing_method",
+    "open_type",
+    "update_cycle",
+    "published_on",
+    "related",
+    "tags",
+    "origin_node",
+    "device",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Csv,
+    Jsonl,
+}
+
+impl Format {
+    /// The format a file name suggests: `.csv`, or `.jsonl` / `.ndjson`.
+    pub fn from_path(path: &std::path::Path) -> Option<Format> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "csv" => Some(Format::Csv),
+            "jsonl" | "ndjson" => Some(Format::Jsonl),
+            _ => None,
+        }
+    }
+}
+
+/// A row that could not be read: where it is and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}, column {column}: {message}")]
+pub struct RowError {
+    pub line: u64,
+    pub column: String,
+    pub message: String,
+}
+
+fn row_error(line: u64, column: &str, message: impl std::fmt::Display) -> RowError {
+    RowError {
+        line,
+        column: column.to_owned(),
+        message: message.to_string(),
+    }
+}
+
+/// Reads drafts from `input`, one result per row: `(line, draft)` or the row's error. Rows are
+/// checked against `ResourceDraft::validate` as well as the format.
+pub fn read_drafts<'a, R: BufRead + 'a>(
+    input: R,
+    format: Format,
+) -> Box<dyn Iterator<Item = Result<(u64, ResourceDraft), RowError>> + 'a> {
+    match format {
+        Format::Jsonl => Box::new(read_jsonl(input)),
+        Format::Csv => read_csv(input),
+    }
+}
+
+fn read_jsonl<R: BufRead>(
+    input: R,
+) -> impl Iterator<Item = Result<(u64, ResourceDraft), RowError>> {
+    input.lines().enumerate().filter_map(|(index, line)| {
+        let number = index as u64 + 1;
+        match line {
+            Err(error) => Some(Err(row_error(number, "-", format!("cannot read: {error}")))),
+            Ok(text) if text.trim().is_empty() => None,
+            Ok(text) => Some(parse_json_row(number, &text)),
+        }
+    })
+}
+
+fn parse_json_row(line: u64, text: &str) -> Result<(u64, ResourceDraft), RowError> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let draft: ResourceDraft =
+        serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+            let path = error.path().to_string();
+            let inner = error.into_inner();
+            let column = if path == "." { "-".to_owned() } else { path };
+            row_error(line, &column, inner)
+        })?;
+    validated(line, draft)
+}
+
+fn validated(line: u64, draft: ResourceDraft) -> Result<(u64, ResourceDraft), RowError> {
+    draft
+        .validate()
+        .map_err(|error| row_error(line, &error.field, error.message))?;
+    Ok((line, draft))
+}
+
+fn read_csv<'a, R: BufRead + 'a>(
+    input: R,
+) -> Box<dyn Iterator<Item = Result<(u64, ResourceDraft), RowError>> + 'a> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(input);
+    let header = match reader.headers() {
+        Ok(header) => header.clone(),
+        Err(error) => return Box::new(std::iter::once(Err(row_error(1, "-", error)))),
+    };
+    let expected: Vec<&str> = CSV_COLUMNS.to_vec();
+    let actual: Vec<&str> = header.iter().map(str::trim).collect();
+    if actual != expected {
+        let message = format!("the header must be exactly: {}", CSV_COLUMNS.join(","));
+        return Box::new(std::iter::once(Err(row_error(1, "-", message))));
+    }
+    Box::new(reader.into_records().map(|record| {
+        let record = record.map_err(|error| {
+            let line = error.position().map(|p| p.line()).unwrap_or(0);
+            row_error(line, "-", error)
+        })?;
+        let line = record.position().map(|p| p.line()).unwrap_or(0);
+        if record.len() != CSV_COLUMNS.len() {
+            return Err(row_error(
+                line,
+                "-",
+                format!(
+                    "the row has {} cells, the header {}",
+                    record.len(),
+                    CSV_COLUMNS.len()
+                ),
+            ));
+        }
+        let draft = csv_row_to_draft(line, &record)?;
+        validated(line, draft)
+    }))
+}
+
+/// Parses a required cell with `parse`, naming the column in the error.
+fn required<T, E: std::fmt::Display>(
+    line: u64,
+    column: &str,
+    text: &str,
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> Result<T, RowError> {
+    if text.is_empty() {
+        return Err(row_error(line, column, "must not be empty"));
+    }
+    parse(text).map_err(|error| row_error(line, column, error))
+}
+
+fn optional<T, E: std::fmt::Display>(
+    line: u64,
+    column: &str,
+    text: &str,
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> Result<Option<T>, RowError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    parse(text)
+        .map(Some)
+        .map_err(|error| row_error(line, column, error))
+}
+
+fn list(text: &str) -> impl Iterator<Item = &str> {
+    text.split(';')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+}
+
+fn csv_row_to_draft(line: u64, record: &csv::StringRecord) -> Result<ResourceDraft, RowError> {
+    let cell = |column: &str| -> &str {
+        let index = CSV_COLUMNS
+            .iter()
+            .position(|c| *c == column)
+            .expect("a known column");
+        record.get(index).unwrap_or_default().trim()
+    };
+    let items = list(cell("items"))
+        .map(|item| parse_item(line, item))
+        .collect::<Result<Vec<_>, _>>()?;
+    let related = list(cell("related"))
+        .map(|code| ResourceCode::parse(code).map_err(|e| row_error(line, "related", e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ResourceDraft {
+        code: required(line, "code", cell("code"), ResourceCode::parse)?,
+        kind: required(line, "kind", cell("kind"), ResourceKind::parse)?,
+        classification: required(
+            line,
+            "classification",
+            cell("classification"),
+            ClassificationCode::parse,
+        )?,
+        name: cell("name").to_owned(),
+        name_en: Some(cell("name_en").to_owned()).filter(|s| !s.is_empty()),
+        provider: required(line, "provider", cell("provider"), Uscc::parse)?,
+        provider_system: optional(
+            line,
+            "provider_system",
+            cell("provider_system"),
+            Code::parse,
+        )?,
+        summary: cell("summary").to_owned(),
+        format: cell("format").to_owned(),
+        items,
+        sharing: Sharing {
+            sharing_type: required(
+                line,
+                "sharing_type",
+                cell("sharing_type"),
+                SharingType::parse,
+            )?,
+            conditions: Some(cell("sharing_conditions").to_owned()).filter(|s| !s.is_empty()),
+            method: optional(
+                line,
+                "sharing_method",
+                cell("sharing_method"),
+                SharingMethod::parse,
+            )?,
+        },
+        open_type: required(line, "open_type", cell("open_type"), OpenType::parse)?,
+        update_cycle: required(
+            line,
+            "update_cycle",
+            cell("update_cycle"),
+            UpdateCycle::parse,
+        )?,
+        published_on: optional(line, "published_on", cell("published_on"), |text| {
+            text.parse::<jiff::civil::Date>()
+        })?,
+        related,
+        tags: list(cell("tags")).map(str::to_owned).collect(),
+        origin_node: optional(line, "origin_node", cell("origin_node"), NodeCode::parse)?,
+        device: optional(line, "device", cell("device"), DeviceCode::parse)?,
+    })
+}
+
+/// An item cell part: `code|name|data_type|sensitivity[|mask]`.
+fn parse_item(line: u64, text: &str) -> Result<InformationItem, RowError> {
+    let fields: Vec<&str> = text.split('|').map(str::trim).collect();
+    if !(4..=5).contains(&fields.len()) {
+        return Err(row_error(
+            line,
+            "items",
+            format!("{text:?} is not code|name|data_type|sensitivity[|mask]"),
+        ));
+    }
+    Ok(InformationItem {
+        code: fields[0].to_owned(),
+        name: fields[1].to_owned(),
+        data_type: DataType::parse(fields[2]).map_err(|e| row_error(line, "items", e))?,
+        sensitivity: Sensitivity::parse(fields[3]).map_err(|e| row_error(line, "items", e))?,
+        mask: match fields.get(4) {
+            Some(mask) => Some(MaskKind::parse(mask).map_err(|e| row_error(line, "items", e))?),
+            None => None,
+        },
+    })
+}
+
+/// Writes drafts in `format`. CSV output starts with the header.
+pub struct DraftWriter<W: Write> {
+    format: Format,
+    csv: Option<csv::Writer<W>>,
+    plain: Option<W>,
+}
+
+impl<W: Write> DraftWriter<W> {
+    pub fn new(output: W, format: Format) -> anyhow::Result<DraftWriter<W>> {
+        Ok(match format {
+            Format::Csv => {
+                let mut writer = csv::Writer::from_writer(output);
+                writer.write_record(CSV_COLUMNS)?;
+                DraftWriter {
+                    format,
+                    csv: Some(writer),
+                    plain: None,
+                }
+            }
+            Format::Jsonl => DraftWriter {
+                format,
+                csv: None,
+                plain: Some(output),
+            },
+        })
+    }
+
+    pub fn write(&mut self, draft: &ResourceDraft) -> anyhow::Result<()> {
+        match self.format {
+            Format::Jsonl => {
+                let output = self.plain.as_mut().expect("jsonl writer");
+                serde_json::to_writer(&mut *output, draft)?;
+                output.write_all(b"\n")?;
+            }
+            Format::Csv => {
+                for (index, item) in draft.items.iter().enumerate() {
+                    anyhow::ensure!(
+                        !item.name.contains(['|', ';']),
+                        "resource {}: item {index}'s name contains '|' or ';', which CSV cannot carry; export as jsonl",
+                        draft.code
+                    );
+                }
+                let items = draft
+                    .items
+                    .iter()
+                    .map(|item| {
+                        let mut text = format!(
+                            "{}|{}|{}|{}",
+                            item.code, item.name, item.data_type, item.sensitivity
+                        );
+                        if let Some(mask) = item.mask {
+                            text.push('|');
+                            text.push_str(mask.as_str());
+                        }
+                        text
+                    })
+                    .collect::<Vec<_>>()
+                    .join(";");
+                let join = |values: Vec<String>| values.join(";");
+                let record: [String; 20] = [
+                    draft.code.to_string(),
+                    draft.kind.to_string(),
+                    draft.classification.to_string(),
+                    draft.name.clone(),
+                    draft.name_en.clone().unwrap_or_default(),
+                    draft.provider.to_string(),
+                    draft
+                        .provider_system
+                        .as_ref()
+                        .map(Code::to_string)
+                        .unwrap_or_default(),
+                    draft.summary.clone(),
+                    draft.format.clone(),
+                    items,
+                    draft.sharing.sharing_type.to_string(),
+                    draft.sharing.conditions.clone().unwrap_or_default(),
+                    draft
+                        .sharing
+                        .method
+                        .map(|m| m.to_string())
+                        .unwrap_or_default(),
+                    draft.open_type.to_string(),
+                    draft.update_cycle.to_string(),
+                    draft
+                        .published_on
+                        .map(|d| d.to_string())
+                        .unwrap_or_default(),
+                    join(draft.related.iter().map(ResourceCode::to_string).collect()),
+                    join(draft.tags.clone()),
+                    draft
+                        .origin_node
+                        .as_ref()
+                        .map(NodeCode::to_string)
+                        .unwrap_or_default(),
+                    draft
+                        .device
+                        .as_ref()
+                        .map(DeviceCode::to_string)
+                        .unwrap_or_default(),
+                ];
+                self.csv
+                    .as_mut()
+                    .expect("csv writer")
+                    .write_record(&record)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> anyhow::Result<()> {
+        if let Some(mut writer) = self.csv {
+            writer.flush()?;
+        }
+        if let Some(mut output) = self.plain {
+            output.flush()?;
+        }
+        Ok(())
+    }
+}
