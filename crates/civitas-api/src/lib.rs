@@ -8,11 +8,13 @@
 pub mod audit;
 pub mod auth;
 pub mod catalog;
+mod dcat;
 pub mod error;
 pub mod extract;
 pub mod metrics;
 mod openapi;
 mod ops;
+mod rdf;
 pub mod registry;
 
 use std::sync::Arc;
@@ -38,6 +40,8 @@ pub struct AppState {
     /// Woken after every catalog change, so that the search index follows at once instead of at
     /// its next poll.
     pub catalog_changes: Arc<tokio::sync::Notify>,
+    /// The public base URL of the API, without a trailing slash; RDF identifiers start with it.
+    pub public_url: Arc<str>,
 }
 
 impl AppState {
@@ -60,6 +64,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .merge(ops::routes())
+        .merge(dcat::routes())
         .merge(openapi::routes())
         .fallback(ops::no_route)
         .method_not_allowed_fallback(ops::method_not_allowed)

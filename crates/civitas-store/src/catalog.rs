@@ -517,6 +517,38 @@ impl Store {
         Ok(page.page(resources, |resource| resource.draft.code.to_string()))
     }
 
+    /// One page of resources by offset, in code order: for exports that page by number (DCAT-AP
+    /// with Hydra paging, CKAN's `start`).
+    pub async fn resources_at_offset(
+        &self,
+        filter: &ResourceFilter,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Vec<Resource>> {
+        let sql = concat!(
+            "SELECT ",
+            resource_columns!(),
+            " FROM resources
+             WHERE ($1 IS NULL OR provider = $1)
+               AND ($2 IS NULL OR kind = $2)
+               AND ($3 IS NULL OR active = $3)
+               AND ($4 IS NULL OR updated_at >= $4)
+             ORDER BY code LIMIT $5 OFFSET $6"
+        );
+        let rows: Vec<ResourceRow> = read_pool!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(filter.provider.as_ref().map(Uscc::as_str))
+                .bind(filter.kind.map(ResourceKind::as_str))
+                .bind(filter.active)
+                .bind(filter.modified_since.map(micros))
+                .bind(i64::from(limit))
+                .bind(offset as i64)
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(ResourceRow::into_resource).collect()
+    }
+
     /// How many resources match `filter`.
     pub async fn count_resources(&self, filter: &ResourceFilter) -> Result<u64> {
         let count: i64 = read_pool!(self, |pool| {

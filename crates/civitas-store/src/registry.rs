@@ -312,6 +312,32 @@ impl Store {
         .into_organization()
     }
 
+    /// The organizations with these codes that exist, in no particular order.
+    pub async fn organizations_by_code(&self, codes: &[&str]) -> Result<Vec<Organization>> {
+        let mut organizations = Vec::with_capacity(codes.len());
+        for chunk in codes.chunks(500) {
+            let placeholders = (1..=chunk.len())
+                .map(|n| format!("${n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "SELECT {} FROM organizations WHERE code IN ({placeholders})",
+                organization_columns!()
+            );
+            let rows: Vec<OrganizationRow> = read_pool!(self, |pool| {
+                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+                for code in chunk {
+                    query = query.bind(*code);
+                }
+                query.fetch_all(pool).await?
+            });
+            for row in rows {
+                organizations.push(row.into_organization()?);
+            }
+        }
+        Ok(organizations)
+    }
+
     pub async fn update_organization(
         &self,
         permit: &Permit,

@@ -393,3 +393,81 @@ impl<W: Write> DraftWriter<W> {
         Ok(())
     }
 }
+
+/// What an import did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ImportSummary {
+    pub created: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    /// Every refused row, in line order.
+    pub rejected: Vec<RowError>,
+}
+
+/// Rows written per transaction during an import. Each batch is all-or-nothing for its valid
+/// rows, so a crash never leaves a row half-written.
+pub const IMPORT_BATCH: usize = 1000;
+
+/// Imports every valid row of `input` into the store, idempotently by resource code: new codes
+/// are created, changed ones updated (keeping their history), identical ones left alone. Rows
+/// that break a rule are reported and skipped; the rest are imported. `on_batch` is called
+/// after each committed batch with the resources written, so the caller can index them.
+pub async fn import(
+    store: &civitas_store::Store,
+    input: impl BufRead,
+    format: Format,
+    mut on_batch: impl FnMut(&[civitas_core::catalog::Resource]),
+) -> anyhow::Result<ImportSummary> {
+    let permit = civitas_core::authz::Permit::internal("civitas:import");
+    let mut summary = ImportSummary::default();
+    let mut batch: Vec<ResourceDraft> = Vec::with_capacity(IMPORT_BATCH);
+    let mut lines: Vec<u64> = Vec::with_capacity(IMPORT_BATCH);
+    let mut rows = read_drafts(input, format).peekable();
+    loop {
+        let row = rows.next();
+        match row {
+            Some(Ok((line, draft))) => {
+                // A code seen twice in one batch would be ambiguous; the later row wins, as
+                // it would if the rows were imported one by one.
+                if let Some(previous) = batch.iter().position(|d| d.code == draft.code) {
+                    batch.remove(previous);
+                    lines.remove(previous);
+                }
+                batch.push(draft);
+                lines.push(line);
+            }
+            Some(Err(error)) => summary.rejected.push(error),
+            None => {}
+        }
+        let done = rows.peek().is_none();
+        if batch.len() >= IMPORT_BATCH || (done && !batch.is_empty()) {
+            let (outcome, written) = store
+                .write_resources(&permit, &batch, civitas_store::WriteMode::Upsert)
+                .await?;
+            summary.created += outcome.created;
+            summary.updated += outcome.updated;
+            summary.unchanged += outcome.unchanged;
+            for (index, error) in outcome.rejected {
+                let (column, message) = match &error {
+                    civitas_store::StoreError::Invalid { field, message } => {
+                        (field.clone(), message.clone())
+                    }
+                    other => ("-".to_owned(), other.to_string()),
+                };
+                summary.rejected.push(RowError {
+                    line: lines[index],
+                    column,
+                    message,
+                });
+            }
+            on_batch(&written);
+            batch.clear();
+            lines.clear();
+        }
+        if done {
+            break;
+        }
+    }
+    summary.rejected.sort_by_key(|error| error.line);
+    Ok(summary)
+}

@@ -29,6 +29,10 @@ pub struct Config {
     #[arg(long, env = "CIVITAS_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 
+    /// The API's public base URL, used in links and RDF identifiers [default: http://LISTEN].
+    #[arg(long, env = "CIVITAS_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+
     /// Address of the exchange gateway [default: 127.0.0.1:8081].
     #[arg(long, env = "CIVITAS_GATEWAY_LISTEN", value_name = "ADDR")]
     pub gateway_listen: Option<SocketAddr>,
@@ -67,6 +71,8 @@ pub enum LogFormat {
 pub struct Settings {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
+    /// `None` means `http://` and the address the API listener got.
+    pub public_url: Option<String>,
     pub gateway_listen: SocketAddr,
     pub store: StoreUrl,
     pub node_code: NodeCode,
@@ -98,6 +104,7 @@ impl Config {
             config: self.config.or(lower.config),
             data_dir: self.data_dir.or(lower.data_dir),
             listen: self.listen.or(lower.listen),
+            public_url: self.public_url.or(lower.public_url),
             gateway_listen: self.gateway_listen.or(lower.gateway_listen),
             store: self.store.or(lower.store),
             node_code: self.node_code.or(lower.node_code),
@@ -124,9 +131,17 @@ impl Config {
         if listen == gateway_listen && listen.port() != 0 {
             bail!("listen and gateway_listen must differ, both are {listen}");
         }
+        let public_url = match self.public_url {
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                Some(url.trim_end_matches('/').to_owned())
+            }
+            Some(url) => bail!("public_url {url:?} must start with http:// or https://"),
+            None => None,
+        };
         Ok(Settings {
             data_dir,
             listen,
+            public_url,
             gateway_listen,
             store,
             node_code,

@@ -2,10 +2,20 @@
 
 use std::process::ExitCode;
 
+use std::{
+    fs::File,
+    io::{BufReader, BufWriter, Write},
+    path::PathBuf,
+    time::Instant,
+};
+
+use anyhow::Context;
 use civitas::{
+    catalog_io::{self, DraftWriter, Format},
     config::{Config, LogFormat, Settings},
     server,
 };
+use civitas_store::{PageRequest, ResourceFilter, Store};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -25,15 +35,63 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Bulk import and export of catalog resources.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CatalogCommand {
+    /// Import resources from CSV or JSON Lines (see docs/catalog-import.md). Valid rows are
+    /// imported, broken rows reported with their line; re-importing updates by resource code.
+    /// Exits with status 2 when some rows were rejected.
+    Import {
+        /// The file to import.
+        file: PathBuf,
+        /// The file's format [default: from its extension].
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        #[command(flatten)]
+        config: Config,
+    },
+    /// Export the active catalog in the import formats.
+    Export {
+        /// Where to write [default: standard output].
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// The format [default: from the output's extension, else jsonl].
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        #[command(flatten)]
+        config: Config,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve { config, check } => serve(config, check),
+        Command::Serve { config, check } => serve(config, check).map(|()| ExitCode::SUCCESS),
+        Command::Catalog {
+            command:
+                CatalogCommand::Import {
+                    file,
+                    format,
+                    config,
+                },
+        } => import(config, file, format),
+        Command::Catalog {
+            command:
+                CatalogCommand::Export {
+                    output,
+                    format,
+                    config,
+                },
+        } => export(config, output, format).map(|()| ExitCode::SUCCESS),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("civitas: {error:#}");
             ExitCode::FAILURE
@@ -49,10 +107,7 @@ fn serve(config: Config, check: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     init_logging(&settings)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
+    runtime()?.block_on(async {
         // Listen for signals before announcing anything, so that a stop requested as soon as the
         // server says it is serving is a clean stop, not the default kill.
         let stop = stop_signal()?;
@@ -76,9 +131,104 @@ fn serve(config: Config, check: bool) -> anyhow::Result<()> {
     })
 }
 
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn import(config: Config, file: PathBuf, format: Option<Format>) -> anyhow::Result<ExitCode> {
+    let settings = config.resolve()?;
+    let format = match format.or_else(|| Format::from_path(&file)) {
+        Some(format) => format,
+        None => anyhow::bail!("{}: say --format csv or --format jsonl", file.display()),
+    };
+    let input = File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+    let size = input.metadata()?.len();
+    let progress =
+        indicatif::ProgressBar::new(size).with_style(indicatif::ProgressStyle::with_template(
+            "{spinner} importing {bar:30} {bytes}/{total_bytes} {per_sec} eta {eta}",
+        )?);
+    let reader = BufReader::with_capacity(1 << 20, progress.wrap_read(input));
+    let started = Instant::now();
+    let summary = runtime()?.block_on(async {
+        let store = Store::connect(&settings.store).await?;
+        let summary = catalog_io::import(&store, reader, format, |_| {}).await;
+        store.close().await;
+        summary
+    })?;
+    progress.finish_and_clear();
+    for error in &summary.rejected {
+        eprintln!("{}: {error}", file.display());
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let rows = summary.created + summary.updated + summary.unchanged;
+    println!(
+        "imported {}: {} created, {} updated, {} unchanged, {} rejected in {seconds:.1} s ({:.0} rows/s)",
+        file.display(),
+        summary.created,
+        summary.updated,
+        summary.unchanged,
+        summary.rejected.len(),
+        rows as f64 / seconds.max(1e-9)
+    );
+    Ok(if summary.rejected.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+fn export(config: Config, output: Option<PathBuf>, format: Option<Format>) -> anyhow::Result<()> {
+    let settings = config.resolve()?;
+    let format = format
+        .or_else(|| output.as_deref().and_then(Format::from_path))
+        .unwrap_or(Format::Jsonl);
+    let sink: Box<dyn Write> = match &output {
+        Some(path) => {
+            Box::new(File::create(path).with_context(|| format!("creating {}", path.display()))?)
+        }
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut writer = DraftWriter::new(BufWriter::new(sink), format)?;
+    let count = runtime()?.block_on(async {
+        let store = Store::connect(&settings.store).await?;
+        let filter = ResourceFilter {
+            active: Some(true),
+            ..ResourceFilter::default()
+        };
+        let mut page = PageRequest {
+            limit: PageRequest::MAX_LIMIT,
+            after: None,
+        };
+        let mut count = 0usize;
+        loop {
+            let resources = store.list_resources(&filter, &page).await?;
+            for resource in &resources.items {
+                writer.write(&resource.draft)?;
+                count += 1;
+            }
+            match resources.next_cursor {
+                Some(cursor) => page.after = Some(cursor),
+                None => break,
+            }
+        }
+        store.close().await;
+        anyhow::Ok(count)
+    })?;
+    writer.finish()?;
+    if let Some(path) = &output {
+        eprintln!("exported {count} resources to {}", path.display());
+    }
+    Ok(())
+}
+
 fn print_settings(settings: &Settings) {
     println!("data_dir = {}", settings.data_dir.display());
     println!("listen = {}", settings.listen);
+    if let Some(url) = &settings.public_url {
+        println!("public_url = {url}");
+    }
     println!("gateway_listen = {}", settings.gateway_listen);
     println!("store = {}", settings.store);
     println!("node_code = {}", settings.node_code);

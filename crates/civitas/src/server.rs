@@ -60,6 +60,24 @@ pub async fn start(
     let generated_admin_key = bootstrap(&store, bootstrap_token).await?;
 
     let public_key = signing_key.verifying_key().to_bytes();
+    let api_listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("binding the API listener to {}", settings.listen))?;
+    let gateway_listener = TcpListener::bind(settings.gateway_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "binding the gateway listener to {}",
+                settings.gateway_listen
+            )
+        })?;
+    let api_addr = api_listener.local_addr()?;
+    let gateway_addr = gateway_listener.local_addr()?;
+    let public_url = settings
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{api_addr}"));
+
     let node = NodeInfo {
         code: settings.node_code.to_string(),
         public_key: STANDARD.encode(public_key),
@@ -75,21 +93,8 @@ pub async fn start(
         metrics,
         registry: Arc::new(registry),
         catalog_changes: Arc::new(tokio::sync::Notify::new()),
+        public_url: public_url.into(),
     };
-
-    let api_listener = TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("binding the API listener to {}", settings.listen))?;
-    let gateway_listener = TcpListener::bind(settings.gateway_listen)
-        .await
-        .with_context(|| {
-            format!(
-                "binding the gateway listener to {}",
-                settings.gateway_listen
-            )
-        })?;
-    let api_addr = api_listener.local_addr()?;
-    let gateway_addr = gateway_listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
 
     let api = civitas_api::router(state);

@@ -3,5 +3,7 @@
 
 mod authorization;
 mod binary;
+mod catalog;
+mod dcat;
 mod registry;
 mod support;

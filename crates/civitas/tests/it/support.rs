@@ -217,3 +217,25 @@ pub fn with_bad_check(code: &Uscc) -> String {
     text.push(if last == '0' { '1' } else { '0' });
     text
 }
+
+/// The Python with the real third-party clients (ckanapi, rdflib), made once per target dir by
+/// `scripts/python-env`.
+pub fn python() -> std::path::PathBuf {
+    static PYTHON: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/python-env");
+            let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-env");
+            let output = std::process::Command::new(script)
+                .arg(&dir)
+                .output()
+                .expect("run scripts/python-env");
+            assert!(
+                output.status.success(),
+                "scripts/python-env failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            std::path::PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
+        })
+        .clone()
+}

@@ -1,0 +1,424 @@
+//! The catalog through HTTP and the command line.
+
+use std::process::Command;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::{ADMIN_KEY, TestServer, on_both_stores};
+
+on_both_stores!(
+    resources_lifecycle_and_history,
+    resource_bad_input_and_foreign_officers,
+    import_reports_broken_rows_and_export_round_trips,
+);
+
+pub fn resource(code: &str, provider: &str) -> Value {
+    json!({
+        "code": code,
+        "kind": "dataset",
+        "classification": &code[7..10],
+        "name": "住房公积金缴存信息",
+        "name_en": "Housing provident fund deposits",
+        "provider": provider,
+        "summary": "按月缴存明细",
+        "format": "json",
+        "items": [
+            { "code": "id_number", "name": "公民身份号码", "data_type": "string", "sensitivity": "personal", "mask": "citizen_id" },
+            { "code": "balance", "name": "账户余额", "data_type": "decimal", "sensitivity": "internal" }
+        ],
+        "sharing": { "type": "conditional", "conditions": "仅用于住房公积金业务", "method": "interface" },
+        "open_type": "closed",
+        "update_cycle": "monthly",
+        "published_on": "2026-01-15",
+        "tags": ["公积金", "住房"]
+    })
+}
+
+async fn resources_lifecycle_and_history(server: TestServer) {
+    let org = server.create_org(1, None).await.to_string();
+    let officer = server
+        .user_with_key("officer", "data_officer", Some(&org.parse().unwrap()))
+        .await;
+    let code = "320100-B01-000001";
+    let (status, created) = server
+        .post("/api/v1/resources", &officer, resource(code, &org))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        (created["version"].as_u64(), created["active"].as_bool()),
+        (Some(1), Some(true))
+    );
+    assert_eq!(created["items"][0]["mask"], "citizen_id");
+
+    let mut changed = resource(code, &org);
+    changed["name"] = json!("住房公积金缴存明细");
+    let (status, updated) = server
+        .request(
+            Method::PUT,
+            &format!("/api/v1/resources/{code}"),
+            Some(&officer),
+            Some(changed.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["version"], 2);
+    // The same body again changes nothing.
+    let (_, same) = server
+        .request(
+            Method::PUT,
+            &format!("/api/v1/resources/{code}"),
+            Some(&officer),
+            Some(changed),
+        )
+        .await;
+    assert_eq!(same["version"], 2);
+
+    let (status, gone) = server
+        .delete(&format!("/api/v1/resources/{code}"), &officer)
+        .await;
+    assert_eq!(
+        (status, gone["active"].as_bool()),
+        (StatusCode::OK, Some(false))
+    );
+    let (status, history) = server
+        .get(&format!("/api/v1/resources/{code}/history"), &officer)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let versions: Vec<_> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_u64().unwrap(),
+                v["resource"]["name"].as_str().unwrap().to_owned(),
+                v["changed_by"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        versions[0],
+        (1, "住房公积金缴存信息".to_owned(), "officer".to_owned())
+    );
+    assert_eq!(versions[1].1, "住房公积金缴存明细");
+    assert_eq!(versions.len(), 3);
+
+    let (_, listed) = server.get("/api/v1/resources", &officer).await;
+    assert_eq!(
+        listed["items"].as_array().unwrap().len(),
+        0,
+        "deactivated resources are not listed"
+    );
+    let (_, listed) = server.get("/api/v1/resources?active=false", &officer).await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    let (status, _) = server
+        .post(
+            &format!("/api/v1/resources/{code}/reactivate"),
+            &officer,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, listed) = server
+        .get(
+            &format!("/api/v1/resources?provider={org}&kind=dataset"),
+            &officer,
+        )
+        .await;
+    assert_eq!(listed["items"][0]["code"], code);
+
+    // Open data is readable without a key; the rest is not.
+    let (status, _) = server
+        .request(
+            Method::GET,
+            &format!("/api/v1/resources/{code}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let mut open = resource("320100-B01-000002", &org);
+    open["open_type"] = json!("open");
+    server.post("/api/v1/resources", &officer, open).await;
+    let (status, body) = server
+        .request(
+            Method::GET,
+            "/api/v1/resources/320100-B01-000002",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (_, events) = server
+        .get(&format!("/api/v1/audit/events?object_id={code}"), ADMIN_KEY)
+        .await;
+    let actions: Vec<_> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "resource.reactivate",
+            "resource.deactivate",
+            "resource.update",
+            "resource.create"
+        ]
+    );
+}
+
+async fn resource_bad_input_and_foreign_officers(server: TestServer) {
+    let own = server.create_org(1, None).await.to_string();
+    let other = server.create_org(2, None).await.to_string();
+    let officer = server
+        .user_with_key("officer", "data_officer", Some(&own.parse().unwrap()))
+        .await;
+    let developer = server
+        .user_with_key("dev", "developer", Some(&own.parse().unwrap()))
+        .await;
+
+    // (what, JSON pointer to change, new value, field named in the 422)
+    let cases = [
+        ("bad kind", "/kind", json!("spreadsheet"), "kind"),
+        (
+            "bad sharing type",
+            "/sharing/type",
+            json!("sometimes"),
+            "sharing.type",
+        ),
+        ("bad open type", "/open_type", json!("ajar"), "open_type"),
+        (
+            "bad cycle",
+            "/update_cycle",
+            json!("hourly"),
+            "update_cycle",
+        ),
+        (
+            "bad sensitivity",
+            "/items/0/sensitivity",
+            json!("secret"),
+            "items[0].sensitivity",
+        ),
+        ("no items", "/items", json!([]), "items"),
+        (
+            "none with method",
+            "/sharing",
+            json!({ "type": "none", "method": "download" }),
+            "sharing.method",
+        ),
+        ("bad code", "/code", json!("B01-1"), "code"),
+        (
+            "code and classification disagree",
+            "/classification",
+            json!("T01"),
+            "code",
+        ),
+        (
+            "unknown provider",
+            "/provider",
+            json!("91350100M000100Y43"),
+            "provider",
+        ),
+        (
+            "bad date",
+            "/published_on",
+            json!("2026-13-01"),
+            "published_on",
+        ),
+    ];
+    for (what, pointer, value, field) in cases {
+        let mut body = resource("320100-B01-000009", &own);
+        *body.pointer_mut(pointer).unwrap() = value;
+        let (status, problem) = server.post("/api/v1/resources", ADMIN_KEY, body).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{what}: {problem}"
+        );
+        assert_eq!(problem["field"], field, "{what}: {problem}");
+    }
+
+    let (status, _) = server
+        .post(
+            "/api/v1/resources",
+            &officer,
+            resource("320100-B01-000001", &own),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, problem) = server
+        .post(
+            "/api/v1/resources",
+            &officer,
+            resource("320100-B01-000001", &own),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::CONFLICT, Some("duplicate"))
+    );
+
+    // A data officer of one organization cannot publish for, or take over, another's resources.
+    let (status, _) = server
+        .post(
+            "/api/v1/resources",
+            &officer,
+            resource("320100-B01-000002", &other),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let foreign_officer = server
+        .user_with_key("foreign", "data_officer", Some(&other.parse().unwrap()))
+        .await;
+    let mut takeover = resource("320100-B01-000001", &other);
+    takeover["name"] = json!("x");
+    let (status, _) = server
+        .request(
+            Method::PUT,
+            "/api/v1/resources/320100-B01-000001",
+            Some(&foreign_officer),
+            Some(takeover),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = server
+        .delete("/api/v1/resources/320100-B01-000001", &foreign_officer)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = server
+        .post(
+            "/api/v1/resources",
+            &developer,
+            resource("320100-B01-000003", &own),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "developers read the catalog, officers write it"
+    );
+    let (status, body) = server
+        .request(
+            Method::PUT,
+            "/api/v1/resources/320100-B01-000001",
+            Some(&officer),
+            Some(resource("320100-B01-000004", &own)),
+        )
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("code"))
+    );
+    let (status, _) = server
+        .get("/api/v1/resources/320100-B01-000404", &officer)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (_, resource) = server
+        .get("/api/v1/resources/320100-B01-000001", &officer)
+        .await;
+    assert_eq!(resource["version"], 1, "no failed request changed anything");
+}
+
+async fn import_reports_broken_rows_and_export_round_trips(server: TestServer) {
+    let org = server.create_org(1, None).await.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let csv_path = dir.path().join("catalog.csv");
+    let header = "code,kind,classification,name,name_en,provider,provider_system,summary,format,items,sharing_type,sharing_conditions,sharing_method,open_type,update_cycle,published_on,related,tags,origin_node,device";
+    let row = |n: u32, sharing: &str, open: &str| {
+        format!(
+            "320100-T03-{n:06},dataset,T03,社会保险参保信息{n},Social insurance enrolment {n},{org},,参保明细,csv,\"id_number|公民身份号码|string|personal|citizen_id;insured_months|参保月数|integer|internal\",{sharing},,,{open},monthly,2026-02-01,,社保;参保,,"
+        )
+    };
+    let lines = [
+        header.to_owned(),
+        row(1, "unconditional", "closed"),
+        row(2, "partial", "closed"), // line 3: bad sharing type
+        row(3, "unconditional", "closed"),
+        row(4, "unconditional", "ajar"), // line 5: bad open type
+        row(5, "unconditional", "closed").replace(&org, "91350100M000100Y43"), // line 6: unknown provider
+        "320100-T03-000006,dataset,T03,名称".to_owned(), // line 7: too few cells
+        row(7, "unconditional", "closed"),
+    ];
+    std::fs::write(&csv_path, lines.join("\n") + "\n").unwrap();
+
+    let run = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_civitas"));
+        let store = match &server.settings.store {
+            civitas_store::StoreUrl::Postgres(url) => url.clone(),
+            sqlite => sqlite.to_string(),
+        };
+        command
+            .args(args)
+            .arg("--data-dir")
+            .arg(&server.settings.data_dir)
+            .arg("--store")
+            .arg(store);
+        command.output().unwrap()
+    };
+    let output = run(&["catalog", "import", csv_path.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("3 created, 0 updated, 0 unchanged, 4 rejected"),
+        "{stdout}\n{stderr}"
+    );
+    for expected in [
+        "line 3, column sharing_type",
+        "line 5, column open_type",
+        "line 6, column provider",
+        "line 7",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in {stderr}"
+        );
+    }
+    let (_, listed) = server.get("/api/v1/resources", ADMIN_KEY).await;
+    let codes: Vec<_> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["code"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "320100-T03-000001",
+            "320100-T03-000003",
+            "320100-T03-000007"
+        ]
+    );
+
+    // Export, re-import: nothing changes.
+    for format in ["csv", "jsonl"] {
+        let export_path = dir.path().join(format!("export.{format}"));
+        let output = run(&[
+            "catalog",
+            "export",
+            "--output",
+            export_path.to_str().unwrap(),
+        ]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let output = run(&["catalog", "import", export_path.to_str().unwrap()]);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{stdout}");
+        assert!(
+            stdout.contains("0 created, 0 updated, 3 unchanged, 0 rejected"),
+            "{format}: {stdout}"
+        );
+    }
+    let exported = std::fs::read_to_string(dir.path().join("export.jsonl")).unwrap();
+    let first: Value = serde_json::from_str(exported.lines().next().unwrap()).unwrap();
+    assert_eq!(first["items"][0]["mask"], "citizen_id");
+    assert_eq!(first["tags"], json!(["社保", "参保"]));
+}
