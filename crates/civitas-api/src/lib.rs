@@ -11,6 +11,7 @@ pub mod catalog;
 mod dcat;
 pub mod error;
 pub mod extract;
+pub mod ledger;
 pub mod metrics;
 mod openapi;
 mod ops;
@@ -42,13 +43,31 @@ pub struct AppState {
     pub catalog_changes: Arc<tokio::sync::Notify>,
     /// The public base URL of the API, without a trailing slash; RDF identifiers start with it.
     pub public_url: Arc<str>,
+    /// The data chain: audit events, exchanges and scenario runs.
+    pub ledger: civitas_ledger::Ledger,
+    /// Serializes shipping audit events into the ledger, so that they land in the order they
+    /// happened and each exactly once.
+    pub audit_shipping: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl AppState {
-    /// Called by every handler after a change committed, so that the change's audit event moves
-    /// on from the store's outbox. The audit table is the record for now; this is where the
-    /// ledger takes over.
-    pub async fn audit_changed(&self) {}
+    /// Called by every handler after a change committed: appends the change's audit event (and
+    /// any other still in the store's outbox) to the ledger before the handler answers. A failure
+    /// leaves the events in the outbox, where the periodic shipper finds them again.
+    pub async fn audit_changed(&self) {
+        if let Err(error) = self.ship_audit_events().await {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "audit events wait in the outbox"
+            );
+        }
+    }
+
+    /// Moves every audit event from the store's outbox into the ledger.
+    pub async fn ship_audit_events(&self) -> anyhow::Result<usize> {
+        let _one_at_a_time = self.audit_shipping.lock().await;
+        ledger::ship_audit_events(&self.store, &self.ledger).await
+    }
 
     /// Called after a catalog change committed.
     pub fn catalog_changed(&self) {
@@ -65,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .merge(ops::routes())
         .merge(dcat::routes())
+        .merge(ledger::routes())
         .merge(openapi::routes())
         .fallback(ops::no_route)
         .method_not_allowed_fallback(ops::method_not_allowed)

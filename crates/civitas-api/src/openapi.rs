@@ -4,7 +4,7 @@ use axum::Router;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{AppState, audit, catalog, error::Problem, registry};
+use crate::{AppState, audit, catalog, error::Problem, ledger, registry};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -47,6 +47,13 @@ Errors are RFC 9457 problem documents with a stable `code`. Authenticate with `A
         catalog::deactivate_resource,
         catalog::reactivate_resource,
         catalog::resource_history,
+        ledger::status,
+        ledger::checkpoints,
+        ledger::records,
+        ledger::record_at,
+        ledger::inclusion_proof,
+        ledger::consistency_proof,
+        ledger::receipt,
     ),
     components(schemas(Problem)),
     modifiers(&BearerAuth),
@@ -54,6 +61,7 @@ Errors are RFC 9457 problem documents with a stable `code`. Authenticate with `A
     tags(
         (name = "registry", description = "The node, organizations, systems, users and API keys"),
         (name = "audit", description = "Who changed what"),
+        (name = "ledger", description = "The data chain: signed checkpoints, records, proofs and receipts"),
         (name = "catalog", description = "Catalog resources with the national catalog guide's metadata"),
     )
 )]

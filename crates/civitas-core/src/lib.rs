@@ -3,6 +3,7 @@
 //! Everything here is pure: no I/O, no clocks, no randomness. Types validate on construction, so a
 //! value of type [`Uscc`] or [`RegionCode`] is known to be well-formed wherever it travels.
 
+pub mod access;
 pub mod authz;
 pub mod catalog;
 mod ids;

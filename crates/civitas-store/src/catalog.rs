@@ -579,6 +579,48 @@ impl Store {
         Ok(codes)
     }
 
+    /// Codes of active resources that are open data, for anonymous callers.
+    pub async fn open_resource_codes(&self) -> Result<Vec<String>> {
+        let codes = read_pool!(self, |pool| {
+            sqlx::query_scalar(
+                "SELECT code FROM resources WHERE active AND open_type = 'open' ORDER BY code",
+            )
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(codes)
+    }
+
+    /// Active resources per provider organization.
+    pub async fn resource_counts_by_provider(&self) -> Result<HashMap<String, u64>> {
+        let rows: Vec<(String, i64)> = read_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT provider, COUNT(*) FROM resources WHERE active GROUP BY provider",
+            )
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(code, count)| (code, count as u64))
+            .collect())
+    }
+
+    /// Active resources per classification code.
+    pub async fn resource_counts_by_classification(&self) -> Result<HashMap<String, u64>> {
+        let rows: Vec<(String, i64)> = read_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT classification, COUNT(*) FROM resources WHERE active GROUP BY classification",
+            )
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(code, count)| (code, count as u64))
+            .collect())
+    }
+
     /// The last number of the catalog's change sequence: every change to a resource gets the next.
     pub async fn catalog_sequence(&self) -> Result<u64> {
         let last: i64 = read_pool!(self, |pool| {

@@ -3,5 +3,6 @@
 
 pub mod catalog_io;
 pub mod config;
+pub mod ledger_verify;
 pub mod node;
 pub mod server;

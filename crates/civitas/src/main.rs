@@ -13,7 +13,7 @@ use anyhow::Context;
 use civitas::{
     catalog_io::{self, DraftWriter, Format},
     config::{Config, LogFormat, Settings},
-    server,
+    ledger_verify, server,
 };
 use civitas_store::{PageRequest, ResourceFilter, Store};
 use clap::{Parser, Subcommand};
@@ -35,10 +35,41 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// The data chain.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
     /// Bulk import and export of catalog resources.
     Catalog {
         #[command(subcommand)]
         command: CatalogCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LedgerCommand {
+    /// Recompute the tree from every record and check every signed checkpoint, in the local data
+    /// dir or, with --url, on a running node. Names the first bad record on tampering.
+    Verify {
+        /// Verify a running node at this base URL instead of the local data dir.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// An API key that may read the audit trail (needed with --url).
+        #[arg(
+            long,
+            env = "CIVITAS_API_KEY",
+            value_name = "KEY",
+            hide_env_values = true
+        )]
+        api_key: Option<String>,
+        /// The node's verifier key (`name+hash+base64key`). Without it the key is read from the
+        /// data dir's node key, or asked of the node with --url; an independent auditor passes
+        /// the key they obtained out of band.
+        #[arg(long, value_name = "KEY")]
+        verifier_key: Option<String>,
+        #[command(flatten)]
+        config: Config,
     },
 }
 
@@ -73,6 +104,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { config, check } => serve(config, check).map(|()| ExitCode::SUCCESS),
+        Command::Ledger {
+            command:
+                LedgerCommand::Verify {
+                    url,
+                    api_key,
+                    verifier_key,
+                    config,
+                },
+        } => verify_ledger(config, url, api_key, verifier_key).map(|()| ExitCode::SUCCESS),
         Command::Catalog {
             command:
                 CatalogCommand::Import {
@@ -220,6 +260,34 @@ fn export(config: Config, output: Option<PathBuf>, format: Option<Format>) -> an
     if let Some(path) = &output {
         eprintln!("exported {count} resources to {}", path.display());
     }
+    Ok(())
+}
+
+fn verify_ledger(
+    config: Config,
+    url: Option<String>,
+    api_key: Option<String>,
+    verifier_key: Option<String>,
+) -> anyhow::Result<()> {
+    let outcome = match url {
+        Some(url) => runtime()?.block_on(ledger_verify::verify_remote(
+            &url,
+            api_key.as_deref(),
+            verifier_key.as_deref(),
+        ))?,
+        None => {
+            let settings = config.resolve()?;
+            let key = match verifier_key {
+                Some(key) => key,
+                None => ledger_verify::local_verifier_key(
+                    &settings.data_dir,
+                    settings.node_code.as_str(),
+                )?,
+            };
+            ledger_verify::verify_local(&settings.data_dir, &key)?
+        }
+    };
+    println!("{}", ledger_verify::summary(&outcome));
     Ok(())
 }
 

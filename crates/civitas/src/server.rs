@@ -10,6 +10,7 @@ use civitas_core::{
     authz::Permit,
     registry::{KeyOwner, Role, UserName},
 };
+use civitas_ledger::{Ledger, LedgerOptions, NoteSigner};
 use civitas_store::{NewUser, Store};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
@@ -30,6 +31,7 @@ pub struct RunningServer {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
     store: Store,
+    ledger: Ledger,
 }
 
 impl RunningServer {
@@ -40,6 +42,10 @@ impl RunningServer {
             task.await.context("server task panicked")??;
         }
         self.store.close().await;
+        // The last handle of the ledger flushes its appends and signs a final checkpoint as it
+        // drops, which blocks: do it off the async threads.
+        let ledger = self.ledger;
+        tokio::task::spawn_blocking(move || drop(ledger)).await?;
         tracing::info!("stopped");
         Ok(())
     }
@@ -58,6 +64,14 @@ pub async fn start(
         .await
         .with_context(|| format!("opening the store at {}", settings.store))?;
     let generated_admin_key = bootstrap(&store, bootstrap_token).await?;
+    let ledger_dir = settings.data_dir.join("ledger");
+    let signer = NoteSigner::new(settings.node_code.as_str(), signing_key.clone())
+        .context("the node key as a checkpoint signer")?;
+    let ledger = tokio::task::spawn_blocking(move || {
+        Ledger::open(&ledger_dir, signer, LedgerOptions::default())
+    })
+    .await?
+    .context("opening the ledger")?;
 
     let public_key = signing_key.verifying_key().to_bytes();
     let api_listener = TcpListener::bind(settings.listen)
@@ -81,7 +95,7 @@ pub async fn start(
     let node = NodeInfo {
         code: settings.node_code.to_string(),
         public_key: STANDARD.encode(public_key),
-        verifier_key: String::new(),
+        verifier_key: ledger.verifier_key().to_owned(),
         city_region: settings.city_region.to_string(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
     };
@@ -94,9 +108,24 @@ pub async fn start(
         registry: Arc::new(registry),
         catalog_changes: Arc::new(tokio::sync::Notify::new()),
         public_url: public_url.into(),
+        ledger: ledger.clone(),
+        audit_shipping: Arc::new(tokio::sync::Mutex::new(())),
     };
+    // Audit events written while no server ran (by `civitas catalog import`, say) or left behind
+    // by a crash reach the ledger before anything else happens.
+    let shipped = state
+        .ship_audit_events()
+        .await
+        .context("shipping audit events")?;
+    if shipped > 0 {
+        tracing::info!(shipped, "appended waiting audit events to the ledger");
+    }
     let (stop, stopped) = watch::channel(false);
 
+    let shipper_task = tokio::spawn(ship_audit_events_periodically(
+        state.clone(),
+        stopped.clone(),
+    ));
     let api = civitas_api::router(state);
     let api_task = tokio::spawn(serve(api_listener, api, stopped.clone()));
     let gateway_task = tokio::spawn(serve(gateway_listener, gateway_placeholder(), stopped));
@@ -106,9 +135,25 @@ pub async fn start(
         gateway_addr,
         generated_admin_key,
         stop,
-        tasks: vec![api_task, gateway_task],
+        tasks: vec![api_task, gateway_task, shipper_task],
         store,
+        ledger,
     })
+}
+
+/// Every second, moves audit events that other writers (the command line, other replicas) left
+/// in the store's outbox into the ledger.
+async fn ship_audit_events_periodically(
+    state: AppState,
+    mut stopped: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut interval = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = interval.tick() => state.audit_changed().await,
+            _ = stopped.changed() => return Ok(()),
+        }
+    }
 }
 
 async fn serve(

@@ -5,5 +5,6 @@ mod authorization;
 mod binary;
 mod catalog;
 mod dcat;
+mod ledger;
 mod registry;
 mod support;

@@ -1,0 +1,379 @@
+//! The data chain over HTTP: the latest signed checkpoint and C2SP tlog-tiles under `/ledger`,
+//! and records, checkpoints, proofs and receipts under `/api/v1/ledger`. Also the audit seam's
+//! shipping of audit events from the store's outbox into the ledger.
+
+use axum::{
+    Router,
+    extract::{Path, State},
+    http::header,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use base64::{Engine, engine::general_purpose::STANDARD};
+use civitas_core::authz::Action;
+use civitas_ledger::{
+    Ledger, Receipt,
+    record::{self, AdminRecord, Record},
+    tiles::{self, TileKind},
+};
+use civitas_store::Store;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::{
+    AppState,
+    auth::{Caller, MaybeCaller},
+    error::{ApiError, ApiResult, Problem},
+    extract::Query,
+};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/ledger/checkpoint", get(checkpoint_text))
+        .route("/ledger/{*path}", get(tile))
+        .route("/api/v1/ledger", get(status))
+        .route("/api/v1/ledger/checkpoints", get(checkpoints))
+        .route("/api/v1/ledger/records", get(records))
+        .route("/api/v1/ledger/records/{index}", get(record_at))
+        .route("/api/v1/ledger/proofs/inclusion", get(inclusion_proof))
+        .route("/api/v1/ledger/proofs/consistency", get(consistency_proof))
+        .route("/api/v1/ledger/receipts/{index}", get(receipt))
+}
+
+/// Most records returned by one call.
+pub const MAX_RECORDS_PER_CALL: u64 = 1000;
+
+impl From<civitas_ledger::Error> for ApiError {
+    fn from(error: civitas_ledger::Error) -> ApiError {
+        use civitas_ledger::Error;
+        match error {
+            Error::IndexOutOfRange { index, size } => ApiError::NotFound {
+                kind: "ledger record",
+                id: format!("{index} (the ledger holds {size})"),
+            },
+            Error::TreeSizeOutOfRange { .. } | Error::Proof(_) => {
+                ApiError::invalid("tree_size", error)
+            }
+            Error::TileNotAvailable { .. } | Error::EntryBundleNotAvailable { .. } => {
+                ApiError::NotFound {
+                    kind: "tile",
+                    id: error.to_string(),
+                }
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+/// Appends every audit event still in the store's outbox to the ledger, oldest first, and
+/// records where each landed. Callers serialize through `AppState::audit_shipping`.
+pub async fn ship_audit_events(store: &Store, ledger: &Ledger) -> anyhow::Result<usize> {
+    let mut shipped = 0;
+    loop {
+        let events = store.unshipped_audit_events(1000).await?;
+        if events.is_empty() {
+            return Ok(shipped);
+        }
+        let records = events
+            .iter()
+            .map(|event| {
+                record::encode(&Record::Admin(AdminRecord {
+                    at: event.at,
+                    actor: event.actor.clone(),
+                    action: event.action.clone(),
+                    object_kind: event.object_kind.clone(),
+                    object_id: event.object_id.clone(),
+                    details: event.details.clone(),
+                }))
+            })
+            .collect();
+        let indexes = ledger.append_batch(records).await?;
+        let pairs: Vec<(i64, u64)> = events.iter().map(|e| e.id).zip(indexes).collect();
+        store.mark_audit_events_shipped(&pairs).await?;
+        shipped += pairs.len();
+    }
+}
+
+async fn checkpoint_text(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        state.ledger.latest_checkpoint().note,
+    )
+        .into_response()
+}
+
+/// C2SP tlog-tiles: hash tiles are public (they reveal only hashes); entry bundles hold the
+/// records and need the `read_audit` permission.
+async fn tile(
+    State(state): State<AppState>,
+    caller: MaybeCaller,
+    Path(path): Path<String>,
+) -> ApiResult<Response> {
+    let id = tiles::parse_tile_path(&path)
+        .map_err(|error| ApiError::NoRoute(format!("/ledger/{path}: {error}")))?;
+    let bytes = match id.kind {
+        TileKind::Hashes { level } => state.ledger.tile(level, id.index, id.width)?,
+        TileKind::Entries => {
+            match &caller.0 {
+                Some(caller) => caller.permit(Action::ReadAudit, None)?,
+                None => return Err(ApiError::Unauthenticated),
+            };
+            state.ledger.entry_bundle(id.index, id.width)?
+        }
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            // Full tiles never change; partial ones are replaced as the tree grows.
+            (
+                header::CACHE_CONTROL,
+                if u64::from(id.width) == tiles::TILE_WIDTH {
+                    "public, max-age=31536000, immutable"
+                } else {
+                    "no-cache"
+                },
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+/// The ledger's state.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LedgerStatus {
+    /// Durable records.
+    pub size: u64,
+    /// The latest signed checkpoint (a C2SP signed note).
+    pub checkpoint: String,
+    pub checkpoint_size: u64,
+    /// The node's verifier key in the signed-note format.
+    pub verifier_key: String,
+}
+
+#[utoipa::path(get, path = "/api/v1/ledger", tag = "ledger",
+    responses((status = 200, body = LedgerStatus)))]
+async fn status(State(state): State<AppState>) -> axum::Json<LedgerStatus> {
+    let checkpoint = state.ledger.latest_checkpoint();
+    axum::Json(LedgerStatus {
+        size: state.ledger.size(),
+        checkpoint: checkpoint.note,
+        checkpoint_size: checkpoint.tree_size,
+        verifier_key: state.ledger.verifier_key().to_owned(),
+    })
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CheckpointQuery {
+    /// Checkpoints covering at least this many records (default 0).
+    pub from_size: Option<u64>,
+    /// At most this many (1 to 1000, default 100).
+    pub limit: Option<u32>,
+}
+
+/// A signed checkpoint.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckpointView {
+    pub tree_size: u64,
+    /// Base64 root hash.
+    pub root: String,
+    pub note: String,
+}
+
+#[utoipa::path(get, path = "/api/v1/ledger/checkpoints", tag = "ledger", params(CheckpointQuery),
+    description = "Signed checkpoints in order of tree size, one per size, so that a verifier can check each against the next.",
+    responses((status = 200, body = Vec<CheckpointView>)))]
+async fn checkpoints(
+    State(state): State<AppState>,
+    Query(query): Query<CheckpointQuery>,
+) -> ApiResult<axum::Json<Vec<CheckpointView>>> {
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
+    }
+    let mut size = query.from_size.unwrap_or(0);
+    let mut found = Vec::new();
+    while found.len() < limit as usize {
+        let Some(checkpoint) = state.ledger.checkpoint_at_or_after(size)? else {
+            break;
+        };
+        size = checkpoint.tree_size + 1;
+        found.push(CheckpointView {
+            tree_size: checkpoint.tree_size,
+            root: STANDARD.encode(checkpoint.root),
+            note: checkpoint.note,
+        });
+    }
+    Ok(axum::Json(found))
+}
+
+/// One ledger record: its index, leaf hash, the decoded record and its exact bytes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecordView {
+    pub index: u64,
+    /// Base64 RFC 9162 leaf hash.
+    pub leaf_hash: String,
+    /// The record decoded (see FORMAT.md of the ledger); absent if it does not decode.
+    pub record: Option<serde_json::Value>,
+    /// The record's canonical bytes, base64.
+    pub bytes: String,
+}
+
+fn record_view(state: &AppState, index: u64, bytes: Vec<u8>) -> ApiResult<RecordView> {
+    let leaf_hash = state.ledger.leaf_hash(index)?;
+    Ok(RecordView {
+        index,
+        leaf_hash: STANDARD.encode(leaf_hash),
+        record: record::decode(&bytes)
+            .ok()
+            .and_then(|record| serde_json::to_value(record).ok()),
+        bytes: STANDARD.encode(&bytes),
+    })
+}
+
+#[utoipa::path(get, path = "/api/v1/ledger/records/{index}", tag = "ledger",
+    params(("index" = u64, Path)),
+    responses((status = 200, body = RecordView), (status = 404, body = Problem)))]
+async fn record_at(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(index): Path<u64>,
+) -> ApiResult<axum::Json<RecordView>> {
+    caller.permit(Action::ReadAudit, None)?;
+    let bytes = state.ledger.read(index)?;
+    Ok(axum::Json(record_view(&state, index, bytes)?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RangeQuery {
+    /// First index (inclusive).
+    pub start: u64,
+    /// End index (exclusive); at most 1000 records per call.
+    pub end: u64,
+}
+
+#[utoipa::path(get, path = "/api/v1/ledger/records", tag = "ledger", params(RangeQuery),
+    responses((status = 200, body = Vec<RecordView>), (status = 422, body = Problem)))]
+async fn records(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<RangeQuery>,
+) -> ApiResult<axum::Json<Vec<RecordView>>> {
+    caller.permit(Action::ReadAudit, None)?;
+    if query.end <= query.start || query.end - query.start > MAX_RECORDS_PER_CALL {
+        return Err(ApiError::invalid(
+            "end",
+            format!("must be above start and at most {MAX_RECORDS_PER_CALL} past it"),
+        ));
+    }
+    let end = query.end.min(state.ledger.size());
+    if query.start >= end {
+        return Ok(axum::Json(Vec::new()));
+    }
+    let records = state.ledger.read_range(query.start..end)?;
+    let views = records
+        .into_iter()
+        .zip(query.start..)
+        .map(|(bytes, index)| record_view(&state, index, bytes))
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(axum::Json(views))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct InclusionQuery {
+    pub index: u64,
+    /// Defaults to the latest checkpoint's size.
+    pub tree_size: Option<u64>,
+}
+
+/// An RFC 9162 inclusion proof.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InclusionProofView {
+    pub index: u64,
+    pub tree_size: u64,
+    pub leaf_hash: String,
+    pub root: String,
+    /// Base64 hashes, from the leaf up.
+    pub proof: Vec<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/ledger/proofs/inclusion", tag = "ledger", params(InclusionQuery),
+    responses((status = 200, body = InclusionProofView), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn inclusion_proof(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<InclusionQuery>,
+) -> ApiResult<axum::Json<InclusionProofView>> {
+    drop(caller);
+    let tree_size = query
+        .tree_size
+        .unwrap_or_else(|| state.ledger.latest_checkpoint().tree_size);
+    if query.index >= tree_size {
+        return Err(ApiError::invalid(
+            "index",
+            format!("must be below tree_size {tree_size}"),
+        ));
+    }
+    let proof = state.ledger.inclusion_proof(query.index, tree_size)?;
+    Ok(axum::Json(InclusionProofView {
+        index: query.index,
+        tree_size,
+        leaf_hash: STANDARD.encode(state.ledger.leaf_hash(query.index)?),
+        root: STANDARD.encode(state.ledger.root(tree_size)?),
+        proof: proof.iter().map(|hash| STANDARD.encode(hash)).collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ConsistencyQuery {
+    pub old: u64,
+    pub new: u64,
+}
+
+/// An RFC 9162 consistency proof between two tree sizes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsistencyProofView {
+    pub old: u64,
+    pub new: u64,
+    pub old_root: String,
+    pub new_root: String,
+    pub proof: Vec<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/ledger/proofs/consistency", tag = "ledger", params(ConsistencyQuery),
+    responses((status = 200, body = ConsistencyProofView), (status = 422, body = Problem)))]
+async fn consistency_proof(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<ConsistencyQuery>,
+) -> ApiResult<axum::Json<ConsistencyProofView>> {
+    drop(caller);
+    if query.old > query.new {
+        return Err(ApiError::invalid("old", "must not exceed new"));
+    }
+    let proof = state.ledger.consistency_proof(query.old, query.new)?;
+    Ok(axum::Json(ConsistencyProofView {
+        old: query.old,
+        new: query.new,
+        old_root: STANDARD.encode(state.ledger.root(query.old)?),
+        new_root: STANDARD.encode(state.ledger.root(query.new)?),
+        proof: proof.iter().map(|hash| STANDARD.encode(hash)).collect(),
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/ledger/receipts/{index}", tag = "ledger",
+    params(("index" = u64, Path)),
+    description = "A receipt for a record: its leaf hash, a signed checkpoint covering it and the inclusion proof, verifiable with nothing but the node's verifier key.",
+    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem)))]
+async fn receipt(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(index): Path<u64>,
+) -> ApiResult<axum::Json<Receipt>> {
+    drop(caller);
+    Ok(axum::Json(state.ledger.receipt(index).await?))
+}

@@ -1,0 +1,147 @@
+//! The checkpointer thread: signs the tree head whenever there are new records, at least once per
+//! interval, and on demand.
+
+use std::os::unix::fs::FileExt;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::{
+    CHECKPOINTS_FILE, Checkpoint, Error, LEAF_HASHES_FILE, LEVEL4_HASHES_FILE, OFFSETS_FILE,
+    Result, Shared, TILE_HASHES_FILE, io_error, lock, read_guard, write_guard,
+};
+use crate::checkpoint_file::{CheckpointFileError, CheckpointReader};
+use crate::frame::{FRAME_HEADER_BYTES, encode_frame};
+
+#[derive(Default)]
+pub(crate) struct CheckpointControl {
+    pub(crate) stop: bool,
+    pub(crate) waiters: Vec<oneshot::Sender<Result<Checkpoint>>>,
+}
+
+pub(crate) fn run(shared: &Shared, interval: Duration) {
+    let mut control = lock(&shared.checkpoint_control);
+    loop {
+        if !control.stop && control.waiters.is_empty() {
+            control = shared
+                .checkpoint_wakeup
+                .wait_timeout(control, interval)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+        let stop = control.stop;
+        let waiters = std::mem::take(&mut control.waiters);
+        drop(control);
+        let outcome = write_checkpoint_if_needed(shared);
+        if let Err(error) = &outcome {
+            // The next tick tries again; records stay durable either way.
+            tracing::error!(%error, "signing a ledger checkpoint failed");
+        }
+        for waiter in waiters {
+            let answer = match &outcome {
+                Ok(checkpoint) => Ok(checkpoint.clone()),
+                Err(error) => Err(Error::CheckpointFailed(error.to_string())),
+            };
+            let _ = waiter.send(answer);
+        }
+        if stop {
+            return;
+        }
+        control = lock(&shared.checkpoint_control);
+    }
+}
+
+/// Signs and stores a checkpoint of the current size unless the latest one already covers it.
+/// Only the checkpointer thread (and `open`, before that thread starts) calls this, so appends to
+/// the checkpoints file never race.
+pub(crate) fn write_checkpoint_if_needed(shared: &Shared) -> Result<Checkpoint> {
+    let size = shared.size();
+    if let Some(latest) = &read_guard(&shared.checkpoints).latest
+        && latest.tree_size >= size
+    {
+        return Ok(latest.clone());
+    }
+    // Recovery trusts the derived files up to the latest checkpoint, so they must be durable
+    // before a checkpoint that covers them is.
+    for (file, name) in [
+        (&shared.files.offsets, OFFSETS_FILE),
+        (&shared.files.leaf_hashes, LEAF_HASHES_FILE),
+        (&shared.files.level4_hashes, LEVEL4_HASHES_FILE),
+        (&shared.files.tile_hashes, TILE_HASHES_FILE),
+    ] {
+        file.sync_data()
+            .map_err(io_error("sync", &shared.path(name)))?;
+    }
+    let root = shared.root(size)?;
+    let note = shared.signer.sign_checkpoint(size, &root);
+    let mut frame = Vec::with_capacity(FRAME_HEADER_BYTES + note.len());
+    encode_frame(note.as_bytes(), &mut frame);
+    let offset = read_guard(&shared.checkpoints).file_end;
+    let path = shared.path(CHECKPOINTS_FILE);
+    shared
+        .files
+        .checkpoints
+        .write_all_at(&frame, offset)
+        .map_err(io_error("write", &path))?;
+    shared
+        .files
+        .checkpoints
+        .sync_data()
+        .map_err(io_error("sync", &path))?;
+    let checkpoint = Checkpoint {
+        note,
+        tree_size: size,
+        root,
+    };
+    write_guard(&shared.checkpoints).record(
+        checkpoint.clone(),
+        offset,
+        offset + frame.len() as u64,
+    );
+    tracing::debug!(tree_size = size, "signed ledger checkpoint");
+    Ok(checkpoint)
+}
+
+/// The oldest stored checkpoint of at least `tree_size` records: found from the sparse index by
+/// reading forward at most `CHECKPOINT_INDEX_STRIDE` frames.
+pub(crate) fn checkpoint_at_or_after(
+    shared: &Shared,
+    tree_size: u64,
+) -> Result<Option<Checkpoint>> {
+    let (start, end) = {
+        let book = read_guard(&shared.checkpoints);
+        match &book.latest {
+            Some(latest) if latest.tree_size >= tree_size => {}
+            _ => return Ok(None),
+        }
+        let position = book
+            .sparse
+            .partition_point(|location| location.tree_size < tree_size);
+        let start = position.saturating_sub(1);
+        (book.sparse[start], book.file_end)
+    };
+    let mut reader = CheckpointReader::new(&shared.files.checkpoints, start.offset, 0, end);
+    let path = shared.path(CHECKPOINTS_FILE);
+    loop {
+        let stored = reader.next_note().map_err(|error| match error {
+            CheckpointFileError::Io(source) => io_error("read", &path)(source),
+            CheckpointFileError::Corrupt { offset, reason } => {
+                Error::CorruptCheckpoints { offset, reason }
+            }
+        })?;
+        let Some(stored) = stored else {
+            return Err(Error::CorruptCheckpoints {
+                offset: reader.offset(),
+                reason: "a checkpoint listed in memory is missing from the file".into(),
+            });
+        };
+        let checkpoint =
+            Checkpoint::parse_trusted(stored.note).map_err(|error| Error::CorruptCheckpoints {
+                offset: stored.offset,
+                reason: error.to_string(),
+            })?;
+        if checkpoint.tree_size >= tree_size {
+            return Ok(Some(checkpoint));
+        }
+    }
+}

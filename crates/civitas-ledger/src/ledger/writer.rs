@@ -1,0 +1,225 @@
+//! The writer thread: group commit of all pending appends.
+
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::{
+    Error, GROUP_WIDTH, HASH_BYTES, LEAF_HASHES_FILE, LEVEL4_HASHES_FILE, OFFSET_BYTES,
+    OFFSETS_FILE, RECORDS_FILE, Result, Shared, TILE_HASHES_FILE, io_error, write_guard,
+};
+use crate::frame::{FRAME_HEADER_BYTES, encode_frame};
+use crate::merkle::{Hash, leaf_hash, perfect_root};
+use crate::tiles::TILE_WIDTH;
+
+pub(crate) struct AppendRequest {
+    pub(crate) records: Vec<Vec<u8>>,
+    pub(crate) reply: oneshot::Sender<Result<Range<u64>>>,
+}
+
+pub(crate) struct WriterState {
+    size: u64,
+    records_end: u64,
+    /// Leaf hashes of the incomplete 16-leaf group at the right edge.
+    partial_group: Vec<Hash>,
+    /// Level-4 nodes of the incomplete tile at the right edge.
+    partial_tile: Vec<Hash>,
+    /// Set after a failed write or sync: the kernel may have dropped the dirty pages, so nothing
+    /// written afterwards could be trusted to sit on top of what the file really holds.
+    failure: Option<String>,
+    frames: Vec<u8>,
+    offsets: Vec<u8>,
+    leaves: Vec<u8>,
+    level4_nodes: Vec<Hash>,
+    tile_roots: Vec<Hash>,
+}
+
+impl WriterState {
+    /// `partial_tile_leaves` are the leaf hashes of the incomplete tile at the right edge.
+    pub(crate) fn new(size: u64, records_end: u64, partial_tile_leaves: &[Hash]) -> WriterState {
+        debug_assert_eq!(partial_tile_leaves.len() as u64, size % TILE_WIDTH);
+        let groups = partial_tile_leaves.chunks_exact(GROUP_WIDTH as usize);
+        let partial_group = groups.remainder().to_vec();
+        WriterState {
+            size,
+            records_end,
+            partial_group,
+            partial_tile: groups.map(perfect_root).collect(),
+            failure: None,
+            frames: Vec::new(),
+            offsets: Vec::new(),
+            leaves: Vec::new(),
+            level4_nodes: Vec::new(),
+            tile_roots: Vec::new(),
+        }
+    }
+
+    /// Writes and syncs every record of `batch` and publishes them; returns the first index.
+    fn commit(&mut self, shared: &Shared, batch: &[AppendRequest]) -> Result<u64, String> {
+        if let Some(failure) = &self.failure {
+            return Err(failure.clone());
+        }
+        match self.write_and_sync(shared, batch) {
+            Ok(first_index) => Ok(first_index),
+            Err(error) => {
+                tracing::error!(%error, "ledger append failed; refusing further appends");
+                let message = error.to_string();
+                self.failure = Some(message.clone());
+                Err(message)
+            }
+        }
+    }
+
+    fn write_and_sync(&mut self, shared: &Shared, batch: &[AppendRequest]) -> Result<u64> {
+        let first_index = self.size;
+        let first_group = first_index / GROUP_WIDTH;
+        let first_tile = first_index / TILE_WIDTH;
+        self.frames.clear();
+        self.offsets.clear();
+        self.leaves.clear();
+        self.level4_nodes.clear();
+        self.tile_roots.clear();
+        let mut position = self.records_end;
+        for record in batch.iter().flat_map(|request| &request.records) {
+            self.offsets.extend_from_slice(&position.to_le_bytes());
+            encode_frame(record, &mut self.frames);
+            position += (FRAME_HEADER_BYTES + record.len()) as u64;
+            let leaf = leaf_hash(record);
+            self.leaves.extend_from_slice(&leaf);
+            self.partial_group.push(leaf);
+            if self.partial_group.len() as u64 == GROUP_WIDTH {
+                let group_root = perfect_root(&self.partial_group);
+                self.partial_group.clear();
+                self.level4_nodes.push(group_root);
+                self.partial_tile.push(group_root);
+                if self.partial_tile.len() as u64 == TILE_WIDTH / GROUP_WIDTH {
+                    self.tile_roots.push(perfect_root(&self.partial_tile));
+                    self.partial_tile.clear();
+                }
+            }
+        }
+        let count = self.offsets.len() as u64 / OFFSET_BYTES;
+        debug_assert_eq!(
+            self.partial_group.len() as u64,
+            (first_index + count) % GROUP_WIDTH
+        );
+
+        // Derived data goes out before the sync so that everything this batch writes is in the
+        // page cache by the time readers may look; none of it needs to be durable yet.
+        shared
+            .files
+            .records
+            .write_all_at(&self.frames, self.records_end)
+            .map_err(io_error("write", &shared.path(RECORDS_FILE)))?;
+        shared
+            .files
+            .offsets
+            .write_all_at(&self.offsets, first_index * OFFSET_BYTES)
+            .map_err(io_error("write", &shared.path(OFFSETS_FILE)))?;
+        shared
+            .files
+            .leaf_hashes
+            .write_all_at(&self.leaves, first_index * HASH_BYTES)
+            .map_err(io_error("write", &shared.path(LEAF_HASHES_FILE)))?;
+        if !self.level4_nodes.is_empty() {
+            shared
+                .files
+                .level4_hashes
+                .write_all_at(self.level4_nodes.as_flattened(), first_group * HASH_BYTES)
+                .map_err(io_error("write", &shared.path(LEVEL4_HASHES_FILE)))?;
+        }
+        if !self.tile_roots.is_empty() {
+            shared
+                .files
+                .tile_hashes
+                .write_all_at(self.tile_roots.as_flattened(), first_tile * HASH_BYTES)
+                .map_err(io_error("write", &shared.path(TILE_HASHES_FILE)))?;
+        }
+        shared
+            .files
+            .records
+            .sync_data()
+            .map_err(io_error("sync", &shared.path(RECORDS_FILE)))?;
+
+        if !self.tile_roots.is_empty() {
+            let mut upper = write_guard(&shared.upper);
+            for tile_root in &self.tile_roots {
+                upper.push_tile_root(*tile_root);
+            }
+        }
+        self.size += count;
+        self.records_end = position;
+        shared.size.store(self.size, Ordering::Release);
+        Ok(first_index)
+    }
+}
+
+/// Runs until every sender is gone: takes the first pending append, drains whatever else is
+/// queued (up to `max_batch_bytes`), commits them together and answers each waiter.
+///
+/// Waiters that were just answered usually append again within microseconds, but the first of
+/// them wakes the writer alone; committing at once would alternate tiny and large groups and
+/// waste half the syncs. So when the previous group was larger than what is queued, the writer
+/// waits up to `gather_window` for as many requests as that group had.
+pub(crate) fn run(
+    shared: &Shared,
+    receiver: Receiver<AppendRequest>,
+    mut state: WriterState,
+    max_batch_bytes: usize,
+    gather_window: Duration,
+) {
+    let mut batch: Vec<AppendRequest> = Vec::new();
+    let mut previous_group = 1;
+    while let Ok(first) = receiver.recv() {
+        let mut bytes = request_bytes(&first);
+        batch.push(first);
+        let deadline = Instant::now() + gather_window;
+        while bytes < max_batch_bytes {
+            let next = match receiver.try_recv() {
+                Ok(next) => next,
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {
+                    let now = Instant::now();
+                    if batch.len() >= previous_group || now >= deadline {
+                        break;
+                    }
+                    match receiver.recv_timeout(deadline - now) {
+                        Ok(next) => next,
+                        Err(_) => break,
+                    }
+                }
+            };
+            bytes += request_bytes(&next);
+            batch.push(next);
+        }
+        previous_group = batch.len();
+        match state.commit(shared, &batch) {
+            Ok(first_index) => {
+                let mut next_index = first_index;
+                for request in batch.drain(..) {
+                    let end = next_index + request.records.len() as u64;
+                    // A waiter that gave up no longer needs the answer; its record is durable.
+                    let _ = request.reply.send(Ok(next_index..end));
+                    next_index = end;
+                }
+            }
+            Err(message) => {
+                for request in batch.drain(..) {
+                    let _ = request.reply.send(Err(Error::Failed(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+fn request_bytes(request: &AppendRequest) -> usize {
+    request
+        .records
+        .iter()
+        .map(|record| record.len() + FRAME_HEADER_BYTES)
+        .sum()
+}

@@ -1,0 +1,6 @@
+//! Integration tests of the ledger, one binary with a module per concern.
+
+mod checkpoint_independent;
+mod crash;
+mod ledger;
+mod merkle_known_answers;

@@ -1,0 +1,288 @@
+//! The data chain through HTTP and the command line: audit events land in the ledger, checkpoints
+//! and receipts verify with the node's key, and `civitas ledger verify` catches tampering.
+
+use std::process::Command;
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use civitas_ledger::{
+    Receipt, merkle,
+    note::{NoteVerifier, verify_checkpoint},
+};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::support::{TestServer, on_both_stores};
+
+on_both_stores!(
+    audit_events_reach_the_ledger_with_proofs,
+    verify_catches_tampering
+);
+
+fn hash(text: &Value) -> merkle::Hash {
+    STANDARD
+        .decode(text.as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap()
+}
+
+async fn audit_events_reach_the_ledger_with_proofs(server: TestServer) {
+    let org = server.create_org(1, None).await;
+    server.create_system(&org, "portal").await;
+    let auditor = server.user_with_key("auditor", "auditor", Some(&org)).await;
+
+    // Every change is in the ledger by the time its request is answered.
+    let (_, events) = server.get("/api/v1/audit/events?limit=100", &auditor).await;
+    let events = events["items"].as_array().unwrap();
+    assert!(events.len() >= 4);
+    assert!(
+        events.iter().all(|e| e["ledger_index"].is_u64()),
+        "{events:?}"
+    );
+    let create = events
+        .iter()
+        .find(|e| e["action"] == "organization.create")
+        .unwrap();
+    let index = create["ledger_index"].as_u64().unwrap();
+    let (status, record) = server
+        .get(&format!("/api/v1/ledger/records/{index}"), &auditor)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{record}");
+    assert_eq!(record["record"]["type"], "admin");
+    assert_eq!(record["record"]["action"], "organization.create");
+    assert_eq!(record["record"]["object_id"], org.to_string());
+    let developer = server.user_with_key("dev", "developer", Some(&org)).await;
+    assert_eq!(
+        server
+            .get(&format!("/api/v1/ledger/records/{index}"), &developer)
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+
+    // The checkpoint is a signed note that verifies with the node's verifier key.
+    let (_, node) = server
+        .request(Method::GET, "/api/v1/node", None, None)
+        .await;
+    let verifier_key = node["verifier_key"].as_str().unwrap().to_owned();
+    assert!(verifier_key.starts_with("cn-js-nanjing+"), "{verifier_key}");
+    let verifier = NoteVerifier::parse(&verifier_key).unwrap();
+    let receipt_response = server
+        .get(&format!("/api/v1/ledger/receipts/{index}"), &developer)
+        .await;
+    assert_eq!(receipt_response.0, StatusCode::OK);
+    let receipt: Receipt = serde_json::from_value(receipt_response.1).unwrap();
+    let bytes = STANDARD.decode(record["bytes"].as_str().unwrap()).unwrap();
+    receipt
+        .verify(Some(&bytes), &verifier_key)
+        .expect("the receipt verifies with only the public key");
+    let mut forged = bytes.clone();
+    forged[10] ^= 1;
+    assert!(receipt.verify(Some(&forged), &verifier_key).is_err());
+
+    let checkpoint_text = server
+        .client
+        .get(format!("{}/ledger/checkpoint", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let checkpoint =
+        verify_checkpoint(&checkpoint_text, &verifier).expect("a valid signed checkpoint");
+    assert_eq!(checkpoint.origin, "cn-js-nanjing");
+
+    // Proofs through the API verify with the pure functions.
+    let size = checkpoint.tree_size;
+    let (status, proof) = server
+        .get(
+            &format!("/api/v1/ledger/proofs/inclusion?index={index}&tree_size={size}"),
+            &developer,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{proof}");
+    let path: Vec<merkle::Hash> = proof["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(hash)
+        .collect();
+    merkle::verify_inclusion(
+        &hash(&proof["leaf_hash"]),
+        index,
+        size,
+        &path,
+        &checkpoint.root,
+    )
+    .unwrap();
+    let (status, consistency) = server
+        .get(
+            &format!("/api/v1/ledger/proofs/consistency?old=1&new={size}"),
+            &developer,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{consistency}");
+    let path: Vec<merkle::Hash> = consistency["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(hash)
+        .collect();
+    merkle::verify_consistency(
+        1,
+        size,
+        &hash(&consistency["old_root"]),
+        &checkpoint.root,
+        &path,
+    )
+    .unwrap();
+    let (status, _) = server
+        .get(
+            &format!("/api/v1/ledger/proofs/inclusion?index={size}&tree_size={size}"),
+            &developer,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // tlog-tiles: hashes are public, entries need the audit permission.
+    let partial = format!("{}/ledger/tile/0/000.p/{size}", server.base);
+    let tile = server.client.get(&partial).send().await.unwrap();
+    assert_eq!(tile.status(), StatusCode::OK);
+    assert_eq!(tile.bytes().await.unwrap().len() as u64, 32 * size);
+    let entries = format!("{}/ledger/tile/entries/000.p/{size}", server.base);
+    assert_eq!(
+        server.client.get(&entries).send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let bundle = server
+        .client
+        .get(&entries)
+        .bearer_auth(&auditor)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bundle.status(), StatusCode::OK);
+    let bundle = bundle.bytes().await.unwrap();
+    assert_eq!(
+        civitas_ledger::tiles::decode_entry_bundle(&bundle)
+            .unwrap()
+            .len() as u64,
+        size
+    );
+    assert_eq!(
+        server
+            .client
+            .get(format!("{}/ledger/tile/0/x", server.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+
+    let (status, range) = server
+        .get(
+            &format!("/api/v1/ledger/records?start=0&end={size}"),
+            &auditor,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(range.as_array().unwrap().len() as u64, size);
+    let (status, checkpoints) = server.get("/api/v1/ledger/checkpoints", &auditor).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!checkpoints.as_array().unwrap().is_empty());
+}
+
+fn civitas(args: &[&str], server_settings: &civitas::config::Settings) -> std::process::Output {
+    let store = match &server_settings.store {
+        civitas_store::StoreUrl::Postgres(url) => url.clone(),
+        sqlite => sqlite.to_string(),
+    };
+    Command::new(env!("CARGO_BIN_EXE_civitas"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(&server_settings.data_dir)
+        .arg("--store")
+        .arg(store)
+        .output()
+        .unwrap()
+}
+
+async fn verify_catches_tampering(server: TestServer) {
+    let org = server.create_org(1, None).await;
+    for n in 0..20 {
+        server.create_system(&org, &format!("s{n}")).await;
+    }
+    let auditor = server.user_with_key("auditor", "auditor", Some(&org)).await;
+    // Checkpoints are signed at least once a second; wait for one that covers every record.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (_, status) = server.get("/api/v1/ledger", &auditor).await;
+        if status["checkpoint_size"] == status["size"] && status["size"].as_u64() > Some(20) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint covered the records: {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // Against the running node over HTTP.
+    let output = Command::new(env!("CARGO_BIN_EXE_civitas"))
+        .args([
+            "ledger",
+            "verify",
+            "--url",
+            &server.base,
+            "--api-key",
+            &auditor,
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.starts_with("ledger ok:"), "{stdout}");
+    let no_key = Command::new(env!("CARGO_BIN_EXE_civitas"))
+        .args(["ledger", "verify", "--url", &server.base])
+        .env_remove("CIVITAS_API_KEY")
+        .output()
+        .unwrap();
+    assert!(!no_key.status.success());
+    assert!(String::from_utf8_lossy(&no_key.stderr).contains("--api-key"));
+
+    let settings = server.settings.clone();
+    let data_dir = settings.data_dir.clone();
+    let mut server = server;
+    server.running.take().unwrap().shutdown().await.unwrap();
+
+    let output = civitas(&["ledger", "verify"], &settings);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let records: u64 = stdout.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert!(records >= 23, "{stdout}");
+
+    // Flip one byte inside record 5 and the verifier names it.
+    let records_path = data_dir.join("ledger").join("records.dat");
+    let mut bytes = std::fs::read(&records_path).unwrap();
+    let mut offset = 0usize;
+    for _ in 0..5 {
+        let length = u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
+        offset += 8 + length;
+    }
+    bytes[offset + 8 + 20] ^= 0x20;
+    std::fs::write(&records_path, &bytes).unwrap();
+    let output = civitas(&["ledger", "verify"], &settings);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("failed at record 5"), "{stderr}");
+}
