@@ -9,6 +9,7 @@
 //! Every change takes a [`Permit`](civitas_core::authz::Permit) and writes its audit event in the
 //! same transaction, so a change and its audit record are committed together or not at all.
 
+mod access;
 mod audit;
 mod catalog;
 mod keys;
@@ -22,6 +23,7 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
+pub use access::{ApplicationFilter, GrantFilter, GrantTerms, NewApplication};
 pub use audit::{AuditEvent, AuditFilter};
 pub use catalog::{ImportOutcome, ResourceFilter, ResourceVersion, WriteMode};
 pub use keys::{Authenticated, NewApiKey};

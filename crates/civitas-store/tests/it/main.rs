@@ -1,6 +1,7 @@
 //! The store conformance suite: every test runs on SQLite and, when a test server is configured, on
 //! PostgreSQL, through the same `Store` interface.
 
+mod access;
 mod audit;
 mod catalog;
 mod keys;
