@@ -5,6 +5,7 @@
 //! [`auth::Caller`] extractor, ask the authorization table for a permit, and hand the permit to the
 //! store, which records the change and its audit event together.
 
+pub mod access;
 pub mod audit;
 pub mod auth;
 pub mod catalog;
@@ -45,6 +46,9 @@ pub struct AppState {
     pub public_url: Arc<str>,
     /// The data chain: audit events, exchanges and scenario runs.
     pub ledger: civitas_ledger::Ledger,
+    pub access: AccessSettings,
+    /// Woken after every grant or policy change, so that the gateway's cache follows at once.
+    pub access_changes: Arc<tokio::sync::Notify>,
     /// Serializes shipping audit events into the ledger, so that they land in the order they
     /// happened and each exactly once.
     pub audit_shipping: Arc<tokio::sync::Mutex<()>>,
@@ -69,17 +73,30 @@ impl AppState {
         ledger::ship_audit_events(&self.store, &self.ledger).await
     }
 
+    /// Called after a grant or platform policy changed.
+    pub fn access_changed(&self) {
+        self.access_changes.notify_waiters();
+    }
+
     /// Called after a catalog change committed.
     pub fn catalog_changed(&self) {
         self.catalog_changes.notify_one();
     }
 }
 
+/// The node's rules for access.
+#[derive(Debug, Clone)]
+pub struct AccessSettings {
+    /// The longest validity an application may ask for, in days.
+    pub max_valid_days: u32,
+}
+
 /// The whole HTTP API as one router.
 pub fn router(state: AppState) -> Router {
     let api = registry::routes()
         .merge(audit::routes())
-        .merge(catalog::routes());
+        .merge(catalog::routes())
+        .merge(access::routes());
     Router::new()
         .nest("/api/v1", api)
         .merge(ops::routes())

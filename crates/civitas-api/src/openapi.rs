@@ -4,7 +4,7 @@ use axum::Router;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{AppState, audit, catalog, error::Problem, ledger, registry};
+use crate::{AppState, access, audit, catalog, error::Problem, ledger, registry};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -47,6 +47,18 @@ Errors are RFC 9457 problem documents with a stable `code`. Authenticate with `A
         catalog::deactivate_resource,
         catalog::reactivate_resource,
         catalog::resource_history,
+        access::apply,
+        access::list_applications,
+        access::get_application,
+        access::approve,
+        access::reject,
+        access::withdraw,
+        access::list_grants,
+        access::get_grant,
+        access::revoke,
+        access::grant_history,
+        access::system_grants,
+        access::resource_grants,
         ledger::status,
         ledger::checkpoints,
         ledger::records,
@@ -61,6 +73,7 @@ Errors are RFC 9457 problem documents with a stable `code`. Authenticate with `A
     tags(
         (name = "registry", description = "The node, organizations, systems, users and API keys"),
         (name = "audit", description = "Who changed what"),
+        (name = "access", description = "Applications, approvals and grants"),
         (name = "ledger", description = "The data chain: signed checkpoints, records, proofs and receipts"),
         (name = "catalog", description = "Catalog resources with the national catalog guide's metadata"),
     )

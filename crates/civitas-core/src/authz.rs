@@ -29,6 +29,14 @@ crate::string_enum! {
         ReadCatalog => "read_catalog",
         /// Publish, change and deactivate an organization's catalog resources.
         ManageResources => "manage_resources",
+        /// Apply for access on behalf of one of the organization's systems, and withdraw.
+        ApplyForAccess => "apply_for_access",
+        /// Approve or reject applications for the organization's resources, and revoke grants.
+        ReviewApplications => "review_applications",
+        /// Read applications and grants the organization is party to.
+        ReadAccess => "read_access",
+        /// Write and change platform-wide policies.
+        ManagePolicies => "manage_policies",
     }
 }
 
@@ -84,6 +92,22 @@ pub const TABLE: &[(Action, &[Role], Scope)] = &[
         &[Role::OrgAdmin, Role::DataOfficer],
         Scope::Own,
     ),
+    (
+        Action::ApplyForAccess,
+        &[Role::OrgAdmin, Role::Developer],
+        Scope::Own,
+    ),
+    (
+        Action::ReviewApplications,
+        &[Role::OrgAdmin, Role::DataOfficer],
+        Scope::Own,
+    ),
+    (
+        Action::ReadAccess,
+        &[Role::OrgAdmin, Role::DataOfficer, Role::Developer],
+        Scope::Own,
+    ),
+    (Action::ManagePolicies, &[], Scope::Own),
 ];
 
 /// The actions a system (rather than a person) may take through the API; everything else a

@@ -50,6 +50,10 @@ pub struct Config {
     #[arg(long, env = "CIVITAS_CITY_REGION", value_name = "CODE")]
     pub city_region: Option<String>,
 
+    /// The longest validity, in days, an application for access may ask for [default: 365].
+    #[arg(long, env = "CIVITAS_MAX_GRANT_DAYS", value_name = "DAYS")]
+    pub max_grant_days: Option<u32>,
+
     /// Log format: pretty or json [default: pretty].
     #[arg(long, env = "CIVITAS_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -77,6 +81,7 @@ pub struct Settings {
     pub store: StoreUrl,
     pub node_code: NodeCode,
     pub city_region: RegionCode,
+    pub max_grant_days: u32,
     pub log_format: LogFormat,
     pub log: String,
 }
@@ -109,6 +114,7 @@ impl Config {
             store: self.store.or(lower.store),
             node_code: self.node_code.or(lower.node_code),
             city_region: self.city_region.or(lower.city_region),
+            max_grant_days: self.max_grant_days.or(lower.max_grant_days),
             log_format: self.log_format.or(lower.log_format),
             log: self.log.or(lower.log),
         }
@@ -146,6 +152,10 @@ impl Config {
             store,
             node_code,
             city_region,
+            max_grant_days: match self.max_grant_days.unwrap_or(365) {
+                0 => bail!("max_grant_days must be at least 1"),
+                days => days,
+            },
             log_format: self.log_format.unwrap_or(LogFormat::Pretty),
             log: self.log.unwrap_or_else(|| "info".to_owned()),
         })

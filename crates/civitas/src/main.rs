@@ -301,6 +301,7 @@ fn print_settings(settings: &Settings) {
     println!("store = {}", settings.store);
     println!("node_code = {}", settings.node_code);
     println!("city_region = {}", settings.city_region);
+    println!("max_grant_days = {}", settings.max_grant_days);
     println!("log_format = {:?}", settings.log_format);
     println!("log = {}", settings.log);
 }

@@ -110,6 +110,10 @@ pub async fn start(
         public_url: public_url.into(),
         ledger: ledger.clone(),
         audit_shipping: Arc::new(tokio::sync::Mutex::new(())),
+        access: civitas_api::AccessSettings {
+            max_valid_days: settings.max_grant_days,
+        },
+        access_changes: Arc::new(tokio::sync::Notify::new()),
     };
     // Audit events written while no server ran (by `civitas catalog import`, say) or left behind
     // by a crash reach the ledger before anything else happens.
