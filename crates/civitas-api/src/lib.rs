@@ -18,6 +18,7 @@ mod openapi;
 mod ops;
 mod rdf;
 pub mod registry;
+pub mod services;
 
 use std::sync::Arc;
 
@@ -49,6 +50,11 @@ pub struct AppState {
     pub access: AccessSettings,
     /// Woken after every grant or policy change, so that the gateway's cache follows at once.
     pub access_changes: Arc<tokio::sync::Notify>,
+    /// The exchange gateway, for the calls the API makes through it and the keyed hashes of the
+    /// personal-data access index.
+    pub gateway: civitas_gateway::Gateway,
+    /// The node's CA for system client certificates.
+    pub certificate_authority: Arc<civitas_gateway::tls::CertificateAuthority>,
     /// Serializes shipping audit events into the ledger, so that they land in the order they
     /// happened and each exactly once.
     pub audit_shipping: Arc<tokio::sync::Mutex<()>>,
@@ -75,7 +81,8 @@ impl AppState {
 
     /// Called after a grant or platform policy changed.
     pub fn access_changed(&self) {
-        self.access_changes.notify_waiters();
+        // `notify_one` keeps a permit when the gateway is busy, so no change is missed.
+        self.access_changes.notify_one();
     }
 
     /// Called after a catalog change committed.
@@ -96,7 +103,8 @@ pub fn router(state: AppState) -> Router {
     let api = registry::routes()
         .merge(audit::routes())
         .merge(catalog::routes())
-        .merge(access::routes());
+        .merge(access::routes())
+        .merge(services::routes());
     Router::new()
         .nest("/api/v1", api)
         .merge(ops::routes())

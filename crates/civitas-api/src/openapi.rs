@@ -4,7 +4,7 @@ use axum::Router;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{AppState, access, audit, catalog, error::Problem, ledger, registry};
+use crate::{AppState, access, audit, catalog, error::Problem, ledger, registry, services};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -59,6 +59,16 @@ Errors are RFC 9457 problem documents with a stable `code`. Authenticate with `A
         access::grant_history,
         access::system_grants,
         access::resource_grants,
+        services::put_service,
+        services::get_service,
+        services::list_services,
+        services::deactivate_service,
+        services::mapping_from_openapi,
+        services::issue_certificate,
+        services::revoke_certificate,
+        services::ca_certificate,
+        services::grant_usage,
+        services::subject_accesses,
         ledger::status,
         ledger::checkpoints,
         ledger::records,
@@ -73,6 +83,7 @@ Errors are RFC 9457 problem documents with a stable `code`. Authenticate with `A
     tags(
         (name = "registry", description = "The node, organizations, systems, users and API keys"),
         (name = "audit", description = "Who changed what"),
+        (name = "gateway", description = "Services, client certificates and the exchange gateway's records"),
         (name = "access", description = "Applications, approvals and grants"),
         (name = "ledger", description = "The data chain: signed checkpoints, records, proofs and receipts"),
         (name = "catalog", description = "Catalog resources with the national catalog guide's metadata"),

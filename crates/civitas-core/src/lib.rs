@@ -9,6 +9,7 @@ pub mod catalog;
 mod ids;
 mod region;
 pub mod registry;
+pub mod service;
 
 pub use ids::{CitizenId, Code, DeviceCode, NodeCode, Uscc};
 pub use region::{Region, RegionCode};

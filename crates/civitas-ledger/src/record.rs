@@ -90,6 +90,10 @@ pub struct ExchangeRecord {
     pub items: Vec<String>,
     /// Codes of the data items delivered masked.
     pub masked: Vec<String>,
+    /// Keyed hashes (HMAC-SHA256 with a node secret, lowercase hex) of the citizen ID numbers the
+    /// exchange was about or delivered, masked or not; never the numbers themselves. The
+    /// personal-data access index is built from them.
+    pub subjects: Vec<String>,
 }
 
 /// One run of a cross-department scenario.
@@ -252,6 +256,7 @@ mod tests {
             latency_us: 1234,
             items: vec!["name".into(), "address".into()],
             masked: vec!["address".into()],
+            subjects: vec!["5d41402abc4b2a76b9719d911017c592".into()],
         })
     }
 
@@ -276,7 +281,7 @@ mod tests {
             r#""request_sha256":"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855""#
         ));
         assert!(
-            text.ends_with(r#""latency_us":1234,"items":["name","address"],"masked":["address"]}"#)
+            text.ends_with(r#""latency_us":1234,"items":["name","address"],"masked":["address"],"subjects":["5d41402abc4b2a76b9719d911017c592"]}"#)
         );
         assert_eq!(decode(&bytes).unwrap(), exchange());
     }

@@ -761,6 +761,16 @@ impl Store {
             .1)
     }
 
+    /// The largest change number of any platform policy: it changes whenever a policy does.
+    pub async fn policy_sequence(&self) -> Result<u64> {
+        let last: i64 = read_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM platform_policies")
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(last as u64)
+    }
+
     /// Every platform policy, active or not, by id.
     pub async fn policies(&self) -> Result<Vec<PlatformPolicy>> {
         let sql = concat!(

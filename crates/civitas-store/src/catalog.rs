@@ -17,7 +17,7 @@ use crate::{
 };
 
 /// Rows per multi-row statement: well under SQLite's 32,766 and PostgreSQL's 65,535 parameters
-/// with the 15 columns of a resource row.
+/// with the 16 columns of a resource row.
 const ROWS_PER_STATEMENT: usize = 500;
 
 /// How a batch of drafts is applied.
@@ -621,6 +621,26 @@ impl Store {
             .collect())
     }
 
+    /// The active video resource whose camera is `device`.
+    pub async fn video_resource(&self, device: &str) -> Result<Resource> {
+        let sql = concat!(
+            "SELECT ",
+            resource_columns!(),
+            " FROM resources WHERE device = $1 AND kind = 'video' AND active"
+        );
+        let row: Option<ResourceRow> = read_pool!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(device)
+                .fetch_optional(pool)
+                .await?
+        });
+        row.ok_or_else(|| StoreError::NotFound {
+            kind: "video resource for camera",
+            id: device.to_owned(),
+        })?
+        .into_resource()
+    }
+
     /// The last number of the catalog's change sequence: every change to a resource gets the next.
     pub async fn catalog_sequence(&self) -> Result<u64> {
         let last: i64 = read_pool!(self, |pool| {
@@ -667,7 +687,7 @@ macro_rules! insert_resource_rows {
     ($tx:expr, $chunk:expr) => {{
         let sql = format!(
             "INSERT INTO resources (code, seq, version, kind, classification, provider, provider_system,
-                 sharing_type, open_type, origin_node, name, active, created_at, updated_at, document)
+                 sharing_type, open_type, origin_node, name, active, created_at, updated_at, document, device)
              VALUES {}
              ON CONFLICT (code) DO UPDATE SET
                  seq = excluded.seq, version = excluded.version, kind = excluded.kind,
@@ -675,8 +695,8 @@ macro_rules! insert_resource_rows {
                  provider_system = excluded.provider_system, sharing_type = excluded.sharing_type,
                  open_type = excluded.open_type, origin_node = excluded.origin_node,
                  name = excluded.name, active = excluded.active, updated_at = excluded.updated_at,
-                 document = excluded.document",
-            values_placeholders($chunk.len(), 15)
+                 document = excluded.document, device = excluded.device",
+            values_placeholders($chunk.len(), 16)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for row in $chunk {
@@ -696,7 +716,8 @@ macro_rules! insert_resource_rows {
                 .bind(row.resource.active)
                 .bind(micros(row.resource.created_at))
                 .bind(micros(row.resource.updated_at))
-                .bind(&row.document);
+                .bind(&row.document)
+                .bind(draft.device.as_ref().map(|d| d.as_str()));
         }
         query.execute(&mut *$tx).await?;
     }};

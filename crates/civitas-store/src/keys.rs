@@ -342,6 +342,54 @@ impl Store {
         }))
     }
 
+    /// The hashes of every usable system key, with the system each belongs to and when the key
+    /// expires: keys not revoked or expired, of active systems of active organizations. The
+    /// gateway holds them in memory.
+    pub async fn system_key_hashes(
+        &self,
+        now: Timestamp,
+    ) -> Result<Vec<(String, Uscc, Code, Option<Timestamp>)>> {
+        let rows: Vec<(String, String, String, Option<i64>)> = read_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT k.hash, k.organization, k.system_code, k.expires_at FROM api_keys k
+                 JOIN systems s ON s.organization = k.organization AND s.code = k.system_code
+                 JOIN organizations o ON o.code = k.organization
+                 WHERE k.owner_kind = 'system' AND k.revoked_at IS NULL
+                   AND (k.expires_at IS NULL OR k.expires_at > $1) AND s.active AND o.active",
+            )
+            .bind(micros(now))
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter()
+            .map(|(hash, organization, system, expires_at)| {
+                Ok((
+                    hash,
+                    Uscc::parse(&organization).map_err(StoreError::corrupt)?,
+                    Code::parse(&system).map_err(StoreError::corrupt)?,
+                    expires_at.map(timestamp).transpose()?,
+                ))
+            })
+            .collect()
+    }
+
+    /// A value that changes whenever the set of usable system keys may have changed (a key
+    /// issued or revoked, a system or organization changed). Cheap enough to poll.
+    pub async fn credentials_fingerprint(&self) -> Result<String> {
+        let row: (i64, i64, i64, i64, i64) = read_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT (SELECT COUNT(*) FROM api_keys),
+                        (SELECT COALESCE(MAX(created_at), 0) FROM api_keys),
+                        (SELECT COALESCE(MAX(revoked_at), 0) FROM api_keys),
+                        (SELECT COALESCE(MAX(updated_at), 0) FROM systems),
+                        (SELECT COALESCE(MAX(updated_at), 0) FROM organizations)",
+            )
+            .fetch_one(pool)
+            .await?
+        });
+        Ok(format!("{}-{}-{}-{}-{}", row.0, row.1, row.2, row.3, row.4))
+    }
+
     /// Records that a key was used. Callers do this at most about once a minute per key, so that
     /// authentication does not turn every read into a write.
     pub async fn touch_api_key(&self, id: &str, at: Timestamp) -> Result<()> {

@@ -12,6 +12,7 @@
 mod access;
 mod audit;
 mod catalog;
+mod gateway;
 mod keys;
 mod registry;
 
@@ -26,6 +27,7 @@ use sqlx::{
 pub use access::{ApplicationFilter, GrantFilter, GrantTerms, NewApplication};
 pub use audit::{AuditEvent, AuditFilter};
 pub use catalog::{ImportOutcome, ResourceFilter, ResourceVersion, WriteMode};
+pub use gateway::{ClientCertificate, GrantUsage, SubjectAccess};
 pub use keys::{Authenticated, NewApiKey};
 pub use registry::{
     NewOrganization, NewSystem, NewUser, OrganizationFilter, OrganizationUpdate, SystemFilter,

@@ -37,6 +37,11 @@ pub struct Config {
     #[arg(long, env = "CIVITAS_GATEWAY_LISTEN", value_name = "ADDR")]
     pub gateway_listen: Option<SocketAddr>,
 
+    /// TLS on the gateway listener: off, on (client certificates optional, API keys accepted) or
+    /// mtls (client certificates from the node's CA required) [default: off].
+    #[arg(long, env = "CIVITAS_GATEWAY_TLS", value_name = "MODE")]
+    pub gateway_tls: Option<GatewayTls>,
+
     /// The store: sqlite://PATH or postgres://USER@HOST:PORT/DB [default: sqlite://DATA_DIR/civitas.db].
     #[arg(long, env = "CIVITAS_STORE", value_name = "URL")]
     pub store: Option<String>,
@@ -65,6 +70,14 @@ pub struct Config {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
 #[serde(rename_all = "snake_case")]
+pub enum GatewayTls {
+    Off,
+    On,
+    Mtls,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LogFormat {
     Pretty,
     Json,
@@ -78,6 +91,7 @@ pub struct Settings {
     /// `None` means `http://` and the address the API listener got.
     pub public_url: Option<String>,
     pub gateway_listen: SocketAddr,
+    pub gateway_tls: GatewayTls,
     pub store: StoreUrl,
     pub node_code: NodeCode,
     pub city_region: RegionCode,
@@ -111,6 +125,7 @@ impl Config {
             listen: self.listen.or(lower.listen),
             public_url: self.public_url.or(lower.public_url),
             gateway_listen: self.gateway_listen.or(lower.gateway_listen),
+            gateway_tls: self.gateway_tls.or(lower.gateway_tls),
             store: self.store.or(lower.store),
             node_code: self.node_code.or(lower.node_code),
             city_region: self.city_region.or(lower.city_region),
@@ -149,6 +164,7 @@ impl Config {
             listen,
             public_url,
             gateway_listen,
+            gateway_tls: self.gateway_tls.unwrap_or(GatewayTls::Off),
             store,
             node_code,
             city_region,

@@ -298,6 +298,7 @@ fn print_settings(settings: &Settings) {
         println!("public_url = {url}");
     }
     println!("gateway_listen = {}", settings.gateway_listen);
+    println!("gateway_tls = {:?}", settings.gateway_tls);
     println!("store = {}", settings.store);
     println!("node_code = {}", settings.node_code);
     println!("city_region = {}", settings.city_region);

@@ -10,11 +10,18 @@ use civitas_core::{
     authz::Permit,
     registry::{KeyOwner, Role, UserName},
 };
+use civitas_gateway::{
+    Gateway, GatewayConfig,
+    tls::{CertificateAuthority, ClientAuth},
+};
 use civitas_ledger::{Ledger, LedgerOptions, NoteSigner};
 use civitas_store::{NewUser, Store};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
-use crate::{config::Settings, node};
+use crate::{
+    config::{GatewayTls, Settings},
+    node,
+};
 
 /// The environment variable whose value becomes the first platform admin's API key.
 pub const BOOTSTRAP_TOKEN_VAR: &str = "CIVITAS_BOOTSTRAP_TOKEN";
@@ -101,6 +108,44 @@ pub async fn start(
     };
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = ApiMetrics::register(&mut registry);
+    let certificate_authority = Arc::new(
+        CertificateAuthority::load_or_create(&settings.data_dir, settings.node_code.as_str())
+            .context("the node's certificate authority")?,
+    );
+    let gateway_config = GatewayConfig {
+        node_code: settings.node_code.to_string(),
+        city_region: settings.city_region,
+        utc_offset: jiff::tz::Offset::constant(8),
+        subject_key: node::load_or_create_secret(&settings.data_dir, "subject.key")?,
+        video_key: node::load_or_create_secret(&settings.data_dir, "video.key")?,
+        max_json_bytes: 16 << 20,
+        playback_validity: std::time::Duration::from_secs(300),
+        accept_api_keys: settings.gateway_tls != GatewayTls::Mtls,
+    };
+    let gateway = Gateway::new(store.clone(), ledger.clone(), gateway_config, &mut registry)
+        .await
+        .context("starting the exchange gateway")?;
+    let gateway_tls = match settings.gateway_tls {
+        GatewayTls::Off => None,
+        mode => {
+            let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+            names.push(gateway_addr.ip().to_string());
+            let (certificate, key) = certificate_authority.issue_server(names)?;
+            let client_auth = if mode == GatewayTls::Mtls {
+                ClientAuth::Required
+            } else {
+                ClientAuth::Optional
+            };
+            let config = civitas_gateway::tls::server_config(
+                &certificate_authority,
+                &certificate,
+                &key,
+                client_auth,
+            )?;
+            Some(tokio_rustls::TlsAcceptor::from(config))
+        }
+    };
+    let access_changes = Arc::new(tokio::sync::Notify::new());
     let state = AppState {
         store: store.clone(),
         node: Arc::new(node),
@@ -113,7 +158,9 @@ pub async fn start(
         access: civitas_api::AccessSettings {
             max_valid_days: settings.max_grant_days,
         },
-        access_changes: Arc::new(tokio::sync::Notify::new()),
+        access_changes: access_changes.clone(),
+        gateway: gateway.clone(),
+        certificate_authority,
     };
     // Audit events written while no server ran (by `civitas catalog import`, say) or left behind
     // by a crash reach the ledger before anything else happens.
@@ -132,14 +179,25 @@ pub async fn start(
     ));
     let api = civitas_api::router(state);
     let api_task = tokio::spawn(serve(api_listener, api, stopped.clone()));
-    let gateway_task = tokio::spawn(serve(gateway_listener, gateway_placeholder(), stopped));
+    let maintenance_task = {
+        let gateway = gateway.clone();
+        let stopped = stopped.clone();
+        tokio::spawn(async move {
+            gateway.maintain(access_changes, stopped).await;
+            Ok(())
+        })
+    };
+    let gateway_task = {
+        let gateway = gateway.clone();
+        tokio::spawn(async move { gateway.serve(gateway_listener, gateway_tls, stopped).await })
+    };
     tracing::info!(api = %api_addr, gateway = %gateway_addr, node = %settings.node_code, "serving");
     Ok(RunningServer {
         api_addr,
         gateway_addr,
         generated_admin_key,
         stop,
-        tasks: vec![api_task, gateway_task, shipper_task],
+        tasks: vec![api_task, gateway_task, shipper_task, maintenance_task],
         store,
         ledger,
     })
@@ -171,16 +229,6 @@ async fn serve(
         })
         .await
         .context("serving")
-}
-
-/// The gateway's listener is reserved before the gateway exists, so that deployments can open
-/// their firewalls once; until then it answers every call with 503.
-fn gateway_placeholder() -> axum::Router {
-    axum::Router::new().fallback(|| async {
-        civitas_api::ApiError::Unavailable(
-            "the exchange gateway is not enabled on this node".into(),
-        )
-    })
 }
 
 /// Makes the first platform admin when the store has no users. Its key is

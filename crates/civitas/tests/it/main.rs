@@ -6,6 +6,8 @@ mod authorization;
 mod binary;
 mod catalog;
 mod dcat;
+mod gateway;
+mod gateway_tls;
 mod ledger;
 mod registry;
 mod support;

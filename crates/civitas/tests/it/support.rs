@@ -56,6 +56,14 @@ impl TestServer {
         TestServer::start_with(settings, Some(dir)).await
     }
 
+    /// Starts a server on SQLite with settings adjusted by `adjust`.
+    pub async fn start_sqlite_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path(), None);
+        adjust(&mut config);
+        TestServer::start_with(config.resolve().unwrap(), Some(dir)).await
+    }
+
     pub async fn start_postgres() -> Option<TestServer> {
         let url = civitas_store::testing::fresh_postgres_database().await?;
         let dir = tempfile::tempdir().unwrap();
@@ -192,7 +200,11 @@ impl Drop for TestServer {
 }
 
 fn test_settings(dir: &Path, store: Option<StoreUrl>) -> Settings {
-    let config = Config {
+    test_config(dir, store).resolve().unwrap()
+}
+
+fn test_config(dir: &Path, store: Option<StoreUrl>) -> Config {
+    Config {
         data_dir: Some(dir.to_path_buf()),
         listen: Some("127.0.0.1:0".parse().unwrap()),
         gateway_listen: Some("127.0.0.1:0".parse().unwrap()),
@@ -201,8 +213,7 @@ fn test_settings(dir: &Path, store: Option<StoreUrl>) -> Settings {
             StoreUrl::Postgres(url) => url,
         }),
         ..Config::default()
-    };
-    config.resolve().unwrap()
+    }
 }
 
 /// A valid unified social credit code whose organization part is `n`.

@@ -1,0 +1,2 @@
+mod mask_properties;
+mod memo;

@@ -1,0 +1,507 @@
+//! The gateway's side of the API: services on interface resources, mapping suggestions from
+//! OpenAPI descriptions, system client certificates, per-grant usage, and the personal-data
+//! access index.
+
+use std::collections::HashSet;
+
+use axum::{
+    Router,
+    extract::{Path, State},
+    http::{StatusCode, header},
+    response::IntoResponse,
+    routing::{get, post, put},
+};
+use civitas_core::{
+    CitizenId, Code, Uscc,
+    access::SystemRef,
+    authz::Action,
+    catalog::{ResourceCode, ResourceKind},
+    service::{FieldMapping, Service, ServiceDraft},
+};
+use civitas_store::{GrantUsage, SubjectAccess};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::{
+    AppState,
+    auth::Caller,
+    error::{ApiError, ApiResult, Problem},
+    extract::Json,
+};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/organizations/{org_code}/systems/{system_code}/services",
+            get(list_services),
+        )
+        .route(
+            "/organizations/{org_code}/systems/{system_code}/services/{service_code}",
+            put(put_service).get(get_service).delete(deactivate_service),
+        )
+        .route("/services/mapping-from-openapi", post(mapping_from_openapi))
+        .route(
+            "/organizations/{org_code}/systems/{system_code}/certificates",
+            post(issue_certificate),
+        )
+        .route("/certificates/{serial}/revoke", post(revoke_certificate))
+        .route("/ca.pem", get(ca_certificate))
+        .route("/grants/{id}/usage", get(grant_usage))
+        .route("/audit/subjects/{id_number}", get(subject_accesses))
+}
+
+fn system_ref(org: &str, system: &str) -> ApiResult<SystemRef> {
+    Ok(SystemRef {
+        organization: Uscc::parse(org).map_err(|e| ApiError::NotFound {
+            kind: "organization",
+            id: format!("{org} ({e})"),
+        })?,
+        system: Code::parse(system).map_err(|e| ApiError::NotFound {
+            kind: "system",
+            id: format!("{org}/{system} ({e})"),
+        })?,
+    })
+}
+
+#[utoipa::path(put, path = "/api/v1/organizations/{org_code}/systems/{system_code}/services/{service_code}", tag = "gateway",
+    params(("org_code" = String, Path), ("system_code" = String, Path), ("service_code" = String, Path)),
+    request_body = ServiceDraft,
+    description = "Registers or replaces the service (the provider's data officers): its upstream, allowed methods and paths, timeout, and where each information item is in its JSON answers. The code `video` names a provider system's video playback platform.",
+    responses((status = 200, body = Service), (status = 201, body = Service), (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn put_service(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, system, code)): Path<(String, String, String)>,
+    Json(draft): Json<ServiceDraft>,
+) -> ApiResult<(StatusCode, axum::Json<Service>)> {
+    let provider = system_ref(&org, &system)?;
+    if draft.code.as_str() != code {
+        return Err(ApiError::invalid(
+            "code",
+            format!("the body names {}, the path {code}", draft.code),
+        ));
+    }
+    let permit = caller.permit(Action::ManageResources, Some(&provider.organization))?;
+    draft
+        .validate()
+        .map_err(|error| ApiError::invalid(error.field, error.message))?;
+    let resource = match state.store.resource(&draft.resource).await {
+        Ok(resource) if resource.active => resource,
+        _ => {
+            return Err(ApiError::invalid(
+                "resource",
+                format!("no active resource {}", draft.resource),
+            ));
+        }
+    };
+    if resource.draft.provider != provider.organization {
+        return Err(ApiError::invalid(
+            "resource",
+            format!(
+                "{} is published by {}, not by {}",
+                draft.resource, resource.draft.provider, provider.organization
+            ),
+        ));
+    }
+    if draft.code.as_str() != "video" && resource.draft.kind != ResourceKind::Interface {
+        return Err(ApiError::invalid(
+            "resource",
+            format!(
+                "{} is a {} resource; services deliver interface resources",
+                draft.resource, resource.draft.kind
+            ),
+        ));
+    }
+    if let Some(declared) = &resource.draft.provider_system
+        && *declared != provider.system
+    {
+        return Err(ApiError::invalid(
+            "resource",
+            format!(
+                "{} is provided by system {declared}, not {}",
+                draft.resource, provider.system
+            ),
+        ));
+    }
+    let items: HashSet<&str> = resource
+        .draft
+        .items
+        .iter()
+        .map(|item| item.code.as_str())
+        .collect();
+    for (index, field) in draft.fields.iter().enumerate() {
+        if !items.contains(field.item.as_str()) {
+            return Err(ApiError::invalid(
+                format!("fields[{index}].item"),
+                format!("{} has no item {}", draft.resource, field.item),
+            ));
+        }
+    }
+    let (service, created) = state.store.put_service(&permit, &provider, &draft).await?;
+    state.audit_changed().await;
+    state.access_changed();
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(service)))
+}
+
+#[utoipa::path(get, path = "/api/v1/organizations/{org_code}/systems/{system_code}/services/{service_code}", tag = "gateway",
+    params(("org_code" = String, Path), ("system_code" = String, Path), ("service_code" = String, Path)),
+    responses((status = 200, body = Service), (status = 404, body = Problem)))]
+async fn get_service(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, system, code)): Path<(String, String, String)>,
+) -> ApiResult<axum::Json<Service>> {
+    caller.permit(Action::ReadCatalog, None)?;
+    let provider = system_ref(&org, &system)?;
+    let code = Code::parse(&code).map_err(|e| ApiError::NotFound {
+        kind: "service",
+        id: e.to_string(),
+    })?;
+    Ok(axum::Json(state.store.service(&provider, &code).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/organizations/{org_code}/systems/{system_code}/services", tag = "gateway",
+    params(("org_code" = String, Path), ("system_code" = String, Path)),
+    responses((status = 200, body = Vec<Service>)))]
+async fn list_services(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, system)): Path<(String, String)>,
+) -> ApiResult<axum::Json<Vec<Service>>> {
+    caller.permit(Action::ReadCatalog, None)?;
+    let provider = system_ref(&org, &system)?;
+    state
+        .store
+        .system(&provider.organization, &provider.system)
+        .await?;
+    Ok(axum::Json(state.store.services(Some(&provider)).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/organizations/{org_code}/systems/{system_code}/services/{service_code}", tag = "gateway",
+    params(("org_code" = String, Path), ("system_code" = String, Path), ("service_code" = String, Path)),
+    description = "Deactivates the service; the gateway refuses calls to it within a second.",
+    responses((status = 200, body = Service), (status = 404, body = Problem)))]
+async fn deactivate_service(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, system, code)): Path<(String, String, String)>,
+) -> ApiResult<axum::Json<Service>> {
+    let provider = system_ref(&org, &system)?;
+    let permit = caller.permit(Action::ManageResources, Some(&provider.organization))?;
+    let code = Code::parse(&code).map_err(|e| ApiError::NotFound {
+        kind: "service",
+        id: e.to_string(),
+    })?;
+    let service = state
+        .store
+        .deactivate_service(&permit, &provider, &code)
+        .await?;
+    state.audit_changed().await;
+    state.access_changed();
+    Ok(axum::Json(service))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MappingRequest {
+    /// The interface resource whose items to map.
+    #[schema(value_type = String)]
+    pub resource: ResourceCode,
+    /// The service's OpenAPI (3.x) description, as JSON.
+    pub openapi: Value,
+}
+
+/// Suggested paths and field mappings for a service.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MappingSuggestion {
+    /// Path patterns of the description's GET operations.
+    pub paths: Vec<String>,
+    pub fields: Vec<FieldMapping>,
+    /// Items of the resource no property matched.
+    pub unmatched_items: Vec<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/services/mapping-from-openapi", tag = "gateway", request_body = MappingRequest,
+    description = "Suggests a service's path patterns and field mappings from its OpenAPI description: a property maps to the item whose code equals its name, or the one named by an `x-civitas-item` extension. Review the suggestion, then register the service.",
+    responses((status = 200, body = MappingSuggestion), (status = 422, body = Problem)))]
+async fn mapping_from_openapi(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(request): Json<MappingRequest>,
+) -> ApiResult<axum::Json<MappingSuggestion>> {
+    caller.permit(Action::ReadCatalog, None)?;
+    let resource =
+        state.store.resource(&request.resource).await.map_err(|_| {
+            ApiError::invalid("resource", format!("no resource {}", request.resource))
+        })?;
+    let items: Vec<String> = resource
+        .draft
+        .items
+        .iter()
+        .map(|item| item.code.clone())
+        .collect();
+    let paths = request
+        .openapi
+        .get("paths")
+        .and_then(Value::as_object)
+        .ok_or_else(|| {
+            ApiError::invalid("openapi.paths", "an OpenAPI description has a paths object")
+        })?;
+    let mut suggestion = MappingSuggestion {
+        paths: Vec::new(),
+        fields: Vec::new(),
+        unmatched_items: Vec::new(),
+    };
+    for (path, operations) in paths {
+        let Some(get) = operations.get("get") else {
+            continue;
+        };
+        suggestion.paths.push(path.clone());
+        let schema = get
+            .pointer("/responses/200/content/application~1json/schema")
+            .cloned()
+            .unwrap_or(Value::Null);
+        collect_mappings(
+            &request.openapi,
+            &schema,
+            "$",
+            &items,
+            &mut suggestion.fields,
+            0,
+        );
+    }
+    suggestion
+        .fields
+        .sort_by(|a, b| (&a.item, &a.path).cmp(&(&b.item, &b.path)));
+    suggestion.fields.dedup();
+    suggestion.unmatched_items = items
+        .into_iter()
+        .filter(|item| !suggestion.fields.iter().any(|field| field.item == *item))
+        .collect();
+    Ok(axum::Json(suggestion))
+}
+
+/// Walks a JSON schema (following local `$ref`s) and maps properties to items.
+fn collect_mappings(
+    document: &Value,
+    schema: &Value,
+    path: &str,
+    items: &[String],
+    into: &mut Vec<FieldMapping>,
+    depth: usize,
+) {
+    if depth > 12 {
+        return;
+    }
+    let schema = match schema.get("$ref").and_then(Value::as_str) {
+        Some(reference) => match reference
+            .strip_prefix('#')
+            .and_then(|pointer| document.pointer(pointer))
+        {
+            Some(target) => target,
+            None => return,
+        },
+        None => schema,
+    };
+    if let Some(item) = schema.get("x-civitas-item").and_then(Value::as_str)
+        && items.iter().any(|known| known == item)
+    {
+        into.push(FieldMapping {
+            item: item.to_owned(),
+            path: path.to_owned(),
+        });
+        return;
+    }
+    if let Some(element) = schema.get("items") {
+        collect_mappings(
+            document,
+            element,
+            &format!("{path}[*]"),
+            items,
+            into,
+            depth + 1,
+        );
+    }
+    if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+        for (name, property) in properties {
+            let property_path = if name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                format!("{path}.{name}")
+            } else {
+                format!("{path}[\"{name}\"]")
+            };
+            let explicit = property.get("x-civitas-item").is_some();
+            if !explicit && items.iter().any(|item| item == name) {
+                into.push(FieldMapping {
+                    item: name.clone(),
+                    path: property_path.clone(),
+                });
+                continue;
+            }
+            collect_mappings(document, property, &property_path, items, into, depth + 1);
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateRequest {
+    /// A PKCS#10 certificate signing request (PEM) for the system's own key. Without it the CA
+    /// makes a key pair and returns the private key once.
+    pub csr: Option<String>,
+    /// Days of validity (default 365, at most 825).
+    pub valid_days: Option<u32>,
+}
+
+/// A client certificate for a system.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CertificateResponse {
+    pub serial: String,
+    pub certificate: String,
+    /// Only when the CA made the key pair; shown once.
+    pub private_key: Option<String>,
+    pub ca_certificate: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub not_after: jiff::Timestamp,
+}
+
+#[utoipa::path(post, path = "/api/v1/organizations/{org_code}/systems/{system_code}/certificates", tag = "gateway",
+    params(("org_code" = String, Path), ("system_code" = String, Path)), request_body = CertificateRequest,
+    description = "Issues a client certificate naming the system, for mutual TLS with the gateway.",
+    responses((status = 201, body = CertificateResponse), (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn issue_certificate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, system)): Path<(String, String)>,
+    Json(request): Json<CertificateRequest>,
+) -> ApiResult<(StatusCode, axum::Json<CertificateResponse>)> {
+    let system = system_ref(&org, &system)?;
+    let permit = caller.permit(Action::ManageKeys, Some(&system.organization))?;
+    let existing = state
+        .store
+        .system(&system.organization, &system.system)
+        .await?;
+    if !existing.active {
+        return Err(ApiError::Conflict(format!(
+            "system {system} is deactivated"
+        )));
+    }
+    let valid_days = request.valid_days.unwrap_or(365);
+    if !(1..=825).contains(&valid_days) {
+        return Err(ApiError::invalid("valid_days", "must be between 1 and 825"));
+    }
+    let ca = state.certificate_authority.clone();
+    let system_for_ca = system.clone();
+    let csr = request.csr.clone();
+    let issued = tokio::task::spawn_blocking(move || {
+        ca.issue_client(&system_for_ca, csr.as_deref(), valid_days)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|error| ApiError::invalid("csr", format!("{error:#}")))?;
+    state
+        .store
+        .record_client_certificate(&permit, &issued.serial, &system, issued.not_after)
+        .await?;
+    state.audit_changed().await;
+    state.access_changed();
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(CertificateResponse {
+            serial: issued.serial,
+            certificate: issued.certificate_pem,
+            private_key: issued.private_key_pem,
+            ca_certificate: state.certificate_authority.certificate_pem().to_owned(),
+            not_after: issued.not_after,
+        }),
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/certificates/{serial}/revoke", tag = "gateway",
+    params(("serial" = String, Path)),
+    description = "Revokes a client certificate; the gateway refuses it within a second.",
+    responses((status = 200, body = serde_json::Value), (status = 409, body = Problem)))]
+async fn revoke_certificate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(serial): Path<String>,
+) -> ApiResult<axum::Json<civitas_store::ClientCertificate>> {
+    let certificate = state.store.client_certificate(&serial).await?;
+    let permit = caller.permit(Action::ManageKeys, Some(&certificate.system.organization))?;
+    let certificate = state
+        .store
+        .revoke_client_certificate(&permit, &serial)
+        .await?;
+    state.audit_changed().await;
+    state.access_changed();
+    Ok(axum::Json(certificate))
+}
+
+#[utoipa::path(get, path = "/api/v1/ca.pem", tag = "gateway",
+    description = "The node's CA certificate, which signs system client certificates and the gateway's server certificate.",
+    responses((status = 200, content_type = "application/x-pem-file", body = String)))]
+async fn ca_certificate(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/x-pem-file")],
+        state.certificate_authority.certificate_pem().to_owned(),
+    )
+}
+
+#[utoipa::path(get, path = "/api/v1/grants/{id}/usage", tag = "access",
+    params(("id" = String, Path)),
+    description = "Calls, denials and bytes delivered under the grant, per day (newest first; counts reach the store within a second or two).",
+    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem)))]
+async fn grant_usage(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Vec<GrantUsage>>> {
+    let grant = state.store.grant(&id).await?;
+    if caller
+        .permit(Action::ReadAccess, Some(&grant.consumer.organization))
+        .is_err()
+        && caller
+            .permit(Action::ReadAccess, Some(&grant.provider))
+            .is_err()
+    {
+        caller.permit(Action::ReadAudit, None)?;
+    }
+    Ok(axum::Json(state.store.grant_usage(Some(&id), None).await?))
+}
+
+/// Which systems received a person's data.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubjectReport {
+    /// The keyed hash the index is kept by; the ID number itself is never stored.
+    pub subject: String,
+    #[schema(value_type = Vec<Object>)]
+    pub accesses: Vec<SubjectAccess>,
+}
+
+#[utoipa::path(get, path = "/api/v1/audit/subjects/{id_number}", tag = "audit",
+    params(("id_number" = String, Path, description = "A citizen ID number (GB 11643)")),
+    description = "Which systems received this person's data, when, under which grant, with the ledger index of each exchange (its receipt is at /api/v1/ledger/receipts/{index}). Auditors only.",
+    responses((status = 200, body = SubjectReport), (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn subject_accesses(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id_number): Path<String>,
+) -> ApiResult<axum::Json<SubjectReport>> {
+    caller.permit(Action::ReadAudit, None)?;
+    let id = CitizenId::parse(&id_number).map_err(|error| ApiError::invalid("id_number", error))?;
+    // The index may be a moment behind the ledger: catch up first so that the answer covers
+    // every exchange acknowledged before this request.
+    state
+        .gateway
+        .index_subjects()
+        .await
+        .map_err(ApiError::Internal)?;
+    let subject = state.gateway.subject_hash(id.as_str());
+    let accesses = state.store.subject_accesses(&subject).await?;
+    Ok(axum::Json(SubjectReport { subject, accesses }))
+}

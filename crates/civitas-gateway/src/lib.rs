@@ -1,0 +1,1362 @@
+//! The exchange gateway: every call between department systems passes here. A consumer calls
+//! `/x/{provider_org}/{provider_system}/{service}/{path…}`; the gateway authenticates the system
+//! (API key or client certificate), resolves the service, decides with the access decision
+//! function, enforces the grant's rate and daily quota, forwards over a pooled keep-alive client,
+//! removes every field of a JSON answer whose item is not granted and masks personal items,
+//! appends the exchange record to the ledger and waits for it to be durable, and only then
+//! answers, with `Civitas-Exchange-Id` and `Civitas-Receipt` (the record's ledger index).
+//!
+//! Nothing on the request path waits for the store: keys, services, grants and policies are held
+//! in memory ([`snapshot::Snapshot`]) and kept current by a refresher that follows the store's
+//! change sequences; usage counts and the personal-data access index are written in the
+//! background.
+
+pub mod body;
+pub mod filter;
+pub mod limits;
+pub mod metrics;
+pub mod snapshot;
+pub mod tls;
+
+use std::{
+    collections::BTreeSet,
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use civitas_access::{
+    decide,
+    decision::{ConsumerFacts, Decision, DecisionRequest, LocalTime, ResourceFacts},
+};
+use civitas_core::{
+    CitizenId, RegionCode, access::SystemRef, catalog::ResourceKind, registry::api_key_hash,
+};
+use civitas_ledger::{
+    Ledger,
+    record::{self, Decision as RecordDecision, ExchangeRecord, Record, Sha256Digest},
+};
+use civitas_store::{GrantUsage, Store, SubjectAccess};
+use hmac::{Hmac, Mac};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::{TokioExecutor, TokioIo},
+};
+use jiff::Timestamp;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tokio::{net::TcpListener, sync::watch};
+
+use crate::{
+    body::{GatewayBody, TallyBody, full, sha256},
+    filter::Treatment,
+    limits::{Admission, CircuitBreakers, DailyCounts, DayCount, RateLimits},
+    metrics::{ExchangeLabels, GatewayMetrics},
+    snapshot::{CompiledService, Snapshot},
+};
+
+/// Headers of every answer that carried an exchange.
+pub const EXCHANGE_ID_HEADER: &str = "civitas-exchange-id";
+pub const RECEIPT_HEADER: &str = "civitas-receipt";
+/// Optional request headers: the items wanted (comma-separated), and a bulk read's row count.
+pub const ITEMS_HEADER: &str = "civitas-items";
+pub const BULK_ROWS_HEADER: &str = "civitas-bulk-rows";
+
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub node_code: String,
+    pub city_region: RegionCode,
+    /// The node's offset from UTC, for local hours, weekdays and quota days (China: +08:00).
+    pub utc_offset: jiff::tz::Offset,
+    /// The key of the keyed hashes of citizen ID numbers in the personal-data access index.
+    pub subject_key: [u8; 32],
+    /// The key that signs video playback URLs.
+    pub video_key: [u8; 32],
+    /// Largest JSON answer the gateway filters; larger ones are refused rather than passed on
+    /// unfiltered.
+    pub max_json_bytes: usize,
+    /// How long a video playback URL stays valid.
+    pub playback_validity: Duration,
+    /// Whether API keys are accepted (false when client certificates are required).
+    pub accept_api_keys: bool,
+}
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// A connection without a client certificate; the request may carry an API key.
+    Anonymous,
+    /// A client certificate from the node's CA, with its serial.
+    Certificate(SystemRef, String),
+    /// A call made inside the node on behalf of a system (application scenarios).
+    Internal(SystemRef),
+}
+
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    ledger: Ledger,
+    config: GatewayConfig,
+    snapshot: RwLock<Snapshot>,
+    client: Client<HttpConnector, GatewayBody>,
+    rates: RateLimits,
+    daily: DailyCounts,
+    breakers: CircuitBreakers,
+    metrics: GatewayMetrics,
+}
+
+/// A problem answer of the gateway.
+struct Problem {
+    status: StatusCode,
+    code: &'static str,
+    detail: String,
+    retry_after: Option<Duration>,
+}
+
+impl Problem {
+    fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Problem {
+        Problem {
+            status,
+            code,
+            detail: detail.into(),
+            retry_after: None,
+        }
+    }
+
+    fn body(&self, rule: Option<&str>) -> Bytes {
+        let mut body = json!({
+            "type": format!("/docs/problems#{}", self.code),
+            "title": self.status.canonical_reason().unwrap_or("error").to_lowercase(),
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+            "code": self.code,
+        });
+        if let Some(rule) = rule {
+            body["rule"] = json!(rule);
+        }
+        Bytes::from(body.to_string())
+    }
+
+    fn response(&self, rule: Option<&str>) -> Response<GatewayBody> {
+        let mut response = Response::new(full(self.body(rule)));
+        *response.status_mut() = self.status;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(wait) = self.retry_after {
+            let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+/// What one exchange did, for its ledger record.
+struct Exchange {
+    id: String,
+    started: Instant,
+    at: Timestamp,
+    consumer: SystemRef,
+    service: Arc<CompiledService>,
+    method: String,
+    path: String,
+    grant: Option<String>,
+    rule: Option<String>,
+    allowed: bool,
+    request_bytes: u64,
+    request_sha256: [u8; 32],
+    items: BTreeSet<String>,
+    masked: BTreeSet<String>,
+    subjects: BTreeSet<String>,
+}
+
+fn empty_sha256() -> [u8; 32] {
+    sha256(&[])
+}
+
+/// Replaces every valid citizen ID number in `text` by its masked form, so that paths and
+/// queries recorded in the ledger carry no plaintext ID numbers.
+fn redact_citizen_ids(text: &str, found: &mut BTreeSet<String>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut token = String::new();
+    let flush = |token: &mut String, out: &mut String, found: &mut BTreeSet<String>| {
+        match CitizenId::parse(token) {
+            Ok(id) => {
+                found.insert(id.as_str().to_owned());
+                out.push_str(&civitas_access::mask::mask_citizen_id(id.as_str()));
+            }
+            Err(_) => out.push_str(token),
+        }
+        token.clear();
+    };
+    for character in text.chars() {
+        if character.is_ascii_alphanumeric() {
+            token.push(character);
+        } else {
+            flush(&mut token, &mut out, found);
+            out.push(character);
+        }
+    }
+    flush(&mut token, &mut out, found);
+    out
+}
+
+impl Gateway {
+    pub async fn new(
+        store: Store,
+        ledger: Ledger,
+        config: GatewayConfig,
+        registry: &mut prometheus_client::registry::Registry,
+    ) -> anyhow::Result<Gateway> {
+        let snapshot = Snapshot::load(&store, config.city_region).await?;
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(3)));
+        connector.set_nodelay(true);
+        connector.set_keepalive(Some(Duration::from_secs(60)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(512)
+            .build(connector);
+        let gateway = Gateway {
+            inner: Arc::new(Inner {
+                store,
+                ledger,
+                config,
+                snapshot: RwLock::new(snapshot),
+                client,
+                rates: RateLimits::default(),
+                daily: DailyCounts::default(),
+                breakers: CircuitBreakers::default(),
+                metrics: GatewayMetrics::register(registry),
+            }),
+        };
+        gateway.load_today().await?;
+        Ok(gateway)
+    }
+
+    fn today(&self) -> String {
+        self.inner
+            .config
+            .utc_offset
+            .to_datetime(Timestamp::now())
+            .date()
+            .to_string()
+    }
+
+    async fn load_today(&self) -> anyhow::Result<()> {
+        let day = self.today();
+        let usage = self.inner.store.grant_usage(None, Some(&day)).await?;
+        let totals = usage
+            .into_iter()
+            .map(|usage| {
+                (
+                    usage.grant,
+                    DayCount {
+                        calls: usage.calls,
+                        denied: usage.denied,
+                        bytes: usage.bytes,
+                    },
+                )
+            })
+            .collect();
+        self.inner.daily.load(&day, totals);
+        Ok(())
+    }
+
+    /// Keeps the in-memory snapshot current, flushes usage counts, and feeds the personal-data
+    /// access index, until `stopped` turns true. `changes` is woken by the API after access
+    /// changes so they apply at once; otherwise the store is polled four times a second.
+    pub async fn maintain(
+        &self,
+        changes: Arc<tokio::sync::Notify>,
+        mut stopped: watch::Receiver<bool>,
+    ) {
+        let mut poll = tokio::time::interval(Duration::from_millis(250));
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_flush = Instant::now();
+        loop {
+            tokio::select! {
+                _ = poll.tick() => {}
+                _ = changes.notified() => {}
+                _ = stopped.changed() => {
+                    self.flush_usage().await;
+                    return;
+                }
+            }
+            if let Err(error) = self.refresh().await {
+                tracing::warn!(error = format!("{error:#}"), "gateway refresh failed");
+            }
+            if last_flush.elapsed() >= Duration::from_secs(1) {
+                self.flush_usage().await;
+                if let Err(error) = self.index_subjects().await {
+                    tracing::warn!(error = format!("{error:#}"), "subject index update failed");
+                }
+                last_flush = Instant::now();
+            }
+        }
+    }
+
+    /// Applies the store's changes to the snapshot now. The store is read without holding the
+    /// snapshot's lock; the write lock is held only to apply what was read.
+    pub async fn refresh(&self) -> anyhow::Result<()> {
+        let from = self
+            .inner
+            .snapshot
+            .read()
+            .expect("snapshot lock")
+            .positions()
+            .clone();
+        let changes =
+            snapshot::fetch_changes(&self.inner.store, &from, self.inner.config.city_region)
+                .await?;
+        if changes.is_empty()
+            && from
+                == *self
+                    .inner
+                    .snapshot
+                    .read()
+                    .expect("snapshot lock")
+                    .positions()
+        {
+            return Ok(());
+        }
+        self.inner
+            .snapshot
+            .write()
+            .expect("snapshot lock")
+            .apply(changes)
+    }
+
+    async fn flush_usage(&self) {
+        let (day, unflushed) = self.inner.daily.take_unflushed();
+        if unflushed.is_empty() {
+            return;
+        }
+        let usage: Vec<GrantUsage> = unflushed
+            .into_iter()
+            .map(|(grant, count)| GrantUsage {
+                grant,
+                day: day.clone(),
+                calls: count.calls,
+                denied: count.denied,
+                bytes: count.bytes,
+            })
+            .collect();
+        if let Err(error) = self.inner.store.add_grant_usage(&usage).await {
+            tracing::warn!(%error, "grant usage not written");
+        }
+    }
+
+    /// Reads exchange records the personal-data access index has not seen and adds their
+    /// subjects. The index is derived from the ledger, so it can always be rebuilt.
+    pub async fn index_subjects(&self) -> anyhow::Result<()> {
+        let store = &self.inner.store;
+        let ledger = &self.inner.ledger;
+        let mut next = store.subject_index_next().await?;
+        let size = ledger.size();
+        while next < size {
+            let end = (next + 1000).min(size);
+            let records = {
+                let ledger = ledger.clone();
+                tokio::task::spawn_blocking(move || ledger.read_range(next..end)).await??
+            };
+            let mut entries = Vec::new();
+            for (offset, bytes) in records.iter().enumerate() {
+                if let Ok(Record::Exchange(exchange)) = record::decode(bytes) {
+                    for subject in &exchange.subjects {
+                        entries.push(SubjectAccess {
+                            subject: subject.clone(),
+                            ledger_index: next + offset as u64,
+                            at: exchange.at,
+                            consumer: exchange.consumer.clone(),
+                            provider: exchange.provider.clone(),
+                            service: exchange.service.clone(),
+                            resource: exchange.resource.clone(),
+                            grant: exchange.grant.clone(),
+                        });
+                    }
+                }
+            }
+            store.add_subject_accesses(&entries, end).await?;
+            next = end;
+        }
+        Ok(())
+    }
+
+    /// The keyed hash of a citizen ID number, as the access index stores it.
+    pub fn subject_hash(&self, id_number: &str) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.inner.config.subject_key)
+            .expect("any key length");
+        mac.update(id_number.as_bytes());
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Serves the gateway on `listener` (with TLS when `tls` is given) until `stopped` turns
+    /// true; connections in flight finish their requests.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        mut stopped: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        tracing::warn!(%error, "gateway accept failed");
+                        continue;
+                    }
+                },
+                _ = stopped.changed() => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let gateway = self.clone();
+            match &tls {
+                None => {
+                    let connection = hyper::server::conn::http1::Builder::new().serve_connection(
+                        TokioIo::new(stream),
+                        connection_service(gateway, Caller::Anonymous),
+                    );
+                    let watched = graceful.watch(connection);
+                    tokio::spawn(async move {
+                        if let Err(error) = watched.await {
+                            tracing::debug!(%error, "gateway connection ended");
+                        }
+                    });
+                }
+                Some(acceptor) => {
+                    let acceptor = acceptor.clone();
+                    let watcher = graceful.watcher();
+                    tokio::spawn(async move {
+                        let stream = match acceptor.accept(stream).await {
+                            Ok(stream) => stream,
+                            Err(error) => {
+                                tracing::debug!(%error, %peer, "TLS handshake refused");
+                                return;
+                            }
+                        };
+                        let caller = match stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|certs| certs.first())
+                        {
+                            Some(certificate) => match tls::identity_of(certificate) {
+                                Ok((system, serial)) => Caller::Certificate(system, serial),
+                                Err(error) => {
+                                    tracing::debug!(%error, %peer, "client certificate without identity");
+                                    return;
+                                }
+                            },
+                            None => Caller::Anonymous,
+                        };
+                        let connection = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(
+                                TokioIo::new(stream),
+                                connection_service(gateway, caller),
+                            );
+                        if let Err(error) = watcher.watch(connection).await {
+                            tracing::debug!(%error, "gateway connection ended");
+                        }
+                    });
+                }
+            }
+        }
+        drop(listener);
+        tokio::select! {
+            _ = graceful.shutdown() => {}
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {
+                tracing::warn!("gateway connections still open after 10 s; closing");
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls a service through the whole pipeline on behalf of `consumer`, from inside the node
+    /// (application scenarios). Returns the status, headers and the (filtered) body.
+    pub async fn call_as(
+        &self,
+        consumer: SystemRef,
+        method: Method,
+        path_and_query: &str,
+        body: Bytes,
+    ) -> (StatusCode, HeaderMap, Bytes) {
+        let request = Request::builder()
+            .method(method)
+            .uri(path_and_query)
+            .body(full(body))
+            .expect("a valid request");
+        let response = self.handle(Caller::Internal(consumer), request).await;
+        let (parts, body) = response.into_parts();
+        let bytes = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        (parts.status, parts.headers, bytes)
+    }
+
+    fn authenticate(&self, caller: &Caller, headers: &HeaderMap) -> Result<SystemRef, Problem> {
+        let unauthenticated =
+            |detail: &str| Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", detail);
+        match caller {
+            Caller::Internal(system) => Ok(system.clone()),
+            Caller::Certificate(system, serial) => {
+                let snapshot = self.inner.snapshot.read().expect("snapshot lock");
+                if snapshot.revoked_certificates.contains(serial) {
+                    return Err(unauthenticated("the client certificate is revoked"));
+                }
+                Ok(system.clone())
+            }
+            Caller::Anonymous => {
+                if !self.inner.config.accept_api_keys {
+                    return Err(unauthenticated(
+                        "present a client certificate issued by this node",
+                    ));
+                }
+                let key = headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(|value| value.split_once(' '))
+                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                    .map(|(_, key)| key.trim())
+                    .ok_or_else(|| {
+                        unauthenticated("send a system API key: Authorization: Bearer <key>")
+                    })?;
+                let hash = api_key_hash(key);
+                let snapshot = self.inner.snapshot.read().expect("snapshot lock");
+                match snapshot.keys.get(&hash) {
+                    Some((system, expires_at))
+                        if expires_at.is_none_or(|at| at > Timestamp::now()) =>
+                    {
+                        Ok(system.clone())
+                    }
+                    _ => Err(unauthenticated("the API key is not a valid system key")),
+                }
+            }
+        }
+    }
+
+    /// The whole pipeline for one call.
+    pub async fn handle(
+        &self,
+        caller: Caller,
+        request: Request<GatewayBody>,
+    ) -> Response<GatewayBody> {
+        let started = Instant::now();
+        let (parts, request_body) = request.into_parts();
+        let path = parts.uri.path().to_owned();
+        let query = parts.uri.query().map(str::to_owned);
+        let Some(rest) = path.strip_prefix("/x/") else {
+            return Problem::new(
+                StatusCode::NOT_FOUND,
+                "no_route",
+                format!("gateway paths are /x/ORG/SYSTEM/SERVICE/…, not {path}"),
+            )
+            .response(None);
+        };
+        let mut segments = rest.splitn(4, '/');
+        let (Some(organization), Some(system), Some(service_code)) =
+            (segments.next(), segments.next(), segments.next())
+        else {
+            return Problem::new(
+                StatusCode::NOT_FOUND,
+                "no_route",
+                "gateway paths are /x/ORG/SYSTEM/SERVICE/…",
+            )
+            .response(None);
+        };
+        let service_path = format!("/{}", segments.next().unwrap_or(""));
+        let consumer = match self.authenticate(&caller, &parts.headers) {
+            Ok(consumer) => consumer,
+            Err(problem) => {
+                let mut response = problem.response(None);
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return response;
+            }
+        };
+        if service_code == "video"
+            && parts.method == Method::POST
+            && let Some(device) = service_path
+                .strip_prefix('/')
+                .and_then(|p| p.strip_suffix("/play"))
+        {
+            return self
+                .play(consumer, organization, system, device, started)
+                .await;
+        }
+        let Some(service) = self.inner.snapshot.read().expect("snapshot lock").service(
+            organization,
+            system,
+            service_code,
+        ) else {
+            return Problem::new(
+                StatusCode::NOT_FOUND,
+                "no_service",
+                format!("no active service {organization}/{system}/{service_code}"),
+            )
+            .response(None);
+        };
+        let mut subjects_plain = BTreeSet::new();
+        let recorded_path = match &query {
+            Some(query) => {
+                redact_citizen_ids(&format!("{service_path}?{query}"), &mut subjects_plain)
+            }
+            None => redact_citizen_ids(&service_path, &mut subjects_plain),
+        };
+        let mut exchange = Exchange {
+            id: uuid::Uuid::now_v7().to_string(),
+            started,
+            at: Timestamp::now(),
+            consumer: consumer.clone(),
+            service: service.clone(),
+            method: parts.method.as_str().to_owned(),
+            path: recorded_path,
+            grant: None,
+            rule: None,
+            allowed: false,
+            request_bytes: 0,
+            request_sha256: empty_sha256(),
+            items: BTreeSet::new(),
+            masked: BTreeSet::new(),
+            subjects: subjects_plain
+                .iter()
+                .map(|id| self.subject_hash(id))
+                .collect(),
+        };
+
+        if !service.allows_method(parts.method.as_str()) {
+            exchange.rule = Some("method_not_allowed".into());
+            let problem = Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{} does not allow {}", service.name, parts.method),
+            );
+            return self.refuse(exchange, problem).await;
+        }
+        if !service.allows_path(&service_path) {
+            exchange.rule = Some("path_not_allowed".into());
+            let problem = Problem::new(
+                StatusCode::NOT_FOUND,
+                "path_not_allowed",
+                format!("{} offers no {service_path}", service.name),
+            );
+            return self.refuse(exchange, problem).await;
+        }
+
+        // Decide.
+        let now = exchange.at;
+        let requested_items = parts
+            .headers
+            .get(ITEMS_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .map(|value| {
+                value
+                    .split(',')
+                    .map(|item| item.trim().to_owned())
+                    .filter(|item| !item.is_empty())
+                    .collect()
+            });
+        let expected_rows = parts
+            .headers
+            .get(BULK_ROWS_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok());
+        let decision = {
+            let snapshot = self.inner.snapshot.read().expect("snapshot lock");
+            snapshot
+                .organizations
+                .get(&consumer.organization)
+                .map(|organization_facts| {
+                    let request = DecisionRequest {
+                        consumer: ConsumerFacts {
+                            system: consumer.clone(),
+                            region: organization_facts.region,
+                            level: organization_facts.level,
+                        },
+                        resource: service.resource.clone(),
+                        requested_items,
+                        at: now,
+                        local_time: LocalTime::at_offset(now, self.inner.config.utc_offset),
+                        bulk: expected_rows.is_some(),
+                        expected_rows: expected_rows.unwrap_or(0),
+                    };
+                    decide(&request, &snapshot.grants, &snapshot.policies)
+                })
+        };
+        let Some(decision) = decision else {
+            exchange.rule = Some("unknown_consumer".into());
+            return self
+                .refuse(
+                    exchange,
+                    Problem::new(
+                        StatusCode::FORBIDDEN,
+                        "denied",
+                        "the calling system's organization is unknown",
+                    ),
+                )
+                .await;
+        };
+        let (grant_id, deliver, mask) = match decision {
+            Decision::Deny { reason, rule } => {
+                exchange.rule = Some(rule.clone());
+                let problem = Problem::new(
+                    StatusCode::FORBIDDEN,
+                    "denied",
+                    format!(
+                        "{} may not read {} ({reason}, decided by {rule})",
+                        consumer, service.resource.code
+                    ),
+                );
+                return self.refuse(exchange, problem).await;
+            }
+            Decision::Allow {
+                grant_id,
+                rule,
+                deliver,
+                mask,
+                ..
+            } => {
+                exchange.grant = Some(grant_id.clone());
+                exchange.rule = Some(rule);
+                (grant_id, deliver, mask)
+            }
+        };
+
+        // The grant's rate and daily quota.
+        let (rate, quota) = {
+            let snapshot = self.inner.snapshot.read().expect("snapshot lock");
+            snapshot
+                .grants
+                .get(&grant_id)
+                .map(|grant| (grant.requests_per_second, grant.calls_per_day))
+                .unwrap_or((None, None))
+        };
+        if let Some(rate) = rate
+            && let Err(wait) = self.inner.rates.take(&grant_id, rate, Instant::now())
+        {
+            exchange.rule = Some(format!("rate_limit:{grant_id}"));
+            let mut problem = Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("grant {grant_id} allows {rate} requests per second"),
+            );
+            problem.retry_after = Some(wait);
+            return self.refuse(exchange, problem).await;
+        }
+        if !self.inner.daily.admit(&grant_id, &self.today(), quota) {
+            exchange.rule = Some(format!("quota:{grant_id}"));
+            let local = self.inner.config.utc_offset.to_datetime(Timestamp::now());
+            let seconds_left = 86_400
+                - (i64::from(local.hour()) * 3600
+                    + i64::from(local.minute()) * 60
+                    + i64::from(local.second()));
+            let mut problem = Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "quota_exhausted",
+                format!("grant {grant_id} allows {} calls a day", quota.unwrap_or(0)),
+            );
+            problem.retry_after = Some(Duration::from_secs(seconds_left.max(1) as u64));
+            return self.refuse(exchange, problem).await;
+        }
+        exchange.allowed = true;
+
+        // The circuit breaker.
+        let admission = self.inner.breakers.admit(&service.name, Instant::now());
+        if let Admission::Open(wait) = admission {
+            exchange.rule = Some("circuit_open".into());
+            exchange.allowed = false;
+            let mut problem = Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "circuit_open",
+                format!(
+                    "{} failed repeatedly; calls fail fast until a probe succeeds",
+                    service.name
+                ),
+            );
+            problem.retry_after = Some(wait);
+            return self.refuse(exchange, problem).await;
+        }
+
+        // Forward.
+        let upstream_path = match &query {
+            Some(query) => format!("{service_path}?{query}"),
+            None => service_path.clone(),
+        };
+        let uri = match service.upstream_uri(&upstream_path) {
+            Ok(uri) => uri,
+            Err(error) => {
+                exchange.allowed = false;
+                exchange.rule = Some("bad_path".into());
+                return self
+                    .refuse(
+                        exchange,
+                        Problem::new(StatusCode::BAD_REQUEST, "bad_path", error.to_string()),
+                    )
+                    .await;
+            }
+        };
+        let (tallied_request, request_tally) = TallyBody::new(request_body);
+        let mut upstream_request = Request::builder().method(parts.method.clone()).uri(uri);
+        for (name, value) in &parts.headers {
+            if is_hop_by_hop(name) || *name == header::AUTHORIZATION || *name == header::HOST {
+                continue;
+            }
+            upstream_request = upstream_request.header(name, value);
+        }
+        upstream_request = upstream_request
+            .header("civitas-consumer", consumer.to_string())
+            .header(EXCHANGE_ID_HEADER, exchange.id.as_str());
+        let upstream_request = upstream_request
+            .body(http_body_util::BodyExt::boxed_unsync(tallied_request))
+            .expect("a valid upstream request");
+        let outcome =
+            tokio::time::timeout(service.timeout, self.inner.client.request(upstream_request))
+                .await;
+        let tally = request_tally.current();
+        exchange.request_bytes = tally.bytes;
+        exchange.request_sha256 = tally.sha256;
+        let upstream_response = match outcome {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => {
+                self.inner.breakers.failed(&service.name, Instant::now());
+                exchange.rule = Some("upstream_refused".into());
+                let problem = Problem::new(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_refused",
+                    format!("{} could not be reached: {error}", service.name),
+                );
+                return self.refuse(exchange, problem).await;
+            }
+            Err(_) => {
+                self.inner.breakers.failed(&service.name, Instant::now());
+                exchange.rule = Some("upstream_timeout".into());
+                let problem = Problem::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_timeout",
+                    format!(
+                        "{} did not answer within {} ms",
+                        service.name,
+                        service.timeout.as_millis()
+                    ),
+                );
+                return self.refuse(exchange, problem).await;
+            }
+        };
+        if upstream_response.status().is_server_error() {
+            self.inner.breakers.failed(&service.name, Instant::now());
+        } else {
+            self.inner.breakers.succeeded(&service.name);
+        }
+        let (upstream_parts, upstream_body) = upstream_response.into_parts();
+        let is_json = upstream_parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| {
+                let mime = value.split(';').next().unwrap_or("").trim();
+                mime == "application/json" || mime.ends_with("+json")
+            });
+        let treatment_of = |item: &str| -> Treatment {
+            if let Some(masked) = mask.iter().find(|masked| masked.code == item) {
+                Treatment::Mask(masked.kind)
+            } else if deliver.iter().any(|delivered| delivered == item) {
+                Treatment::Deliver
+            } else {
+                Treatment::Drop
+            }
+        };
+        if is_json {
+            let limited =
+                http_body_util::Limited::new(upstream_body, self.inner.config.max_json_bytes);
+            let bytes = match limited.collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(error) => {
+                    exchange.rule = Some("upstream_body".into());
+                    let problem = Problem::new(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream_body",
+                        format!(
+                            "{}'s answer could not be read whole for filtering: {error}",
+                            service.name
+                        ),
+                    );
+                    return self.refuse(exchange, problem).await;
+                }
+            };
+            let delivered_body = if bytes.is_empty() {
+                bytes
+            } else {
+                let mut value: Value = match serde_json::from_slice(&bytes) {
+                    Ok(value) => value,
+                    Err(error) => {
+                        exchange.rule = Some("upstream_malformed_json".into());
+                        let problem = Problem::new(
+                            StatusCode::BAD_GATEWAY,
+                            "upstream_malformed_json",
+                            format!("{} answered malformed JSON: {error}", service.name),
+                        );
+                        return self.refuse(exchange, problem).await;
+                    }
+                };
+                let delivered = service.tree.filter(&mut value, &treatment_of, &|item| {
+                    service.citizen_id_items.contains(item)
+                });
+                exchange.items = delivered.items;
+                exchange.masked = delivered.masked;
+                for id in &delivered.citizen_ids {
+                    exchange.subjects.insert(self.subject_hash(id));
+                }
+                Bytes::from(serde_json::to_vec(&value).expect("json values serialize"))
+            };
+            let mut response = Response::new(full(delivered_body.clone()));
+            *response.status_mut() = upstream_parts.status;
+            copy_end_to_end_headers(&upstream_parts.headers, response.headers_mut());
+            response.headers_mut().remove(header::CONTENT_LENGTH);
+            return self
+                .complete(
+                    exchange,
+                    response,
+                    delivered_body.len() as u64,
+                    sha256(&delivered_body),
+                )
+                .await;
+        }
+
+        // A non-JSON answer cannot be filtered field by field: it passes only when the grant
+        // delivers every item of the resource as it is.
+        let unfilterable = service
+            .resource
+            .items
+            .iter()
+            .any(|item| treatment_of(&item.code) != Treatment::Deliver);
+        if unfilterable && upstream_parts.status.is_success() {
+            exchange.allowed = false;
+            exchange.rule = Some("unfilterable_answer".into());
+            let problem = Problem::new(
+                StatusCode::BAD_GATEWAY,
+                "unfilterable_answer",
+                format!(
+                    "{} answered in a format that cannot be filtered to the granted items",
+                    service.name
+                ),
+            );
+            return self.refuse(exchange, problem).await;
+        }
+        exchange.items = service
+            .resource
+            .items
+            .iter()
+            .map(|item| item.code.clone())
+            .collect();
+        self.stream(exchange, upstream_parts, upstream_body).await
+    }
+
+    /// Records a refusal (or failure) in the ledger and answers with the problem.
+    async fn refuse(&self, mut exchange: Exchange, problem: Problem) -> Response<GatewayBody> {
+        exchange.allowed = exchange.allowed && problem.status.is_success();
+        let body = problem.body(exchange.rule.as_deref());
+        let digest = sha256(&body);
+        let mut response = problem.response(exchange.rule.as_deref());
+        if let Some(grant) = &exchange.grant
+            && problem.status == StatusCode::TOO_MANY_REQUESTS
+        {
+            // Denials by quota or rate are counted in the grant's usage.
+            let _ = grant;
+        }
+        *response.body_mut() = full(body.clone());
+        self.complete(exchange, response, body.len() as u64, digest)
+            .await
+    }
+
+    /// Appends the exchange record, waits for it to be durable, and answers.
+    async fn complete(
+        &self,
+        exchange: Exchange,
+        mut response: Response<GatewayBody>,
+        response_bytes: u64,
+        response_sha256: [u8; 32],
+    ) -> Response<GatewayBody> {
+        let status = response.status();
+        let record = self.exchange_record(&exchange, status, response_bytes, response_sha256, None);
+        let index = match self
+            .inner
+            .ledger
+            .append(record::encode(&Record::Exchange(record)))
+            .await
+        {
+            Ok(index) => index,
+            Err(error) => {
+                // No exchange is acknowledged before its record is durable.
+                tracing::error!(%error, "exchange record not appended; refusing the answer");
+                return Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ledger_unavailable",
+                    "the exchange could not be recorded, so it is not delivered",
+                )
+                .response(None);
+            }
+        };
+        if let Some(grant) = &exchange.grant
+            && exchange.allowed
+        {
+            self.inner.daily.add_bytes(grant, response_bytes);
+        }
+        self.observe(&exchange, status, response_bytes);
+        let headers = response.headers_mut();
+        headers.insert(
+            EXCHANGE_ID_HEADER,
+            HeaderValue::from_str(&exchange.id).expect("a uuid is a header value"),
+        );
+        headers.insert(RECEIPT_HEADER, HeaderValue::from(index));
+        response
+    }
+
+    /// Streams a non-JSON answer: the exchange record (with the request's digest) is made
+    /// durable before the answer's headers go out, and a completion record with the answer's
+    /// size and digest follows when the body has been sent.
+    async fn stream(
+        &self,
+        exchange: Exchange,
+        upstream_parts: http::response::Parts,
+        upstream_body: Incoming,
+    ) -> Response<GatewayBody> {
+        let status = upstream_parts.status;
+        let opening =
+            self.exchange_record(&exchange, status, 0, empty_sha256(), Some("stream_start"));
+        let index = match self
+            .inner
+            .ledger
+            .append(record::encode(&Record::Exchange(opening)))
+            .await
+        {
+            Ok(index) => index,
+            Err(error) => {
+                tracing::error!(%error, "exchange record not appended; refusing the answer");
+                return Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ledger_unavailable",
+                    "the exchange could not be recorded, so it is not delivered",
+                )
+                .response(None);
+            }
+        };
+        let (tallied, tally) = TallyBody::new(upstream_body);
+        let mut response = Response::new(http_body_util::BodyExt::boxed_unsync(tallied));
+        *response.status_mut() = status;
+        copy_end_to_end_headers(&upstream_parts.headers, response.headers_mut());
+        response.headers_mut().insert(
+            EXCHANGE_ID_HEADER,
+            HeaderValue::from_str(&exchange.id).expect("a uuid is a header value"),
+        );
+        response
+            .headers_mut()
+            .insert(RECEIPT_HEADER, HeaderValue::from(index));
+        let gateway = self.clone();
+        tokio::spawn(async move {
+            let tally = tally.finished().await;
+            let completion = gateway.exchange_record(
+                &exchange,
+                status,
+                tally.bytes,
+                tally.sha256,
+                Some("stream_complete"),
+            );
+            if let Err(error) = gateway
+                .inner
+                .ledger
+                .append(record::encode(&Record::Exchange(completion)))
+                .await
+            {
+                tracing::error!(%error, exchange = exchange.id, "stream completion record not appended");
+            }
+            if let Some(grant) = &exchange.grant {
+                gateway.inner.daily.add_bytes(grant, tally.bytes);
+            }
+            gateway.observe(&exchange, status, tally.bytes);
+        });
+        response
+    }
+
+    fn exchange_record(
+        &self,
+        exchange: &Exchange,
+        status: StatusCode,
+        response_bytes: u64,
+        response_sha256: [u8; 32],
+        phase: Option<&str>,
+    ) -> ExchangeRecord {
+        let rule = match (phase, &exchange.rule) {
+            (Some(phase), Some(rule)) => Some(format!("{rule};{phase}")),
+            (Some(phase), None) => Some(phase.to_owned()),
+            (None, rule) => rule.clone(),
+        };
+        ExchangeRecord {
+            at: exchange.at,
+            exchange_id: exchange.id.clone(),
+            consumer: exchange.consumer.to_string(),
+            provider: exchange.service.service.provider.to_string(),
+            service: exchange.service.service.draft.code.to_string(),
+            resource: exchange.service.resource.code.to_string(),
+            grant: exchange.grant.clone(),
+            decision: if exchange.allowed {
+                RecordDecision::Allow
+            } else {
+                RecordDecision::Deny
+            },
+            rule,
+            method: exchange.method.clone(),
+            path: exchange.path.clone(),
+            status: status.as_u16(),
+            request_bytes: exchange.request_bytes,
+            response_bytes,
+            request_sha256: Sha256Digest(exchange.request_sha256),
+            response_sha256: Sha256Digest(response_sha256),
+            latency_us: exchange.started.elapsed().as_micros() as u64,
+            items: exchange.items.iter().cloned().collect(),
+            masked: exchange.masked.iter().cloned().collect(),
+            subjects: exchange.subjects.iter().cloned().collect(),
+        }
+    }
+
+    fn observe(&self, exchange: &Exchange, status: StatusCode, response_bytes: u64) {
+        let labels = ExchangeLabels {
+            consumer: exchange.consumer.to_string(),
+            provider: exchange.service.service.provider.to_string(),
+            service: exchange.service.service.draft.code.to_string(),
+            status: status.as_u16(),
+        };
+        let metrics = &self.inner.metrics;
+        metrics.exchanges.get_or_create(&labels).inc();
+        metrics
+            .durations
+            .get_or_create(&labels)
+            .observe(exchange.started.elapsed().as_secs_f64());
+        metrics
+            .response_bytes
+            .get_or_create(&labels)
+            .inc_by(response_bytes);
+    }
+
+    /// `POST /x/{org}/{system}/video/{device}/play`: a short-lived signed playback URL for a
+    /// granted camera. Video never passes through the gateway.
+    async fn play(
+        &self,
+        consumer: SystemRef,
+        organization: &str,
+        system: &str,
+        device: &str,
+        started: Instant,
+    ) -> Response<GatewayBody> {
+        let not_found = |detail: String| {
+            Problem::new(StatusCode::NOT_FOUND, "no_service", detail).response(None)
+        };
+        let resource = match self.inner.store.video_resource(device).await {
+            Ok(resource) => resource,
+            Err(civitas_store::StoreError::NotFound { .. }) => {
+                return not_found(format!("no video resource for camera {device}"));
+            }
+            Err(error) => {
+                tracing::error!(%error, "looking up a camera");
+                return Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the catalog is unavailable",
+                )
+                .response(None);
+            }
+        };
+        let provider_matches = resource.draft.provider.as_str() == organization
+            && resource
+                .draft
+                .provider_system
+                .as_ref()
+                .is_none_or(|s| s.as_str() == system);
+        let Some(video_service) = self.inner.snapshot.read().expect("snapshot lock").service(
+            organization,
+            system,
+            "video",
+        ) else {
+            return not_found(format!("{organization}/{system} offers no video service"));
+        };
+        if !provider_matches {
+            return not_found(format!(
+                "camera {device} is not provided by {organization}/{system}"
+            ));
+        }
+        let now = Timestamp::now();
+        let facts = ResourceFacts {
+            code: resource.draft.code.clone(),
+            kind: ResourceKind::Video,
+            provider: resource.draft.provider.clone(),
+            provider_region: video_service.resource.provider_region,
+            items: Vec::new(),
+        };
+        let mut exchange = Exchange {
+            id: uuid::Uuid::now_v7().to_string(),
+            started,
+            at: now,
+            consumer: consumer.clone(),
+            service: Arc::new(CompiledService {
+                resource: facts.clone(),
+                ..CompiledService::compile(
+                    video_service.service.clone(),
+                    &resource,
+                    video_service.resource.provider_region,
+                )
+            }),
+            method: "POST".into(),
+            path: format!("/{device}/play"),
+            grant: None,
+            rule: None,
+            allowed: false,
+            request_bytes: 0,
+            request_sha256: empty_sha256(),
+            items: BTreeSet::new(),
+            masked: BTreeSet::new(),
+            subjects: BTreeSet::new(),
+        };
+        let decision = {
+            let snapshot = self.inner.snapshot.read().expect("snapshot lock");
+            snapshot
+                .organizations
+                .get(&consumer.organization)
+                .map(|organization_facts| {
+                    let request = DecisionRequest {
+                        consumer: ConsumerFacts {
+                            system: consumer.clone(),
+                            region: organization_facts.region,
+                            level: organization_facts.level,
+                        },
+                        resource: facts,
+                        requested_items: None,
+                        at: now,
+                        local_time: LocalTime::at_offset(now, self.inner.config.utc_offset),
+                        bulk: false,
+                        expected_rows: 0,
+                    };
+                    decide(&request, &snapshot.grants, &snapshot.policies)
+                })
+        };
+        let Some(decision) = decision else {
+            return self
+                .refuse(
+                    exchange,
+                    Problem::new(
+                        StatusCode::FORBIDDEN,
+                        "denied",
+                        "the calling system's organization is unknown",
+                    ),
+                )
+                .await;
+        };
+        match decision {
+            Decision::Deny { reason, rule } => {
+                exchange.rule = Some(rule.clone());
+                let problem = Problem::new(
+                    StatusCode::FORBIDDEN,
+                    "denied",
+                    format!(
+                        "{consumer} may not play camera {device} ({reason}, decided by {rule})"
+                    ),
+                );
+                self.refuse(exchange, problem).await
+            }
+            Decision::Allow { grant_id, rule, .. } => {
+                exchange.grant = Some(grant_id);
+                exchange.rule = Some(rule);
+                exchange.allowed = true;
+                let expires = now
+                    + jiff::SignedDuration::try_from(self.inner.config.playback_validity)
+                        .expect("a short duration");
+                let expires_unix = expires.as_second();
+                let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.inner.config.video_key)
+                    .expect("any key length");
+                mac.update(format!("{device}|{consumer}|{expires_unix}").as_bytes());
+                let signature: String = mac
+                    .finalize()
+                    .into_bytes()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                let url = format!(
+                    "{}/play/{device}?consumer={consumer}&expires={expires_unix}&signature={signature}",
+                    video_service.upstream
+                );
+                let body = Bytes::from(
+                    json!({ "device": device, "url": url, "expires_at": expires.to_string() })
+                        .to_string(),
+                );
+                let digest = sha256(&body);
+                let mut response = Response::new(full(body.clone()));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                self.complete(exchange, response, body.len() as u64, digest)
+                    .await
+            }
+        }
+    }
+}
+
+/// The per-connection service: every request of the connection goes through [`Gateway::handle`]
+/// with the connection's caller.
+fn connection_service(
+    gateway: Gateway,
+    caller: Caller,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<GatewayBody>,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<Response<GatewayBody>, std::convert::Infallible>> + Send,
+> + Clone {
+    hyper::service::service_fn(move |request: Request<Incoming>| {
+        let gateway = gateway.clone();
+        let caller = caller.clone();
+        async move {
+            let request = request.map(|body| body.map_err(Into::into).boxed_unsync());
+            Ok(gateway.handle(caller, request).await)
+        }
+    })
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
+fn copy_end_to_end_headers(from: &HeaderMap, to: &mut HeaderMap) {
+    for (name, value) in from {
+        if !is_hop_by_hop(name) {
+            to.append(name.clone(), value.clone());
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! Prometheus metrics of the gateway: calls and latency by consumer, provider, service and
+//! status, and bytes delivered.
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{
+        counter::Counter,
+        family::Family,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExchangeLabels {
+    pub consumer: String,
+    pub provider: String,
+    pub service: String,
+    pub status: u16,
+}
+
+type HistogramFamily = Family<ExchangeLabels, Histogram, fn() -> Histogram>;
+
+#[derive(Clone)]
+pub struct GatewayMetrics {
+    pub exchanges: Family<ExchangeLabels, Counter>,
+    pub durations: HistogramFamily,
+    pub response_bytes: Family<ExchangeLabels, Counter>,
+}
+
+impl GatewayMetrics {
+    pub fn register(registry: &mut Registry) -> GatewayMetrics {
+        let metrics = GatewayMetrics {
+            exchanges: Family::default(),
+            durations: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+            }),
+            response_bytes: Family::default(),
+        };
+        registry.register(
+            "civitas_gateway_exchanges",
+            "Calls through the exchange gateway",
+            metrics.exchanges.clone(),
+        );
+        registry.register(
+            "civitas_gateway_exchange_duration_seconds",
+            "Time from a call's arrival to its answer, ledger append included",
+            metrics.durations.clone(),
+        );
+        registry.register(
+            "civitas_gateway_response_bytes",
+            "Bytes delivered to consumers",
+            metrics.response_bytes.clone(),
+        );
+        metrics
+    }
+}

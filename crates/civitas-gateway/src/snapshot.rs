@@ -1,0 +1,380 @@
+//! What the gateway knows, in memory, so that no request waits for the store: system keys,
+//! organizations, compiled services, grants, platform policies and revoked certificates. A
+//! refresher follows the store's change sequences and applies changes within a second.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
+
+use civitas_access::{
+    GrantIndex, PlatformPolicies,
+    decision::{ItemPolicy, ResourceFacts},
+};
+use civitas_core::{
+    RegionCode, Uscc,
+    access::SystemRef,
+    catalog::{MaskKind, Resource, Sensitivity},
+    registry::Level,
+    service::{PathPattern, Service},
+};
+use civitas_store::{OrganizationFilter, PageRequest, Store};
+use http::Uri;
+use jiff::Timestamp;
+
+use crate::filter::FieldTree;
+
+/// A service ready for calls.
+#[derive(Debug)]
+pub struct CompiledService {
+    pub service: Service,
+    /// `{org}/{system}/{code}`: the service's name in records, metrics and breakers.
+    pub name: String,
+    pub patterns: Vec<PathPattern>,
+    pub tree: FieldTree,
+    /// The upstream base, without a trailing slash.
+    pub upstream: String,
+    pub resource: ResourceFacts,
+    /// Items whose values are citizen ID numbers (their mask kind says so).
+    pub citizen_id_items: HashSet<String>,
+    pub timeout: Duration,
+}
+
+impl CompiledService {
+    pub fn compile(
+        service: Service,
+        resource: &Resource,
+        provider_region: RegionCode,
+    ) -> CompiledService {
+        let draft = &resource.draft;
+        let items: Vec<ItemPolicy> = draft
+            .items
+            .iter()
+            .map(|item| ItemPolicy {
+                code: item.code.clone(),
+                sensitivity: item.sensitivity,
+                mask_kind: (item.sensitivity == Sensitivity::Personal).then(|| {
+                    item.mask.unwrap_or_else(|| {
+                        civitas_core::catalog::guess_mask(&item.code, &item.name)
+                    })
+                }),
+            })
+            .collect();
+        let citizen_id_items = items
+            .iter()
+            .filter(|item| {
+                item.mask_kind == Some(MaskKind::CitizenId)
+                    || civitas_core::catalog::guess_mask(&item.code, "") == MaskKind::CitizenId
+            })
+            .map(|item| item.code.clone())
+            .collect();
+        let name = format!("{}/{}", service.provider, service.draft.code);
+        CompiledService {
+            name,
+            patterns: service
+                .draft
+                .paths
+                .iter()
+                .filter_map(|pattern| PathPattern::parse(pattern).ok())
+                .collect(),
+            tree: FieldTree::compile(&service.draft.fields),
+            upstream: service.draft.upstream.trim_end_matches('/').to_owned(),
+            resource: ResourceFacts {
+                code: draft.code.clone(),
+                kind: draft.kind,
+                provider: draft.provider.clone(),
+                provider_region,
+                items,
+            },
+            citizen_id_items,
+            timeout: Duration::from_millis(u64::from(service.draft.timeout_ms)),
+            service,
+        }
+    }
+
+    pub fn allows_path(&self, path: &str) -> bool {
+        self.patterns.is_empty() || self.patterns.iter().any(|pattern| pattern.matches(path))
+    }
+
+    pub fn allows_method(&self, method: &str) -> bool {
+        self.service
+            .draft
+            .methods
+            .iter()
+            .any(|allowed| allowed == method)
+    }
+
+    /// The upstream URI for `path_and_query` below the service.
+    pub fn upstream_uri(&self, path_and_query: &str) -> Result<Uri, http::uri::InvalidUri> {
+        format!("{}{}", self.upstream, path_and_query).parse()
+    }
+}
+
+/// What the gateway knows about one organization.
+#[derive(Debug, Clone)]
+pub struct OrganizationFacts {
+    pub region: RegionCode,
+    pub level: Level,
+}
+
+pub struct Snapshot {
+    /// Key hash → the system and when the key expires.
+    pub keys: KeyMap,
+    pub organizations: HashMap<Uscc, OrganizationFacts>,
+    /// `{org}/{system}/{code}` → service.
+    pub services: HashMap<String, Arc<CompiledService>>,
+    pub grants: GrantIndex,
+    pub policies: PlatformPolicies,
+    pub revoked_certificates: HashSet<String>,
+    positions: Positions,
+}
+
+/// System keys by hash: the system and when the key expires.
+pub type KeyMap = HashMap<String, (SystemRef, Option<Timestamp>)>;
+
+/// How far a snapshot has followed the store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Positions {
+    pub access_sequence: u64,
+    pub policy_sequence: u64,
+    pub catalog_sequence: u64,
+    pub credentials: String,
+}
+
+/// What changed in the store since some positions, fetched without touching the snapshot so
+/// that no lock is held while the store is read.
+pub struct Changes {
+    positions: Positions,
+    credentials: Option<(KeyMap, HashMap<Uscc, OrganizationFacts>)>,
+    grants: Vec<civitas_core::access::Grant>,
+    revoked_certificates: Vec<String>,
+    services: Option<HashMap<String, Arc<CompiledService>>>,
+    policies: Option<PlatformPolicies>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.credentials.is_none()
+            && self.grants.is_empty()
+            && self.revoked_certificates.is_empty()
+            && self.services.is_none()
+            && self.policies.is_none()
+    }
+}
+
+async fn organizations(store: &Store) -> anyhow::Result<HashMap<Uscc, OrganizationFacts>> {
+    let mut organizations = HashMap::new();
+    let mut page = PageRequest {
+        limit: PageRequest::MAX_LIMIT,
+        after: None,
+    };
+    loop {
+        let found = store
+            .list_organizations(&OrganizationFilter::default(), &page)
+            .await?;
+        for organization in found.items {
+            organizations.insert(
+                organization.code.clone(),
+                OrganizationFacts {
+                    region: organization.region,
+                    level: organization.level,
+                },
+            );
+        }
+        match found.next_cursor {
+            Some(cursor) => page.after = Some(cursor),
+            None => return Ok(organizations),
+        }
+    }
+}
+
+async fn compile_services(
+    store: &Store,
+    organizations: &HashMap<Uscc, OrganizationFacts>,
+) -> anyhow::Result<HashMap<String, Arc<CompiledService>>> {
+    let services = store.services(None).await?;
+    let codes: Vec<&str> = services.iter().map(|s| s.draft.resource.as_str()).collect();
+    let resources: HashMap<String, Resource> = store
+        .resources_by_code(&codes)
+        .await?
+        .into_iter()
+        .map(|resource| (resource.draft.code.to_string(), resource))
+        .collect();
+    let mut compiled = HashMap::new();
+    for service in services {
+        if !service.active {
+            continue;
+        }
+        let Some(resource) = resources.get(service.draft.resource.as_str()) else {
+            continue;
+        };
+        if !resource.active {
+            continue;
+        }
+        let provider_region = organizations
+            .get(&resource.draft.provider)
+            .map(|org| org.region)
+            .unwrap_or_else(|| resource.draft.code.region());
+        let service = CompiledService::compile(service, resource, provider_region);
+        compiled.insert(service.name.clone(), Arc::new(service));
+    }
+    Ok(compiled)
+}
+
+async fn load_policies(store: &Store, city: RegionCode) -> anyhow::Result<PlatformPolicies> {
+    let mut policies = PlatformPolicies::new(city);
+    for policy in store.policies().await? {
+        if !policy.active {
+            continue;
+        }
+        if let Err(error) = policies.insert(policy.id.as_str(), &policy.text) {
+            // Policies are validated when stored; one that no longer validates is reported, and
+            // the others still apply.
+            tracing::error!(policy = %policy.id, %error, "platform policy skipped");
+        }
+    }
+    Ok(policies)
+}
+
+/// Reads what changed in the store after `from`.
+pub async fn fetch_changes(
+    store: &Store,
+    from: &Positions,
+    city: RegionCode,
+) -> anyhow::Result<Changes> {
+    let positions = Positions {
+        access_sequence: store.access_sequence().await?,
+        policy_sequence: store.policy_sequence().await?,
+        catalog_sequence: store.catalog_sequence().await?,
+        credentials: store.credentials_fingerprint().await?,
+    };
+    let mut changes = Changes {
+        positions: positions.clone(),
+        credentials: None,
+        grants: Vec::new(),
+        revoked_certificates: Vec::new(),
+        services: None,
+        policies: None,
+    };
+    if positions == *from {
+        return Ok(changes);
+    }
+    let credentials_changed = positions.credentials != from.credentials;
+    let organizations = organizations(store).await?;
+    if credentials_changed {
+        let keys = store
+            .system_key_hashes(Timestamp::now())
+            .await?
+            .into_iter()
+            .map(|(hash, organization, system, expires_at)| {
+                (
+                    hash,
+                    (
+                        SystemRef {
+                            organization,
+                            system,
+                        },
+                        expires_at,
+                    ),
+                )
+            })
+            .collect();
+        changes.credentials = Some((keys, organizations.clone()));
+    }
+    if positions.access_sequence != from.access_sequence {
+        let mut cursor = from.access_sequence;
+        loop {
+            let batch = store.grant_changes(cursor, 10_000).await?;
+            let Some((last, _)) = batch.last() else { break };
+            cursor = *last;
+            changes
+                .grants
+                .extend(batch.into_iter().map(|(_, grant)| grant));
+        }
+        changes.revoked_certificates = store
+            .revoked_certificate_changes(from.access_sequence)
+            .await?
+            .into_iter()
+            .map(|(_, serial)| serial)
+            .collect();
+    }
+    let services_changed = positions.access_sequence != from.access_sequence
+        && !store
+            .service_changes(from.access_sequence)
+            .await?
+            .is_empty();
+    if services_changed
+        || positions.catalog_sequence != from.catalog_sequence
+        || credentials_changed
+    {
+        changes.services = Some(compile_services(store, &organizations).await?);
+    }
+    if positions.policy_sequence != from.policy_sequence {
+        changes.policies = Some(load_policies(store, city).await?);
+    }
+    Ok(changes)
+}
+
+impl Snapshot {
+    pub fn service(
+        &self,
+        organization: &str,
+        system: &str,
+        code: &str,
+    ) -> Option<Arc<CompiledService>> {
+        self.services
+            .get(&format!("{organization}/{system}/{code}"))
+            .cloned()
+    }
+
+    pub fn positions(&self) -> &Positions {
+        &self.positions
+    }
+
+    /// Loads everything from the store.
+    pub async fn load(store: &Store, city: RegionCode) -> anyhow::Result<Snapshot> {
+        let mut snapshot = Snapshot {
+            keys: HashMap::new(),
+            organizations: HashMap::new(),
+            services: HashMap::new(),
+            grants: GrantIndex::new(),
+            policies: PlatformPolicies::new(city),
+            revoked_certificates: HashSet::new(),
+            positions: Positions {
+                credentials: "none".into(),
+                ..Positions::default()
+            },
+        };
+        // From nothing: every part of the store counts as changed ("none" never matches a
+        // credentials fingerprint, which makes services load too).
+        let from = snapshot.positions.clone();
+        let mut all = fetch_changes(store, &from, city).await?;
+        if all.policies.is_none() {
+            all.policies = Some(load_policies(store, city).await?);
+        }
+        snapshot.apply(all)?;
+        Ok(snapshot)
+    }
+
+    /// Applies fetched changes.
+    pub fn apply(&mut self, changes: Changes) -> anyhow::Result<()> {
+        if let Some((keys, organizations)) = changes.credentials {
+            self.keys = keys;
+            self.organizations = organizations;
+        }
+        for grant in changes.grants {
+            self.grants.upsert(grant)?;
+        }
+        self.revoked_certificates
+            .extend(changes.revoked_certificates);
+        if let Some(services) = changes.services {
+            self.services = services;
+        }
+        if let Some(policies) = changes.policies {
+            self.policies = policies;
+        }
+        self.positions = changes.positions;
+        Ok(())
+    }
+}

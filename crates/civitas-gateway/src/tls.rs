@@ -1,0 +1,237 @@
+//! mutual TLS for the gateway: the node runs a small CA whose certificates name a system, the
+//! gateway listener can require them, and a certificate's identity is read back from its
+//! subject alternative name `urn:civitas:system:{org}/{system}`.
+
+use std::{fs, io::Write, os::unix::fs::OpenOptionsExt, path::Path, sync::Arc};
+
+use anyhow::{Context, bail};
+use civitas_core::{Code, Uscc, access::SystemRef};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+};
+use rustls::{
+    RootCertStore, ServerConfig,
+    pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
+    server::WebPkiClientVerifier,
+};
+
+const CA_KEY_FILE: &str = "ca.key";
+const CA_CERT_FILE: &str = "ca.crt";
+/// The URI scheme of a system's identity in its certificate.
+pub const SYSTEM_URI_PREFIX: &str = "urn:civitas:system:";
+
+/// The node's certificate authority for system client certificates.
+pub struct CertificateAuthority {
+    key: KeyPair,
+    cert_pem: String,
+}
+
+/// A certificate issued to a system.
+#[derive(Debug, Clone)]
+pub struct IssuedCertificate {
+    /// Lowercase hex serial number.
+    pub serial: String,
+    pub certificate_pem: String,
+    /// The private key, when the CA made the key pair (no CSR was given); shown once.
+    pub private_key_pem: Option<String>,
+    pub not_after: jiff::Timestamp,
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+fn random_serial() -> Vec<u8> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the operating system provides randomness");
+    // A positive DER integer without leading zeros, so that the serial reads back the same: clear
+    // the top bit and set a low one.
+    bytes[0] = (bytes[0] & 0x7f) | 0x01;
+    bytes.to_vec()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn days_from_now(days: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc() + time::Duration::days(days)
+}
+
+impl CertificateAuthority {
+    /// Loads the CA from `dir` (`ca.key`, `ca.crt`), or makes one valid for 20 years.
+    pub fn load_or_create(dir: &Path, node_code: &str) -> anyhow::Result<CertificateAuthority> {
+        let key_path = dir.join(CA_KEY_FILE);
+        let cert_path = dir.join(CA_CERT_FILE);
+        if key_path.exists() {
+            let key_pem = fs::read_to_string(&key_path)
+                .with_context(|| format!("reading {}", key_path.display()))?;
+            let cert_pem = fs::read_to_string(&cert_path)
+                .with_context(|| format!("reading {}", cert_path.display()))?;
+            let key = KeyPair::from_pem(&key_pem).context("the CA key")?;
+            return Ok(CertificateAuthority { key, cert_pem });
+        }
+        let key = KeyPair::generate().context("generating the CA key")?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(
+            DnType::CommonName,
+            format!("civitas node {node_code} system CA"),
+        );
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.not_before = days_from_now(-1);
+        params.not_after = days_from_now(20 * 365);
+        params.serial_number = Some(SerialNumber::from(random_serial()));
+        let cert = params
+            .self_signed(&key)
+            .context("signing the CA certificate")?;
+        write_private(&key_path, &key.serialize_pem())?;
+        fs::write(&cert_path, cert.pem())
+            .with_context(|| format!("writing {}", cert_path.display()))?;
+        Ok(CertificateAuthority {
+            key,
+            cert_pem: cert.pem(),
+        })
+    }
+
+    pub fn certificate_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    fn issuer(&self) -> anyhow::Result<Issuer<'_, &KeyPair>> {
+        Issuer::from_ca_cert_pem(&self.cert_pem, &self.key).context("the CA certificate")
+    }
+
+    /// Issues a client certificate naming `system`, for the key in `csr_pem` or, without a CSR,
+    /// for a new key pair whose private key is returned once.
+    pub fn issue_client(
+        &self,
+        system: &SystemRef,
+        csr_pem: Option<&str>,
+        valid_days: u32,
+    ) -> anyhow::Result<IssuedCertificate> {
+        let identity = format!("{SYSTEM_URI_PREFIX}{system}");
+        let serial = random_serial();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, identity.clone());
+        params.subject_alt_names =
+            vec![SanType::URI(identity.try_into().context("the system URI")?)];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.not_before = days_from_now(-1);
+        let not_after = days_from_now(i64::from(valid_days));
+        params.not_after = not_after;
+        params.serial_number = Some(SerialNumber::from(serial.clone()));
+        let issuer = self.issuer()?;
+        let (certificate, private_key_pem) = match csr_pem {
+            Some(csr) => {
+                let request = CertificateSigningRequestParams::from_pem(csr)
+                    .map_err(|e| anyhow::anyhow!("the certificate signing request: {e}"))?;
+                (params.signed_by(&request.public_key, &issuer)?, None)
+            }
+            None => {
+                let key = KeyPair::generate()?;
+                (params.signed_by(&key, &issuer)?, Some(key.serialize_pem()))
+            }
+        };
+        Ok(IssuedCertificate {
+            serial: hex(&serial),
+            certificate_pem: certificate.pem(),
+            private_key_pem,
+            not_after: jiff::Timestamp::from_second(not_after.unix_timestamp())?,
+        })
+    }
+
+    /// A server certificate for the gateway listener, for the given DNS names and addresses.
+    pub fn issue_server(&self, names: Vec<String>) -> anyhow::Result<(String, String)> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(names)?;
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.not_before = days_from_now(-1);
+        params.not_after = days_from_now(825);
+        params.serial_number = Some(SerialNumber::from(random_serial()));
+        let certificate = params.signed_by(&key, &self.issuer()?)?;
+        Ok((certificate.pem(), key.serialize_pem()))
+    }
+}
+
+/// Whether the gateway listener asks for client certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// A certificate from the node's CA is required; API keys are not accepted.
+    Required,
+    /// A certificate is used when offered; otherwise an API key.
+    Optional,
+}
+
+/// The TLS configuration of the gateway listener: its server certificate, and client
+/// certificates verified against the node's CA only.
+pub fn server_config(
+    ca: &CertificateAuthority,
+    server_cert_pem: &str,
+    server_key_pem: &str,
+    client_auth: ClientAuth,
+) -> anyhow::Result<Arc<ServerConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca.certificate_pem().as_bytes()) {
+        roots.add(cert?)?;
+    }
+    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+    let verifier = match client_auth {
+        ClientAuth::Required => builder.build()?,
+        ClientAuth::Optional => builder.allow_unauthenticated().build()?,
+    };
+    let chain = CertificateDer::pem_slice_iter(server_cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_slice(server_key_pem.as_bytes())?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The system a verified client certificate names, and the certificate's serial.
+pub fn identity_of(certificate: &[u8]) -> anyhow::Result<(SystemRef, String)> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(certificate)
+        .context("parsing the client certificate")?;
+    let serial = hex(parsed.raw_serial());
+    for extension in parsed.extensions() {
+        if let x509_parser::extensions::ParsedExtension::SubjectAlternativeName(names) =
+            extension.parsed_extension()
+        {
+            for name in &names.general_names {
+                if let x509_parser::extensions::GeneralName::URI(uri) = name
+                    && let Some(system) = uri.strip_prefix(SYSTEM_URI_PREFIX)
+                {
+                    let Some((organization, code)) = system.split_once('/') else {
+                        bail!("malformed system URI {uri}");
+                    };
+                    return Ok((
+                        SystemRef {
+                            organization: Uscc::parse(organization)?,
+                            system: Code::parse(code)?,
+                        },
+                        serial,
+                    ));
+                }
+            }
+        }
+    }
+    bail!("the certificate names no civitas system")
+}

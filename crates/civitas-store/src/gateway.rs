@@ -1,0 +1,569 @@
+//! What the exchange gateway keeps in the store: services, client certificates, daily grant
+//! usage, and the personal-data access index.
+
+use civitas_core::{
+    Code, Uscc,
+    access::SystemRef,
+    authz::Permit,
+    catalog::ResourceCode,
+    service::{Service, ServiceDraft},
+};
+use jiff::Timestamp;
+use serde_json::json;
+
+use crate::{Result, Store, StoreError, audit::record, micros, read_pool, timestamp, write_tx};
+
+fn corrupt<E: std::fmt::Display>(error: E) -> StoreError {
+    StoreError::corrupt(error)
+}
+
+#[derive(sqlx::FromRow)]
+struct ServiceRow {
+    provider: String,
+    system: String,
+    code: String,
+    resource: String,
+    upstream: String,
+    methods: String,
+    paths: String,
+    fields: String,
+    timeout_ms: i64,
+    active: bool,
+    created_at: i64,
+    updated_at: i64,
+    seq: i64,
+}
+
+impl ServiceRow {
+    fn into_service(self) -> Result<(u64, Service)> {
+        Ok((
+            self.seq as u64,
+            Service {
+                provider: SystemRef {
+                    organization: Uscc::parse(&self.provider).map_err(corrupt)?,
+                    system: Code::parse(&self.system).map_err(corrupt)?,
+                },
+                draft: ServiceDraft {
+                    code: Code::parse(&self.code).map_err(corrupt)?,
+                    resource: ResourceCode::parse(&self.resource).map_err(corrupt)?,
+                    upstream: self.upstream,
+                    methods: serde_json::from_str(&self.methods).map_err(corrupt)?,
+                    paths: serde_json::from_str(&self.paths).map_err(corrupt)?,
+                    fields: serde_json::from_str(&self.fields).map_err(corrupt)?,
+                    timeout_ms: self.timeout_ms as u32,
+                },
+                active: self.active,
+                created_at: timestamp(self.created_at)?,
+                updated_at: timestamp(self.updated_at)?,
+            },
+        ))
+    }
+}
+
+macro_rules! service_columns {
+    () => {
+        "provider, system, code, resource, upstream, methods, paths, fields, timeout_ms, active, created_at, updated_at, seq"
+    };
+}
+
+/// A client certificate issued to a system by the node's CA.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ClientCertificate {
+    /// Hex serial number.
+    pub serial: String,
+    pub system: SystemRef,
+    pub not_after: Timestamp,
+    pub created_at: Timestamp,
+    pub created_by: String,
+    pub revoked_at: Option<Timestamp>,
+}
+
+#[derive(sqlx::FromRow)]
+struct CertificateRow {
+    serial: String,
+    organization: String,
+    system: String,
+    not_after: i64,
+    created_at: i64,
+    created_by: String,
+    revoked_at: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct SubjectRow {
+    subject: String,
+    ledger_index: i64,
+    at: i64,
+    consumer: String,
+    provider: String,
+    service: String,
+    resource: String,
+    grant_id: Option<String>,
+}
+
+/// One exchange's delivery of a person's data, for the personal-data access index.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SubjectAccess {
+    /// Keyed hash of the citizen ID number.
+    pub subject: String,
+    pub ledger_index: u64,
+    pub at: Timestamp,
+    /// `{org}/{system}` of the system that received the data.
+    pub consumer: String,
+    pub provider: String,
+    pub service: String,
+    pub resource: String,
+    pub grant: Option<String>,
+}
+
+/// Calls of one grant on one day.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct GrantUsage {
+    pub grant: String,
+    /// `YYYY-MM-DD` in the node's time zone.
+    pub day: String,
+    pub calls: u64,
+    pub denied: u64,
+    pub bytes: u64,
+}
+
+impl Store {
+    /// Registers or replaces a service; the caller has checked it against its resource.
+    pub async fn put_service(
+        &self,
+        permit: &Permit,
+        provider: &SystemRef,
+        draft: &ServiceDraft,
+    ) -> Result<(Service, bool)> {
+        let now = micros(Timestamp::now());
+        let id = format!("{provider}/{}", draft.code);
+        let created = write_tx!(self, |tx| {
+            let system_active: Option<bool> = sqlx::query_scalar(
+                "SELECT active FROM systems WHERE organization = $1 AND code = $2",
+            )
+            .bind(provider.organization.as_str())
+            .bind(provider.system.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if system_active != Some(true) {
+                return Err(StoreError::invalid(
+                    "provider",
+                    format!("no active system {provider}"),
+                ));
+            }
+            let seq: i64 = sqlx::query_scalar(
+                "UPDATE access_sequence SET last = last + 1 WHERE id = 1 RETURNING last",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            let existing: Option<i64> = sqlx::query_scalar(
+                "SELECT created_at FROM services WHERE provider = $1 AND system = $2 AND code = $3",
+            )
+            .bind(provider.organization.as_str())
+            .bind(provider.system.as_str())
+            .bind(draft.code.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO services (provider, system, code, resource, upstream, methods, paths, fields, timeout_ms,
+                     active, created_at, updated_at, seq)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, TRUE, $10, $10, $11)
+                 ON CONFLICT (provider, system, code) DO UPDATE SET resource = excluded.resource,
+                     upstream = excluded.upstream, methods = excluded.methods, paths = excluded.paths,
+                     fields = excluded.fields, timeout_ms = excluded.timeout_ms, active = TRUE,
+                     updated_at = excluded.updated_at, seq = excluded.seq",
+            )
+            .bind(provider.organization.as_str())
+            .bind(provider.system.as_str())
+            .bind(draft.code.as_str())
+            .bind(draft.resource.as_str())
+            .bind(&draft.upstream)
+            .bind(serde_json::to_string(&draft.methods).expect("serializes"))
+            .bind(serde_json::to_string(&draft.paths).expect("serializes"))
+            .bind(serde_json::to_string(&draft.fields).expect("serializes"))
+            .bind(i64::from(draft.timeout_ms))
+            .bind(now)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+            let action = if existing.is_none() {
+                "service.create"
+            } else {
+                "service.update"
+            };
+            record!(
+                tx,
+                permit,
+                action,
+                "service",
+                &id,
+                json!({
+                    "resource": draft.resource.as_str(),
+                    "upstream": draft.upstream,
+                    "methods": draft.methods,
+                    "paths": draft.paths,
+                    "fields": draft.fields,
+                    "timeout_ms": draft.timeout_ms,
+                })
+            );
+            existing.is_none()
+        });
+        Ok((self.service(provider, &draft.code).await?, created))
+    }
+
+    pub async fn service(&self, provider: &SystemRef, code: &Code) -> Result<Service> {
+        let sql = concat!(
+            "SELECT ",
+            service_columns!(),
+            " FROM services WHERE provider = $1 AND system = $2 AND code = $3"
+        );
+        let row: Option<ServiceRow> = read_pool!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(provider.organization.as_str())
+                .bind(provider.system.as_str())
+                .bind(code.as_str())
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "service",
+                id: format!("{provider}/{code}"),
+            })?
+            .into_service()?
+            .1)
+    }
+
+    /// Deactivates a service: the gateway refuses calls to it within a second.
+    pub async fn deactivate_service(
+        &self,
+        permit: &Permit,
+        provider: &SystemRef,
+        code: &Code,
+    ) -> Result<Service> {
+        let id = format!("{provider}/{code}");
+        write_tx!(self, |tx| {
+            let seq: i64 = sqlx::query_scalar(
+                "UPDATE access_sequence SET last = last + 1 WHERE id = 1 RETURNING last",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            let changed = sqlx::query(
+                "UPDATE services SET active = FALSE, updated_at = $4, seq = $5
+                 WHERE provider = $1 AND system = $2 AND code = $3 AND active",
+            )
+            .bind(provider.organization.as_str())
+            .bind(provider.system.as_str())
+            .bind(code.as_str())
+            .bind(micros(Timestamp::now()))
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed == 0 {
+                return Err(StoreError::NotFound {
+                    kind: "active service",
+                    id,
+                });
+            }
+            record!(tx, permit, "service.deactivate", "service", &id, json!({}));
+        });
+        self.service(provider, code).await
+    }
+
+    /// Services of one providing system, or of every system when `provider` is `None`.
+    pub async fn services(&self, provider: Option<&SystemRef>) -> Result<Vec<Service>> {
+        let sql = concat!(
+            "SELECT ",
+            service_columns!(),
+            " FROM services WHERE ($1 IS NULL OR (provider = $1 AND system = $2)) ORDER BY provider, system, code"
+        );
+        let rows: Vec<ServiceRow> = read_pool!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(provider.map(|p| p.organization.as_str()))
+                .bind(provider.map(|p| p.system.as_str()))
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter()
+            .map(|row| row.into_service().map(|(_, service)| service))
+            .collect()
+    }
+
+    /// Services changed after `after` in the access change sequence, with their numbers.
+    pub async fn service_changes(&self, after: u64) -> Result<Vec<(u64, Service)>> {
+        let sql = concat!(
+            "SELECT ",
+            service_columns!(),
+            " FROM services WHERE seq > $1 ORDER BY seq"
+        );
+        let rows: Vec<ServiceRow> = read_pool!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(after as i64)
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(ServiceRow::into_service).collect()
+    }
+
+    pub async fn record_client_certificate(
+        &self,
+        permit: &Permit,
+        serial: &str,
+        system: &SystemRef,
+        not_after: Timestamp,
+    ) -> Result<ClientCertificate> {
+        write_tx!(self, |tx| {
+            let seq: i64 = sqlx::query_scalar(
+                "UPDATE access_sequence SET last = last + 1 WHERE id = 1 RETURNING last",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO client_certificates (serial, organization, system, not_after, created_at, created_by, seq)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(serial)
+            .bind(system.organization.as_str())
+            .bind(system.system.as_str())
+            .bind(micros(not_after))
+            .bind(micros(Timestamp::now()))
+            .bind(permit.actor())
+            .bind(seq)
+            .execute(&mut *tx)
+            .await
+            .map_err(crate::duplicate_as("client certificate", serial))?;
+            record!(
+                tx,
+                permit,
+                "certificate.issue",
+                "certificate",
+                serial,
+                json!({ "system": system.to_string(), "not_after": not_after.to_string() })
+            );
+        });
+        self.client_certificate(serial).await
+    }
+
+    pub async fn client_certificate(&self, serial: &str) -> Result<ClientCertificate> {
+        let row: Option<CertificateRow> = read_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT serial, organization, system, not_after, created_at, created_by, revoked_at
+                 FROM client_certificates WHERE serial = $1",
+            )
+            .bind(serial)
+            .fetch_optional(pool)
+            .await?
+        });
+        let row = row.ok_or_else(|| StoreError::NotFound {
+            kind: "client certificate",
+            id: serial.to_owned(),
+        })?;
+        Ok(ClientCertificate {
+            serial: row.serial,
+            system: SystemRef {
+                organization: Uscc::parse(&row.organization).map_err(corrupt)?,
+                system: Code::parse(&row.system).map_err(corrupt)?,
+            },
+            not_after: timestamp(row.not_after)?,
+            created_at: timestamp(row.created_at)?,
+            created_by: row.created_by,
+            revoked_at: row.revoked_at.map(timestamp).transpose()?,
+        })
+    }
+
+    pub async fn revoke_client_certificate(
+        &self,
+        permit: &Permit,
+        serial: &str,
+    ) -> Result<ClientCertificate> {
+        write_tx!(self, |tx| {
+            let seq: i64 = sqlx::query_scalar(
+                "UPDATE access_sequence SET last = last + 1 WHERE id = 1 RETURNING last",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            let changed = sqlx::query(
+                "UPDATE client_certificates SET revoked_at = $2, seq = $3 WHERE serial = $1 AND revoked_at IS NULL",
+            )
+            .bind(serial)
+            .bind(micros(Timestamp::now()))
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "client certificate {serial} does not exist or is already revoked"
+                )));
+            }
+            record!(
+                tx,
+                permit,
+                "certificate.revoke",
+                "certificate",
+                serial,
+                json!({})
+            );
+        });
+        self.client_certificate(serial).await
+    }
+
+    /// Serials of revoked certificates changed after `after` in the access sequence.
+    pub async fn revoked_certificate_changes(&self, after: u64) -> Result<Vec<(u64, String)>> {
+        let rows: Vec<(i64, String)> = read_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT seq, serial FROM client_certificates WHERE seq > $1 AND revoked_at IS NOT NULL ORDER BY seq",
+            )
+            .bind(after as i64)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(seq, serial)| (seq as u64, serial))
+            .collect())
+    }
+
+    /// Adds calls, denials and bytes to grants' daily usage counters.
+    pub async fn add_grant_usage(&self, usage: &[GrantUsage]) -> Result<()> {
+        if usage.is_empty() {
+            return Ok(());
+        }
+        write_tx!(self, |tx| {
+            for entry in usage {
+                sqlx::query(
+                    "INSERT INTO grant_usage (grant_id, day, calls, denied, bytes) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (grant_id, day) DO UPDATE SET calls = grant_usage.calls + excluded.calls,
+                         denied = grant_usage.denied + excluded.denied, bytes = grant_usage.bytes + excluded.bytes",
+                )
+                .bind(&entry.grant)
+                .bind(&entry.day)
+                .bind(entry.calls as i64)
+                .bind(entry.denied as i64)
+                .bind(entry.bytes as i64)
+                .execute(&mut *tx)
+                .await?;
+            }
+        });
+        Ok(())
+    }
+
+    /// Usage of one grant, newest day first, or every grant's usage on one day.
+    pub async fn grant_usage(
+        &self,
+        grant: Option<&str>,
+        day: Option<&str>,
+    ) -> Result<Vec<GrantUsage>> {
+        let rows: Vec<(String, String, i64, i64, i64)> = read_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT grant_id, day, calls, denied, bytes FROM grant_usage
+                 WHERE ($1 IS NULL OR grant_id = $1) AND ($2 IS NULL OR day = $2)
+                 ORDER BY day DESC, grant_id LIMIT 1000",
+            )
+            .bind(grant)
+            .bind(day)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(grant, day, calls, denied, bytes)| GrantUsage {
+                grant,
+                day,
+                calls: calls as u64,
+                denied: denied as u64,
+                bytes: bytes as u64,
+            })
+            .collect())
+    }
+
+    /// Adds entries to the personal-data access index and records how far into the ledger the
+    /// index has read, in one transaction, so that a restart continues where it stopped.
+    pub async fn add_subject_accesses(
+        &self,
+        entries: &[SubjectAccess],
+        next_ledger_index: u64,
+    ) -> Result<()> {
+        write_tx!(self, |tx| {
+            for chunk in entries.chunks(500) {
+                let placeholders = (0..chunk.len())
+                    .map(|row| {
+                        let base = row * 8;
+                        format!(
+                            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                            base + 1,
+                            base + 2,
+                            base + 3,
+                            base + 4,
+                            base + 5,
+                            base + 6,
+                            base + 7,
+                            base + 8
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!(
+                    "INSERT INTO subject_access (subject, ledger_index, at, consumer, provider, service, resource, grant_id)
+                     VALUES {placeholders} ON CONFLICT (subject, ledger_index) DO NOTHING"
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for entry in chunk {
+                    query = query
+                        .bind(&entry.subject)
+                        .bind(entry.ledger_index as i64)
+                        .bind(micros(entry.at))
+                        .bind(&entry.consumer)
+                        .bind(&entry.provider)
+                        .bind(&entry.service)
+                        .bind(&entry.resource)
+                        .bind(&entry.grant);
+                }
+                query.execute(&mut *tx).await?;
+            }
+            sqlx::query("UPDATE subject_index_state SET next = $1 WHERE id = 1 AND next < $1")
+                .bind(next_ledger_index as i64)
+                .execute(&mut *tx)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// The first ledger index the personal-data access index has not read yet.
+    pub async fn subject_index_next(&self) -> Result<u64> {
+        let next: i64 = read_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT next FROM subject_index_state WHERE id = 1")
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(next as u64)
+    }
+
+    /// Every recorded delivery of data about the person with this keyed hash, oldest first.
+    pub async fn subject_accesses(&self, subject: &str) -> Result<Vec<SubjectAccess>> {
+        let rows: Vec<SubjectRow> = read_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT subject, ledger_index, at, consumer, provider, service, resource, grant_id
+                 FROM subject_access WHERE subject = $1 ORDER BY ledger_index LIMIT 10000",
+            )
+            .bind(subject)
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter()
+            .map(|row| {
+                Ok(SubjectAccess {
+                    subject: row.subject,
+                    ledger_index: row.ledger_index as u64,
+                    at: timestamp(row.at)?,
+                    consumer: row.consumer,
+                    provider: row.provider,
+                    service: row.service,
+                    resource: row.resource,
+                    grant: row.grant_id,
+                })
+            })
+            .collect()
+    }
+}

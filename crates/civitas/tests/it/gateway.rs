@@ -1,0 +1,685 @@
+//! The exchange gateway end to end, with real upstream HTTP servers started by the tests.
+
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use axum::{Router, extract::Path, routing::get};
+use base64::{Engine, engine::general_purpose::STANDARD};
+use civitas_ledger::Receipt;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{ADMIN_KEY, TestServer, on_both_stores};
+
+on_both_stores!(
+    granted_call_is_filtered_masked_and_receipted,
+    denials_limits_and_revocation,
+    upstream_failures_and_circuit_breaker,
+    video_playback_urls,
+);
+
+pub const CITIZEN: &str = "11010519491231002X";
+
+/// A real upstream: a housing-fund service with a slow and a failing endpoint.
+pub async fn start_upstream() -> SocketAddr {
+    let app = Router::new()
+        .route(
+            "/accounts/{id}",
+            get(|Path(id): Path<String>| async move {
+                axum::Json(json!({
+                    "id_number": id,
+                    "name": "欧阳娜娜",
+                    "balance": 36512.4,
+                    "monthly_deposit": 1824.0,
+                    "internal_note": "never leaves the gateway",
+                    "deposits": [{ "month": "2026-10", "amount": 1824.0 }, { "month": "2026-09", "amount": 1824.0 }]
+                }))
+            }),
+        )
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                axum::Json(json!({}))
+            }),
+        )
+        .route("/text", get(|| async { "plain text cannot be filtered" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// A port on which nothing listens.
+pub fn closed_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+pub struct City {
+    pub provider: String,
+    pub consumer: String,
+    pub consumer_key: String,
+    pub other_key: String,
+    pub officer: String,
+    pub grant: String,
+}
+
+/// Provider organization 1 publishes a conditional interface resource served by `upstream`;
+/// consumer organization 2's system `portal` is granted id_number, name and balance (name and
+/// id_number masked); its system `other` has no grant.
+pub async fn city(server: &TestServer, upstream: SocketAddr, grant_terms: Value) -> City {
+    let provider = server.create_org(1, None).await.to_string();
+    let consumer = server.create_org(2, None).await.to_string();
+    server
+        .create_system(&provider.parse().unwrap(), "fund-core")
+        .await;
+    server
+        .create_system(&consumer.parse().unwrap(), "portal")
+        .await;
+    server
+        .create_system(&consumer.parse().unwrap(), "other")
+        .await;
+    let officer = server
+        .user_with_key("officer", "data_officer", Some(&provider.parse().unwrap()))
+        .await;
+    let developer = server
+        .user_with_key("dev", "developer", Some(&consumer.parse().unwrap()))
+        .await;
+    let resource = json!({
+        "code": "320100-B01-000001", "kind": "interface", "classification": "B01",
+        "name": "住房公积金账户信息", "provider": provider, "provider_system": "fund-core",
+        "format": "json",
+        "items": [
+            { "code": "id_number", "name": "公民身份号码", "data_type": "string", "sensitivity": "personal", "mask": "citizen_id" },
+            { "code": "name", "name": "姓名", "data_type": "string", "sensitivity": "personal", "mask": "name" },
+            { "code": "balance", "name": "账户余额", "data_type": "decimal", "sensitivity": "internal" },
+            { "code": "monthly_deposit", "name": "月缴存额", "data_type": "decimal", "sensitivity": "internal" },
+            { "code": "deposit_month", "name": "缴存月份", "data_type": "string", "sensitivity": "internal" }
+        ],
+        "sharing": { "type": "conditional", "conditions": "仅限政务服务", "method": "interface" },
+        "open_type": "closed", "update_cycle": "realtime"
+    });
+    let (status, body) = server.post("/api/v1/resources", &officer, resource).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let service = json!({
+        "code": "accounts", "resource": "320100-B01-000001", "upstream": format!("http://{upstream}"),
+        "methods": ["GET"], "paths": ["/accounts/{id}", "/slow", "/text"], "timeout_ms": 300,
+        "fields": [
+            { "item": "id_number", "path": "$.id_number" },
+            { "item": "name", "path": "$.name" },
+            { "item": "balance", "path": "$.balance" },
+            { "item": "monthly_deposit", "path": "$.monthly_deposit" },
+            { "item": "deposit_month", "path": "$.deposits[*].month" }
+        ]
+    });
+    let (status, body) = server
+        .request(
+            reqwest::Method::PUT,
+            &format!("/api/v1/organizations/{provider}/systems/fund-core/services/accounts"),
+            Some(&officer),
+            Some(service),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, outcome) = server
+        .post(
+            "/api/v1/applications",
+            &developer,
+            json!({
+                "consumer": { "organization": consumer, "system": "portal" }, "resource": "320100-B01-000001",
+                "items": ["id_number", "name", "balance", "deposit_month"], "purpose": "租房提取核验", "legal_basis": "《住房公积金管理条例》", "valid_days": 30
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{outcome}");
+    let id = outcome["application"]["id"].as_str().unwrap();
+    let (status, approved) = server
+        .post(
+            &format!("/api/v1/applications/{id}/approve"),
+            &officer,
+            grant_terms,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{approved}");
+    let key = |system: &str| json!({ "owner": { "kind": "system", "organization": consumer, "system": system }, "label": "gateway" });
+    let (_, consumer_key) = server.post("/api/v1/keys", ADMIN_KEY, key("portal")).await;
+    let (_, other_key) = server.post("/api/v1/keys", ADMIN_KEY, key("other")).await;
+    City {
+        provider,
+        consumer,
+        consumer_key: consumer_key["key"].as_str().unwrap().to_owned(),
+        other_key: other_key["key"].as_str().unwrap().to_owned(),
+        officer,
+        grant: approved["grant"]["id"].as_str().unwrap().to_owned(),
+    }
+}
+
+pub fn gateway_url(server: &TestServer) -> String {
+    format!("http://{}", server.running.as_ref().unwrap().gateway_addr)
+}
+
+/// Calls the gateway until `ready` holds for the answer, for at most `within`: changes reach the
+/// gateway's memory within a second.
+pub async fn call_until(
+    server: &TestServer,
+    key: &str,
+    path: &str,
+    within: Duration,
+    ready: impl Fn(StatusCode) -> bool,
+) -> (StatusCode, reqwest::header::HeaderMap, String, Duration) {
+    let started = Instant::now();
+    loop {
+        let response = server
+            .client
+            .get(format!("{}{path}", gateway_url(server)))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        if ready(status) || started.elapsed() > within {
+            return (status, headers, text, started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn granted_call_is_filtered_masked_and_receipted(server: TestServer) {
+    let upstream = start_upstream().await;
+    let city = city(&server, upstream, json!({})).await;
+    let path = format!("/x/{}/fund-core/accounts/accounts/{CITIZEN}", city.provider);
+    let (status, headers, text, _) = call_until(
+        &server,
+        &city.consumer_key,
+        &path,
+        Duration::from_secs(2),
+        |s| s == StatusCode::OK,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        body,
+        json!({
+            "id_number": "110105********002X",
+            "name": "欧阳**",
+            "balance": 36512.4,
+            "deposits": [{ "month": "2026-10" }, { "month": "2026-09" }]
+        }),
+        "not granted (monthly_deposit, amounts) and unmapped (internal_note) fields are gone; personal ones are masked"
+    );
+    let exchange_id = headers["civitas-exchange-id"].to_str().unwrap().to_owned();
+    let index: u64 = headers["civitas-receipt"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // The receipt verifies with the node's verifier key alone, against the record's bytes.
+    let auditor = server
+        .user_with_key("auditor", "auditor", Some(&city.provider.parse().unwrap()))
+        .await;
+    let (_, record) = server
+        .get(&format!("/api/v1/ledger/records/{index}"), &auditor)
+        .await;
+    let exchange = &record["record"];
+    assert_eq!(exchange["type"], "exchange");
+    assert_eq!(exchange["exchange_id"], exchange_id.as_str());
+    assert_eq!(exchange["decision"], "allow");
+    assert_eq!(exchange["consumer"], format!("{}/portal", city.consumer));
+    assert_eq!(exchange["grant"], city.grant.as_str());
+    assert_eq!(
+        exchange["path"], "/accounts/110105********002X",
+        "no plaintext ID number in the ledger"
+    );
+    assert_eq!(
+        exchange["items"],
+        json!(["balance", "deposit_month", "id_number", "name"])
+    );
+    assert_eq!(exchange["masked"], json!(["id_number", "name"]));
+    assert_eq!(exchange["subjects"].as_array().unwrap().len(), 1);
+    assert!(!record.to_string().contains(CITIZEN));
+    let (status, receipt) = server
+        .get(&format!("/api/v1/ledger/receipts/{index}"), &auditor)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let receipt: Receipt = serde_json::from_value(receipt).unwrap();
+    let (_, node) = server.get("/api/v1/node", &auditor).await;
+    let bytes = STANDARD.decode(record["bytes"].as_str().unwrap()).unwrap();
+    receipt
+        .verify(Some(&bytes), node["verifier_key"].as_str().unwrap())
+        .expect("the receipt verifies");
+
+    // Who received this person's data.
+    let (status, report) = server
+        .get(&format!("/api/v1/audit/subjects/{CITIZEN}"), &auditor)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let accesses = report["accesses"].as_array().unwrap();
+    assert_eq!(accesses.len(), 1);
+    assert_eq!(accesses[0]["consumer"], format!("{}/portal", city.consumer));
+    assert_eq!(accesses[0]["grant"], city.grant.as_str());
+    assert_eq!(accesses[0]["ledger_index"], index);
+    let (status, bad) = server
+        .get("/api/v1/audit/subjects/110105194912310021", &auditor)
+        .await;
+    assert_eq!(
+        (status, bad["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("id_number"))
+    );
+    let developer = server
+        .user_with_key("dev2", "developer", Some(&city.consumer.parse().unwrap()))
+        .await;
+    assert_eq!(
+        server
+            .get(&format!("/api/v1/audit/subjects/{CITIZEN}"), &developer)
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+
+    // Usage and metrics.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let (_, usage) = server
+        .get(
+            &format!("/api/v1/grants/{}/usage", city.grant),
+            &city.officer,
+        )
+        .await;
+    assert_eq!(usage[0]["calls"], 1, "{usage}");
+    let metrics = server
+        .client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "civitas_gateway_exchanges_total{{consumer=\"{}/portal\"",
+            city.consumer
+        )),
+        "{metrics}"
+    );
+
+    // A non-JSON answer cannot be filtered, so it does not leave.
+    let (status, _, text, _) = call_until(
+        &server,
+        &city.consumer_key,
+        &format!("/x/{}/fund-core/accounts/text", city.provider),
+        Duration::ZERO,
+        |_| true,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{text}");
+    assert!(text.contains("unfilterable_answer"));
+}
+
+async fn denials_limits_and_revocation(server: TestServer) {
+    let upstream = start_upstream().await;
+    let city = city(
+        &server,
+        upstream,
+        json!({ "requests_per_second": 2, "calls_per_day": 1000 }),
+    )
+    .await;
+    let path = format!("/x/{}/fund-core/accounts/accounts/{CITIZEN}", city.provider);
+    call_until(
+        &server,
+        &city.consumer_key,
+        &path,
+        Duration::from_secs(2),
+        |s| s == StatusCode::OK,
+    )
+    .await;
+
+    // No grant: 403, recorded in the ledger.
+    let (status, headers, text, _) = call_until(
+        &server,
+        &city.other_key,
+        &path,
+        Duration::from_secs(2),
+        |s| s != StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+    let problem: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (problem["code"].as_str(), problem["rule"].as_str()),
+        (Some("denied"), Some("no_grant"))
+    );
+    let index: u64 = headers["civitas-receipt"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (_, record) = server
+        .get(&format!("/api/v1/ledger/records/{index}"), ADMIN_KEY)
+        .await;
+    assert_eq!(record["record"]["decision"], "deny");
+    assert_eq!(record["record"]["rule"], "no_grant");
+
+    // Unauthenticated and unknown.
+    let response = server
+        .client
+        .get(format!("{}{path}", gateway_url(&server)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let response = server
+        .client
+        .get(format!("{}{path}", gateway_url(&server)))
+        .bearer_auth("cvk_nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let (status, _, _, _) = call_until(
+        &server,
+        &city.consumer_key,
+        &format!("/x/{}/fund-core/nothing/x", city.provider),
+        Duration::ZERO,
+        |_| true,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _, _) = call_until(
+        &server,
+        &city.consumer_key,
+        &format!("/x/{}/fund-core/accounts/elsewhere", city.provider),
+        Duration::ZERO,
+        |_| true,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Past the grant's rate: 429 with Retry-After.
+    let mut limited = None;
+    for _ in 0..10 {
+        let response = server
+            .client
+            .get(format!("{}{path}", gateway_url(&server)))
+            .bearer_auth(&city.consumer_key)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(response);
+            break;
+        }
+    }
+    let limited = limited.expect("a burst past 2 requests per second is limited");
+    assert!(limited.headers().contains_key("retry-after"));
+    let problem: Value = limited.json().await.unwrap();
+    assert_eq!(problem["code"], "rate_limited");
+
+    // A revoked grant stops within a second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, _) = server
+        .post(
+            &format!("/api/v1/grants/{}/revoke", city.grant),
+            &city.officer,
+            json!({ "reason": "用途结束" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, text, elapsed) = call_until(
+        &server,
+        &city.consumer_key,
+        &path,
+        Duration::from_secs(3),
+        |s| s == StatusCode::FORBIDDEN,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "revocation took {elapsed:?}"
+    );
+    let problem: Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        problem["rule"]
+            .as_str()
+            .unwrap()
+            .starts_with("grant_revoked"),
+        "{problem}"
+    );
+}
+
+async fn upstream_failures_and_circuit_breaker(server: TestServer) {
+    let upstream = start_upstream().await;
+    let city = city(&server, upstream, json!({})).await;
+    let slow = format!("/x/{}/fund-core/accounts/slow", city.provider);
+    let (status, _, text, elapsed) = call_until(
+        &server,
+        &city.consumer_key,
+        &slow,
+        Duration::from_secs(2),
+        |s| s == StatusCode::GATEWAY_TIMEOUT,
+    )
+    .await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{text}");
+    assert!(text.contains("upstream_timeout"));
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "the consumer is never left hanging"
+    );
+
+    // Point the service at a closed port: 502, and after repeated failures a fast 503.
+    let (_, service) = server
+        .get(
+            &format!(
+                "/api/v1/organizations/{}/systems/fund-core/services/accounts",
+                city.provider
+            ),
+            &city.officer,
+        )
+        .await;
+    let mut changed = service.clone();
+    for field in ["provider", "active", "created_at", "updated_at"] {
+        changed.as_object_mut().unwrap().remove(field);
+    }
+    changed["upstream"] = json!(format!("http://{}", closed_port()));
+    let (status, body) = server
+        .request(
+            reqwest::Method::PUT,
+            &format!(
+                "/api/v1/organizations/{}/systems/fund-core/services/accounts",
+                city.provider
+            ),
+            Some(&city.officer),
+            Some(changed),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let path = format!("/x/{}/fund-core/accounts/accounts/{CITIZEN}", city.provider);
+    let (status, _, text, _) = call_until(
+        &server,
+        &city.consumer_key,
+        &path,
+        Duration::from_secs(2),
+        |s| s == StatusCode::BAD_GATEWAY,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{text}");
+    assert!(text.contains("upstream_refused"));
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let (status, _, _, _) =
+            call_until(&server, &city.consumer_key, &path, Duration::ZERO, |_| true).await;
+        statuses.push(status);
+    }
+    assert_eq!(
+        statuses.last(),
+        Some(&StatusCode::SERVICE_UNAVAILABLE),
+        "{statuses:?}"
+    );
+    let started = Instant::now();
+    let (status, headers, text, _) =
+        call_until(&server, &city.consumer_key, &path, Duration::ZERO, |_| true).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        text.contains("circuit_open") && text.contains("accounts"),
+        "{text}"
+    );
+    assert!(headers.contains_key("retry-after"));
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "an open circuit fails fast"
+    );
+}
+
+async fn video_playback_urls(server: TestServer) {
+    let provider = server.create_org(1, None).await.to_string();
+    let consumer = server.create_org(2, None).await.to_string();
+    server
+        .create_system(&provider.parse().unwrap(), "cameras")
+        .await;
+    server
+        .create_system(&consumer.parse().unwrap(), "dispatch")
+        .await;
+    let officer = server
+        .user_with_key("officer", "data_officer", Some(&provider.parse().unwrap()))
+        .await;
+    let device = "32010200001320000001";
+    let camera = json!({
+        "code": "320102-T11-000001", "kind": "video", "classification": "T11", "name": "玄武区中山路口摄像机",
+        "provider": provider, "provider_system": "cameras", "format": "stream", "device": device,
+        "sharing": { "type": "unconditional", "method": "video" }, "open_type": "closed", "update_cycle": "realtime"
+    });
+    let platform = json!({
+        "code": "320102-T11-000002", "kind": "interface", "classification": "T11", "name": "视频共享平台",
+        "provider": provider, "provider_system": "cameras", "format": "stream",
+        "items": [{ "code": "stream", "name": "视频流", "data_type": "binary", "sensitivity": "internal" }],
+        "sharing": { "type": "conditional", "conditions": "按需", "method": "video" }, "open_type": "closed", "update_cycle": "realtime"
+    });
+    for resource in [camera, platform] {
+        let (status, body) = server.post("/api/v1/resources", &officer, resource).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (status, body) = server
+        .request(
+            reqwest::Method::PUT,
+            &format!("/api/v1/organizations/{provider}/systems/cameras/services/video"),
+            Some(&officer),
+            Some(json!({ "code": "video", "resource": "320102-T11-000002", "upstream": "https://video.example/live", "methods": ["GET"] })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, key) = server
+        .post("/api/v1/keys", ADMIN_KEY, json!({ "owner": { "kind": "system", "organization": consumer, "system": "dispatch" } }))
+        .await;
+    let key = key["key"].as_str().unwrap().to_owned();
+    let url = format!(
+        "{}/x/{provider}/cameras/video/{device}/play",
+        gateway_url(&server)
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let denied = server
+        .client
+        .post(&url)
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), StatusCode::FORBIDDEN, "no grant yet");
+    let developer = server
+        .user_with_key("dev", "developer", Some(&consumer.parse().unwrap()))
+        .await;
+    let (status, outcome) = server
+        .post(
+            "/api/v1/applications",
+            &developer,
+            json!({ "consumer": { "organization": consumer, "system": "dispatch" }, "resource": "320102-T11-000001", "purpose": "应急指挥", "legal_basis": "《突发事件应对法》", "valid_days": 7 }),
+        )
+        .await;
+    assert_eq!(
+        (status, outcome["application"]["state"].as_str()),
+        (StatusCode::CREATED, Some("approved")),
+        "{outcome}"
+    );
+    let started = Instant::now();
+    let played = loop {
+        let response = server
+            .client
+            .post(&url)
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == StatusCode::OK || started.elapsed() > Duration::from_secs(2) {
+            break response;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(played.status(), StatusCode::OK);
+    assert!(played.headers().contains_key("civitas-receipt"));
+    let body: Value = played.json().await.unwrap();
+    let url = body["url"].as_str().unwrap();
+    assert!(
+        url.starts_with(&format!(
+            "https://video.example/live/play/{device}?consumer={consumer}/dispatch&expires="
+        )),
+        "{url}"
+    );
+    assert!(url.contains("&signature="));
+    let missing = server
+        .client
+        .post(format!(
+            "{}/x/{provider}/cameras/video/32010200001320009999/play",
+            gateway_url(&server)
+        ))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+}
+
+/// Reads a header-free HTTP/1.1 answer over a TLS stream.
+pub async fn tls_get(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    path: &str,
+) -> Result<(StatusCode, String), String> {
+    use http_body_util::BodyExt;
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .map_err(|e| format!("http: {e}"))?;
+    tokio::spawn(connection);
+    let request = hyper::Request::get(path)
+        .header("host", "localhost")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("request: {e}"))?;
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}

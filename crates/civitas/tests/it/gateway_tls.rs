@@ -1,0 +1,372 @@
+//! Mutual TLS on the gateway listener, and a 100 MB body streamed through a separate civitas
+//! process with flat memory.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use axum::{Router, body::Body, routing::get};
+use reqwest::StatusCode;
+use rustls::{
+    RootCertStore,
+    pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
+};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    gateway::{CITIZEN, city, start_upstream, tls_get},
+    support::{ADMIN_KEY, TestServer},
+};
+
+fn client_config(ca_pem: &str, identity: Option<(&str, &str)>) -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    Arc::new(match identity {
+        Some((cert_pem, key_pem)) => {
+            let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            builder
+                .with_client_auth_cert(
+                    chain,
+                    PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap(),
+                )
+                .unwrap()
+        }
+        None => builder.with_no_client_auth(),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_admits_only_this_nodes_certificates() {
+    let server = TestServer::start_sqlite_with(|config| {
+        config.gateway_tls = Some(civitas::config::GatewayTls::Mtls)
+    })
+    .await;
+    let upstream = start_upstream().await;
+    let city = city(&server, upstream, json!({})).await;
+    let (status, issued) = server
+        .post(
+            &format!(
+                "/api/v1/organizations/{}/systems/portal/certificates",
+                city.consumer
+            ),
+            ADMIN_KEY,
+            json!({ "valid_days": 30 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{issued}");
+    let ca_pem = issued["ca_certificate"].as_str().unwrap();
+    let gateway = server.running.as_ref().unwrap().gateway_addr;
+    let path = format!("/x/{}/fund-core/accounts/accounts/{CITIZEN}", city.provider);
+
+    let trusted = client_config(
+        ca_pem,
+        Some((
+            issued["certificate"].as_str().unwrap(),
+            issued["private_key"].as_str().unwrap(),
+        )),
+    );
+    let started = Instant::now();
+    let (status, body) = loop {
+        let (status, body) = tls_get(gateway, trusted.clone(), &path)
+            .await
+            .expect("a certificate from the node's CA is accepted");
+        if status == StatusCode::OK || started.elapsed() > Duration::from_secs(2) {
+            break (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["name"], "欧阳**");
+
+    // A certificate naming the same system but signed by another CA is refused at the handshake.
+    let rogue_ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut rogue_ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    rogue_ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let rogue_ca_cert = rogue_ca.self_signed(&rogue_ca_key).unwrap();
+    let rogue_issuer =
+        rcgen::Issuer::from_ca_cert_pem(&rogue_ca_cert.pem(), &rogue_ca_key).unwrap();
+    let rogue_key = rcgen::KeyPair::generate().unwrap();
+    let mut rogue = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    rogue.subject_alt_names = vec![rcgen::SanType::URI(
+        format!("urn:civitas:system:{}/portal", city.consumer)
+            .try_into()
+            .unwrap(),
+    )];
+    let rogue_cert = rogue.signed_by(&rogue_key, &rogue_issuer).unwrap();
+    let impostor = client_config(
+        ca_pem,
+        Some((&rogue_cert.pem(), &rogue_key.serialize_pem())),
+    );
+    let refused = tls_get(gateway, impostor, &path).await;
+    assert!(
+        refused.is_err(),
+        "a certificate from another CA must be refused: {refused:?}"
+    );
+
+    // No certificate at all, and an API key instead, are refused too.
+    let anonymous = tls_get(gateway, client_config(ca_pem, None), &path).await;
+    assert!(
+        anonymous.is_err() || anonymous.as_ref().unwrap().0 == StatusCode::UNAUTHORIZED,
+        "{anonymous:?}"
+    );
+
+    // A revoked certificate stops working within a second.
+    let (status, _) = server
+        .post(
+            &format!(
+                "/api/v1/certificates/{}/revoke",
+                issued["serial"].as_str().unwrap()
+            ),
+            ADMIN_KEY,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let started = Instant::now();
+    loop {
+        let (status, body) = tls_get(gateway, trusted.clone(), &path).await.unwrap();
+        if status == StatusCode::UNAUTHORIZED {
+            assert!(body.contains("revoked"), "{body}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "revocation took too long"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmHWM:"))
+        .unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+const HUNDRED_MB: usize = 100 << 20;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_megabytes_stream_with_flat_memory() {
+    // An upstream that streams 100 MB of generated bytes in 64 KiB chunks.
+    let app = Router::new().route(
+        "/export",
+        get(|| async {
+            let chunks = generated_bytes(HUNDRED_MB, 64 << 10);
+            axum::response::Response::builder()
+                .header("content-type", "application/octet-stream")
+                .body(Body::from_stream(chunks))
+                .unwrap()
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    // civitas in its own process, so that its memory can be measured alone.
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_civitas"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--gateway-listen",
+            "127.0.0.1:0",
+            "--log",
+            "warn",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env("CIVITAS_BOOTSTRAP_TOKEN", ADMIN_KEY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (api, gateway) = loop {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(rest) = line.split("serving the API on http://").nth(1) {
+            let api = rest.split_whitespace().next().unwrap().to_owned();
+            let gateway = line
+                .split("gateway on http://")
+                .nth(1)
+                .unwrap()
+                .trim()
+                .to_owned();
+            break (api, gateway);
+        }
+    };
+    let client = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: &str, body: Value| {
+        client
+            .request(method, format!("http://{api}{path}"))
+            .bearer_auth(ADMIN_KEY)
+            .json(&body)
+            .send()
+    };
+    let provider = crate::support::uscc(1).to_string();
+    let consumer = crate::support::uscc(2).to_string();
+    for (code, system, consumes) in [(&provider, "archive", false), (&consumer, "reader", true)] {
+        let response = call(
+            reqwest::Method::POST,
+            "/api/v1/organizations",
+            json!({ "code": code, "name": "局", "level": "municipal", "region": "320100" }),
+        )
+        .await
+        .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let response = call(
+            reqwest::Method::POST,
+            &format!("/api/v1/organizations/{code}/systems"),
+            json!({ "code": system, "name": "系统", "consumes": consumes, "provides": !consumes }),
+        )
+        .await
+        .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    let resource = json!({
+        "code": "320100-T12-000001", "kind": "interface", "classification": "T12", "name": "生态环境监测数据批量导出",
+        "provider": provider, "provider_system": "archive", "format": "bin",
+        "items": [{ "code": "readings", "name": "监测数据", "data_type": "binary", "sensitivity": "internal" }],
+        "sharing": { "type": "unconditional", "method": "exchange" }, "open_type": "closed", "update_cycle": "daily"
+    });
+    assert_eq!(
+        call(reqwest::Method::POST, "/api/v1/resources", resource)
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::CREATED
+    );
+    let service = json!({ "code": "export", "resource": "320100-T12-000001", "upstream": format!("http://{upstream}"), "paths": ["/export"], "timeout_ms": 60000 });
+    assert_eq!(
+        call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/organizations/{provider}/systems/archive/services/export"),
+            service
+        )
+        .await
+        .unwrap()
+        .status(),
+        StatusCode::CREATED
+    );
+    let application = json!({ "consumer": { "organization": consumer, "system": "reader" }, "resource": "320100-T12-000001", "purpose": "环境分析", "legal_basis": "《环境保护法》", "valid_days": 1 });
+    assert_eq!(
+        call(reqwest::Method::POST, "/api/v1/applications", application)
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::CREATED
+    );
+    let key: Value = call(
+        reqwest::Method::POST,
+        "/api/v1/keys",
+        json!({ "owner": { "kind": "system", "organization": consumer, "system": "reader" } }),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let key = key["key"].as_str().unwrap().to_owned();
+
+    let url = format!("http://{gateway}/x/{provider}/archive/export/export");
+    let started = Instant::now();
+    let mut response = loop {
+        let response = client.get(&url).bearer_auth(&key).send().await.unwrap();
+        if response.status() == StatusCode::OK || started.elapsed() > Duration::from_secs(3) {
+            break response;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(response.status(), StatusCode::OK);
+    let before = peak_rss_kib(child.id());
+    let mut received = 0usize;
+    let mut hasher = Sha256::new();
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        received += chunk.len();
+        hasher.update(&chunk);
+    }
+    let after = peak_rss_kib(child.id());
+    assert_eq!(received, HUNDRED_MB);
+    assert!(
+        after - before < 32 * 1024,
+        "peak memory grew by {} KiB while streaming 100 MB",
+        after - before
+    );
+
+    // The completion record carries the size and digest of what crossed.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status: Value = client
+        .get(format!("http://{api}/api/v1/ledger"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let size = status["size"].as_u64().unwrap();
+    let last: Value = client
+        .get(format!("http://{api}/api/v1/ledger/records/{}", size - 1))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        last["record"]["response_bytes"], HUNDRED_MB as u64,
+        "{last}"
+    );
+    let digest: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(last["record"]["response_sha256"], digest.as_str());
+    assert!(
+        last["record"]["rule"]
+            .as_str()
+            .unwrap()
+            .ends_with("stream_complete")
+    );
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+}
+
+/// `total` bytes in chunks of `size`, generated as they are sent.
+fn generated_bytes(
+    total: usize,
+    size: usize,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static {
+    futures_util::stream::unfold((total, 0u8), move |(left, counter)| async move {
+        if left == 0 {
+            return None;
+        }
+        let length = left.min(size);
+        Some((
+            Ok(bytes::Bytes::from(vec![counter; length])),
+            (left - length, counter.wrapping_add(1)),
+        ))
+    })
+}
