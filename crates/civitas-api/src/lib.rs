@@ -16,6 +16,7 @@ pub mod ledger;
 pub mod metrics;
 mod openapi;
 mod ops;
+pub mod policies;
 mod rdf;
 pub mod registry;
 pub mod services;
@@ -104,7 +105,8 @@ pub fn router(state: AppState) -> Router {
         .merge(audit::routes())
         .merge(catalog::routes())
         .merge(access::routes())
-        .merge(services::routes());
+        .merge(services::routes())
+        .merge(policies::routes());
     Router::new()
         .nest("/api/v1", api)
         .merge(ops::routes())

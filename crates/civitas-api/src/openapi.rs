@@ -4,7 +4,9 @@ use axum::Router;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{AppState, access, audit, catalog, error::Problem, ledger, registry, services};
+use crate::{
+    AppState, access, audit, catalog, error::Problem, ledger, policies, registry, services,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -59,6 +61,12 @@ Errors are RFC 9457 problem documents with a stable `code`. Authenticate with `A
         access::grant_history,
         access::system_grants,
         access::resource_grants,
+        policies::list_policies,
+        policies::get_policy,
+        policies::put_policy,
+        policies::deactivate_policy,
+        policies::schema,
+        policies::explain_request,
         services::put_service,
         services::get_service,
         services::list_services,

@@ -9,5 +9,6 @@ mod dcat;
 mod gateway;
 mod gateway_tls;
 mod ledger;
+mod policies;
 mod registry;
 mod support;

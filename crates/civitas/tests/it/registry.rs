@@ -618,7 +618,11 @@ async fn operations_endpoints(server: TestServer) {
         .send()
         .await
         .unwrap();
-    assert_eq!(reserved.status(), StatusCode::UNAUTHORIZED, "the gateway listener asks for a system key");
+    assert_eq!(
+        reserved.status(),
+        StatusCode::UNAUTHORIZED,
+        "the gateway listener asks for a system key"
+    );
 }
 
 async fn changes_are_audited(server: TestServer) {

@@ -1,0 +1,276 @@
+//! Platform-wide policies in Cedar, and `POST /api/v1/policy/explain`: what the gateway would
+//! decide for a request, and why.
+
+use axum::{
+    Router,
+    extract::{Path, State},
+    http::StatusCode,
+    routing::{get, post},
+};
+use civitas_access::{
+    GrantIndex, PlatformPolicies,
+    decision::{ConsumerFacts, DecisionRequest, Explanation, ItemPolicy, LocalTime, ResourceFacts},
+    explain,
+};
+use civitas_core::{
+    Code,
+    access::{PlatformPolicy, SystemRef},
+    authz::Action,
+    catalog::{ResourceCode, Sensitivity, guess_mask},
+};
+use civitas_store::{GrantFilter, PageRequest};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::{
+    AppState,
+    auth::Caller,
+    error::{ApiError, ApiResult, Problem},
+    extract::Json,
+};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/policies", get(list_policies))
+        .route(
+            "/policies/{id}",
+            get(get_policy).put(put_policy).delete(deactivate_policy),
+        )
+        .route("/policies/schema", get(schema))
+        .route("/policy/explain", post(explain_request))
+}
+
+fn policy_id(text: &str) -> ApiResult<Code> {
+    Code::parse(text).map_err(|error| ApiError::invalid("id", error))
+}
+
+#[utoipa::path(get, path = "/api/v1/policies", tag = "access",
+    responses((status = 200, body = Vec<PlatformPolicy>)))]
+async fn list_policies(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<axum::Json<Vec<PlatformPolicy>>> {
+    caller.permit(Action::ReadCatalog, None)?;
+    Ok(axum::Json(state.store.policies().await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/policies/{id}", tag = "access",
+    params(("id" = String, Path)),
+    responses((status = 200, body = PlatformPolicy), (status = 404, body = Problem)))]
+async fn get_policy(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<PlatformPolicy>> {
+    caller.permit(Action::ReadCatalog, None)?;
+    let id = Code::parse(&id).map_err(|e| ApiError::NotFound {
+        kind: "policy",
+        id: format!("{id} ({e})"),
+    })?;
+    Ok(axum::Json(state.store.policy(&id).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/policies/schema", tag = "access",
+    description = "The Cedar schema platform policies are checked against.",
+    responses((status = 200, content_type = "text/plain", body = String)))]
+async fn schema() -> &'static str {
+    PlatformPolicies::schema_text()
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRequest {
+    pub description: String,
+    /// One Cedar `forbid` policy over the civitas schema (see /api/v1/policies/schema).
+    pub text: String,
+    #[serde(default = "default_true")]
+    pub active: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[utoipa::path(put, path = "/api/v1/policies/{id}", tag = "access",
+    params(("id" = String, Path)), request_body = PolicyRequest,
+    description = "Creates or replaces a platform policy (platform admins). The policy is checked against the Cedar schema of civitas entities first; one that does not parse or type-check is refused with its line and column.",
+    responses((status = 200, body = PlatformPolicy), (status = 201, body = PlatformPolicy), (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn put_policy(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(request): Json<PolicyRequest>,
+) -> ApiResult<(StatusCode, axum::Json<PlatformPolicy>)> {
+    let permit = caller.permit(Action::ManagePolicies, None)?;
+    let id = policy_id(&id)?;
+    if request.description.trim().is_empty() {
+        return Err(ApiError::invalid("description", "must not be empty"));
+    }
+    PlatformPolicies::validate(id.as_str(), &request.text)
+        .map_err(|error| ApiError::invalid("text", error))?;
+    let (policy, created) = state
+        .store
+        .put_policy(
+            &permit,
+            &id,
+            &request.description,
+            &request.text,
+            request.active,
+        )
+        .await?;
+    state.audit_changed().await;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(policy)))
+}
+
+#[utoipa::path(delete, path = "/api/v1/policies/{id}", tag = "access",
+    params(("id" = String, Path)),
+    description = "Deactivates a platform policy; policies are kept for the record.",
+    responses((status = 200, body = PlatformPolicy), (status = 404, body = Problem)))]
+async fn deactivate_policy(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<PlatformPolicy>> {
+    let permit = caller.permit(Action::ManagePolicies, None)?;
+    let id = Code::parse(&id).map_err(|e| ApiError::NotFound {
+        kind: "policy",
+        id: format!("{id} ({e})"),
+    })?;
+    let current = state.store.policy(&id).await?;
+    let (policy, _) = state
+        .store
+        .put_policy(&permit, &id, &current.description, &current.text, false)
+        .await?;
+    state.audit_changed().await;
+    Ok(axum::Json(policy))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainRequest {
+    pub consumer: SystemRef,
+    #[schema(value_type = String)]
+    pub resource: ResourceCode,
+    /// The items asked for; all the grant allows when absent.
+    pub items: Option<Vec<String>>,
+    /// When the exchange would happen; now when absent.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub at: Option<Timestamp>,
+    /// Rows of a bulk read; absent for an ordinary call.
+    pub expected_rows: Option<u64>,
+    /// Policies to try instead of the active ones, as (id, Cedar text): to test a policy before
+    /// publishing it.
+    pub policies: Option<Vec<(String, String)>>,
+}
+
+/// What would be decided, and every step that led there.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExplainResponse {
+    #[schema(value_type = Object)]
+    pub explanation: Explanation,
+}
+
+#[utoipa::path(post, path = "/api/v1/policy/explain", tag = "access", request_body = ExplainRequest,
+    description = "What the gateway would decide for this request, and why: the grants considered, each item's fate, each platform policy evaluated.",
+    responses((status = 200, body = ExplainResponse), (status = 422, body = Problem)))]
+async fn explain_request(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(request): Json<ExplainRequest>,
+) -> ApiResult<axum::Json<ExplainResponse>> {
+    caller.permit(Action::ReadCatalog, None)?;
+    let resource =
+        state.store.resource(&request.resource).await.map_err(|_| {
+            ApiError::invalid("resource", format!("no resource {}", request.resource))
+        })?;
+    let consumer_organization = state
+        .store
+        .organization(&request.consumer.organization)
+        .await
+        .map_err(|_| {
+            ApiError::invalid(
+                "consumer",
+                format!("no organization {}", request.consumer.organization),
+            )
+        })?;
+    let provider = state.store.organization(&resource.draft.provider).await?;
+    let filter = GrantFilter {
+        consumer_organization: Some(request.consumer.organization.clone()),
+        consumer_system: Some(request.consumer.system.clone()),
+        resource: Some(request.resource.clone()),
+        ..GrantFilter::default()
+    };
+    let grants = state
+        .store
+        .list_grants(
+            &filter,
+            &PageRequest {
+                limit: PageRequest::MAX_LIMIT,
+                after: None,
+            },
+        )
+        .await?
+        .items;
+    let index = GrantIndex::from_grants(grants).map_err(ApiError::internal)?;
+    let city =
+        civitas_core::RegionCode::parse(&state.node.city_region).map_err(ApiError::internal)?;
+    let policies = match request.policies {
+        Some(trial) => PlatformPolicies::with_policies(
+            city,
+            trial.iter().map(|(id, text)| (id.as_str(), text.as_str())),
+        )
+        .map_err(|error| ApiError::invalid("policies", error))?,
+        None => {
+            let mut policies = PlatformPolicies::new(city);
+            for policy in state.store.policies().await? {
+                if policy.active {
+                    policies
+                        .insert(policy.id.as_str(), &policy.text)
+                        .map_err(ApiError::internal)?;
+                }
+            }
+            policies
+        }
+    };
+    let at = request.at.unwrap_or_else(Timestamp::now);
+    let decision_request = DecisionRequest {
+        consumer: ConsumerFacts {
+            system: request.consumer.clone(),
+            region: consumer_organization.region,
+            level: consumer_organization.level,
+        },
+        resource: ResourceFacts {
+            code: resource.draft.code.clone(),
+            kind: resource.draft.kind,
+            provider: resource.draft.provider.clone(),
+            provider_region: provider.region,
+            items: resource
+                .draft
+                .items
+                .iter()
+                .map(|item| ItemPolicy {
+                    code: item.code.clone(),
+                    sensitivity: item.sensitivity,
+                    mask_kind: (item.sensitivity == Sensitivity::Personal).then(|| {
+                        item.mask
+                            .unwrap_or_else(|| guess_mask(&item.code, &item.name))
+                    }),
+                })
+                .collect(),
+        },
+        requested_items: request.items,
+        at,
+        local_time: LocalTime::at_offset(at, jiff::tz::Offset::constant(8)),
+        bulk: request.expected_rows.is_some(),
+        expected_rows: request.expected_rows.unwrap_or(0),
+    };
+    Ok(axum::Json(ExplainResponse {
+        explanation: explain(&decision_request, &index, &policies),
+    }))
+}

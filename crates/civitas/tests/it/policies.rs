@@ -1,0 +1,174 @@
+//! Platform policies in Cedar through HTTP: validation against the schema, explain, and the
+//! gateway enforcing a forbid.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::{
+    gateway::{CITIZEN, call_until, city, start_upstream},
+    support::{ADMIN_KEY, TestServer, on_both_stores, uscc},
+};
+
+on_both_stores!(policies_are_validated_explained_and_enforced);
+
+const PERSONAL_STAYS_IN_CITY: &str = r#"@description("personal items never leave for a system outside the city")
+forbid (principal, action, resource)
+when { !principal.in_city && !context.personal_items.isEmpty() };"#;
+
+async fn policies_are_validated_explained_and_enforced(server: TestServer) {
+    let upstream = start_upstream().await;
+    let city = city(&server, upstream, json!({})).await;
+
+    // A consumer in Shanghai with a grant for the same resource.
+    let shanghai = uscc(9);
+    let (status, body) = server
+        .post(
+            "/api/v1/organizations",
+            ADMIN_KEY,
+            json!({ "code": shanghai, "name": "上海市某局", "level": "municipal", "region": "310000" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    server.create_system(&shanghai, "mirror").await;
+    let (_, outcome) = server
+        .post(
+            "/api/v1/applications",
+            ADMIN_KEY,
+            json!({ "consumer": { "organization": shanghai, "system": "mirror" }, "resource": "320100-B01-000001",
+                    "items": ["id_number", "balance"], "purpose": "异地核验", "legal_basis": "长三角政务数据共享协议", "valid_days": 10 }),
+        )
+        .await;
+    let id = outcome["application"]["id"].as_str().unwrap();
+    let (status, _) = server
+        .post(
+            &format!("/api/v1/applications/{id}/approve"),
+            &city.officer,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Validation: a type error and a permit are refused, naming the place.
+    let bad = server
+        .request(Method::PUT, "/api/v1/policies/typo", Some(ADMIN_KEY), Some(json!({ "description": "x", "text": "forbid (principal, action, resource) when { principal.department == \"x\" };" })))
+        .await;
+    assert_eq!(
+        (bad.0, bad.1["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("text")),
+        "{}",
+        bad.1
+    );
+    let detail = bad.1["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("type-check") && detail.contains("line"),
+        "{detail}"
+    );
+    let permit = server
+        .request(
+            Method::PUT,
+            "/api/v1/policies/open-all",
+            Some(ADMIN_KEY),
+            Some(json!({ "description": "x", "text": "permit (principal, action, resource);" })),
+        )
+        .await;
+    assert_eq!(permit.0, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(permit.1["detail"].as_str().unwrap().contains("forbid-only"));
+    let syntax = server
+        .request(Method::PUT, "/api/v1/policies/broken", Some(ADMIN_KEY), Some(json!({ "description": "x", "text": "forbid (principal, action, resource) when {" })))
+        .await;
+    assert_eq!(syntax.0, StatusCode::UNPROCESSABLE_ENTITY);
+    let not_admin = server
+        .request(
+            Method::PUT,
+            "/api/v1/policies/mine",
+            Some(&city.officer),
+            Some(json!({ "description": "x", "text": PERSONAL_STAYS_IN_CITY })),
+        )
+        .await;
+    assert_eq!(not_admin.0, StatusCode::FORBIDDEN);
+
+    let (status, created) = server
+        .request(
+            Method::PUT,
+            "/api/v1/policies/personal-stays-in-city",
+            Some(ADMIN_KEY),
+            Some(json!({ "description": "个人信息不出城", "text": PERSONAL_STAYS_IN_CITY })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (_, listed) = server.get("/api/v1/policies", &city.officer).await;
+    assert_eq!(listed[0]["id"], "personal-stays-in-city");
+
+    // Explain: the Shanghai system is refused by the policy, the city's own system is not.
+    let (status, explained) = server
+        .post("/api/v1/policy/explain", &city.officer, json!({ "consumer": { "organization": shanghai, "system": "mirror" }, "resource": "320100-B01-000001" }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{explained}");
+    let decision = &explained["explanation"]["decision"];
+    assert_eq!(
+        (decision["outcome"].as_str(), decision["rule"].as_str()),
+        (Some("deny"), Some("policy:personal-stays-in-city")),
+        "{explained}"
+    );
+    assert!(
+        !explained["explanation"]["steps"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let (_, local) = server
+        .post("/api/v1/policy/explain", &city.officer, json!({ "consumer": { "organization": city.consumer, "system": "portal" }, "resource": "320100-B01-000001" }))
+        .await;
+    assert_eq!(
+        local["explanation"]["decision"]["outcome"], "allow",
+        "{local}"
+    );
+    // Trying a policy before publishing it.
+    let (_, trial) = server
+        .post(
+            "/api/v1/policy/explain",
+            &city.officer,
+            json!({ "consumer": { "organization": shanghai, "system": "mirror" }, "resource": "320100-B01-000001", "policies": [] }),
+        )
+        .await;
+    assert_eq!(trial["explanation"]["decision"]["outcome"], "allow");
+
+    // The gateway enforces it.
+    let (_, key) = server
+        .post(
+            "/api/v1/keys",
+            ADMIN_KEY,
+            json!({ "owner": { "kind": "system", "organization": shanghai, "system": "mirror" } }),
+        )
+        .await;
+    let key = key["key"].as_str().unwrap().to_owned();
+    let path = format!("/x/{}/fund-core/accounts/accounts/{CITIZEN}", city.provider);
+    let (status, _, text, _) = call_until(&server, &key, &path, Duration::from_secs(2), |s| {
+        s == StatusCode::FORBIDDEN
+    })
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+    assert!(text.contains("policy:personal-stays-in-city"), "{text}");
+    let (status, _, text, _) = call_until(
+        &server,
+        &city.consumer_key,
+        &path,
+        Duration::from_secs(2),
+        |s| s == StatusCode::OK,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+
+    // Deactivated, it stops applying.
+    let (status, _) = server
+        .delete("/api/v1/policies/personal-stays-in-city", ADMIN_KEY)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, text, _) = call_until(&server, &key, &path, Duration::from_secs(2), |s| {
+        s == StatusCode::OK
+    })
+    .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+}
