@@ -19,6 +19,7 @@ mod ops;
 pub mod policies;
 mod rdf;
 pub mod registry;
+pub mod scenarios;
 pub mod services;
 
 use std::sync::Arc;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub gateway: civitas_gateway::Gateway,
     /// The node's CA for system client certificates.
     pub certificate_authority: Arc<civitas_gateway::tls::CertificateAuthority>,
+    /// Compiled application scenarios, by code.
+    pub scenarios: scenarios::ScenarioCache,
     /// Serializes shipping audit events into the ledger, so that they land in the order they
     /// happened and each exactly once.
     pub audit_shipping: Arc<tokio::sync::Mutex<()>>,
@@ -106,7 +109,8 @@ pub fn router(state: AppState) -> Router {
         .merge(catalog::routes())
         .merge(access::routes())
         .merge(services::routes())
-        .merge(policies::routes());
+        .merge(policies::routes())
+        .merge(scenarios::routes());
     Router::new()
         .nest("/api/v1", api)
         .merge(ops::routes())

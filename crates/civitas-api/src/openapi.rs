@@ -5,7 +5,8 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    AppState, access, audit, catalog, error::Problem, ledger, policies, registry, services,
+    AppState, access, audit, catalog, error::Problem, ledger, policies, registry, scenarios,
+    services,
 };
 
 #[derive(OpenApi)]
@@ -67,6 +68,13 @@ Errors are RFC 9457 problem documents with a stable `code`. Authenticate with `A
         policies::deactivate_policy,
         policies::schema,
         policies::explain_request,
+        scenarios::publish,
+        scenarios::list_scenarios,
+        scenarios::get_scenario,
+        scenarios::versions,
+        scenarios::run,
+        scenarios::runs_of_citizen,
+        scenarios::run_by_id,
         services::put_service,
         services::get_service,
         services::list_services,
@@ -91,6 +99,7 @@ Errors are RFC 9457 problem documents with a stable `code`. Authenticate with `A
     tags(
         (name = "registry", description = "The node, organizations, systems, users and API keys"),
         (name = "audit", description = "Who changed what"),
+        (name = "scenarios", description = "Application scenarios: composite citizen services as data"),
         (name = "gateway", description = "Services, client certificates and the exchange gateway's records"),
         (name = "access", description = "Applications, approvals and grants"),
         (name = "ledger", description = "The data chain: signed checkpoints, records, proofs and receipts"),

@@ -37,6 +37,9 @@ crate::string_enum! {
         ReadAccess => "read_access",
         /// Write and change platform-wide policies.
         ManagePolicies => "manage_policies",
+        /// Start runs of application scenarios (a scenario's front-end system) and list a
+        /// citizen's runs for them.
+        RunScenarios => "run_scenarios",
     }
 }
 
@@ -108,11 +111,12 @@ pub const TABLE: &[(Action, &[Role], Scope)] = &[
         Scope::Own,
     ),
     (Action::ManagePolicies, &[], Scope::Own),
+    (Action::RunScenarios, &[], Scope::Own),
 ];
 
 /// The actions a system (rather than a person) may take through the API; everything else a
 /// system does goes through the exchange gateway.
-pub const SYSTEM_ACTIONS: &[Action] = &[Action::ReadCatalog];
+pub const SYSTEM_ACTIONS: &[Action] = &[Action::ReadCatalog, Action::RunScenarios];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {

@@ -15,6 +15,7 @@ mod catalog;
 mod gateway;
 mod keys;
 mod registry;
+mod scenarios;
 
 use std::{fmt, path::PathBuf, str::FromStr, time::Duration};
 
@@ -33,6 +34,7 @@ pub use registry::{
     NewOrganization, NewSystem, NewUser, OrganizationFilter, OrganizationUpdate, SystemFilter,
     SystemUpdate, UserFilter, UserUpdate,
 };
+pub use scenarios::{NewScenarioVersion, ScenarioRun, ScenarioVersion};
 
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]

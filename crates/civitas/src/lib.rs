@@ -5,4 +5,5 @@ pub mod catalog_io;
 pub mod config;
 pub mod ledger_verify;
 pub mod node;
+pub mod scenario_test;
 pub mod server;

@@ -40,10 +40,40 @@ enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// Application scenarios.
+    Scenario {
+        #[command(subcommand)]
+        command: ScenarioCommand,
+    },
     /// Bulk import and export of catalog resources.
     Catalog {
         #[command(subcommand)]
         command: CatalogCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ScenarioCommand {
+    /// Run a definition against a cases file (see scenarios/README.md) and compare outcomes:
+    /// with the recorded answers, or live through a node's gateway with --gateway and --api-key
+    /// (the scenario consumer system's key). Exits with status 1 when a case fails.
+    Test {
+        /// The scenario definition (YAML or JSON).
+        file: PathBuf,
+        /// The cases file.
+        #[arg(long, value_name = "CASES")]
+        cases: PathBuf,
+        /// Run live against this gateway base URL instead of the recorded answers.
+        #[arg(long, value_name = "URL", requires = "api_key")]
+        gateway: Option<String>,
+        /// The scenario consumer system's API key, for live runs.
+        #[arg(
+            long,
+            env = "CIVITAS_API_KEY",
+            value_name = "KEY",
+            hide_env_values = true
+        )]
+        api_key: Option<String>,
     },
 }
 
@@ -104,6 +134,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { config, check } => serve(config, check).map(|()| ExitCode::SUCCESS),
+        Command::Scenario {
+            command:
+                ScenarioCommand::Test {
+                    file,
+                    cases,
+                    gateway,
+                    api_key,
+                },
+        } => test_scenario(file, cases, gateway, api_key),
         Command::Ledger {
             command:
                 LedgerCommand::Verify {
@@ -261,6 +300,22 @@ fn export(config: Config, output: Option<PathBuf>, format: Option<Format>) -> an
         eprintln!("exported {count} resources to {}", path.display());
     }
     Ok(())
+}
+
+fn test_scenario(
+    file: PathBuf,
+    cases: PathBuf,
+    gateway: Option<String>,
+    api_key: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let live = gateway.zip(api_key);
+    let report = runtime()?.block_on(civitas::scenario_test::run(&file, &cases, live))?;
+    println!("{report}");
+    Ok(if report.all_passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn verify_ledger(

@@ -42,6 +42,11 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
+    /// The server's store, for tools that set data up beside the API (the demo builder, tests).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Stops accepting connections, lets requests in flight finish, and closes the store.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
@@ -161,6 +166,7 @@ pub async fn start(
         access_changes: access_changes.clone(),
         gateway: gateway.clone(),
         certificate_authority,
+        scenarios: Default::default(),
     };
     // Audit events written while no server ran (by `civitas catalog import`, say) or left behind
     // by a crash reach the ledger before anything else happens.

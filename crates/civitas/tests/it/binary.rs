@@ -170,3 +170,49 @@ fn http_get(addr: &str, path: &str, key: &str) -> String {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     response
 }
+
+#[test]
+fn scenario_test_compares_outcomes_with_the_cases() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scenarios");
+    for scenario in [
+        "housing-fund-rental-withdrawal",
+        "elderly-care-allowance",
+        "newborn-registration",
+    ] {
+        let output = Command::new(CIVITAS)
+            .args([
+                "scenario",
+                "test",
+                &format!("{root}/{scenario}.yaml"),
+                "--cases",
+                &format!("{root}/{scenario}.cases.yaml"),
+            ])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        assert!(
+            output.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout.contains(" 0 failed"), "{stdout}");
+    }
+    // A changed rule that flips an outcome is caught.
+    let dir = tempfile::tempdir().unwrap();
+    let definition =
+        std::fs::read_to_string(format!("{root}/elderly-care-allowance.yaml")).unwrap();
+    let stricter = dir.path().join("stricter.yaml");
+    std::fs::write(&stricter, definition.replace("value: 80", "value: 95")).unwrap();
+    let output = Command::new(CIVITAS)
+        .args(["scenario", "test"])
+        .arg(&stricter)
+        .args([
+            "--cases",
+            &format!("{root}/elderly-care-allowance.cases.yaml"),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL"), "{stdout}");
+}

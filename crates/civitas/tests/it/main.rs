@@ -11,4 +11,5 @@ mod gateway_tls;
 mod ledger;
 mod policies;
 mod registry;
+mod scenarios;
 mod support;

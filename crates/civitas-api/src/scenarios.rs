@@ -1,0 +1,498 @@
+//! Application scenarios through the API: publish definitions (validated against the scenario
+//! consumer's grants), read them, run them as their front end, and list a citizen's runs.
+
+use std::{collections::HashMap, sync::Arc};
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::{Path, State},
+    http::{HeaderMap, Method, StatusCode, header},
+    routing::{get, post},
+};
+use civitas_core::{Code, access::SystemRef, authz::Action, registry::Principal};
+use civitas_gateway::Gateway;
+use civitas_ledger::record::{self, Record, ScenarioRunRecord};
+use civitas_scenario::{
+    CompiledScenario, Definition, DefinitionError, FailureKind, Format, RunOutcome, StepCall,
+    StepExecutor, StepFailure, StepFuture, StepResponse,
+};
+use civitas_store::{GrantFilter, NewScenarioVersion, PageRequest, ScenarioRun, ScenarioVersion};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use crate::{
+    AppState,
+    auth::Caller,
+    error::{ApiError, ApiResult, Problem},
+    extract::{Json, Query},
+};
+
+/// Compiled scenarios by code, with the version they were compiled from.
+pub type ScenarioCache = Arc<tokio::sync::RwLock<HashMap<String, (u32, Arc<CompiledScenario>)>>>;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/scenarios", get(list_scenarios))
+        .route("/scenarios/{code}", get(get_scenario).put(publish))
+        .route("/scenarios/{code}/versions", get(versions))
+        .route("/scenarios/{code}/runs", post(run))
+        .route("/scenario-runs", get(runs_of_citizen))
+        .route("/scenario-runs/{id}", get(run_by_id))
+}
+
+/// Calls steps through the exchange gateway as the scenario's consumer system.
+pub struct GatewayExecutor {
+    pub gateway: Gateway,
+    pub consumer: SystemRef,
+}
+
+impl StepExecutor for GatewayExecutor {
+    fn call(&self, call: StepCall) -> StepFuture<'_> {
+        Box::pin(async move {
+            let path = format!(
+                "/x/{}/{}/{}{}",
+                call.service.organization, call.service.system, call.service.service, call.path
+            );
+            let (status, headers, body) = self
+                .gateway
+                .call_as(self.consumer.clone(), Method::GET, &path, Bytes::new())
+                .await;
+            let receipt = headers
+                .get(civitas_gateway::RECEIPT_HEADER)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.parse().ok());
+            let body: Value = if body.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&body).unwrap_or(Value::Null)
+            };
+            let detail = || {
+                body.get("detail")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            match status.as_u16() {
+                200..=299 | 404 => Ok(StepResponse {
+                    status: status.as_u16(),
+                    body,
+                    receipt,
+                }),
+                401 | 403 | 429 => Err(StepFailure::new(
+                    FailureKind::Denied,
+                    format!("{status}: {}", detail()),
+                )),
+                504 => Err(StepFailure::new(FailureKind::Timeout, detail())),
+                _ => Err(StepFailure::new(
+                    FailureKind::Upstream,
+                    format!("{status}: {}", detail()),
+                )),
+            }
+        })
+    }
+}
+
+fn system_ref(text: &str) -> Option<SystemRef> {
+    let (organization, system) = text.split_once('/')?;
+    Some(SystemRef {
+        organization: organization.parse().ok()?,
+        system: Code::parse(system).ok()?,
+    })
+}
+
+fn definition_error(error: DefinitionError) -> ApiError {
+    match error {
+        DefinitionError::Syntax(syntax) => ApiError::invalid(
+            syntax
+                .path
+                .clone()
+                .filter(|path| !path.is_empty())
+                .unwrap_or_else(|| "definition".to_owned()),
+            syntax.to_string(),
+        ),
+        DefinitionError::Invalid(problems) => {
+            let field = problems
+                .first()
+                .map(|p| p.place.clone())
+                .unwrap_or_else(|| "definition".into());
+            let message = problems
+                .iter()
+                .map(|problem| format!("{}: {}", problem.place, problem.message))
+                .collect::<Vec<_>>()
+                .join("; ");
+            ApiError::invalid(field, message)
+        }
+    }
+}
+
+/// A published scenario.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScenarioView {
+    pub code: String,
+    pub version: u32,
+    pub name: String,
+    pub consumer: String,
+    pub front_end: String,
+    pub format: String,
+    /// The definition exactly as published.
+    pub definition: String,
+    pub published_by: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub published_at: Timestamp,
+}
+
+impl From<ScenarioVersion> for ScenarioView {
+    fn from(version: ScenarioVersion) -> ScenarioView {
+        ScenarioView {
+            code: version.code,
+            version: version.version,
+            name: version.name,
+            consumer: version.consumer,
+            front_end: version.front_end,
+            format: version.format,
+            definition: version.definition,
+            published_by: version.published_by,
+            published_at: version.published_at,
+        }
+    }
+}
+
+#[utoipa::path(put, path = "/api/v1/scenarios/{code}", tag = "scenarios",
+    params(("code" = String, Path)),
+    request_body(content = String, content_type = "application/yaml", description = "The definition in YAML (or JSON with application/json); see scenarios/README.md"),
+    description = "Publishes a new version of a scenario. It is rejected, naming the place, when it does not parse, references an unknown input, step or output, or calls a service its consumer system has no valid grant for. Published by the consumer organization's data officers or admins.",
+    responses((status = 201, body = ScenarioView), (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn publish(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(code): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<(StatusCode, axum::Json<ScenarioView>)> {
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::invalid("definition", "is not UTF-8 text"))?;
+    let format = match headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(value) if value.starts_with("application/json") => Format::Json,
+        _ => Format::Yaml,
+    };
+    let definition = Definition::parse(text, format).map_err(definition_error)?;
+    if definition.code.as_str() != code {
+        return Err(ApiError::invalid(
+            "code",
+            format!("the definition is {}, the path {code}", definition.code),
+        ));
+    }
+    let consumer = definition.consumer.clone();
+    let permit = caller.permit(Action::ManageResources, Some(&consumer.organization))?;
+    // The services the consumer system may call now: those on resources it holds a valid grant for.
+    let grants = state
+        .store
+        .list_grants(
+            &GrantFilter {
+                consumer_organization: Some(consumer.organization.clone()),
+                consumer_system: Some(consumer.system.clone()),
+                valid_at: Some(Timestamp::now()),
+                ..GrantFilter::default()
+            },
+            &PageRequest {
+                limit: PageRequest::MAX_LIMIT,
+                after: None,
+            },
+        )
+        .await?
+        .items;
+    let granted_resources: std::collections::HashSet<String> =
+        grants.iter().map(|g| g.resource.to_string()).collect();
+    let services: HashMap<String, String> = state
+        .store
+        .services(None)
+        .await?
+        .into_iter()
+        .filter(|service| service.active)
+        .map(|service| {
+            (
+                format!("{}/{}", service.provider, service.draft.code),
+                service.draft.resource.to_string(),
+            )
+        })
+        .collect();
+    let has_grant = |service: &civitas_scenario::ServiceRef| {
+        services
+            .get(&format!(
+                "{}/{}/{}",
+                service.organization, service.system, service.service
+            ))
+            .is_some_and(|resource| granted_resources.contains(resource))
+    };
+    let compiled = civitas_scenario::validate(&definition, &has_grant).map_err(definition_error)?;
+    let version = state
+        .store
+        .publish_scenario(
+            &permit,
+            &NewScenarioVersion {
+                code: definition.code.to_string(),
+                name: definition.name.clone(),
+                format: match format {
+                    Format::Yaml => "yaml".into(),
+                    Format::Json => "json".into(),
+                },
+                definition: text.to_owned(),
+                consumer: consumer.to_string(),
+                front_end: definition.front_end.to_string(),
+            },
+        )
+        .await?;
+    state
+        .scenarios
+        .write()
+        .await
+        .insert(version.code.clone(), (version.version, Arc::new(compiled)));
+    state.audit_changed().await;
+    Ok((StatusCode::CREATED, axum::Json(version.into())))
+}
+
+#[utoipa::path(get, path = "/api/v1/scenarios", tag = "scenarios",
+    responses((status = 200, body = Vec<ScenarioView>)))]
+async fn list_scenarios(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<axum::Json<Vec<ScenarioView>>> {
+    caller.permit(Action::ReadCatalog, None)?;
+    Ok(axum::Json(
+        state
+            .store
+            .latest_scenarios()
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/scenarios/{code}", tag = "scenarios",
+    params(("code" = String, Path)),
+    responses((status = 200, body = ScenarioView), (status = 404, body = Problem)))]
+async fn get_scenario(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(code): Path<String>,
+) -> ApiResult<axum::Json<ScenarioView>> {
+    caller.permit(Action::ReadCatalog, None)?;
+    Ok(axum::Json(
+        state.store.scenario_version(&code, None).await?.into(),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/scenarios/{code}/versions", tag = "scenarios",
+    params(("code" = String, Path)),
+    responses((status = 200, body = Vec<ScenarioView>), (status = 404, body = Problem)))]
+async fn versions(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(code): Path<String>,
+) -> ApiResult<axum::Json<Vec<ScenarioView>>> {
+    caller.permit(Action::ReadCatalog, None)?;
+    let versions = state.store.scenario_versions(&code).await?;
+    if versions.is_empty() {
+        return Err(ApiError::NotFound {
+            kind: "scenario",
+            id: code,
+        });
+    }
+    Ok(axum::Json(versions.into_iter().map(Into::into).collect()))
+}
+
+/// The compiled latest version of a scenario, from the cache or compiled from the store.
+async fn compiled(
+    state: &AppState,
+    code: &str,
+) -> ApiResult<(ScenarioVersion, Arc<CompiledScenario>)> {
+    let version = state.store.scenario_version(code, None).await?;
+    if let Some((cached_version, compiled)) = state.scenarios.read().await.get(code)
+        && *cached_version == version.version
+    {
+        return Ok((version, compiled.clone()));
+    }
+    let format = if version.format == "json" {
+        Format::Json
+    } else {
+        Format::Yaml
+    };
+    let definition = Definition::parse(&version.definition, format)
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?;
+    // Grants were checked at publication; at run time the gateway checks them on every call.
+    let compiled = Arc::new(
+        civitas_scenario::validate(&definition, &|_| true)
+            .map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?,
+    );
+    state
+        .scenarios
+        .write()
+        .await
+        .insert(code.to_owned(), (version.version, compiled.clone()));
+    Ok((version, compiled))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunRequest {
+    /// The inputs the definition declares.
+    #[schema(value_type = Object)]
+    pub inputs: Value,
+    /// The reference of the citizen's consent to this run (e.g. the app's consent record id).
+    pub consent: String,
+}
+
+/// A run's answer: the outcome, values, the explanation, each step with its exchange's receipt,
+/// and the run's own ledger record.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunResponse {
+    pub run_id: String,
+    pub scenario: String,
+    pub version: u32,
+    #[schema(value_type = Object)]
+    pub result: RunOutcome,
+    /// Ledger indexes of every exchange the run made (fetch receipts at /api/v1/ledger/receipts/{index}).
+    pub receipts: Vec<u64>,
+    /// The ledger index of the run's own record.
+    pub ledger_index: u64,
+}
+
+#[utoipa::path(post, path = "/api/v1/scenarios/{code}/runs", tag = "scenarios",
+    params(("code" = String, Path)), request_body = RunRequest,
+    description = "Runs the scenario for a citizen who consented. Only the scenario's registered front-end system may call this, with its system key. A failed or timed-out step yields needs_review, never approve. The run is recorded in the ledger before the answer.",
+    responses((status = 200, body = RunResponse), (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn run(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(code): Path<String>,
+    Json(request): Json<RunRequest>,
+) -> ApiResult<axum::Json<RunResponse>> {
+    caller.permit(Action::RunScenarios, None)?;
+    let (version, scenario) = compiled(&state, &code).await?;
+    let front_end = system_ref(&version.front_end)
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("bad front end")))?;
+    let is_front_end = matches!(&caller.principal, Principal::System { organization, system } if *organization == front_end.organization && *system == front_end.system);
+    if !is_front_end {
+        return Err(ApiError::Forbidden(format!(
+            "only the scenario's front end {front_end} may start runs"
+        )));
+    }
+    if request.consent.trim().is_empty() {
+        return Err(ApiError::invalid(
+            "consent",
+            "a run needs the reference of the citizen's consent",
+        ));
+    }
+    let inputs = scenario
+        .check_inputs(&request.inputs)
+        .map_err(|error| ApiError::invalid(format!("inputs.{}", error.field), error.message))?;
+    let consumer = system_ref(&version.consumer)
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("bad consumer")))?;
+    let executor = GatewayExecutor {
+        gateway: state.gateway.clone(),
+        consumer,
+    };
+    let now = Timestamp::now().to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::Offset::constant(8)));
+    let outcome = scenario.run_checked(&inputs, &executor, &now).await;
+    let subject = state.gateway.subject_hash(inputs.subject());
+    let receipts: Vec<u64> = outcome
+        .steps
+        .iter()
+        .filter_map(|step| step.receipt)
+        .collect();
+    let run_id = uuid::Uuid::now_v7().to_string();
+    let at = Timestamp::now();
+    let details = json!({
+        "values": outcome.values,
+        "rules": outcome.explanation.iter().map(|rule| json!({ "id": rule.id, "held": rule.held })).collect::<Vec<_>>(),
+        "reason": outcome.reason,
+        "consent": request.consent,
+    });
+    let record = Record::ScenarioRun(ScenarioRunRecord {
+        at,
+        run_id: run_id.clone(),
+        scenario: version.code.clone(),
+        version: version.version,
+        subject: subject.clone(),
+        outcome: outcome.outcome.as_str().to_owned(),
+        exchanges: receipts.clone(),
+        details,
+    });
+    let ledger_index = state
+        .ledger
+        .append(record::encode(&record))
+        .await
+        .map_err(|error| {
+            ApiError::Unavailable(format!("the run could not be recorded: {error}"))
+        })?;
+    let result = serde_json::to_value(&outcome).map_err(ApiError::internal)?;
+    state
+        .store
+        .record_scenario_run(&ScenarioRun {
+            id: run_id.clone(),
+            scenario: version.code.clone(),
+            version: version.version,
+            subject,
+            consent: request.consent,
+            outcome: outcome.outcome.as_str().to_owned(),
+            result,
+            ledger_index,
+            at,
+        })
+        .await?;
+    Ok(axum::Json(RunResponse {
+        run_id,
+        scenario: version.code,
+        version: version.version,
+        result: outcome,
+        receipts,
+        ledger_index,
+    }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunsQuery {
+    /// The citizen's ID number; runs are found by its keyed hash.
+    pub id_number: String,
+}
+
+#[utoipa::path(get, path = "/api/v1/scenario-runs", tag = "scenarios", params(RunsQuery),
+    description = "A citizen's runs, newest first, for the citizen's own view in a front-end app (the front-end system asks) or for auditors.",
+    responses((status = 200, body = Vec<Object>), (status = 422, body = Problem)))]
+async fn runs_of_citizen(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<RunsQuery>,
+) -> ApiResult<axum::Json<Vec<ScenarioRun>>> {
+    if caller.permit(Action::RunScenarios, None).is_err() {
+        caller.permit(Action::ReadAudit, None)?;
+    }
+    let id = civitas_core::CitizenId::parse(&query.id_number)
+        .map_err(|e| ApiError::invalid("id_number", e))?;
+    let subject = state.gateway.subject_hash(id.as_str());
+    Ok(axum::Json(
+        state.store.scenario_runs_of(&subject, 100).await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/scenario-runs/{id}", tag = "scenarios",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = Problem)))]
+async fn run_by_id(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<ScenarioRun>> {
+    if caller.permit(Action::RunScenarios, None).is_err() {
+        caller.permit(Action::ReadAudit, None)?;
+    }
+    Ok(axum::Json(state.store.scenario_run(&id).await?))
+}

@@ -1,0 +1,270 @@
+//! Published scenario definitions (every version kept) and their runs.
+
+use civitas_core::authz::Permit;
+use jiff::Timestamp;
+use serde_json::json;
+
+use crate::{Result, Store, StoreError, audit::record, micros, read_pool, timestamp, write_tx};
+
+/// One published version of a scenario definition.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ScenarioVersion {
+    pub code: String,
+    pub version: u32,
+    pub name: String,
+    /// `yaml` or `json`.
+    pub format: String,
+    pub definition: String,
+    /// `{org}/{system}` of the scenario's consumer system and front end.
+    pub consumer: String,
+    pub front_end: String,
+    pub published_by: String,
+    pub published_at: Timestamp,
+}
+
+/// A recorded run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ScenarioRun {
+    pub id: String,
+    pub scenario: String,
+    pub version: u32,
+    pub subject: String,
+    pub consent: String,
+    pub outcome: String,
+    pub result: serde_json::Value,
+    pub ledger_index: u64,
+    pub at: Timestamp,
+}
+
+#[derive(sqlx::FromRow)]
+struct VersionRow {
+    code: String,
+    version: i64,
+    name: String,
+    format: String,
+    definition: String,
+    consumer: String,
+    front_end: String,
+    published_by: String,
+    published_at: i64,
+}
+
+impl VersionRow {
+    fn into_version(self) -> Result<ScenarioVersion> {
+        Ok(ScenarioVersion {
+            code: self.code,
+            version: self.version as u32,
+            name: self.name,
+            format: self.format,
+            definition: self.definition,
+            consumer: self.consumer,
+            front_end: self.front_end,
+            published_by: self.published_by,
+            published_at: timestamp(self.published_at)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct RunRow {
+    id: String,
+    scenario: String,
+    version: i64,
+    subject: String,
+    consent: String,
+    outcome: String,
+    result: String,
+    ledger_index: i64,
+    at: i64,
+}
+
+impl RunRow {
+    fn into_run(self) -> Result<ScenarioRun> {
+        Ok(ScenarioRun {
+            id: self.id,
+            scenario: self.scenario,
+            version: self.version as u32,
+            subject: self.subject,
+            consent: self.consent,
+            outcome: self.outcome,
+            result: serde_json::from_str(&self.result).map_err(StoreError::corrupt)?,
+            ledger_index: self.ledger_index as u64,
+            at: timestamp(self.at)?,
+        })
+    }
+}
+
+macro_rules! version_columns {
+    () => {
+        "code, version, name, format, definition, consumer, front_end, published_by, published_at"
+    };
+}
+
+macro_rules! run_columns {
+    () => {
+        "id, scenario, version, subject, consent, outcome, result, ledger_index, at"
+    };
+}
+
+/// What a publication stores; the caller has validated the definition.
+#[derive(Debug, Clone)]
+pub struct NewScenarioVersion {
+    pub code: String,
+    pub name: String,
+    pub format: String,
+    pub definition: String,
+    pub consumer: String,
+    pub front_end: String,
+}
+
+impl Store {
+    /// Publishes a new version of a scenario: the next version number, kept forever.
+    pub async fn publish_scenario(
+        &self,
+        permit: &Permit,
+        new: &NewScenarioVersion,
+    ) -> Result<ScenarioVersion> {
+        let version = write_tx!(self, |tx| {
+            let latest: Option<i64> =
+                sqlx::query_scalar("SELECT MAX(version) FROM scenarios WHERE code = $1")
+                    .bind(&new.code)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let version = latest.unwrap_or(0) + 1;
+            sqlx::query(
+                "INSERT INTO scenarios (code, version, name, format, definition, consumer, front_end, published_by, published_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&new.code)
+            .bind(version)
+            .bind(&new.name)
+            .bind(&new.format)
+            .bind(&new.definition)
+            .bind(&new.consumer)
+            .bind(&new.front_end)
+            .bind(permit.actor())
+            .bind(micros(Timestamp::now()))
+            .execute(&mut *tx)
+            .await?;
+            record!(
+                tx,
+                permit,
+                "scenario.publish",
+                "scenario",
+                &new.code,
+                json!({ "version": version, "consumer": new.consumer, "front_end": new.front_end })
+            );
+            version
+        });
+        self.scenario_version(&new.code, Some(version as u32)).await
+    }
+
+    /// A version of a scenario, or its latest when `version` is `None`.
+    pub async fn scenario_version(
+        &self,
+        code: &str,
+        version: Option<u32>,
+    ) -> Result<ScenarioVersion> {
+        let sql = concat!(
+            "SELECT ",
+            version_columns!(),
+            " FROM scenarios WHERE code = $1 AND ($2 IS NULL OR version = $2) ORDER BY version DESC LIMIT 1"
+        );
+        let row: Option<VersionRow> = read_pool!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(code)
+                .bind(version.map(i64::from))
+                .fetch_optional(pool)
+                .await?
+        });
+        row.ok_or_else(|| StoreError::NotFound {
+            kind: "scenario",
+            id: match version {
+                Some(version) => format!("{code} version {version}"),
+                None => code.to_owned(),
+            },
+        })?
+        .into_version()
+    }
+
+    /// Every version of a scenario, oldest first.
+    pub async fn scenario_versions(&self, code: &str) -> Result<Vec<ScenarioVersion>> {
+        let sql = concat!(
+            "SELECT ",
+            version_columns!(),
+            " FROM scenarios WHERE code = $1 ORDER BY version"
+        );
+        let rows: Vec<VersionRow> = read_pool!(self, |pool| sqlx::query_as(sql)
+            .bind(code)
+            .fetch_all(pool)
+            .await?);
+        rows.into_iter().map(VersionRow::into_version).collect()
+    }
+
+    /// The latest version of every scenario.
+    pub async fn latest_scenarios(&self) -> Result<Vec<ScenarioVersion>> {
+        let sql = concat!(
+            "SELECT ",
+            version_columns!(),
+            " FROM scenarios s WHERE version = (SELECT MAX(version) FROM scenarios t WHERE t.code = s.code) ORDER BY code"
+        );
+        let rows: Vec<VersionRow> =
+            read_pool!(self, |pool| sqlx::query_as(sql).fetch_all(pool).await?);
+        rows.into_iter().map(VersionRow::into_version).collect()
+    }
+
+    pub async fn record_scenario_run(&self, run: &ScenarioRun) -> Result<()> {
+        write_tx!(self, |tx| {
+            sqlx::query(
+                "INSERT INTO scenario_runs (id, scenario, version, subject, consent, outcome, result, ledger_index, at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&run.id)
+            .bind(&run.scenario)
+            .bind(i64::from(run.version))
+            .bind(&run.subject)
+            .bind(&run.consent)
+            .bind(&run.outcome)
+            .bind(run.result.to_string())
+            .bind(run.ledger_index as i64)
+            .bind(micros(run.at))
+            .execute(&mut *tx)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// The runs about one subject (a keyed hash), newest first.
+    pub async fn scenario_runs_of(&self, subject: &str, limit: u32) -> Result<Vec<ScenarioRun>> {
+        let sql = concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM scenario_runs WHERE subject = $1 ORDER BY at DESC LIMIT $2"
+        );
+        let rows: Vec<RunRow> = read_pool!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(subject)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(RunRow::into_run).collect()
+    }
+
+    pub async fn scenario_run(&self, id: &str) -> Result<ScenarioRun> {
+        let sql = concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM scenario_runs WHERE id = $1"
+        );
+        let row: Option<RunRow> = read_pool!(self, |pool| sqlx::query_as(sql)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?);
+        row.ok_or_else(|| StoreError::NotFound {
+            kind: "scenario run",
+            id: id.to_owned(),
+        })?
+        .into_run()
+    }
+}

@@ -1,0 +1,289 @@
+//! Application scenarios through real HTTP: the three shipped scenarios over the demo city's
+//! provider services, through the gateway, with citizens who must be approved, denied and sent to
+//! review; broken definitions and bad inputs refused.
+
+use std::{sync::Arc, time::Duration};
+
+use civitas_demo::{
+    Population, Scenario, reference,
+    services::{ProviderServices, start_provider_services},
+};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::{ADMIN_KEY, TestServer, on_both_stores};
+
+on_both_stores!(
+    shipped_scenarios_decide_like_the_registers_say,
+    broken_definitions_and_bad_inputs_are_refused
+);
+
+pub async fn reference_city(
+    server: &TestServer,
+) -> (Arc<Population>, ProviderServices, reference::ReferenceCity) {
+    let today = jiff::Zoned::now().date();
+    let population = Arc::new(Population::generate(20260101, 3000, today).unwrap());
+    let services = start_provider_services(population.clone(), "127.0.0.1".parse().unwrap())
+        .await
+        .unwrap();
+    let city = reference::install(server.running.as_ref().unwrap().store(), &services)
+        .await
+        .unwrap();
+    // The gateway follows the store within a second.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    (population, services, city)
+}
+
+fn inputs(scenario: Scenario, example: &civitas_demo::citizens::Example) -> Value {
+    match scenario {
+        Scenario::HousingFundRentalWithdrawal => {
+            json!({ "id_number": example.id_number, "name": example.name, "months": 3 })
+        }
+        Scenario::ElderlyCareAllowance => {
+            json!({ "id_number": example.id_number, "name": example.name })
+        }
+        Scenario::NewbornRegistration => {
+            json!({ "applicant_id_number": example.id_number, "certificate_no": example.certificate_no })
+        }
+    }
+}
+
+async fn shipped_scenarios_decide_like_the_registers_say(server: TestServer) {
+    let (population, _services, city) = reference_city(&server).await;
+    for scenario in Scenario::ALL {
+        let examples = population.examples(scenario, 2);
+        for (expected, list) in [
+            ("approve", &examples.approve),
+            ("deny", &examples.deny),
+            ("needs_review", &examples.needs_review),
+        ] {
+            assert!(!list.is_empty(), "{scenario:?} has no {expected} example");
+            for example in list {
+                let (status, run) = server
+                    .post(
+                        &format!("/api/v1/scenarios/{}/runs", scenario.code()),
+                        &city.city_app_key,
+                        json!({ "inputs": inputs(scenario, example), "consent": "consent-2026-0001" }),
+                    )
+                    .await;
+                assert_eq!(status, StatusCode::OK, "{run}");
+                assert_eq!(
+                    run["result"]["outcome"], expected,
+                    "{scenario:?} {example:?}: {run}"
+                );
+                if expected == "approve" {
+                    assert!(
+                        run["result"]["explanation"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .all(|rule| rule["held"] == true)
+                    );
+                }
+                let receipts = run["receipts"].as_array().unwrap();
+                assert!(!receipts.is_empty(), "every step's exchange has a receipt");
+                assert!(run["ledger_index"].is_u64());
+            }
+        }
+    }
+
+    // The housing-fund approval carries its amount; the run and its exchanges are in the ledger.
+    let approved = &population
+        .examples(Scenario::HousingFundRentalWithdrawal, 1)
+        .approve[0];
+    let (_, run) = server
+        .post(
+            "/api/v1/scenarios/housing-fund-rental-withdrawal/runs",
+            &city.city_app_key,
+            json!({ "inputs": inputs(Scenario::HousingFundRentalWithdrawal, approved), "consent": "consent-2026-0002" }),
+        )
+        .await;
+    let amount = run["result"]["values"]["amount"]
+        .as_f64()
+        .expect("an approval computes the amount");
+    assert!(amount > 0.0 && amount <= 1800.0 * 3.0, "{run}");
+    let (status, record) = server
+        .get(
+            &format!("/api/v1/ledger/records/{}", run["ledger_index"]),
+            ADMIN_KEY,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(record["record"]["type"], "scenario_run");
+    assert_eq!(record["record"]["outcome"], "approve");
+    assert!(
+        !record.to_string().contains(&approved.id_number),
+        "the run record holds a keyed hash, not the ID number"
+    );
+    let (_, exchange) = server
+        .get(
+            &format!("/api/v1/ledger/records/{}", run["receipts"][0]),
+            ADMIN_KEY,
+        )
+        .await;
+    assert_eq!(
+        exchange["record"]["consumer"],
+        "11320100013201020G/rental-withdrawal"
+    );
+
+    // The citizen's own view, by the keyed hash of the ID number.
+    let (status, runs) = server
+        .get(
+            &format!("/api/v1/scenario-runs?id_number={}", approved.id_number),
+            &city.city_app_key,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{runs}");
+    assert!(runs.as_array().unwrap().len() >= 2);
+    assert!(runs[0]["subject"].as_str().unwrap().len() == 64);
+
+    // A step that cannot be answered never yields approve.
+    let (status, _) = server
+        .request(
+            Method::PUT,
+            "/api/v1/organizations/11320100013201020G/systems/fund-core/services/accounts",
+            Some(ADMIN_KEY),
+            Some(json!({
+                "code": "accounts", "resource": "320100-D01-900001", "upstream": format!("http://{}", crate::gateway::closed_port()),
+                "paths": ["/accounts/{id}"], "timeout_ms": 500,
+                "fields": [{ "item": "status", "path": "$.status" }]
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (_, run) = server
+        .post(
+            "/api/v1/scenarios/housing-fund-rental-withdrawal/runs",
+            &city.city_app_key,
+            json!({ "inputs": inputs(Scenario::HousingFundRentalWithdrawal, approved), "consent": "consent-2026-0003" }),
+        )
+        .await;
+    assert_eq!(run["result"]["outcome"], "needs_review", "{run}");
+    assert!(
+        run["result"]["reason"].as_str().unwrap().contains("fund"),
+        "{run}"
+    );
+}
+
+async fn broken_definitions_and_bad_inputs_are_refused(server: TestServer) {
+    let (population, _services, city) = reference_city(&server).await;
+    let officer = server
+        .user_with_key(
+            "fund-officer",
+            "data_officer",
+            Some(&"11320100013201020G".parse().unwrap()),
+        )
+        .await;
+    let original = reference::SCENARIOS[0].1;
+    let publish = |text: String| {
+        let server = &server;
+        let officer = officer.clone();
+        async move {
+            let response = server
+                .client
+                .put(format!(
+                    "{}/api/v1/scenarios/housing-fund-rental-withdrawal",
+                    server.base
+                ))
+                .bearer_auth(officer)
+                .header("content-type", "application/yaml")
+                .body(text)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    // Republishing the shipped definition works and makes version 2.
+    let (status, published) = publish(original.to_owned()).await;
+    assert_eq!(status, StatusCode::CREATED, "{published}");
+    assert_eq!(published["version"], 2);
+
+    let (status, problem) = publish(original.replacen("steps:", "steps:\n  - [", 1)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("line"),
+        "a syntax error names its line: {problem}"
+    );
+
+    let (status, problem) =
+        publish(original.replace("steps.fund.balance", "steps.fund.salary")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("salary"),
+        "{problem}"
+    );
+
+    let without_grant = original.replace(
+        "{organization: 11320100013201039D, system: real-estate, service: properties}",
+        "{organization: 113201000132010553, system: birth-registry, service: births}",
+    );
+    let (status, problem) = publish(without_grant).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("grant"),
+        "{problem}"
+    );
+
+    // Only the consumer organization's people publish.
+    let stranger = server
+        .user_with_key(
+            "stranger",
+            "data_officer",
+            Some(&"113201000132010553".parse().unwrap()),
+        )
+        .await;
+    let response = server
+        .client
+        .put(format!(
+            "{}/api/v1/scenarios/housing-fund-rental-withdrawal",
+            server.base
+        ))
+        .bearer_auth(stranger)
+        .header("content-type", "application/yaml")
+        .body(original)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+
+    // Bad inputs and missing consent.
+    let example = &population
+        .examples(Scenario::HousingFundRentalWithdrawal, 1)
+        .approve[0];
+    let mut bad_check = example.id_number.clone();
+    let last = bad_check.pop().unwrap();
+    bad_check.push(if last == '0' { '1' } else { '0' });
+    let path = "/api/v1/scenarios/housing-fund-rental-withdrawal/runs";
+    let (status, problem) = server
+        .post(path, &city.city_app_key, json!({ "inputs": { "id_number": bad_check, "name": example.name, "months": 3 }, "consent": "c" }))
+        .await;
+    assert_eq!(
+        (status, problem["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("inputs.id_number")),
+        "{problem}"
+    );
+    let (status, problem) = server
+        .post(path, &city.city_app_key, json!({ "inputs": { "id_number": example.id_number, "name": example.name, "months": 3 }, "consent": " " }))
+        .await;
+    assert_eq!(
+        (status, problem["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("consent")),
+        "{problem}"
+    );
+    let (status, problem) = server
+        .post(path, &city.city_app_key, json!({ "inputs": { "id_number": example.id_number, "name": example.name, "months": 30 }, "consent": "c" }))
+        .await;
+    assert_eq!(
+        (status, problem["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("inputs.months")),
+        "{problem}"
+    );
+    // Only the front end starts runs.
+    let (status, _) = server
+        .post(path, ADMIN_KEY, json!({ "inputs": { "id_number": example.id_number, "name": example.name, "months": 3 }, "consent": "c" }))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
