@@ -22,7 +22,7 @@ use civitas_store::{OrganizationFilter, PageRequest};
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
-use crate::{AppState, auth::Caller, catalog::visible_to, auth::MaybeCaller};
+use crate::{AppState, auth::Caller, auth::MaybeCaller, catalog::visible_to};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -130,7 +130,12 @@ fn envelope(base: &str, action: &str, outcome: CkanResult<Value>) -> Response {
 pub struct Params(Map<String, Value>);
 
 impl Params {
-    fn parse(method: &Method, query: Option<&str>, headers: &HeaderMap, body: &[u8]) -> CkanResult<Params> {
+    fn parse(
+        method: &Method,
+        query: Option<&str>,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> CkanResult<Params> {
         let mut params = Map::new();
         for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
             params.insert(key.into_owned(), Value::String(value.into_owned()));
@@ -203,8 +208,10 @@ impl Params {
     pub fn list(&self, name: &str) -> CkanResult<Vec<String>> {
         let value = match self.0.get(name) {
             None | Some(Value::Null) => return Ok(Vec::new()),
-            Some(Value::String(text)) if text.trim_start().starts_with('[') => serde_json::from_str(text)
-                .map_err(|_| CkanError::validation(name, "Invalid list"))?,
+            Some(Value::String(text)) if text.trim_start().starts_with('[') => {
+                serde_json::from_str(text)
+                    .map_err(|_| CkanError::validation(name, "Invalid list"))?
+            }
             Some(Value::String(text)) => return Ok(vec![text.clone()]),
             Some(other) => other.clone(),
         };
@@ -320,7 +327,11 @@ fn ckan_time(at: Timestamp) -> String {
     at.strftime("%Y-%m-%dT%H:%M:%S%.6f").to_string()
 }
 
-pub fn organization_dict(base: &str, organization: &Organization, package_count: Option<u64>) -> Value {
+pub fn organization_dict(
+    base: &str,
+    organization: &Organization,
+    package_count: Option<u64>,
+) -> Value {
     let mut dict = json!({
         "id": organization.code.as_str(),
         "name": ckan_name(organization.code.as_str()),
@@ -381,16 +392,59 @@ pub fn package_dict(base: &str, resource: &Resource, organization: Option<&Organ
     let extras = [
         ("kind", draft.kind.as_str().to_owned()),
         ("classification", draft.classification.to_string()),
-        ("sharing_type", draft.sharing.sharing_type.as_str().to_owned()),
-        ("sharing_conditions", draft.sharing.conditions.clone().unwrap_or_default()),
-        ("sharing_method", draft.sharing.method.map(|m| m.as_str().to_owned()).unwrap_or_default()),
+        (
+            "sharing_type",
+            draft.sharing.sharing_type.as_str().to_owned(),
+        ),
+        (
+            "sharing_conditions",
+            draft.sharing.conditions.clone().unwrap_or_default(),
+        ),
+        (
+            "sharing_method",
+            draft
+                .sharing
+                .method
+                .map(|m| m.as_str().to_owned())
+                .unwrap_or_default(),
+        ),
         ("open_type", draft.open_type.as_str().to_owned()),
         ("update_cycle", draft.update_cycle.as_str().to_owned()),
-        ("published_on", draft.published_on.map(|d| d.to_string()).unwrap_or_default()),
-        ("origin_node", draft.origin_node.as_ref().map(|n| n.to_string()).unwrap_or_default()),
-        ("provider_system", draft.provider_system.as_ref().map(|s| s.to_string()).unwrap_or_default()),
-        ("device", draft.device.as_ref().map(|d| d.to_string()).unwrap_or_default()),
-        ("information_items", serde_json::to_string(&draft.items).expect("items serialize")),
+        (
+            "published_on",
+            draft
+                .published_on
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+        ),
+        (
+            "origin_node",
+            draft
+                .origin_node
+                .as_ref()
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+        ),
+        (
+            "provider_system",
+            draft
+                .provider_system
+                .as_ref()
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+        ),
+        (
+            "device",
+            draft
+                .device
+                .as_ref()
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+        ),
+        (
+            "information_items",
+            serde_json::to_string(&draft.items).expect("items serialize"),
+        ),
         ("version", resource.version.to_string()),
     ];
     json!({
@@ -424,7 +478,10 @@ pub fn package_dict(base: &str, resource: &Resource, organization: Option<&Organ
 
 /// Package dicts for resources, with their organizations looked up in one query.
 pub async fn package_dicts(state: &AppState, resources: &[Resource]) -> CkanResult<Vec<Value>> {
-    let mut codes: Vec<&str> = resources.iter().map(|r| r.draft.provider.as_str()).collect();
+    let mut codes: Vec<&str> = resources
+        .iter()
+        .map(|r| r.draft.provider.as_str())
+        .collect();
     codes.sort_unstable();
     codes.dedup();
     let organizations: HashMap<String, Organization> = state
@@ -437,12 +494,20 @@ pub async fn package_dicts(state: &AppState, resources: &[Resource]) -> CkanResu
     Ok(resources
         .iter()
         .map(|resource| {
-            package_dict(&state.public_url, resource, organizations.get(resource.draft.provider.as_str()))
+            package_dict(
+                &state.public_url,
+                resource,
+                organizations.get(resource.draft.provider.as_str()),
+            )
         })
         .collect())
 }
 
-async fn visible_resource(state: &AppState, caller: &MaybeCaller, id: &str) -> CkanResult<Resource> {
+async fn visible_resource(
+    state: &AppState,
+    caller: &MaybeCaller,
+    id: &str,
+) -> CkanResult<Resource> {
     let code = parse_resource_code(id).ok_or_else(|| CkanError::not_found("Not found"))?;
     let resource = state.store.resource(&code).await?;
     if !resource.active || !visible_to(caller, &resource) {
@@ -451,21 +516,37 @@ async fn visible_resource(state: &AppState, caller: &MaybeCaller, id: &str) -> C
     Ok(resource)
 }
 
-async fn package_show(state: &AppState, caller: &MaybeCaller, params: &Params) -> CkanResult<Value> {
+async fn package_show(
+    state: &AppState,
+    caller: &MaybeCaller,
+    params: &Params,
+) -> CkanResult<Value> {
     let id = params.required("id")?;
     let resource = visible_resource(state, caller, &id).await?;
-    Ok(package_dicts(state, std::slice::from_ref(&resource)).await?.remove(0))
+    Ok(package_dicts(state, std::slice::from_ref(&resource))
+        .await?
+        .remove(0))
 }
 
-async fn resource_show(state: &AppState, caller: &MaybeCaller, params: &Params) -> CkanResult<Value> {
+async fn resource_show(
+    state: &AppState,
+    caller: &MaybeCaller,
+    params: &Params,
+) -> CkanResult<Value> {
     let id = params.required("id")?;
     let code = id.strip_suffix("-access").unwrap_or(&id);
     let resource = visible_resource(state, caller, code).await?;
-    let package = package_dicts(state, std::slice::from_ref(&resource)).await?.remove(0);
+    let package = package_dicts(state, std::slice::from_ref(&resource))
+        .await?
+        .remove(0);
     Ok(package["resources"][0].clone())
 }
 
-async fn package_list(state: &AppState, caller: &MaybeCaller, params: &Params) -> CkanResult<Value> {
+async fn package_list(
+    state: &AppState,
+    caller: &MaybeCaller,
+    params: &Params,
+) -> CkanResult<Value> {
     let limit = params.integer("limit")?;
     let offset = params.integer("offset")?.unwrap_or(0) as usize;
     let codes = match &caller.0 {
@@ -505,19 +586,34 @@ async fn organization_list(state: &AppState, params: &Params) -> CkanResult<Valu
     let all_fields = params.boolean("all_fields")?;
     let organizations = all_organizations(state).await?;
     let counts = state.store.resource_counts_by_provider().await?;
-    let limit = params.integer("limit")?.map(|l| l as usize).unwrap_or(usize::MAX);
+    let limit = params
+        .integer("limit")?
+        .map(|l| l as usize)
+        .unwrap_or(usize::MAX);
     let offset = params.integer("offset")?.unwrap_or(0) as usize;
     let items = organizations.iter().skip(offset).take(limit);
     Ok(if all_fields {
         items
-            .map(|org| organization_dict(&state.public_url, org, Some(counts.get(org.code.as_str()).copied().unwrap_or(0))))
+            .map(|org| {
+                organization_dict(
+                    &state.public_url,
+                    org,
+                    Some(counts.get(org.code.as_str()).copied().unwrap_or(0)),
+                )
+            })
             .collect()
     } else {
-        items.map(|org| json!(ckan_name(org.code.as_str()))).collect()
+        items
+            .map(|org| json!(ckan_name(org.code.as_str())))
+            .collect()
     })
 }
 
-async fn organization_show(state: &AppState, caller: &MaybeCaller, params: &Params) -> CkanResult<Value> {
+async fn organization_show(
+    state: &AppState,
+    caller: &MaybeCaller,
+    params: &Params,
+) -> CkanResult<Value> {
     let id = params.required("id")?;
     let code = parse_organization(&id).ok_or_else(|| CkanError::not_found("Not found"))?;
     let organization = state.store.organization(&code).await?;
@@ -573,7 +669,8 @@ async fn group_list(state: &AppState, params: &Params) -> CkanResult<Value> {
 
 async fn group_show(state: &AppState, params: &Params) -> CkanResult<Value> {
     let id = params.required("id")?;
-    let code = ClassificationCode::parse(&id.to_ascii_uppercase()).map_err(|_| CkanError::not_found("Not found"))?;
+    let code = ClassificationCode::parse(&id.to_ascii_uppercase())
+        .map_err(|_| CkanError::not_found("Not found"))?;
     let counts = state.store.resource_counts_by_classification().await?;
     let mut dict = group_dict(code);
     dict["package_count"] = json!(counts.get(&code.to_string()).copied().unwrap_or(0));

@@ -33,6 +33,8 @@ pub enum ApiError {
     InvalidField { field: String, message: String },
     #[error("the body is not valid JSON: {0}")]
     MalformedJson(String),
+    #[error("the search query cannot be read: {0}")]
+    SearchSyntax(String),
     #[error("send the body as application/json")]
     UnsupportedMediaType,
     #[error("the body is larger than the {0} bytes allowed")]
@@ -60,6 +62,7 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::InvalidField { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
             ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+            ApiError::SearchSyntax(_) => (StatusCode::BAD_REQUEST, "search_syntax"),
             ApiError::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }

@@ -9,6 +9,7 @@ pub mod access;
 pub mod audit;
 pub mod auth;
 pub mod catalog;
+pub mod ckan;
 mod dcat;
 pub mod error;
 pub mod extract;
@@ -20,6 +21,7 @@ pub mod policies;
 mod rdf;
 pub mod registry;
 pub mod scenarios;
+pub mod search;
 pub mod services;
 
 use std::sync::Arc;
@@ -57,6 +59,8 @@ pub struct AppState {
     pub gateway: civitas_gateway::Gateway,
     /// The node's CA for system client certificates.
     pub certificate_authority: Arc<civitas_gateway::tls::CertificateAuthority>,
+    /// The catalog's search index.
+    pub search: civitas_search::CatalogIndex,
     /// Compiled application scenarios, by code.
     pub scenarios: scenarios::ScenarioCache,
     /// Serializes shipping audit events into the ledger, so that they land in the order they
@@ -107,6 +111,7 @@ pub fn router(state: AppState) -> Router {
     let api = registry::routes()
         .merge(audit::routes())
         .merge(catalog::routes())
+        .merge(search::routes())
         .merge(access::routes())
         .merge(services::routes())
         .merge(policies::routes())
@@ -116,6 +121,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::routes())
         .merge(dcat::routes())
         .merge(ledger::routes())
+        .merge(ckan::routes())
         .merge(openapi::routes())
         .fallback(ops::no_route)
         .method_not_allowed_fallback(ops::method_not_allowed)

@@ -6,7 +6,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
     AppState, access, audit, catalog, error::Problem, ledger, policies, registry, scenarios,
-    services,
+    search, services,
 };
 
 #[derive(OpenApi)]
@@ -50,6 +50,7 @@ Errors are RFC 9457 problem documents with a stable `code`. Authenticate with `A
         catalog::deactivate_resource,
         catalog::reactivate_resource,
         catalog::resource_history,
+        search::search,
         access::apply,
         access::list_applications,
         access::get_application,

@@ -15,6 +15,7 @@ use civitas_gateway::{
     tls::{CertificateAuthority, ClientAuth},
 };
 use civitas_ledger::{Ledger, LedgerOptions, NoteSigner};
+use civitas_search::CatalogIndex;
 use civitas_store::{NewUser, Store};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
@@ -39,6 +40,7 @@ pub struct RunningServer {
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
     store: Store,
     ledger: Ledger,
+    search: CatalogIndex,
 }
 
 impl RunningServer {
@@ -52,6 +54,9 @@ impl RunningServer {
         let _ = self.stop.send(true);
         for task in self.tasks {
             task.await.context("server task panicked")??;
+        }
+        if let Err(error) = self.search.close().await {
+            tracing::warn!(%error, "closing the search index");
         }
         self.store.close().await;
         // The last handle of the ledger flushes its appends and signs a final checkpoint as it
@@ -151,12 +156,17 @@ pub async fn start(
         }
     };
     let access_changes = Arc::new(tokio::sync::Notify::new());
+    let index_dir = settings.data_dir.join("index");
+    let search = tokio::task::spawn_blocking(move || CatalogIndex::open(&index_dir))
+        .await?
+        .context("opening the search index")?;
+    let catalog_changes = Arc::new(tokio::sync::Notify::new());
     let state = AppState {
         store: store.clone(),
         node: Arc::new(node),
         metrics,
         registry: Arc::new(registry),
-        catalog_changes: Arc::new(tokio::sync::Notify::new()),
+        catalog_changes: catalog_changes.clone(),
         public_url: public_url.into(),
         ledger: ledger.clone(),
         audit_shipping: Arc::new(tokio::sync::Mutex::new(())),
@@ -167,6 +177,7 @@ pub async fn start(
         gateway: gateway.clone(),
         certificate_authority,
         scenarios: Default::default(),
+        search: search.clone(),
     };
     // Audit events written while no server ran (by `civitas catalog import`, say) or left behind
     // by a crash reach the ledger before anything else happens.
@@ -185,6 +196,17 @@ pub async fn start(
     ));
     let api = civitas_api::router(state);
     let api_task = tokio::spawn(serve(api_listener, api, stopped.clone()));
+    let feeder_task = tokio::spawn(civitas_api::search::feed_index(
+        store.clone(),
+        search.clone(),
+        settings.node_code.clone(),
+        catalog_changes,
+        stopped.clone(),
+    ));
+    let feeder_task = tokio::spawn(async move {
+        feeder_task.await?;
+        Ok(())
+    });
     let maintenance_task = {
         let gateway = gateway.clone();
         let stopped = stopped.clone();
@@ -203,9 +225,16 @@ pub async fn start(
         gateway_addr,
         generated_admin_key,
         stop,
-        tasks: vec![api_task, gateway_task, shipper_task, maintenance_task],
+        tasks: vec![
+            api_task,
+            gateway_task,
+            shipper_task,
+            maintenance_task,
+            feeder_task,
+        ],
         store,
         ledger,
+        search,
     })
 }
 

@@ -12,4 +12,5 @@ mod ledger;
 mod policies;
 mod registry;
 mod scenarios;
+mod search;
 mod support;

@@ -1,0 +1,533 @@
+//! Catalog search: `GET /api/v1/search`, the search index's feeder, and CKAN's `package_search`.
+
+use std::collections::HashMap;
+
+use axum::{Router, extract::State, routing::get};
+use civitas_core::{NodeCode, catalog::Resource, registry::Organization};
+use civitas_search::{
+    CatalogIndex, Facet, Paging, SearchDocument, SearchError, SearchRequest, SearchResponse, Sort,
+};
+use civitas_store::Store;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::{
+    AppState,
+    auth::MaybeCaller,
+    ckan::{CkanError, CkanResult, Params, package_dicts},
+    error::{ApiError, ApiResult, Problem},
+};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/search", get(search))
+}
+
+/// What a hit carries, so that result lists render without reading the store.
+pub fn payload(resource: &Resource, provider: &Organization) -> String {
+    let draft = &resource.draft;
+    json!({
+        "code": draft.code,
+        "name": draft.name,
+        "name_en": draft.name_en,
+        "kind": draft.kind,
+        "classification": draft.classification,
+        "classification_name": draft.classification.name(),
+        "provider": { "code": provider.code, "name": provider.name, "level": provider.level },
+        "sharing_type": draft.sharing.sharing_type,
+        "open_type": draft.open_type,
+        "update_cycle": draft.update_cycle,
+        "tags": draft.tags,
+        "origin_node": draft.origin_node,
+        "version": resource.version,
+        "updated_at": resource.updated_at,
+    })
+    .to_string()
+}
+
+/// Feeds the search index from the store's catalog change sequence until `stopped`: first what
+/// the index has not seen (everything, for a new index), then every change as it comes. Woken by
+/// `changes` after the API's own writes, and polling otherwise so that writes of other processes
+/// (the command line, other replicas) arrive too.
+pub async fn feed_index(
+    store: Store,
+    index: CatalogIndex,
+    node: NodeCode,
+    changes: std::sync::Arc<tokio::sync::Notify>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut organizations: HashMap<String, Organization> = HashMap::new();
+    loop {
+        if let Err(error) = catch_up(&store, &index, &node, &mut organizations).await {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "search index feed failed; retrying"
+            );
+        }
+        tokio::select! {
+            _ = changes.notified() => {}
+            _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// Sends every change after the index's sequence number to the index; returns how many.
+pub async fn catch_up(
+    store: &Store,
+    index: &CatalogIndex,
+    node: &NodeCode,
+    organizations: &mut HashMap<String, Organization>,
+) -> anyhow::Result<usize> {
+    let mut fed = 0;
+    loop {
+        let after = index.indexed_seq();
+        let changes = store.resource_changes(after, 5000).await?;
+        let Some((last, _)) = changes.last() else {
+            return Ok(fed);
+        };
+        let last = *last;
+        let unknown: Vec<&str> = changes
+            .iter()
+            .map(|(_, resource)| resource.draft.provider.as_str())
+            .filter(|code| !organizations.contains_key(*code))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if !unknown.is_empty() {
+            for organization in store.organizations_by_code(&unknown).await? {
+                organizations.insert(organization.code.as_str().to_owned(), organization);
+            }
+        }
+        let mut documents = Vec::with_capacity(changes.len());
+        for (_, resource) in &changes {
+            if !resource.active {
+                index.delete(resource.draft.code.as_str())?;
+                continue;
+            }
+            let Some(provider) = organizations.get(resource.draft.provider.as_str()) else {
+                continue;
+            };
+            documents.push(SearchDocument::from_resource(
+                resource,
+                provider,
+                node,
+                payload(resource, provider),
+            ));
+        }
+        fed += changes.len();
+        index.upsert(documents).await?;
+        index.mark_indexed(last)?;
+    }
+}
+
+impl From<SearchError> for ApiError {
+    fn from(error: SearchError) -> ApiError {
+        match error {
+            SearchError::Syntax { message } => ApiError::SearchSyntax(message),
+            SearchError::InvalidRequest { message } => ApiError::invalid("query", message),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchQuery {
+    /// The query: words (all must match, Chinese segmented, English stemmed), "phrases", -not,
+    /// OR, parentheses, and field:value (see the docs). Empty matches everything.
+    pub q: Option<String>,
+    /// Facets to count (repeatable): provider, level, kind, sharing_type, open_type,
+    /// classification, update_cycle, origin_node, tag.
+    pub facet: Option<Vec<String>>,
+    /// Filters `facet:value` (repeatable); AND across facets, OR within one.
+    pub filter: Option<Vec<String>>,
+    /// `relevance` (default) or `modified`.
+    pub sort: Option<String>,
+    /// Page size, 1 to 1000 (default 20).
+    pub limit: Option<usize>,
+    /// Offset paging (offset + limit at most 10,000)…
+    pub offset: Option<usize>,
+    /// …or the `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Highlighted snippets of name and summary (default true).
+    pub snippets: Option<bool>,
+    /// Values per facet (default 20).
+    pub facet_limit: Option<usize>,
+}
+
+/// One search hit.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchHit {
+    pub code: String,
+    pub score: Option<f32>,
+    /// The entry's summary: names, kind, provider, sharing and open types, tags, version.
+    #[schema(value_type = Object)]
+    pub resource: Value,
+    /// HTML: escaped text with matches in `<em>…</em>`.
+    pub name_snippet: Option<String>,
+    pub summary_snippet: Option<String>,
+}
+
+/// A facet value and how many matches have it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FacetValue {
+    pub value: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchResults {
+    pub total: u64,
+    pub hits: Vec<SearchHit>,
+    /// Counts per requested facet.
+    pub facets: HashMap<String, Vec<FacetValue>>,
+    pub next_cursor: Option<String>,
+}
+
+/// Turns the HTTP parameters into a search request; anonymous callers see open data only.
+pub fn search_request(caller: &MaybeCaller, query: SearchQuery) -> ApiResult<SearchRequest> {
+    let mut facets = Vec::new();
+    for name in query.facet.unwrap_or_default() {
+        for name in name.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            facets
+                .push(Facet::parse(name).ok_or_else(|| {
+                    ApiError::invalid("facet", format!("unknown facet {name:?}"))
+                })?);
+        }
+    }
+    let mut filters = Vec::new();
+    for filter in query.filter.unwrap_or_default() {
+        let (name, value) = filter
+            .split_once(':')
+            .ok_or_else(|| ApiError::invalid("filter", format!("{filter:?} is not facet:value")))?;
+        let facet = Facet::parse(name.trim())
+            .ok_or_else(|| ApiError::invalid("filter", format!("unknown facet {name:?}")))?;
+        filters.push((facet, value.trim().to_owned()));
+    }
+    if caller.0.is_none() {
+        filters.retain(|(facet, _)| *facet != Facet::OpenType);
+        filters.push((Facet::OpenType, "open".into()));
+    }
+    let sort = match query.sort.as_deref() {
+        None | Some("relevance") => Sort::Relevance,
+        Some("modified") => Sort::Modified,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "sort",
+                format!("{other:?} is not relevance or modified"),
+            ));
+        }
+    };
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=civitas_search::MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid(
+            "limit",
+            format!("must be between 1 and {}", civitas_search::MAX_LIMIT),
+        ));
+    }
+    let paging = match (query.cursor, query.offset) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "cursor",
+                "give a cursor or an offset, not both",
+            ));
+        }
+        (Some(cursor), None) => Paging::Cursor {
+            after: Some(cursor),
+            limit,
+        },
+        (None, offset) => Paging::Offset {
+            offset: offset.unwrap_or(0),
+            limit,
+        },
+    };
+    Ok(SearchRequest {
+        query: query.q.unwrap_or_default(),
+        filters,
+        facets,
+        facet_limit: query.facet_limit.unwrap_or(20).clamp(1, 1000),
+        sort,
+        paging,
+        snippets: query.snippets.unwrap_or(true),
+    })
+}
+
+/// Runs a search off the async threads: tantivy searches are CPU work.
+pub async fn run_search(
+    index: &CatalogIndex,
+    request: SearchRequest,
+) -> Result<SearchResponse, SearchError> {
+    let index = index.clone();
+    tokio::task::spawn_blocking(move || index.search(&request))
+        .await
+        .unwrap_or_else(|error| {
+            Err(SearchError::IndexerStopped {
+                message: error.to_string(),
+            })
+        })
+}
+
+#[utoipa::path(get, path = "/api/v1/search", tag = "catalog", params(SearchQuery),
+    description = "Full-text search of the catalog in Chinese and English with facet counts, filters, sorting, paging and highlighted snippets. Without a key only open data is searched. A malformed query is a 400 search_syntax.",
+    responses((status = 200, body = SearchResults), (status = 400, body = Problem), (status = 422, body = Problem)))]
+async fn search(
+    State(state): State<AppState>,
+    caller: MaybeCaller,
+    RepeatedQuery(query): RepeatedQuery,
+) -> ApiResult<axum::Json<SearchResults>> {
+    caller.permit_read()?;
+    let request = search_request(&caller, query)?;
+    let response = run_search(&state.search, request).await?;
+    Ok(axum::Json(SearchResults {
+        total: response.total,
+        hits: response
+            .hits
+            .into_iter()
+            .map(|hit| SearchHit {
+                resource: serde_json::from_str(&hit.payload).unwrap_or(Value::Null),
+                code: hit.code,
+                score: hit.score,
+                name_snippet: hit.name_snippet,
+                summary_snippet: hit.summary_snippet,
+            })
+            .collect(),
+        facets: response
+            .facets
+            .into_iter()
+            .map(|counts| {
+                (
+                    counts.facet.as_str().to_owned(),
+                    counts
+                        .values
+                        .into_iter()
+                        .map(|(value, count)| FacetValue { value, count })
+                        .collect(),
+                )
+            })
+            .collect(),
+        next_cursor: response.next_cursor,
+    }))
+}
+
+/// The search query string, where `facet` and `filter` may repeat.
+pub struct RepeatedQuery(pub SearchQuery);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RepeatedQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let mut query = SearchQuery {
+            q: None,
+            facet: None,
+            filter: None,
+            sort: None,
+            limit: None,
+            offset: None,
+            cursor: None,
+            snippets: None,
+            facet_limit: None,
+        };
+        let number = |name: &str, value: &str| {
+            value
+                .parse::<usize>()
+                .map_err(|_| ApiError::invalid(name, format!("{value:?} is not a number")))
+        };
+        for (name, value) in
+            form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
+        {
+            let value = value.into_owned();
+            match name.as_ref() {
+                "q" => query.q = Some(value),
+                "facet" => query.facet.get_or_insert_with(Vec::new).push(value),
+                "filter" => query.filter.get_or_insert_with(Vec::new).push(value),
+                "sort" => query.sort = Some(value),
+                "limit" => query.limit = Some(number("limit", &value)?),
+                "offset" => query.offset = Some(number("offset", &value)?),
+                "cursor" => query.cursor = Some(value),
+                "facet_limit" => query.facet_limit = Some(number("facet_limit", &value)?),
+                "snippets" => {
+                    query.snippets = Some(match value.as_str() {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => return Err(ApiError::invalid("snippets", "true or false")),
+                    })
+                }
+                other => return Err(ApiError::invalid(other, "unknown parameter")),
+            }
+        }
+        Ok(RepeatedQuery(query))
+    }
+}
+
+/// CKAN's facet names and ours.
+fn ckan_facet(name: &str) -> Option<Facet> {
+    match name {
+        "organization" | "owner_org" => Some(Facet::Provider),
+        "tags" => Some(Facet::Tag),
+        "groups" => Some(Facet::Classification),
+        "kind" | "type" => Some(Facet::Kind),
+        "level" => Some(Facet::Level),
+        "sharing_type" => Some(Facet::SharingType),
+        "open_type" => Some(Facet::OpenType),
+        "update_cycle" => Some(Facet::UpdateCycle),
+        "origin_node" => Some(Facet::OriginNode),
+        _ => None,
+    }
+}
+
+/// CKAN names are lower case; facet values of codes are upper case.
+fn from_ckan_value(facet: Facet, value: &str) -> String {
+    match facet {
+        Facet::Provider | Facet::Classification => value.to_ascii_uppercase(),
+        _ => value.to_owned(),
+    }
+}
+
+fn to_ckan_value(facet: Facet, value: &str) -> String {
+    match facet {
+        Facet::Provider | Facet::Classification => value.to_ascii_lowercase(),
+        _ => value.to_owned(),
+    }
+}
+
+/// Parses Solr-style `fq`: space-separated `field:value` or `field:"value"` clauses, `+` allowed.
+fn parse_fq(fq: &str) -> CkanResult<Vec<(Facet, String)>> {
+    let mut filters = Vec::new();
+    let mut rest = fq.trim();
+    while !rest.is_empty() {
+        let clause_start = rest.trim_start_matches('+');
+        let (field, after) = clause_start.split_once(':').ok_or_else(|| {
+            CkanError::search_query(format!("cannot read fq clause {clause_start:?}"))
+        })?;
+        let facet = ckan_facet(field.trim())
+            .ok_or_else(|| CkanError::search_query(format!("fq cannot filter on {field:?}")))?;
+        let (value, remaining) = if let Some(quoted) = after.strip_prefix('"') {
+            let end = quoted
+                .find('"')
+                .ok_or_else(|| CkanError::search_query("unbalanced quote in fq"))?;
+            (&quoted[..end], &quoted[end + 1..])
+        } else {
+            let end = after.find(char::is_whitespace).unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        filters.push((facet, from_ckan_value(facet, value)));
+        rest = remaining.trim();
+    }
+    Ok(filters)
+}
+
+/// `package_search`: `q`, `fq`, `rows` (capped at 1000), `start`, `sort`, `facet.field`,
+/// `facet.limit`, `include_private`; CKAN's result shape with `facets` and `search_facets`.
+pub async fn ckan_package_search(
+    state: &AppState,
+    caller: &MaybeCaller,
+    params: &Params,
+) -> CkanResult<Value> {
+    let query = params.text("q").unwrap_or_default();
+    let query = if query.trim() == "*:*" {
+        String::new()
+    } else {
+        query
+    };
+    let mut filters = match params.text("fq") {
+        Some(fq) => parse_fq(&fq)?,
+        None => Vec::new(),
+    };
+    if caller.0.is_none() {
+        filters.retain(|(facet, _)| *facet != Facet::OpenType);
+        filters.push((Facet::OpenType, "open".into()));
+    }
+    let rows = params.integer("rows")?.unwrap_or(10).min(1000) as usize;
+    let start = params.integer("start")?.unwrap_or(0) as usize;
+    let sort = match params.text("sort").as_deref().map(str::trim) {
+        None
+        | Some("")
+        | Some("score desc")
+        | Some("score desc, metadata_modified desc")
+        | Some("relevance asc") => Sort::Relevance,
+        Some("metadata_modified desc") | Some("metadata_modified desc, score desc") => {
+            Sort::Modified
+        }
+        Some(other) => {
+            return Err(CkanError::search_query(format!(
+                "sort {other:?} is not supported; use \"score desc\" or \"metadata_modified desc\""
+            )));
+        }
+    };
+    let facet_names = params.list("facet.field")?;
+    let mut facets = Vec::new();
+    for name in &facet_names {
+        facets.push(
+            ckan_facet(name)
+                .ok_or_else(|| CkanError::search_query(format!("unknown facet field {name:?}")))?,
+        );
+    }
+    let facet_limit = match params.integer("facet.limit")? {
+        Some(limit) => (limit as usize).clamp(1, 1000),
+        None => 50,
+    };
+    if start + rows > civitas_search::MAX_OFFSET_WINDOW {
+        return Err(CkanError::search_query(format!(
+            "start + rows may reach {} at most; use /api/v1/search with cursors to walk further",
+            civitas_search::MAX_OFFSET_WINDOW
+        )));
+    }
+    let request = SearchRequest {
+        query,
+        filters,
+        facets: facets.clone(),
+        facet_limit,
+        sort,
+        paging: Paging::Offset {
+            offset: start,
+            limit: rows.max(1),
+        },
+        snippets: false,
+    };
+    let response = run_search(&state.search, request)
+        .await
+        .map_err(|error| match error {
+            SearchError::Syntax { message } | SearchError::InvalidRequest { message } => {
+                CkanError::search_query(message)
+            }
+            other => CkanError::from(civitas_store::StoreError::Corrupt(other.to_string())),
+        })?;
+    let codes: Vec<&str> = if rows == 0 {
+        Vec::new()
+    } else {
+        response.hits.iter().map(|hit| hit.code.as_str()).collect()
+    };
+    let mut resources = state.store.resources_by_code(&codes).await?;
+    let order: HashMap<&str, usize> = codes.iter().enumerate().map(|(i, c)| (*c, i)).collect();
+    resources.sort_by_key(|resource| {
+        order
+            .get(resource.draft.code.as_str())
+            .copied()
+            .unwrap_or(usize::MAX)
+    });
+    let results = package_dicts(state, &resources).await?;
+    let mut facet_counts = serde_json::Map::new();
+    let mut search_facets = serde_json::Map::new();
+    for (name, counts) in facet_names.iter().zip(&response.facets) {
+        let mut plain = serde_json::Map::new();
+        let mut items = Vec::new();
+        for (value, count) in &counts.values {
+            let value = to_ckan_value(counts.facet, value);
+            plain.insert(value.clone(), json!(count));
+            items.push(json!({ "name": value, "display_name": value, "count": count }));
+        }
+        facet_counts.insert(name.clone(), Value::Object(plain));
+        search_facets.insert(name.clone(), json!({ "title": name, "items": items }));
+    }
+    Ok(json!({
+        "count": response.total,
+        "sort": params.text("sort").unwrap_or_else(|| "score desc, metadata_modified desc".into()),
+        "facets": facet_counts,
+        "search_facets": search_facets,
+        "results": results,
+    }))
+}

@@ -1,0 +1,411 @@
+//! One pass over the matches that counts them, counts facet values and keeps the best hits.
+//!
+//! Facet values are counted by term ordinal from the columnar (fast field) store: per segment an
+//! array indexed by ordinal, turned into values once at the end. No stored document is read for
+//! counting. Matches are handled in blocks, so that column values are decoded many at a time
+//! rather than through one virtual call per document and column.
+//!
+//! Opening a segment's columns and reading its facet dictionaries costs more than counting a few
+//! thousand matches, so it is done once per segment and kept in a [`ColumnCache`]: segments never
+//! change, and the cache holds per segment only the distinct facet values, not per-document data.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use tantivy::collector::{Collector, SegmentCollector};
+use tantivy::columnar::{Column, ColumnIndex, ColumnValues, MonotonicallyMappableToU64};
+use tantivy::index::SegmentId;
+use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader};
+
+use crate::Facet;
+use crate::cursor::{Order, SortKey, score_key, time_key};
+use crate::schema::Fields;
+
+/// Matches handled together.
+const BLOCK: usize = 128;
+
+/// The columns of each live segment, opened once.
+#[derive(Default)]
+pub(crate) struct ColumnCache {
+    segments: Mutex<HashMap<SegmentId, Arc<SegmentColumns>>>,
+}
+
+pub(crate) struct SegmentColumns {
+    modified_at: Arc<dyn ColumnValues<i64>>,
+    code_key: Arc<dyn ColumnValues<u64>>,
+    /// By `Facet as usize`; `None` when no document of the segment has a value.
+    facets: Vec<Option<FacetColumn>>,
+}
+
+struct FacetColumn {
+    ordinals: Column<u64>,
+    /// The value of each ordinal.
+    values: Arc<[String]>,
+}
+
+impl ColumnCache {
+    fn segment(
+        &self,
+        reader: &SegmentReader,
+        fields: &Fields,
+    ) -> tantivy::Result<Arc<SegmentColumns>> {
+        let id = reader.segment_id();
+        if let Some(columns) = self.lock().get(&id) {
+            return Ok(columns.clone());
+        }
+        // Opened outside the lock: two searches may both open a new segment, which is harmless.
+        let columns = Arc::new(open_columns(reader, fields)?);
+        self.lock().insert(id, columns.clone());
+        Ok(columns)
+    }
+
+    /// Forgets segments that are gone (merged or deleted), once there are some.
+    pub(crate) fn retain(&self, live: &[SegmentId]) {
+        let mut segments = self.lock();
+        if segments.len() > live.len() {
+            let live: HashSet<&SegmentId> = live.iter().collect();
+            segments.retain(|id, _| live.contains(id));
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SegmentId, Arc<SegmentColumns>>> {
+        self.segments
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn open_columns(reader: &SegmentReader, fields: &Fields) -> tantivy::Result<SegmentColumns> {
+    let schema = reader.schema();
+    let fast_fields = reader.fast_fields();
+    let modified_at = values_by_document(
+        fast_fields.i64(schema.get_field_name(fields.modified_at))?,
+        0,
+    );
+    let code_key = values_by_document(fast_fields.u64(schema.get_field_name(fields.code_key))?, 0);
+    let mut facets = Vec::with_capacity(Facet::ALL.len());
+    for facet in Facet::ALL {
+        let column = fast_fields.str(schema.get_field_name(fields.facet(facet)))?;
+        facets.push(match column {
+            Some(column) => {
+                let mut values = Vec::with_capacity(column.dictionary().num_terms());
+                let mut stream = column.dictionary().stream()?;
+                while stream.advance() {
+                    values.push(String::from_utf8_lossy(stream.key()).into_owned());
+                }
+                Some(FacetColumn {
+                    ordinals: column.ords().clone(),
+                    values: values.into(),
+                })
+            }
+            None => None,
+        });
+    }
+    Ok(SegmentColumns {
+        modified_at,
+        code_key,
+        facets,
+    })
+}
+
+/// Column values by document: the column itself when every document has exactly one value
+/// (row = document), or a view that supplies a default where one is missing.
+fn values_by_document<T>(column: Column<T>, default: T) -> Arc<dyn ColumnValues<T>>
+where
+    T: MonotonicallyMappableToU64 + std::fmt::Debug + Default,
+{
+    if matches!(column.index, ColumnIndex::Full) {
+        column.values
+    } else {
+        column.first_or_default_col(default)
+    }
+}
+
+pub(crate) struct CatalogCollector {
+    pub order: Order,
+    /// Only hits whose key is below this one are kept (the cursor's position).
+    pub after: Option<SortKey>,
+    /// How many of the best hits to keep.
+    pub keep: usize,
+    pub facets: Vec<Facet>,
+    pub facet_limit: usize,
+    pub fields: Fields,
+    pub cache: Arc<ColumnCache>,
+}
+
+pub(crate) struct RankedHit {
+    pub key: SortKey,
+    pub score: Score,
+    pub address: DocAddress,
+}
+
+pub(crate) struct Collected {
+    pub total: u64,
+    /// Best first.
+    pub top: Vec<RankedHit>,
+    /// In the order of the requested facets: the most frequent values, ties by value.
+    pub facet_counts: Vec<Vec<(String, u64)>>,
+}
+
+pub(crate) struct SegmentFruit {
+    total: u64,
+    top: Vec<RankedHit>,
+    /// Per requested facet, when the segment has values for it.
+    facet_counts: Vec<Option<SegmentFacetCounts>>,
+}
+
+/// A segment's values of a facet and their counts, by ordinal.
+struct SegmentFacetCounts {
+    values: Arc<[String]>,
+    counts: Vec<u32>,
+}
+
+/// A kept hit of one segment; ordered by key, then document for determinism.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Candidate {
+    key: SortKey,
+    doc: DocId,
+    score_bits: u32,
+}
+
+pub(crate) struct CatalogSegmentCollector {
+    segment: SegmentOrdinal,
+    order: Order,
+    after: Option<SortKey>,
+    keep: usize,
+    columns: Arc<SegmentColumns>,
+    /// Per requested facet: its index in `columns.facets` and the counts by ordinal.
+    tallies: Vec<(usize, Vec<u32>)>,
+    total: u64,
+    /// A min-heap of the best `keep` hits so far.
+    best: BinaryHeap<Reverse<Candidate>>,
+    /// Matches (and scores) waiting to be handled as a block.
+    pending_docs: Vec<DocId>,
+    pending_scores: Vec<Score>,
+    scratch: Scratch,
+}
+
+#[derive(Default)]
+struct Scratch {
+    docs: Vec<DocId>,
+    rows: Vec<u32>,
+    ordinals: Vec<u64>,
+    times: Vec<i64>,
+}
+
+impl Collector for CatalogCollector {
+    type Fruit = Collected;
+    type Child = CatalogSegmentCollector;
+
+    fn for_segment(
+        &self,
+        segment: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<CatalogSegmentCollector> {
+        let columns = self.cache.segment(reader, &self.fields)?;
+        let tallies = self
+            .facets
+            .iter()
+            .map(|&facet| {
+                let index = facet as usize;
+                let terms = columns.facets[index]
+                    .as_ref()
+                    .map_or(0, |column| column.values.len());
+                (index, vec![0; terms])
+            })
+            .collect();
+        Ok(CatalogSegmentCollector {
+            segment,
+            order: self.order,
+            after: self.after,
+            keep: self.keep,
+            columns,
+            tallies,
+            total: 0,
+            best: BinaryHeap::with_capacity(self.keep.min(1024) + 1),
+            pending_docs: Vec::with_capacity(BLOCK),
+            pending_scores: Vec::with_capacity(BLOCK),
+            scratch: Scratch::default(),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        self.order == Order::Relevance
+    }
+
+    fn merge_fruits(&self, fruits: Vec<SegmentFruit>) -> tantivy::Result<Collected> {
+        let mut total = 0;
+        let mut top = Vec::new();
+        let mut merged: Vec<HashMap<&str, u64>> = vec![HashMap::new(); self.facets.len()];
+        for fruit in &fruits {
+            total += fruit.total;
+            for (counts, facet) in merged.iter_mut().zip(&fruit.facet_counts) {
+                let Some(facet) = facet else { continue };
+                for (value, &count) in facet.values.iter().zip(&facet.counts) {
+                    if count > 0 {
+                        *counts.entry(value.as_str()).or_default() += u64::from(count);
+                    }
+                }
+            }
+        }
+        let facet_counts = merged
+            .into_iter()
+            .map(|counts| top_values(counts, self.facet_limit))
+            .collect();
+        for fruit in fruits {
+            top.extend(fruit.top);
+        }
+        top.sort_unstable_by(|a, b| (b.key, a.address).cmp(&(a.key, b.address)));
+        top.truncate(self.keep);
+        Ok(Collected {
+            total,
+            top,
+            facet_counts,
+        })
+    }
+}
+
+impl SegmentCollector for CatalogSegmentCollector {
+    type Fruit = SegmentFruit;
+
+    fn collect(&mut self, doc: DocId, score: Score) {
+        self.pending_docs.push(doc);
+        self.pending_scores.push(score);
+        if self.pending_docs.len() == BLOCK {
+            self.flush_pending();
+        }
+    }
+
+    /// Unscored matches come in blocks already (when sorting by time).
+    fn collect_block(&mut self, docs: &[DocId]) {
+        for chunk in docs.chunks(BLOCK) {
+            self.handle_block(chunk, None);
+        }
+    }
+
+    fn harvest(mut self) -> SegmentFruit {
+        self.flush_pending();
+        let segment = self.segment;
+        let top = self
+            .best
+            .into_iter()
+            .map(|Reverse(candidate)| RankedHit {
+                key: candidate.key,
+                score: f32::from_bits(candidate.score_bits),
+                address: DocAddress::new(segment, candidate.doc),
+            })
+            .collect();
+        let columns = &self.columns;
+        let facet_counts = self
+            .tallies
+            .into_iter()
+            .map(|(index, counts)| {
+                columns.facets[index]
+                    .as_ref()
+                    .map(|column| SegmentFacetCounts {
+                        values: column.values.clone(),
+                        counts,
+                    })
+            })
+            .collect();
+        SegmentFruit {
+            total: self.total,
+            top,
+            facet_counts,
+        }
+    }
+}
+
+impl CatalogSegmentCollector {
+    fn flush_pending(&mut self) {
+        if self.pending_docs.is_empty() {
+            return;
+        }
+        let mut docs = std::mem::take(&mut self.pending_docs);
+        let mut scores = std::mem::take(&mut self.pending_scores);
+        self.handle_block(&docs, Some(&scores));
+        docs.clear();
+        scores.clear();
+        self.pending_docs = docs;
+        self.pending_scores = scores;
+    }
+
+    /// Counts a block of matches and offers them to the best hits.
+    fn handle_block(&mut self, docs: &[DocId], scores: Option<&[Score]>) {
+        debug_assert!(scores.is_none_or(|scores| scores.len() == docs.len()));
+        self.total += docs.len() as u64;
+        let scratch = &mut self.scratch;
+        for (index, counts) in &mut self.tallies {
+            let Some(column) = &self.columns.facets[*index] else {
+                continue;
+            };
+            scratch.docs.clear();
+            scratch.rows.clear();
+            column
+                .ordinals
+                .row_ids_for_docs(docs, &mut scratch.docs, &mut scratch.rows);
+            scratch.ordinals.resize(scratch.rows.len(), 0);
+            column
+                .ordinals
+                .values
+                .get_vals(&scratch.rows, &mut scratch.ordinals);
+            for &ordinal in &scratch.ordinals {
+                counts[ordinal as usize] += 1;
+            }
+        }
+        if self.keep == 0 {
+            return;
+        }
+        if self.order == Order::Modified {
+            scratch.times.resize(docs.len(), 0);
+            self.columns.modified_at.get_vals(docs, &mut scratch.times);
+        }
+        for (position, &doc) in docs.iter().enumerate() {
+            let score = scores.map_or(0.0, |scores| scores[position]);
+            let primary = match self.order {
+                Order::Relevance => score_key(score),
+                Order::Modified => time_key(self.scratch.times[position]),
+            };
+            self.offer(doc, score, primary);
+        }
+    }
+
+    fn offer(&mut self, doc: DocId, score: Score, primary: u64) {
+        // Most matches lose against the weakest kept hit on the primary key alone, before the
+        // tie-breaker is read.
+        if self.best.len() == self.keep
+            && let Some(Reverse(weakest)) = self.best.peek()
+            && primary < weakest.key.0
+        {
+            return;
+        }
+        let key = (primary, self.columns.code_key.get_val(doc));
+        if self.after.is_some_and(|after| key >= after) {
+            return;
+        }
+        let candidate = Candidate {
+            key,
+            doc,
+            score_bits: score.to_bits(),
+        };
+        if self.best.len() < self.keep {
+            self.best.push(Reverse(candidate));
+        } else if let Some(mut weakest) = self.best.peek_mut()
+            && candidate > weakest.0
+        {
+            *weakest = Reverse(candidate);
+        }
+    }
+}
+
+/// The `limit` most frequent values, ties by value.
+fn top_values(counts: HashMap<&str, u64>, limit: usize) -> Vec<(String, u64)> {
+    let mut values: Vec<(&str, u64)> = counts.into_iter().collect();
+    values.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    values.truncate(limit);
+    values
+        .into_iter()
+        .map(|(value, count)| (value.to_owned(), count))
+        .collect()
+}

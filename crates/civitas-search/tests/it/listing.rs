@@ -1,0 +1,344 @@
+//! Facets, filters, sort orders and paging.
+
+use std::collections::HashSet;
+
+use civitas_search::{Facet, Paging, SearchError, SearchRequest, Sort};
+
+use crate::support::{codes, document, index_with, query};
+
+/// Ten documents with known facet values:
+/// index i has kind dataset for i < 3 else file, provider A for even i else B, tags by i.
+fn listing_documents() -> Vec<civitas_search::SearchDocument> {
+    (0..10)
+        .map(|i| {
+            let mut doc = document(&format!("320100-B0{}-00000{i}", 1 + i % 3), "人口信息");
+            doc.kind = if i < 3 { "dataset" } else { "file" }.into();
+            doc.provider_code = if i % 2 == 0 {
+                "PROVIDER-A"
+            } else {
+                "PROVIDER-B"
+            }
+            .into();
+            doc.provider_level = if i < 5 { "municipal" } else { "district" }.into();
+            doc.sharing_type = ["unconditional", "conditional", "none"][i % 3].into();
+            doc.open_type = ["open", "closed"][i % 2].into();
+            doc.update_cycle = if i == 9 { "yearly" } else { "daily" }.into();
+            doc.origin_node = if i == 0 { "cn" } else { "cn-js-nanjing" }.into();
+            doc.tags = match i {
+                0 => vec!["人口".into(), "户籍".into()],
+                1 | 2 => vec!["人口".into()],
+                3 => vec!["户籍".into(), "户籍".into()],
+                _ => vec![],
+            };
+            doc.modified_at = 1_700_000_000_000_000 + i as i64 * 1_000_000;
+            doc
+        })
+        .collect()
+}
+
+fn counts(response: &civitas_search::SearchResponse, facet: Facet) -> Vec<(String, u64)> {
+    response
+        .facets
+        .iter()
+        .find(|counts| counts.facet == facet)
+        .unwrap()
+        .values
+        .clone()
+}
+
+fn pairs(values: &[(&str, u64)]) -> Vec<(String, u64)> {
+    values
+        .iter()
+        .map(|(value, count)| (value.to_string(), *count))
+        .collect()
+}
+
+#[tokio::test]
+async fn facets_count_all_matches_not_just_the_page() {
+    let index = index_with(listing_documents()).await;
+    let request = SearchRequest {
+        facets: Facet::ALL.to_vec(),
+        paging: Paging::Offset {
+            offset: 0,
+            limit: 1,
+        },
+        ..query("人口")
+    };
+    let response = index.search(&request).unwrap();
+    assert_eq!(response.total, 10);
+    assert_eq!(response.hits.len(), 1);
+    assert_eq!(response.facets.len(), 9);
+    assert_eq!(
+        response.facets.iter().map(|f| f.facet).collect::<Vec<_>>(),
+        Facet::ALL
+    );
+    assert_eq!(
+        counts(&response, Facet::Kind),
+        pairs(&[("file", 7), ("dataset", 3)])
+    );
+    assert_eq!(
+        counts(&response, Facet::Provider),
+        pairs(&[("PROVIDER-A", 5), ("PROVIDER-B", 5)])
+    );
+    assert_eq!(
+        counts(&response, Facet::Level),
+        pairs(&[("district", 5), ("municipal", 5)])
+    );
+    assert_eq!(
+        counts(&response, Facet::SharingType),
+        pairs(&[("unconditional", 4), ("conditional", 3), ("none", 3)])
+    );
+    assert_eq!(
+        counts(&response, Facet::OpenType),
+        pairs(&[("closed", 5), ("open", 5)])
+    );
+    assert_eq!(
+        counts(&response, Facet::Classification),
+        pairs(&[("B01", 4), ("B02", 3), ("B03", 3)])
+    );
+    assert_eq!(
+        counts(&response, Facet::UpdateCycle),
+        pairs(&[("daily", 9), ("yearly", 1)])
+    );
+    assert_eq!(
+        counts(&response, Facet::OriginNode),
+        pairs(&[("cn-js-nanjing", 9), ("cn", 1)])
+    );
+    // Tags are multi-valued; a tag repeated in one entry counts once.
+    assert_eq!(
+        counts(&response, Facet::Tag),
+        pairs(&[("人口", 3), ("户籍", 2)])
+    );
+    let limited = SearchRequest {
+        facets: vec![Facet::SharingType],
+        facet_limit: 1,
+        ..query("")
+    };
+    let response = index.search(&limited).unwrap();
+    assert_eq!(
+        counts(&response, Facet::SharingType),
+        pairs(&[("unconditional", 4)])
+    );
+}
+
+#[tokio::test]
+async fn filters_and_across_facets_or_within_one() {
+    let index = index_with(listing_documents()).await;
+    let total = |filters: &[(Facet, &str)]| {
+        let request = SearchRequest {
+            filters: filters
+                .iter()
+                .map(|(facet, value)| (*facet, value.to_string()))
+                .collect(),
+            ..query("")
+        };
+        index.search(&request).unwrap().total
+    };
+    assert_eq!(total(&[(Facet::Kind, "dataset")]), 3);
+    assert_eq!(total(&[(Facet::Provider, "PROVIDER-A")]), 5);
+    assert_eq!(total(&[(Facet::Level, "district")]), 5);
+    assert_eq!(total(&[(Facet::SharingType, "none")]), 3);
+    assert_eq!(total(&[(Facet::OpenType, "open")]), 5);
+    assert_eq!(total(&[(Facet::Classification, "B02")]), 3);
+    assert_eq!(total(&[(Facet::UpdateCycle, "yearly")]), 1);
+    assert_eq!(total(&[(Facet::OriginNode, "cn")]), 1);
+    assert_eq!(total(&[(Facet::Tag, "户籍")]), 2);
+    assert_eq!(total(&[(Facet::Tag, "unknown")]), 0);
+    // AND across facets: datasets (0, 1, 2) of provider A (even): 0 and 2.
+    assert_eq!(
+        total(&[(Facet::Kind, "dataset"), (Facet::Provider, "PROVIDER-A")]),
+        2
+    );
+    // OR within a facet.
+    assert_eq!(total(&[(Facet::Tag, "人口"), (Facet::Tag, "户籍")]), 4);
+    assert_eq!(
+        total(&[
+            (Facet::Tag, "人口"),
+            (Facet::Tag, "户籍"),
+            (Facet::OpenType, "open")
+        ]),
+        2
+    );
+    // Facets and filters together: counts are over the filtered matches.
+    let request = SearchRequest {
+        filters: vec![(Facet::Kind, "file".into())],
+        facets: vec![Facet::Kind, Facet::Tag],
+        ..query("人口")
+    };
+    let response = index.search(&request).unwrap();
+    assert_eq!(counts(&response, Facet::Kind), pairs(&[("file", 7)]));
+    assert_eq!(counts(&response, Facet::Tag), pairs(&[("户籍", 1)]));
+    // Field syntax in the query filters too.
+    assert_eq!(index.search(&query("kind:dataset")).unwrap().total, 3);
+    assert_eq!(
+        index.search(&query("tag:户籍 -kind:file")).unwrap().total,
+        1
+    );
+}
+
+#[tokio::test]
+async fn sort_by_modified_or_relevance() {
+    let index = index_with(listing_documents()).await;
+    let newest_first = SearchRequest {
+        sort: Sort::Modified,
+        ..query("人口")
+    };
+    let response = index.search(&newest_first).unwrap();
+    let expected: Vec<String> = (0..10)
+        .rev()
+        .map(|i| format!("320100-B0{}-00000{i}", 1 + i % 3))
+        .collect();
+    assert_eq!(codes(&response), expected);
+    // Relevance puts the entries that also carry the word as a tag first; without a query,
+    // newest first.
+    let response = index.search(&query("人口")).unwrap();
+    let mut best: Vec<&str> = codes(&response)[..3].to_vec();
+    best.sort();
+    assert_eq!(
+        best,
+        [
+            "320100-B01-000000",
+            "320100-B02-000001",
+            "320100-B03-000002"
+        ]
+    );
+    let scores: Vec<f32> = response.hits.iter().map(|hit| hit.score.unwrap()).collect();
+    assert!(
+        scores.windows(2).all(|pair| pair[0] >= pair[1]),
+        "{scores:?}"
+    );
+    let response = index.search(&query("")).unwrap();
+    assert_eq!(codes(&response), expected);
+}
+
+#[tokio::test]
+async fn offset_paging_is_stable_and_complete() {
+    let index = index_with(listing_documents()).await;
+    let mut seen = Vec::new();
+    for offset in [0, 4, 8] {
+        let request = SearchRequest {
+            paging: Paging::Offset { offset, limit: 4 },
+            ..query("人口")
+        };
+        let response = index.search(&request).unwrap();
+        assert_eq!(response.total, 10);
+        seen.extend(codes(&response).into_iter().map(str::to_owned));
+    }
+    let all: Vec<String> = codes(&index.search(&query("人口")).unwrap())
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(seen, all);
+    let too_deep = SearchRequest {
+        paging: Paging::Offset {
+            offset: 9_990,
+            limit: 20,
+        },
+        ..query("")
+    };
+    assert!(matches!(
+        index.search(&too_deep),
+        Err(SearchError::InvalidRequest { .. })
+    ));
+    let too_large = SearchRequest {
+        paging: Paging::Offset {
+            offset: 0,
+            limit: 5_000,
+        },
+        ..query("")
+    };
+    assert!(matches!(
+        index.search(&too_large),
+        Err(SearchError::InvalidRequest { .. })
+    ));
+}
+
+#[tokio::test]
+async fn cursor_paging_walks_everything_once_despite_writes() {
+    let index = index_with(listing_documents()).await;
+    for sort in [Sort::Relevance, Sort::Modified] {
+        let mut seen = Vec::new();
+        let mut after = None;
+        let mut pages = 0;
+        loop {
+            let request = SearchRequest {
+                sort,
+                paging: Paging::Cursor {
+                    after: after.clone(),
+                    limit: 3,
+                },
+                ..query("人口")
+            };
+            let response = index.search(&request).unwrap();
+            assert_eq!(response.total, 10);
+            seen.extend(codes(&response).into_iter().map(str::to_owned));
+            pages += 1;
+            match response.next_cursor {
+                Some(cursor) => after = Some(cursor),
+                None => break,
+            }
+        }
+        assert_eq!(pages, 4, "{sort:?}");
+        let unique: HashSet<&String> = seen.iter().collect();
+        assert_eq!(unique.len(), 10, "{sort:?}: {seen:?}");
+    }
+
+    // Under the modified order, entries written between pages come before the cursor: the walk
+    // neither repeats nor skips the entries it started with.
+    let first = index
+        .search(&SearchRequest {
+            sort: Sort::Modified,
+            paging: Paging::Cursor {
+                after: None,
+                limit: 4,
+            },
+            ..query("")
+        })
+        .unwrap();
+    let mut seen: Vec<String> = codes(&first).into_iter().map(str::to_owned).collect();
+    let mut newer = document("320100-B05-000099", "人口新增");
+    newer.modified_at = 1_800_000_000_000_000;
+    index.upsert(vec![newer]).await.unwrap();
+    index.delete(&seen[0]).unwrap();
+    index.flush().await.unwrap();
+    let mut after = first.next_cursor;
+    while let Some(cursor) = after {
+        let response = index
+            .search(&SearchRequest {
+                sort: Sort::Modified,
+                paging: Paging::Cursor {
+                    after: Some(cursor),
+                    limit: 4,
+                },
+                ..query("")
+            })
+            .unwrap();
+        seen.extend(codes(&response).into_iter().map(str::to_owned));
+        after = response.next_cursor;
+    }
+    let unique: HashSet<&String> = seen.iter().collect();
+    assert_eq!((seen.len(), unique.len()), (10, 10), "{seen:?}");
+    assert!(!seen.contains(&"320100-B05-000099".to_owned()));
+}
+
+#[tokio::test]
+async fn bad_cursors_are_invalid_requests() {
+    let index = index_with(listing_documents()).await;
+    for (sort, cursor) in [
+        (Sort::Modified, "garbage"),
+        (Sort::Modified, "r.0000000000000001.0000000000000002"),
+    ] {
+        let request = SearchRequest {
+            sort,
+            paging: Paging::Cursor {
+                after: Some(cursor.into()),
+                limit: 3,
+            },
+            ..query("人口")
+        };
+        assert!(matches!(
+            index.search(&request),
+            Err(SearchError::InvalidRequest { .. })
+        ));
+    }
+}

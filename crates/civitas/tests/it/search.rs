@@ -1,0 +1,418 @@
+//! Catalog search and the CKAN Action API through HTTP, and the real `ckanapi` client.
+
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::{
+    catalog::resource,
+    support::{ADMIN_KEY, TestServer, on_both_stores, python},
+};
+
+on_both_stores!(
+    search_finds_facets_filters_and_pages,
+    ckan_action_api_and_ckanapi_client
+);
+
+/// Publishes a few resources of two organizations: housing-fund and social-insurance entries,
+/// some open.
+async fn catalog(server: &TestServer) -> (String, String) {
+    let fund = server.create_org(1, None).await.to_string();
+    let insurance = server.create_org(2, None).await.to_string();
+    let entries = [
+        (
+            "320100-B01-000001",
+            &fund,
+            "住房公积金缴存信息",
+            "Housing fund deposits",
+            "open",
+            vec!["公积金", "住房"],
+        ),
+        (
+            "320100-B01-000002",
+            &fund,
+            "住房公积金提取记录",
+            "Housing fund withdrawals",
+            "closed",
+            vec!["公积金"],
+        ),
+        (
+            "320100-B01-000003",
+            &fund,
+            "公积金贷款审批信息",
+            "Housing fund loan approvals",
+            "closed",
+            vec!["公积金", "贷款"],
+        ),
+        (
+            "320100-T03-000001",
+            &insurance,
+            "社会保险参保登记信息",
+            "Social insurance registrations",
+            "open",
+            vec!["社保"],
+        ),
+        (
+            "320100-T03-000002",
+            &insurance,
+            "养老保险待遇发放信息",
+            "Pension payments",
+            "closed",
+            vec!["社保", "养老"],
+        ),
+    ];
+    for (code, provider, name, name_en, open, tags) in entries {
+        let mut body = resource(code, provider);
+        body["name"] = json!(name);
+        body["name_en"] = json!(name_en);
+        body["open_type"] = json!(open);
+        body["tags"] = json!(tags);
+        let (status, created) = server.post("/api/v1/resources", ADMIN_KEY, body).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+    }
+    (fund, insurance)
+}
+
+/// Searches until `ready` holds (writes are searchable within a second).
+async fn search_until(
+    server: &TestServer,
+    query: &str,
+    key: Option<&str>,
+    ready: impl Fn(&Value) -> bool,
+) -> (Value, Duration) {
+    let started = Instant::now();
+    loop {
+        let (status, body) = server
+            .request(Method::GET, &format!("/api/v1/search?{query}"), key, None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if ready(&body) || started.elapsed() > Duration::from_secs(3) {
+            return (body, started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn codes(results: &Value) -> Vec<String> {
+    results["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|hit| hit["code"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn search_finds_facets_filters_and_pages(server: TestServer) {
+    let (fund, _) = catalog(&server).await;
+    let (results, elapsed) =
+        search_until(&server, "q=公积金", Some(ADMIN_KEY), |r| r["total"] == 3).await;
+    assert_eq!(
+        results["total"], 3,
+        "公积金 finds 住房公积金缴存信息 and its kin: {results}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "searchable within a second, took {elapsed:?}"
+    );
+    let hit = &results["hits"][0];
+    assert!(
+        hit["name_snippet"].as_str().unwrap().contains("<em>"),
+        "{hit}"
+    );
+    assert_eq!(hit["resource"]["provider"]["code"], fund.as_str());
+
+    // English stemming.
+    let (results, _) = search_until(&server, "q=deposit", Some(ADMIN_KEY), |_| true).await;
+    assert_eq!(codes(&results), ["320100-B01-000001"]);
+
+    // Facets and filters.
+    let (results, _) = search_until(
+        &server,
+        "q=&facet=classification&facet=tag&filter=tag:公积金",
+        Some(ADMIN_KEY),
+        |_| true,
+    )
+    .await;
+    assert_eq!(results["total"], 3);
+    assert_eq!(
+        results["facets"]["classification"],
+        json!([{ "value": "B01", "count": 3 }])
+    );
+    let tags = results["facets"]["tag"].as_array().unwrap();
+    assert!(
+        tags.contains(&json!({ "value": "公积金", "count": 3 })),
+        "{tags:?}"
+    );
+    let (results, _) = search_until(
+        &server,
+        "q=信息&filter=classification:T03&filter=open_type:closed",
+        Some(ADMIN_KEY),
+        |_| true,
+    )
+    .await;
+    assert_eq!(codes(&results), ["320100-T03-000002"]);
+
+    // Sorting and paging: offset and cursor walk the same five entries.
+    let (first, _) =
+        search_until(&server, "sort=modified&limit=2", Some(ADMIN_KEY), |_| true).await;
+    assert_eq!(first["total"], 5);
+    assert_eq!(codes(&first)[0], "320100-T03-000002", "newest first");
+    let mut seen = codes(&first);
+    let mut cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    loop {
+        let (page, _) = search_until(
+            &server,
+            &format!("sort=modified&limit=2&cursor={cursor}"),
+            Some(ADMIN_KEY),
+            |_| true,
+        )
+        .await;
+        seen.extend(codes(&page));
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 5);
+    let (offset_page, _) = search_until(
+        &server,
+        "sort=modified&limit=2&offset=2",
+        Some(ADMIN_KEY),
+        |_| true,
+    )
+    .await;
+    assert_eq!(codes(&offset_page).len(), 2);
+
+    // Anonymous callers search open data only.
+    let (open, _) = search_until(&server, "q=公积金", None, |_| true).await;
+    assert_eq!(codes(&open), ["320100-B01-000001"]);
+
+    // Malformed syntax and bad parameters.
+    let (status, problem) = server
+        .get("/api/v1/search?q=%22unbalanced", ADMIN_KEY)
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("search_syntax")),
+        "{problem}"
+    );
+    let (status, problem) = server.get("/api/v1/search?facet=colour", ADMIN_KEY).await;
+    assert_eq!(
+        (status, problem["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("facet"))
+    );
+
+    // A deactivated entry leaves the index; a changed one is found by its new name.
+    server
+        .delete("/api/v1/resources/320100-B01-000003", ADMIN_KEY)
+        .await;
+    let (results, _) =
+        search_until(&server, "q=公积金", Some(ADMIN_KEY), |r| r["total"] == 2).await;
+    assert_eq!(results["total"], 2);
+}
+
+async fn ckan_call(
+    server: &TestServer,
+    action: &str,
+    query: &str,
+    key: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut request = server
+        .client
+        .get(format!("{}/api/3/action/{action}?{query}", server.base));
+    if let Some(key) = key {
+        request = request.header("Authorization", key);
+    }
+    let response = request.send().await.unwrap();
+    (response.status(), response.json().await.unwrap())
+}
+
+async fn ckan_action_api_and_ckanapi_client(server: TestServer) {
+    let (fund, insurance) = catalog(&server).await;
+    search_until(&server, "q=公积金", Some(ADMIN_KEY), |r| r["total"] == 3).await;
+
+    let (status, body) = ckan_call(
+        &server,
+        "package_search",
+        "q=公积金&rows=2&facet.field=[\"organization\",\"tags\"]",
+        Some(ADMIN_KEY),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["success"], true);
+    assert!(body["help"].as_str().unwrap().contains("help_show"));
+    assert_eq!(body["result"]["count"], 3);
+    assert_eq!(body["result"]["results"].as_array().unwrap().len(), 2);
+    let package = &body["result"]["results"][0];
+    assert_eq!(
+        package["name"],
+        package["id"].as_str().unwrap().to_lowercase()
+    );
+    assert_eq!(package["organization"]["name"], fund.to_lowercase());
+    assert_eq!(
+        body["result"]["facets"]["organization"][fund.to_lowercase()],
+        3
+    );
+    assert!(body["result"]["search_facets"]["tags"]["items"].is_array());
+
+    let (_, body) = ckan_call(
+        &server,
+        "package_search",
+        &format!("fq=organization:{}+tags:社保", insurance.to_lowercase()),
+        Some(ADMIN_KEY),
+    )
+    .await;
+    assert_eq!(body["result"]["count"], 2, "{body}");
+    let (_, body) = ckan_call(&server, "package_search", "rows=5000", Some(ADMIN_KEY)).await;
+    assert_eq!(
+        body["result"]["results"].as_array().unwrap().len(),
+        5,
+        "rows are capped, results all there"
+    );
+    let (status, body) = ckan_call(&server, "package_search", "q=%22broken", Some(ADMIN_KEY)).await;
+    assert_eq!(
+        (status, body["error"]["__type"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("Search Query Error")),
+        "{body}"
+    );
+    let (status, body) = ckan_call(
+        &server,
+        "package_show",
+        "id=320100-b01-000404",
+        Some(ADMIN_KEY),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["__type"].as_str()),
+        (StatusCode::NOT_FOUND, Some("Not Found Error"))
+    );
+    let (status, body) = ckan_call(&server, "package_show", "", Some(ADMIN_KEY)).await;
+    assert_eq!(
+        (status, body["error"]["__type"].as_str()),
+        (StatusCode::CONFLICT, Some("Validation Error")),
+        "{body}"
+    );
+    let (status, body) = ckan_call(&server, "package_list", "", Some("cvk_wrong")).await;
+    assert_eq!(
+        (status, body["error"]["__type"].as_str()),
+        (StatusCode::FORBIDDEN, Some("Authorization Error"))
+    );
+
+    let (_, body) = ckan_call(
+        &server,
+        "package_show",
+        "id=320100-b01-000001",
+        Some(ADMIN_KEY),
+    )
+    .await;
+    assert_eq!(body["result"]["title"], "住房公积金缴存信息");
+    let (_, body) = ckan_call(
+        &server,
+        "resource_show",
+        "id=320100-B01-000001-access",
+        Some(ADMIN_KEY),
+    )
+    .await;
+    assert!(
+        body["result"]["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/api/v1/resources/320100-B01-000001")
+    );
+    let (_, body) = ckan_call(&server, "package_list", "", None).await;
+    assert_eq!(
+        body["result"],
+        json!(["320100-b01-000001", "320100-t03-000001"]),
+        "anonymous: open data only"
+    );
+    let (_, body) = ckan_call(
+        &server,
+        "organization_list",
+        "all_fields=true",
+        Some(ADMIN_KEY),
+    )
+    .await;
+    assert_eq!(body["result"].as_array().unwrap().len(), 2);
+    assert_eq!(body["result"][0]["package_count"], 3);
+    let (_, body) = ckan_call(
+        &server,
+        "organization_show",
+        &format!("id={}", fund.to_lowercase()),
+        Some(ADMIN_KEY),
+    )
+    .await;
+    assert_eq!(body["result"]["title"], "测试局1");
+    let (_, body) = ckan_call(&server, "group_list", "all_fields=true", Some(ADMIN_KEY)).await;
+    assert!(
+        body["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["name"] == "b01" && g["package_count"] == 3)
+    );
+    let (_, body) = ckan_call(&server, "group_show", "id=t03", Some(ADMIN_KEY)).await;
+    assert_eq!(body["result"]["title"], "社会保障");
+    let (_, body) = ckan_call(&server, "status_show", "", None).await;
+    assert!(body["result"]["ckan_version"].is_string());
+    // POST with a JSON body and the X-CKAN-API-Key header, at /api/action too.
+    let response = server
+        .client
+        .post(format!("{}/api/action/package_search", server.base))
+        .header("X-CKAN-API-Key", ADMIN_KEY)
+        .json(&json!({ "q": "养老", "rows": 1 }))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["result"]["count"], 1, "{body}");
+
+    // The real ckanapi client, unchanged.
+    let python = python();
+    let bin = python.parent().unwrap();
+    let ckanapi = bin.join("ckanapi");
+    let run = |args: &[&str]| {
+        // `dump` starts its workers as `ckanapi` found on the PATH.
+        let path = std::env::join_paths(std::iter::once(bin.to_path_buf()).chain(
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+        ))
+        .unwrap();
+        let output = Command::new(&ckanapi)
+            .args(args)
+            .args(["-r", &server.base, "-a", ADMIN_KEY])
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        assert!(
+            output.status.success(),
+            "ckanapi {args:?}: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    };
+    let printed: Value =
+        serde_json::from_str(&run(&["action", "package_search", "q=公积金", "rows=10"])).unwrap();
+    assert_eq!(printed["count"], 3);
+    let found = run(&["search", "datasets", "q=公积金"]);
+    assert_eq!(found.lines().count(), 3, "{found}");
+    assert!(found.lines().all(|line| {
+        serde_json::from_str::<Value>(line).unwrap()["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("320100-b01")
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("datasets.jsonl");
+    run(&["dump", "datasets", "--all", "-O", dump.to_str().unwrap()]);
+    let dumped = std::fs::read_to_string(&dump).unwrap();
+    assert_eq!(dumped.lines().count(), 5, "{dumped}");
+    let organizations: Value =
+        serde_json::from_str(&run(&["action", "organization_list"])).unwrap();
+    assert_eq!(organizations.as_array().unwrap().len(), 2);
+}
