@@ -71,6 +71,16 @@ pub enum SearchError {
     },
 }
 
+impl SearchError {
+    /// Whether another process (a running server) holds the index's writer lock.
+    pub fn is_locked(&self) -> bool {
+        matches!(
+            self,
+            SearchError::Index(tantivy::TantivyError::LockFailure(..))
+        )
+    }
+}
+
 pub type Result<T> = std::result::Result<T, SearchError>;
 
 /// One catalog entry as the index sees it. `code` is the unique key: upserting a document

@@ -233,10 +233,22 @@ fn import(config: Config, file: PathBuf, format: Option<Format>) -> anyhow::Resu
     let summary = runtime()?.block_on(async {
         let store = Store::connect(&settings.store).await?;
         let summary = catalog_io::import(&store, reader, format, |_| {}).await;
+        let indexed = if summary.is_ok() {
+            index_catalog(&store, &settings).await
+        } else {
+            Ok(None)
+        };
         store.close().await;
-        summary
+        Ok::<_, anyhow::Error>((summary?, indexed?))
     })?;
+    let (summary, indexed) = summary;
     progress.finish_and_clear();
+    match indexed {
+        Some(count) => println!("search index updated with {count} changes"),
+        None => {
+            println!("search index in use by a running server, which indexes the import itself")
+        }
+    }
     for error in &summary.rejected {
         eprintln!("{}: {error}", file.display());
     }
@@ -256,6 +268,26 @@ fn import(config: Config, file: PathBuf, format: Option<Format>) -> anyhow::Resu
     } else {
         ExitCode::from(2)
     })
+}
+
+/// Brings the search index in the data dir up to date with the store. `None` when a running
+/// server holds the index: its feeder picks the changes up from the store within a second.
+async fn index_catalog(store: &Store, settings: &Settings) -> anyhow::Result<Option<usize>> {
+    let directory = settings.data_dir.join("index");
+    let index =
+        match tokio::task::spawn_blocking(move || civitas_search::CatalogIndex::open(&directory))
+            .await?
+        {
+            Ok(index) => index,
+            Err(error) if error.is_locked() => return Ok(None),
+            Err(error) => return Err(error).context("opening the search index"),
+        };
+    let mut organizations = std::collections::HashMap::new();
+    let count =
+        civitas_api::search::catch_up(store, &index, &settings.node_code, &mut organizations)
+            .await?;
+    index.close().await?;
+    Ok(Some(count))
 }
 
 fn export(config: Config, output: Option<PathBuf>, format: Option<Format>) -> anyhow::Result<()> {

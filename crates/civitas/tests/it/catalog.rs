@@ -368,6 +368,10 @@ async fn import_reports_broken_rows_and_export_round_trips(server: TestServer) {
         stdout.contains("3 created, 0 updated, 0 unchanged, 4 rejected"),
         "{stdout}\n{stderr}"
     );
+    assert!(
+        stdout.contains("search index in use by a running server"),
+        "{stdout}"
+    );
     for expected in [
         "line 3, column sharing_type",
         "line 5, column open_type",
@@ -394,6 +398,23 @@ async fn import_reports_broken_rows_and_export_round_trips(server: TestServer) {
             "320100-T03-000007"
         ]
     );
+
+    // The running server indexes what the command wrote (within a second; the test allows for
+    // a loaded CI machine).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (_, found) = server
+            .get(
+                "/api/v1/search?q=%E7%A4%BE%E4%BC%9A%E4%BF%9D%E9%99%A9",
+                ADMIN_KEY,
+            )
+            .await;
+        if found["total"] == 3 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{found}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 
     // Export, re-import: nothing changes.
     for format in ["csv", "jsonl"] {
