@@ -72,7 +72,8 @@ pub async fn feed_index(
     }
 }
 
-/// Sends every change after the index's sequence number to the index; returns how many.
+/// Sends every change after the last one sent to the index (its `marked_seq`); returns how
+/// many. The caller waits for them to be committed with `CatalogIndex::flush` or `close`.
 pub async fn catch_up(
     store: &Store,
     index: &CatalogIndex,
@@ -81,7 +82,9 @@ pub async fn catch_up(
 ) -> anyhow::Result<usize> {
     let mut fed = 0;
     loop {
-        let after = index.indexed_seq();
+        // Not `indexed_seq`, which moves only with commits: reading from there would send the
+        // changes waiting for the next commit again, many times over during a bulk load.
+        let after = index.marked_seq();
         let changes = store.resource_changes(after, 5000).await?;
         let Some((last, _)) = changes.last() else {
             return Ok(fed);

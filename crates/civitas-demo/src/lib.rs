@@ -5,7 +5,9 @@
 //! today, in well under a second for 100,000 citizens in a release build, so a demo city needs no
 //! stored data: restarting it regenerates the same citizens.
 
+pub mod catalog_services;
 pub mod citizens;
+pub mod city;
 mod random;
 pub mod reference;
 pub mod services;

@@ -452,7 +452,9 @@ const SERVICES: &[ServiceSpec] = &[
 ];
 
 /// The organizations and their English names.
-const BODIES: [(&str, &str, &str); 7] = [
+/// (credit code, Chinese name, English name) of the reference bodies: the demo city's
+/// organizations with these names take these codes, which the scenario definitions name.
+pub const BODIES: [(&str, &str, &str); 7] = [
     (
         "11320100013201004T",
         "南京市公安局",
@@ -489,6 +491,45 @@ const BODIES: [(&str, &str, &str); 7] = [
         "Nanjing Municipal Data Bureau",
     ),
 ];
+
+/// A reference provider service, as the demo's key file describes it.
+#[derive(Debug, Clone)]
+pub struct ReferenceService {
+    pub provider: SystemRef,
+    pub code: &'static str,
+    pub resource: &'static str,
+    /// The path under the service, with `{id_number}` or `{certificate_no}` in it.
+    pub path: &'static str,
+    pub items: Vec<&'static str>,
+    pub personal_items: Vec<&'static str>,
+}
+
+/// Every reference provider service.
+pub fn services() -> Vec<ReferenceService> {
+    SERVICES
+        .iter()
+        .map(|spec| ReferenceService {
+            provider: SystemRef {
+                organization: uscc(spec.department.credit_code()),
+                system: code(spec.department.system_code()),
+            },
+            code: spec.code,
+            resource: spec.resource,
+            path: if spec.path == "/properties" {
+                "/properties?owner={id_number}"
+            } else {
+                spec.path
+            },
+            items: spec.items.iter().map(|item| item.0).collect(),
+            personal_items: spec
+                .items
+                .iter()
+                .filter(|item| item.3 == Personal)
+                .map(|item| item.0)
+                .collect(),
+        })
+        .collect()
+}
 
 fn code(text: &str) -> Code {
     Code::parse(text).expect("a valid code")

@@ -44,6 +44,8 @@ struct CommitPayload {
 
 struct State {
     indexed_seq: AtomicU64,
+    /// The last sequence number sent with `MarkIndexed` (or `Clear`), committed or not.
+    marked_seq: AtomicU64,
     /// Why the indexer stopped, once it has.
     stopped: Mutex<Option<String>>,
 }
@@ -85,6 +87,7 @@ pub(crate) fn start(
     )?;
     let state = Arc::new(State {
         indexed_seq: AtomicU64::new(indexed_seq),
+        marked_seq: AtomicU64::new(indexed_seq),
         stopped: Mutex::new(None),
     });
     let (sender, receiver) = mpsc::channel();
@@ -144,15 +147,23 @@ impl IndexerHandle {
     }
 
     pub(crate) fn clear(&self) -> Result<()> {
-        self.send(Command::Clear)
+        self.send(Command::Clear)?;
+        self.state.marked_seq.store(0, Ordering::Release);
+        Ok(())
     }
 
     pub(crate) fn mark_indexed(&self, seq: u64) -> Result<()> {
-        self.send(Command::MarkIndexed(seq))
+        self.send(Command::MarkIndexed(seq))?;
+        self.state.marked_seq.store(seq, Ordering::Release);
+        Ok(())
     }
 
     pub(crate) fn indexed_seq(&self) -> u64 {
         self.state.indexed_seq.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn marked_seq(&self) -> u64 {
+        self.state.marked_seq.load(Ordering::Acquire)
     }
 
     pub(crate) async fn flush(&self) -> Result<()> {

@@ -419,6 +419,14 @@ impl CatalogIndex {
         self.shared.indexer.indexed_seq()
     }
 
+    /// The sequence number of the last [`CatalogIndex::mark_indexed`] (0 after
+    /// [`CatalogIndex::clear`], [`CatalogIndex::indexed_seq`] for an index just opened): what a
+    /// feeder has sent, committed or not. A feeder continues from here, not from
+    /// `indexed_seq`, so that changes waiting for the next commit are not sent again.
+    pub fn marked_seq(&self) -> u64 {
+        self.shared.indexer.marked_seq()
+    }
+
     /// Resolves when everything sent before the call is committed and searchable.
     pub async fn flush(&self) -> Result<()> {
         self.shared.indexer.flush().await

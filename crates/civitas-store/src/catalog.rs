@@ -19,6 +19,8 @@ use crate::{
 /// Rows per multi-row statement: well under SQLite's 32,766 and PostgreSQL's 65,535 parameters
 /// with the 16 columns of a resource row.
 const ROWS_PER_STATEMENT: usize = 500;
+/// Resource codes named by one `resource.import` audit event.
+const AUDITED_CODES: usize = 1000;
 
 /// How a batch of drafts is applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,8 +150,9 @@ impl Store {
         if drafts.is_empty() {
             return Ok((outcome, written));
         }
+        let mut codes = HashSet::with_capacity(drafts.len());
         for (index, draft) in drafts.iter().enumerate() {
-            if drafts[..index].iter().any(|other| other.code == draft.code) {
+            if !codes.insert(draft.code.as_str()) {
                 return Err(StoreError::invalid(
                     &format!("[{index}].code"),
                     format!("resource {} appears twice in one batch", draft.code),
@@ -314,14 +317,27 @@ impl Store {
                         })
                     );
                 } else {
-                    record!(
-                        tx,
-                        permit,
-                        "resource.import",
-                        "catalog",
-                        "resources",
-                        json!({ "created": created, "updated": updated })
-                    );
+                    // One event per chunk of codes keeps each ledger record well below its
+                    // size limit, however large the batch.
+                    let chunks = created.len().max(updated.len()).div_ceil(AUDITED_CODES);
+                    for chunk in 0..chunks {
+                        let part = |codes: &[&str]| -> Vec<String> {
+                            codes
+                                .iter()
+                                .skip(chunk * AUDITED_CODES)
+                                .take(AUDITED_CODES)
+                                .map(|code| (*code).to_owned())
+                                .collect()
+                        };
+                        record!(
+                            tx,
+                            permit,
+                            "resource.import",
+                            "catalog",
+                            "resources",
+                            json!({ "created": part(&created), "updated": part(&updated) })
+                        );
+                    }
                 }
             }
             written = pending.into_iter().map(|row| row.resource).collect();

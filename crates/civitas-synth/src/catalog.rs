@@ -117,6 +117,7 @@ pub fn directories(seed: u64, config: CatalogConfig) -> Directories {
         sequences: HashMap::new(),
         classifications,
         districts: organizations::districts(),
+        cameras: HashMap::new(),
     }
 }
 
@@ -156,14 +157,6 @@ impl ProviderPlan {
             _ => None,
         }
         .map(|node| NodeCode::parse(node).expect("node codes are valid"));
-        let system = match organization.level {
-            Level::District | Level::Street => format!(
-                "{}-{}",
-                organizations::district_short_en(organization.region).to_ascii_lowercase(),
-                department.system
-            ),
-            _ => department.system.to_owned(),
-        };
         ProviderPlan {
             name: organization.name.clone(),
             name_en: organization.name_en.clone(),
@@ -172,11 +165,28 @@ impl ProviderPlan {
             level: organization.level,
             department,
             weight: department.weight * level_factor,
-            system: Code::parse(&system).expect("system codes are valid"),
+            system: provider_system(organization),
             mounted_from,
             last_code: None,
         }
     }
+}
+
+/// The system through which `organization` publishes its interfaces (and some datasets):
+/// `{department system}`, prefixed with the district for district bodies. The registry must hold
+/// it before the generated drafts are written.
+pub fn provider_system(organization: &Organization) -> Code {
+    let department = &DEPARTMENTS
+        [vocabulary::department_for(&organization.name).unwrap_or(vocabulary::GENERAL_GOVERNMENT)];
+    let system = match organization.level {
+        Level::District | Level::Street => format!(
+            "{}-{}",
+            organizations::district_short_en(organization.region).to_ascii_lowercase(),
+            department.system
+        ),
+        _ => department.system.to_owned(),
+    };
+    Code::parse(&system).expect("system codes are valid")
 }
 
 /// The guide's classifications, parsed once.
@@ -209,6 +219,8 @@ pub struct Directories {
     sequences: HashMap<(RegionCode, ClassificationCode), u32>,
     classifications: Classifications,
     districts: Vec<RegionCode>,
+    /// The last camera serial number used in each district.
+    cameras: HashMap<RegionCode, u32>,
 }
 
 impl Iterator for Directories {
@@ -295,10 +307,19 @@ impl Directories {
         };
         let device = (kind == ResourceKind::Video).then(|| {
             let camera_type = if self.random.chance(500) { 131 } else { 132 };
+            // Cameras stand in districts: a body above them has its cameras spread over all.
+            let camera_region = if self.districts.contains(&region) {
+                region
+            } else {
+                self.districts[self.random.index(self.districts.len())]
+            };
+            // Serial numbers count up per district, so every camera's code is distinct.
+            let serial = self.cameras.entry(camera_region).or_insert(0);
+            *serial += 1;
             DeviceCode::parse(&format!(
                 "{}0000{camera_type}0{:06}",
-                region.as_str(),
-                self.random.below(1_000_000)
+                camera_region.as_str(),
+                *serial
             ))
             .expect("the device code has 20 digits")
         });

@@ -95,14 +95,19 @@ fn read_jsonl<R: BufRead>(
 }
 
 fn parse_json_row(line: u64, text: &str) -> Result<(u64, ResourceDraft), RowError> {
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    let draft: ResourceDraft =
-        serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-            let path = error.path().to_string();
-            let inner = error.into_inner();
-            let column = if path == "." { "-".to_owned() } else { path };
-            row_error(line, &column, inner)
-        })?;
+    // Tracking the path costs on every field; it is only needed to name the field of an error.
+    let draft = match serde_json::from_str::<ResourceDraft>(text) {
+        Ok(draft) => draft,
+        Err(_) => {
+            let mut deserializer = serde_json::Deserializer::from_str(text);
+            serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+                let path = error.path().to_string();
+                let inner = error.into_inner();
+                let column = if path == "." { "-".to_owned() } else { path };
+                row_error(line, &column, inner)
+            })?
+        }
+    };
     validated(line, draft)
 }
 
@@ -422,6 +427,9 @@ pub async fn import(
     let mut summary = ImportSummary::default();
     let mut batch: Vec<ResourceDraft> = Vec::with_capacity(IMPORT_BATCH);
     let mut lines: Vec<u64> = Vec::with_capacity(IMPORT_BATCH);
+    // The batch's codes, to find a repeated one without scanning the batch for every row.
+    let mut codes: std::collections::HashSet<ResourceCode> =
+        std::collections::HashSet::with_capacity(IMPORT_BATCH);
     let mut rows = read_drafts(input, format).peekable();
     loop {
         let row = rows.next();
@@ -429,7 +437,9 @@ pub async fn import(
             Some(Ok((line, draft))) => {
                 // A code seen twice in one batch would be ambiguous; the later row wins, as
                 // it would if the rows were imported one by one.
-                if let Some(previous) = batch.iter().position(|d| d.code == draft.code) {
+                if !codes.insert(draft.code.clone())
+                    && let Some(previous) = batch.iter().position(|d| d.code == draft.code)
+                {
                     batch.remove(previous);
                     lines.remove(previous);
                 }
@@ -463,6 +473,7 @@ pub async fn import(
             on_batch(&written);
             batch.clear();
             lines.clear();
+            codes.clear();
         }
         if done {
             break;

@@ -13,7 +13,7 @@ use anyhow::Context;
 use civitas::{
     catalog_io::{self, DraftWriter, Format},
     config::{Config, LogFormat, Settings},
-    ledger_verify, server,
+    demo, ledger_verify, server,
 };
 use civitas_store::{PageRequest, ResourceFilter, Store};
 use clap::{Parser, Subcommand};
@@ -50,6 +50,31 @@ enum Command {
         #[command(subcommand)]
         command: CatalogCommand,
     },
+    /// Build a synthetic Nanjing (once, deterministically from the seed) and serve it: the API,
+    /// the gateway and the provider services, with every user's and system's key in
+    /// demo-keys.json in the data dir [default data dir: ./civitas-demo, node: cn-js-nanjing].
+    Demo {
+        /// full: Nanjing's numbers; small: a hundredth of them.
+        #[arg(long, value_enum, default_value = "full")]
+        scale: DemoScale,
+        /// The random seed the city is built from.
+        #[arg(long, default_value_t = 2024)]
+        seed: u64,
+        /// Rebuild the city even if the data dir holds one.
+        #[arg(long)]
+        fresh: bool,
+        /// Generate this many gateway calls and scenario runs per second.
+        #[arg(long, value_name = "RATE")]
+        traffic: Option<f64>,
+        #[command(flatten)]
+        config: Config,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum DemoScale {
+    Full,
+    Small,
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,6 +193,13 @@ fn main() -> ExitCode {
                     config,
                 },
         } => export(config, output, format).map(|()| ExitCode::SUCCESS),
+        Command::Demo {
+            scale,
+            seed,
+            fresh,
+            traffic,
+            config,
+        } => demo(config, scale, seed, fresh, traffic).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -203,6 +235,49 @@ fn serve(config: Config, check: bool) -> anyhow::Result<()> {
             env!("CARGO_PKG_VERSION"),
             running.api_addr,
             running.gateway_addr
+        );
+        stop.await?;
+        tracing::info!("shutting down");
+        running.shutdown().await
+    })
+}
+
+fn demo(
+    mut config: Config,
+    scale: DemoScale,
+    seed: u64,
+    fresh: bool,
+    traffic: Option<f64>,
+) -> anyhow::Result<()> {
+    if let Some(rate) = traffic
+        && !(rate > 0.0 && rate <= 100_000.0)
+    {
+        anyhow::bail!("--traffic must be a rate between 0 and 100000 per second, not {rate}");
+    }
+    config.data_dir.get_or_insert_with(demo::default_data_dir);
+    config
+        .node_code
+        .get_or_insert_with(|| "cn-js-nanjing".into());
+    let settings = config.resolve()?;
+    init_logging(&settings)?;
+    let options = demo::DemoOptions {
+        scale: match scale {
+            DemoScale::Full => civitas_demo::city::Scale::Full,
+            DemoScale::Small => civitas_demo::city::Scale::Small,
+        },
+        seed,
+        fresh,
+        traffic,
+    };
+    runtime()?.block_on(async {
+        let stop = stop_signal()?;
+        let running = demo::start(&settings, &options, false).await?;
+        print!("{}", demo::summary(&running, &settings.data_dir));
+        println!(
+            "civitas {} serving the demo city: API on http://{}, gateway on http://{} (Ctrl-C stops)",
+            env!("CARGO_PKG_VERSION"),
+            running.server.api_addr,
+            running.server.gateway_addr
         );
         stop.await?;
         tracing::info!("shutting down");

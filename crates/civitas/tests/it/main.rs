@@ -6,6 +6,7 @@ mod authorization;
 mod binary;
 mod catalog;
 mod dcat;
+mod demo;
 mod gateway;
 mod gateway_tls;
 mod ledger;
