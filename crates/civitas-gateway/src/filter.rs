@@ -2,8 +2,12 @@
 //! removed, personal items are masked as the grant says, and fields that map to no item never
 //! leave. Pure: the gateway compiles a service's field mappings into a [`FieldTree`] once and
 //! filters each answer with the treatment the decision gave.
+//!
+//! Two implementations of one rule: [`FieldTree::filter`] works on a parsed [`Value`], and
+//! [`FieldTree::filter_json`], which the gateway uses, filters JSON text as it parses it, without
+//! building the answer's tree (the property test checks that they agree).
 
-use std::collections::{BTreeSet, HashMap};
+use std::{borrow::Cow, collections::BTreeSet, fmt};
 
 use civitas_access::mask;
 use civitas_core::{
@@ -11,7 +15,11 @@ use civitas_core::{
     catalog::MaskKind,
     service::{FieldMapping, FieldPath, FieldStep},
 };
-use serde_json::Value;
+use serde::{
+    Deserialize, Deserializer,
+    de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor},
+};
+use serde_json::{Value, value::RawValue};
 
 /// What happens to one item's values in this answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,8 +33,19 @@ pub enum Treatment {
 struct Node {
     /// The item whose values sit at this node; a node with an item is treated as a whole.
     item: Option<usize>,
-    keys: HashMap<String, Node>,
+    /// The object keys below this node. A handful per node: a list compares faster than a hash
+    /// map hashes.
+    keys: Vec<(String, Node)>,
     each: Option<Box<Node>>,
+}
+
+impl Node {
+    fn child(&self, key: &str) -> Option<&Node> {
+        self.keys
+            .iter()
+            .find(|(candidate, _)| candidate == key)
+            .map(|(_, node)| node)
+    }
 }
 
 /// A service's field mappings, compiled: a tree of the answer's shape with items at its leaves.
@@ -66,7 +85,16 @@ impl FieldTree {
             let mut node = &mut tree.root;
             for step in &path.steps {
                 node = match step {
-                    FieldStep::Key(key) => node.keys.entry(key.clone()).or_default(),
+                    FieldStep::Key(key) => {
+                        let position = match node.keys.iter().position(|(k, _)| k == key) {
+                            Some(position) => position,
+                            None => {
+                                node.keys.push((key.clone(), Node::default()));
+                                node.keys.len() - 1
+                            }
+                        };
+                        &mut node.keys[position].1
+                    }
                     FieldStep::Each => node.each.get_or_insert_with(Default::default),
                 };
             }
@@ -94,11 +122,11 @@ impl FieldTree {
             .iter()
             .map(|item| (treatment(item), is_citizen_id_item(item)))
             .collect();
-        let mut delivered = Delivered::default();
-        if !self.walk(value, &self.root, &treatments, &mut delivered) {
+        let mut seen = Seen::new(self.items.len());
+        if !self.walk(value, &self.root, &treatments, &mut seen) {
             *value = Value::Null;
         }
-        delivered
+        seen.into_delivered(self)
     }
 
     /// Returns whether `value` stays.
@@ -107,24 +135,23 @@ impl FieldTree {
         value: &mut Value,
         node: &Node,
         treatments: &[(Treatment, bool)],
-        delivered: &mut Delivered,
+        seen: &mut Seen,
     ) -> bool {
         if let Some(index) = node.item {
             let (treatment, citizen_ids) = treatments[index];
-            let code = &self.items[index];
-            return apply(value, code, treatment, citizen_ids, delivered);
+            return apply(value, index, treatment, citizen_ids, seen);
         }
         match value {
             Value::Object(map) => {
-                map.retain(|key, child| match node.keys.get(key) {
-                    Some(child_node) => self.walk(child, child_node, treatments, delivered),
+                map.retain(|key, child| match node.child(key) {
+                    Some(child_node) => self.walk(child, child_node, treatments, seen),
                     None => false,
                 });
                 true
             }
             Value::Array(elements) => match &node.each {
                 Some(each) => {
-                    elements.retain_mut(|element| self.walk(element, each, treatments, delivered));
+                    elements.retain_mut(|element| self.walk(element, each, treatments, seen));
                     true
                 }
                 None => false,
@@ -135,23 +162,268 @@ impl FieldTree {
     }
 }
 
+impl FieldTree {
+    /// Filters the JSON text `input` as [`FieldTree::filter`] filters its parsed value, and
+    /// returns the filtered text. Delivered values are copied as they came (checked by the
+    /// parser), masked ones are parsed, masked and written, and everything else is skipped (but
+    /// still checked): the whole input must be one well-formed JSON value, or nothing is
+    /// returned. Numbers and strings keep their original spelling (escapes included, even of a
+    /// lone surrogate, which the JSON grammar allows and a parsed [`Value`] cannot hold). An
+    /// object that names a key twice keeps both members, each filtered the same way.
+    pub fn filter_json(
+        &self,
+        input: &[u8],
+        treatment: &dyn Fn(&str) -> Treatment,
+        is_citizen_id_item: &dyn Fn(&str) -> bool,
+    ) -> serde_json::Result<(Vec<u8>, Delivered)> {
+        let mut filtering = Filtering {
+            treatments: self
+                .items
+                .iter()
+                .map(|item| (treatment(item), is_citizen_id_item(item)))
+                .collect(),
+            seen: Seen::new(self.items.len()),
+            out: Vec::with_capacity(input.len()),
+        };
+        let mut deserializer = serde_json::Deserializer::from_slice(input);
+        let kept = NodeSeed {
+            filtering: &mut filtering,
+            node: &self.root,
+        }
+        .deserialize(&mut deserializer)?;
+        deserializer.end()?;
+        if !kept {
+            filtering.out.clear();
+            filtering.out.extend_from_slice(b"null");
+        }
+        Ok((filtering.out, filtering.seen.into_delivered(self)))
+    }
+}
+
+/// What a filter delivered so far, by item index.
+struct Seen {
+    items: Vec<bool>,
+    masked: Vec<bool>,
+    citizen_ids: BTreeSet<String>,
+}
+
+impl Seen {
+    fn new(items: usize) -> Seen {
+        Seen {
+            items: vec![false; items],
+            masked: vec![false; items],
+            citizen_ids: BTreeSet::new(),
+        }
+    }
+
+    fn into_delivered(self, tree: &FieldTree) -> Delivered {
+        let codes = |flags: Vec<bool>| {
+            flags
+                .into_iter()
+                .zip(&tree.items)
+                .filter(|(flag, _)| *flag)
+                .map(|(_, code)| code.clone())
+                .collect()
+        };
+        Delivered {
+            items: codes(self.items),
+            masked: codes(self.masked),
+            citizen_ids: self.citizen_ids,
+        }
+    }
+}
+
+/// The state of one streaming filter: the treatments by item index and what was written.
+struct Filtering {
+    treatments: Vec<(Treatment, bool)>,
+    seen: Seen,
+    out: Vec<u8>,
+}
+
+/// Filters the next value at `node`, writing what stays; yields whether anything was written.
+struct NodeSeed<'f, 't> {
+    filtering: &'f mut Filtering,
+    node: &'t Node,
+}
+
+impl<'de> DeserializeSeed<'de> for NodeSeed<'_, '_> {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+        let Some(index) = self.node.item else {
+            return deserializer.deserialize_any(self);
+        };
+        let filtering = self.filtering;
+        let (treatment, citizen_ids) = filtering.treatments[index];
+        match treatment {
+            Treatment::Drop => {
+                IgnoredAny::deserialize(deserializer)?;
+                Ok(false)
+            }
+            Treatment::Deliver if !citizen_ids => {
+                let raw = <&RawValue>::deserialize(deserializer)?;
+                filtering.out.extend_from_slice(raw.get().as_bytes());
+                filtering.seen.items[index] = true;
+                Ok(true)
+            }
+            Treatment::Deliver | Treatment::Mask(_) => {
+                let mut value = Value::deserialize(deserializer)?;
+                let kept = apply(
+                    &mut value,
+                    index,
+                    treatment,
+                    citizen_ids,
+                    &mut filtering.seen,
+                );
+                if kept {
+                    serde_json::to_writer(&mut filtering.out, &value).map_err(D::Error::custom)?;
+                }
+                Ok(kept)
+            }
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for NodeSeed<'_, '_> {
+    type Value = bool;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+
+    // A scalar where the mappings expect a structure maps to no item: it never leaves.
+    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        let filtering = self.filtering;
+        filtering.out.push(b'{');
+        let mut empty = true;
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            let Some(child) = self.node.child(&key) else {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            };
+            let mark = filtering.out.len();
+            if !empty {
+                filtering.out.push(b',');
+            }
+            serde_json::to_writer(&mut filtering.out, key.as_ref()).map_err(A::Error::custom)?;
+            filtering.out.push(b':');
+            let kept = map.next_value_seed(NodeSeed {
+                filtering: &mut *filtering,
+                node: child,
+            })?;
+            if kept {
+                empty = false;
+            } else {
+                filtering.out.truncate(mark);
+            }
+        }
+        filtering.out.push(b'}');
+        Ok(true)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        let Some(each) = self.node.each.as_deref() else {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            return Ok(false);
+        };
+        let filtering = self.filtering;
+        filtering.out.push(b'[');
+        let mut empty = true;
+        loop {
+            let mark = filtering.out.len();
+            if !empty {
+                filtering.out.push(b',');
+            }
+            match seq.next_element_seed(NodeSeed {
+                filtering: &mut *filtering,
+                node: each,
+            })? {
+                Some(true) => empty = false,
+                Some(false) => filtering.out.truncate(mark),
+                None => {
+                    filtering.out.truncate(mark);
+                    break;
+                }
+            }
+        }
+        filtering.out.push(b']');
+        Ok(true)
+    }
+}
+
+/// An object's key, borrowed from the input unless it had escapes.
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Cow<'de, str>, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a key")
+    }
+
+    fn visit_borrowed_str<E>(self, key: &'de str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Borrowed(key))
+    }
+
+    fn visit_str<E>(self, key: &str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(key.to_owned()))
+    }
+
+    fn visit_string<E>(self, key: String) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(key))
+    }
+}
+
+/// Applies an item's treatment to one of its values; returns whether the value stays.
 fn apply(
     value: &mut Value,
-    code: &str,
+    index: usize,
     treatment: Treatment,
     citizen_ids: bool,
-    delivered: &mut Delivered,
+    seen: &mut Seen,
 ) -> bool {
     if treatment == Treatment::Drop {
         return false;
     }
     if citizen_ids {
-        collect_citizen_ids(value, &mut delivered.citizen_ids);
+        collect_citizen_ids(value, &mut seen.citizen_ids);
     }
     match treatment {
         Treatment::Drop => false,
         Treatment::Deliver => {
-            delivered.items.insert(code.to_owned());
+            seen.items[index] = true;
             true
         }
         Treatment::Mask(kind) => {
@@ -160,7 +432,7 @@ fn apply(
                 Value::Number(number) => number.to_string(),
                 Value::Bool(flag) => flag.to_string(),
                 Value::Null => {
-                    delivered.items.insert(code.to_owned());
+                    seen.items[index] = true;
                     return true;
                 }
                 // A structure cannot be masked field by field here: it does not leave.
@@ -169,8 +441,8 @@ fn apply(
             match mask::mask(kind, &text) {
                 Some(masked) => {
                     *value = Value::String(masked);
-                    delivered.items.insert(code.to_owned());
-                    delivered.masked.insert(code.to_owned());
+                    seen.items[index] = true;
+                    seen.masked[index] = true;
                     true
                 }
                 None => false,
@@ -194,7 +466,28 @@ fn collect_citizen_ids(value: &Value, into: &mut BTreeSet<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
+
+    /// Filters `answer` both ways, checks that they agree, and returns the result.
+    fn filter_both(
+        tree: &FieldTree,
+        answer: &Value,
+        treatment: &dyn Fn(&str) -> Treatment,
+        is_citizen_id_item: &dyn Fn(&str) -> bool,
+    ) -> (Value, Delivered) {
+        // Both from the same text, as the gateway gets it: parsing a float may round it.
+        let input = answer.to_string();
+        let mut parsed: Value = serde_json::from_str(&input).unwrap();
+        let delivered = tree.filter(&mut parsed, treatment, is_citizen_id_item);
+        let (text, streamed) = tree
+            .filter_json(input.as_bytes(), treatment, is_citizen_id_item)
+            .expect("well-formed JSON filters");
+        let streamed_value: Value = serde_json::from_slice(&text).expect("the output is JSON");
+        assert_eq!(streamed_value, parsed, "{}", String::from_utf8_lossy(&text));
+        assert_eq!(streamed, delivered);
+        (parsed, delivered)
+    }
 
     fn tree(mappings: &[(&str, &str)]) -> FieldTree {
         FieldTree::compile(
@@ -217,7 +510,7 @@ mod tests {
             ("deposit", "$.deposits[*].amount"),
             ("month", "$.deposits[*].month"),
         ]);
-        let mut answer = json!({
+        let answer = json!({
             "id_number": "11010519491231002X",
             "name": "欧阳娜娜",
             "balance": 36512.4,
@@ -231,7 +524,8 @@ mod tests {
             "balance" => Treatment::Drop,
             _ => Treatment::Deliver,
         };
-        let delivered = tree.filter(&mut answer, &treatment, &|item| item == "id_number");
+        let (answer, delivered) =
+            filter_both(&tree, &answer, &treatment, &|item| item == "id_number");
         assert_eq!(
             answer,
             json!({
@@ -258,11 +552,131 @@ mod tests {
     #[test]
     fn arrays_of_records_and_unmapped_roots() {
         let tree = tree(&[("name", "$[*].name")]);
-        let mut answer = json!([{"name": "张三", "phone": "13812345678"}, {"name": "李四"}]);
-        tree.filter(&mut answer, &|_| Treatment::Deliver, &|_| false);
+        let answer = json!([{"name": "张三", "phone": "13812345678"}, {"name": "李四"}]);
+        let (answer, _) = filter_both(&tree, &answer, &|_| Treatment::Deliver, &|_| false);
         assert_eq!(answer, json!([{"name": "张三"}, {"name": "李四"}]));
-        let mut scalar = json!("just a string");
-        tree.filter(&mut scalar, &|_| Treatment::Deliver, &|_| false);
+        let scalar = json!("just a string");
+        let (scalar, _) = filter_both(&tree, &scalar, &|_| Treatment::Deliver, &|_| false);
         assert_eq!(scalar, Value::Null);
+    }
+
+    #[test]
+    fn streaming_keeps_spelling_and_refuses_malformed_json() {
+        let tree = tree(&[("name", "$.name"), ("amount", "$.amounts[*]")]);
+        let deliver = |_: &str| Treatment::Deliver;
+        let check = |input: &str, expected: &str| {
+            let (text, _) = tree
+                .filter_json(input.as_bytes(), &deliver, &|_| false)
+                .unwrap();
+            assert_eq!(String::from_utf8(text).unwrap(), expected, "{input}");
+        };
+        check(
+            r#"{ "n\u0061me" : "\u738b\u82b3", "amounts": [1e2, 12345678901234567890123, "x"], "other": {"deep": [1, {"a": null}]} }"#,
+            r#"{"name":"\u738b\u82b3","amounts":[1e2,12345678901234567890123,"x"]}"#,
+        );
+        check(r#"{"amounts": 3, "name": null}"#, r#"{"name":null}"#);
+        check("[1, 2]", "null");
+        check(
+            r#"{"name": "a", "name": "b"}"#,
+            r#"{"name":"a","name":"b"}"#,
+        );
+        // The grammar allows escapes of lone surrogates; a delivered value keeps them as written.
+        check(r#"{"name": "\ud800"}"#, r#"{"name":"\ud800"}"#);
+        for malformed in [
+            "",
+            "{",
+            r#"{"name": "a",}"#,
+            r#"{"name": "a"} trailing"#,
+            r#"{"other": [1, 2,]}"#,
+            r#"{"other": tru}"#,
+            "{\"name\": \"\u{1}\"}",
+        ] {
+            assert!(
+                tree.filter_json(malformed.as_bytes(), &deliver, &|_| false)
+                    .is_err(),
+                "{malformed:?} is not JSON"
+            );
+        }
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            (-1e6f64..1e6).prop_map(Value::from),
+            prop_oneof![
+                Just("11010519491231002X".to_owned()),
+                Just("13812345678".to_owned()),
+                Just("欧阳娜娜".to_owned()),
+                "[a-z\\\"\u{0}-\u{7f}\u{4e00}-\u{4e10}]{0,8}",
+            ]
+            .prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::from),
+                prop::collection::vec(
+                    (
+                        prop::sample::select(vec!["a", "b", "c", "id", "name", "list", "z"]),
+                        inner
+                    ),
+                    0..6
+                )
+                .prop_map(|members| {
+                    Value::Object(
+                        members
+                            .into_iter()
+                            .map(|(key, value)| (key.to_owned(), value))
+                            .collect(),
+                    )
+                }),
+            ]
+        })
+    }
+
+    fn treatment() -> impl Strategy<Value = Treatment> {
+        prop_oneof![
+            Just(Treatment::Deliver),
+            Just(Treatment::Drop),
+            Just(Treatment::Mask(MaskKind::CitizenId)),
+            Just(Treatment::Mask(MaskKind::Name)),
+            Just(Treatment::Mask(MaskKind::FreeText)),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn streaming_and_parsed_filters_agree(
+            answer in json_value(),
+            treatments in prop::collection::vec(treatment(), 6),
+        ) {
+            let tree = tree(&[
+                ("a", "$.a"),
+                ("id", "$.id"),
+                ("name", "$.list[*].name"),
+                ("deep", "$.b.c"),
+                ("ids", "$.list[*].id"),
+                ("each", "$[*].a"),
+            ]);
+            let items = ["a", "id", "name", "deep", "ids", "each"];
+            let treatment = |item: &str| {
+                treatments[items.iter().position(|known| *known == item).unwrap()]
+            };
+            filter_both(&tree, &answer, &treatment, &|item| item == "id" || item == "ids");
+        }
+    }
+
+    #[test]
+    fn a_masked_number_is_masked_as_spelled() {
+        let tree = tree(&[("id", "$.id")]);
+        let mask = |_: &str| Treatment::Mask(MaskKind::Generic);
+        filter_both(
+            &tree,
+            &json!({"id": -421_512.340_781_526_3}),
+            &mask,
+            &|_| true,
+        );
+        filter_both(&tree, &json!({"id": 12}), &mask, &|_| true);
     }
 }

@@ -29,9 +29,7 @@ use civitas_access::{
     decide,
     decision::{ConsumerFacts, Decision, DecisionRequest, LocalTime, ResourceFacts},
 };
-use civitas_core::{
-    CitizenId, RegionCode, access::SystemRef, catalog::ResourceKind, registry::api_key_hash,
-};
+use civitas_core::{CitizenId, RegionCode, access::SystemRef, catalog::ResourceKind};
 use civitas_ledger::{
     Ledger,
     record::{self, Decision as RecordDecision, ExchangeRecord, Record, Sha256Digest},
@@ -40,13 +38,13 @@ use civitas_store::{GrantUsage, Store, SubjectAccess};
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::{TokioExecutor, TokioIo},
 };
 use jiff::Timestamp;
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::Sha256;
 use tokio::{net::TcpListener, sync::watch};
 
@@ -110,6 +108,32 @@ struct Inner {
     daily: DailyCounts,
     breakers: CircuitBreakers,
     metrics: GatewayMetrics,
+    today: std::sync::Mutex<Today>,
+}
+
+/// The local date and the Unix seconds it spans.
+struct Today {
+    date: String,
+    starts: i64,
+    ends: i64,
+}
+
+impl Today {
+    fn at(now: i64, offset: jiff::tz::Offset) -> Today {
+        let date = offset
+            .to_datetime(Timestamp::from_second(now).expect("now is a valid timestamp"))
+            .date();
+        let midnight = |date: jiff::civil::Date| {
+            offset
+                .to_timestamp(date.to_datetime(jiff::civil::Time::midnight()))
+                .map_or(i64::MAX, |at| at.as_second())
+        };
+        Today {
+            date: date.to_string(),
+            starts: midnight(date),
+            ends: date.tomorrow().map_or(i64::MAX, midnight),
+        }
+    }
 }
 
 /// A problem answer of the gateway.
@@ -177,37 +201,141 @@ struct Exchange {
     request_sha256: [u8; 32],
     items: BTreeSet<String>,
     masked: BTreeSet<String>,
+    /// The citizen ID numbers the exchange concerns, in plaintext: only their keyed hashes are
+    /// recorded ([`Gateway::exchange_record`]), each computed once.
     subjects: BTreeSet<String>,
 }
 
 fn empty_sha256() -> [u8; 32] {
-    sha256(&[])
+    static EMPTY: std::sync::LazyLock<[u8; 32]> = std::sync::LazyLock::new(|| sha256(&[]));
+    *EMPTY
+}
+
+/// What the personal-data access index needs of an exchange record: the index reads every
+/// record the gateway writes, so it parses only these fields of exchange records, and nothing
+/// of the others ([`record::decode`] would build and re-encode whole records).
+#[derive(serde::Deserialize)]
+struct SubjectsOfRecord {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    subjects: Vec<String>,
+    at: Option<Timestamp>,
+    consumer: Option<String>,
+    provider: Option<String>,
+    service: Option<String>,
+    resource: Option<String>,
+    grant: Option<String>,
+}
+
+/// An exchange record's subjects with what the index keeps of the exchange.
+struct RecordSubjects {
+    subjects: Vec<String>,
+    at: Timestamp,
+    consumer: String,
+    provider: String,
+    service: String,
+    resource: String,
+    grant: Option<String>,
+}
+
+impl SubjectsOfRecord {
+    /// The subjects of an exchange record with any; `None` for every other record.
+    fn read(bytes: &[u8]) -> Option<RecordSubjects> {
+        let (&version, json) = bytes.split_first()?;
+        if version != record::ENCODING_V1 {
+            return None;
+        }
+        let view: SubjectsOfRecord = serde_json::from_slice(json).ok()?;
+        if view.kind != "exchange" || view.subjects.is_empty() {
+            return None;
+        }
+        Some(RecordSubjects {
+            subjects: view.subjects,
+            at: view.at?,
+            consumer: view.consumer?,
+            provider: view.provider?,
+            service: view.service?,
+            resource: view.resource?,
+            grant: view.grant,
+        })
+    }
+}
+
+/// A new exchange id: a time-ordered UUID (version 7) whose 74 random bits come from a
+/// per-thread SplitMix64 sequence seeded by the operating system, so that an id costs no system
+/// call. Ids name exchanges; they are not secrets.
+fn new_exchange_id() -> String {
+    thread_local! {
+        static STATE: std::cell::Cell<u64> = std::cell::Cell::new({
+            let mut seed = [0; 8];
+            getrandom::fill(&mut seed).expect("the operating system provides randomness");
+            u64::from_le_bytes(seed)
+        });
+    }
+    fn next(state: &std::cell::Cell<u64>) -> u64 {
+        let mut z = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        state.set(z);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    let (first, second) = STATE.with(|state| (next(state), next(state)));
+    let mut random = [0; 10];
+    random[..8].copy_from_slice(&first.to_le_bytes());
+    random[8..].copy_from_slice(&second.to_le_bytes()[..2]);
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64);
+    uuid::Builder::from_unix_timestamp_millis(millis, &random)
+        .into_uuid()
+        .to_string()
+}
+
+/// Lower-case hexadecimal, as the store keeps key hashes and the ledger subject hashes.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    }
+    text
+}
+
+/// The hash the store keeps of an API key: [`civitas_core::registry::api_key_hash`], without its
+/// formatting of every byte (a test checks that they agree).
+fn key_hash(key: &str) -> String {
+    use sha2::Digest;
+    hex(&Sha256::digest(key.as_bytes()))
 }
 
 /// Replaces every valid citizen ID number in `text` by its masked form, so that paths and
-/// queries recorded in the ledger carry no plaintext ID numbers.
+/// queries recorded in the ledger carry no plaintext ID numbers. Tokens are runs of ASCII
+/// letters and digits; only those of an ID number's length are parsed.
 fn redact_citizen_ids(text: &str, found: &mut BTreeSet<String>) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut token = String::new();
-    let flush = |token: &mut String, out: &mut String, found: &mut BTreeSet<String>| {
-        match CitizenId::parse(token) {
-            Ok(id) => {
-                found.insert(id.as_str().to_owned());
+    let mut rest = text;
+    while !rest.is_empty() {
+        let token_end = rest
+            .find(|character: char| !character.is_ascii_alphanumeric())
+            .unwrap_or(rest.len());
+        let (token, after) = rest.split_at(token_end);
+        match (token.len() == 18).then(|| CitizenId::parse(token)) {
+            Some(Ok(id)) => {
                 out.push_str(&civitas_access::mask::mask_citizen_id(id.as_str()));
+                if !found.contains(id.as_str()) {
+                    found.insert(id.as_str().to_owned());
+                }
             }
-            Err(_) => out.push_str(token),
+            _ => out.push_str(token),
         }
-        token.clear();
-    };
-    for character in text.chars() {
-        if character.is_ascii_alphanumeric() {
-            token.push(character);
-        } else {
-            flush(&mut token, &mut out, found);
-            out.push(character);
-        }
+        let separators_end = after
+            .find(|character: char| character.is_ascii_alphanumeric())
+            .unwrap_or(after.len());
+        out.push_str(&after[..separators_end]);
+        rest = &after[separators_end..];
     }
-    flush(&mut token, &mut out, found);
     out
 }
 
@@ -238,6 +366,11 @@ impl Gateway {
                 daily: DailyCounts::default(),
                 breakers: CircuitBreakers::default(),
                 metrics: GatewayMetrics::register(registry),
+                today: std::sync::Mutex::new(Today {
+                    date: String::new(),
+                    starts: 0,
+                    ends: 0,
+                }),
             }),
         };
         gateway.load_today().await?;
@@ -245,12 +378,17 @@ impl Gateway {
     }
 
     fn today(&self) -> String {
-        self.inner
-            .config
-            .utc_offset
-            .to_datetime(Timestamp::now())
-            .date()
-            .to_string()
+        self.with_today(str::to_owned)
+    }
+
+    /// Calls `f` with the node's local date (`YYYY-MM-DD`), which is worked out once a day.
+    fn with_today<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+        let now = Timestamp::now().as_second();
+        let mut today = self.inner.today.lock().expect("today lock");
+        if !(today.starts..today.ends).contains(&now) {
+            *today = Today::at(now, self.inner.config.utc_offset);
+        }
+        f(&today.date)
     }
 
     async fn load_today(&self) -> anyhow::Result<()> {
@@ -372,19 +510,20 @@ impl Gateway {
             };
             let mut entries = Vec::new();
             for (offset, bytes) in records.iter().enumerate() {
-                if let Ok(Record::Exchange(exchange)) = record::decode(bytes) {
-                    for subject in &exchange.subjects {
-                        entries.push(SubjectAccess {
-                            subject: subject.clone(),
-                            ledger_index: next + offset as u64,
-                            at: exchange.at,
-                            consumer: exchange.consumer.clone(),
-                            provider: exchange.provider.clone(),
-                            service: exchange.service.clone(),
-                            resource: exchange.resource.clone(),
-                            grant: exchange.grant.clone(),
-                        });
-                    }
+                let Some(exchange) = SubjectsOfRecord::read(bytes) else {
+                    continue;
+                };
+                for subject in exchange.subjects {
+                    entries.push(SubjectAccess {
+                        subject,
+                        ledger_index: next + offset as u64,
+                        at: exchange.at,
+                        consumer: exchange.consumer.clone(),
+                        provider: exchange.provider.clone(),
+                        service: exchange.service.clone(),
+                        resource: exchange.resource.clone(),
+                        grant: exchange.grant.clone(),
+                    });
                 }
             }
             store.add_subject_accesses(&entries, end).await?;
@@ -398,11 +537,7 @@ impl Gateway {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.inner.config.subject_key)
             .expect("any key length");
         mac.update(id_number.as_bytes());
-        mac.finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hex(&mac.finalize().into_bytes())
     }
 
     /// Serves the gateway on `listener` (with TLS when `tls` is given) until `stopped` turns
@@ -539,7 +674,7 @@ impl Gateway {
                     .ok_or_else(|| {
                         unauthenticated("send a system API key: Authorization: Bearer <key>")
                     })?;
-                let hash = api_key_hash(key);
+                let hash = key_hash(key);
                 let snapshot = self.inner.snapshot.read().expect("snapshot lock");
                 match snapshot.keys.get(&hash) {
                     Some((system, expires_at))
@@ -603,11 +738,15 @@ impl Gateway {
                 .play(consumer, organization, system, device, started)
                 .await;
         }
-        let Some(service) = self.inner.snapshot.read().expect("snapshot lock").service(
-            organization,
-            system,
-            service_code,
-        ) else {
+        // `{org}/{system}/{code}`, the service's name, as the path spells it.
+        let service_name = &rest[..organization.len() + system.len() + service_code.len() + 2];
+        let Some(service) = self
+            .inner
+            .snapshot
+            .read()
+            .expect("snapshot lock")
+            .service_named(service_name)
+        else {
             return Problem::new(
                 StatusCode::NOT_FOUND,
                 "no_service",
@@ -623,7 +762,7 @@ impl Gateway {
             None => redact_citizen_ids(&service_path, &mut subjects_plain),
         };
         let mut exchange = Exchange {
-            id: uuid::Uuid::now_v7().to_string(),
+            id: new_exchange_id(),
             started,
             at: Timestamp::now(),
             consumer: consumer.clone(),
@@ -637,10 +776,7 @@ impl Gateway {
             request_sha256: empty_sha256(),
             items: BTreeSet::new(),
             masked: BTreeSet::new(),
-            subjects: subjects_plain
-                .iter()
-                .map(|id| self.subject_hash(id))
-                .collect(),
+            subjects: subjects_plain,
         };
 
         if !service.allows_method(parts.method.as_str()) {
@@ -762,7 +898,7 @@ impl Gateway {
             problem.retry_after = Some(wait);
             return self.refuse(exchange, problem).await;
         }
-        if !self.inner.daily.admit(&grant_id, &self.today(), quota) {
+        if !self.with_today(|day| self.inner.daily.admit(&grant_id, day, quota)) {
             exchange.rule = Some(format!("quota:{grant_id}"));
             let local = self.inner.config.utc_offset.to_datetime(Timestamp::now());
             let seconds_left = 86_400
@@ -814,7 +950,14 @@ impl Gateway {
                     .await;
             }
         };
-        let (tallied_request, request_tally) = TallyBody::new(request_body);
+        // A request without a body (most calls are GETs) needs no tally: its size and digest
+        // are those of nothing, which the exchange starts with.
+        let (upstream_body, request_tally) = if request_body.is_end_stream() {
+            (body::empty(), None)
+        } else {
+            let (tallied, tally) = TallyBody::new(request_body);
+            (tallied.boxed_unsync(), Some(tally))
+        };
         let mut upstream_request = Request::builder().method(parts.method.clone()).uri(uri);
         for (name, value) in &parts.headers {
             if is_hop_by_hop(name) || *name == header::AUTHORIZATION || *name == header::HOST {
@@ -826,14 +969,16 @@ impl Gateway {
             .header("civitas-consumer", consumer.to_string())
             .header(EXCHANGE_ID_HEADER, exchange.id.as_str());
         let upstream_request = upstream_request
-            .body(http_body_util::BodyExt::boxed_unsync(tallied_request))
+            .body(upstream_body)
             .expect("a valid upstream request");
         let outcome =
             tokio::time::timeout(service.timeout, self.inner.client.request(upstream_request))
                 .await;
-        let tally = request_tally.current();
-        exchange.request_bytes = tally.bytes;
-        exchange.request_sha256 = tally.sha256;
+        if let Some(tally) = request_tally {
+            let tally = tally.current();
+            exchange.request_bytes = tally.bytes;
+            exchange.request_sha256 = tally.sha256;
+        }
         let upstream_response = match outcome {
             Ok(Ok(response)) => response,
             Ok(Err(error)) => {
@@ -905,8 +1050,11 @@ impl Gateway {
             let delivered_body = if bytes.is_empty() {
                 bytes
             } else {
-                let mut value: Value = match serde_json::from_slice(&bytes) {
-                    Ok(value) => value,
+                let filtered = service.tree.filter_json(&bytes, &treatment_of, &|item| {
+                    service.citizen_id_items.contains(item)
+                });
+                let (filtered, delivered) = match filtered {
+                    Ok(filtered) => filtered,
                     Err(error) => {
                         exchange.rule = Some("upstream_malformed_json".into());
                         let problem = Problem::new(
@@ -917,15 +1065,10 @@ impl Gateway {
                         return self.refuse(exchange, problem).await;
                     }
                 };
-                let delivered = service.tree.filter(&mut value, &treatment_of, &|item| {
-                    service.citizen_id_items.contains(item)
-                });
                 exchange.items = delivered.items;
                 exchange.masked = delivered.masked;
-                for id in &delivered.citizen_ids {
-                    exchange.subjects.insert(self.subject_hash(id));
-                }
-                Bytes::from(serde_json::to_vec(&value).expect("json values serialize"))
+                exchange.subjects.extend(delivered.citizen_ids);
+                Bytes::from(filtered)
             };
             let mut response = Response::new(full(delivered_body.clone()));
             *response.status_mut() = upstream_parts.status;
@@ -990,13 +1133,14 @@ impl Gateway {
     /// Appends the exchange record, waits for it to be durable, and answers.
     async fn complete(
         &self,
-        exchange: Exchange,
+        mut exchange: Exchange,
         mut response: Response<GatewayBody>,
         response_bytes: u64,
         response_sha256: [u8; 32],
     ) -> Response<GatewayBody> {
         let status = response.status();
-        let record = self.exchange_record(&exchange, status, response_bytes, response_sha256, None);
+        let record =
+            self.exchange_record(&mut exchange, status, response_bytes, response_sha256, None);
         let index = match self
             .inner
             .ledger
@@ -1035,13 +1179,18 @@ impl Gateway {
     /// size and digest follows when the body has been sent.
     async fn stream(
         &self,
-        exchange: Exchange,
+        mut exchange: Exchange,
         upstream_parts: http::response::Parts,
         upstream_body: Incoming,
     ) -> Response<GatewayBody> {
         let status = upstream_parts.status;
-        let opening =
-            self.exchange_record(&exchange, status, 0, empty_sha256(), Some("stream_start"));
+        let opening = self.exchange_record(
+            &mut exchange,
+            status,
+            0,
+            empty_sha256(),
+            Some("stream_start"),
+        );
         let index = match self
             .inner
             .ledger
@@ -1074,7 +1223,7 @@ impl Gateway {
         tokio::spawn(async move {
             let tally = tally.finished().await;
             let completion = gateway.exchange_record(
-                &exchange,
+                &mut exchange,
                 status,
                 tally.bytes,
                 tally.sha256,
@@ -1096,19 +1245,50 @@ impl Gateway {
         response
     }
 
+    /// The ledger record of `exchange`. Only keyed hashes of the subjects' ID numbers are
+    /// recorded. Without a `phase` the record is the exchange's only one, and takes the
+    /// exchange's rule, method, path and items instead of copying them.
     fn exchange_record(
         &self,
-        exchange: &Exchange,
+        exchange: &mut Exchange,
         status: StatusCode,
         response_bytes: u64,
         response_sha256: [u8; 32],
         phase: Option<&str>,
     ) -> ExchangeRecord {
-        let rule = match (phase, &exchange.rule) {
+        let only = phase.is_none();
+        let take_or_clone = |text: &mut String| {
+            if only {
+                std::mem::take(text)
+            } else {
+                text.clone()
+            }
+        };
+        let rule = match (phase, &mut exchange.rule) {
             (Some(phase), Some(rule)) => Some(format!("{rule};{phase}")),
             (Some(phase), None) => Some(phase.to_owned()),
-            (None, rule) => rule.clone(),
+            (None, rule) => rule.take(),
         };
+        let method = take_or_clone(&mut exchange.method);
+        let path = take_or_clone(&mut exchange.path);
+        let (items, masked) = if only {
+            (
+                std::mem::take(&mut exchange.items).into_iter().collect(),
+                std::mem::take(&mut exchange.masked).into_iter().collect(),
+            )
+        } else {
+            (
+                exchange.items.iter().cloned().collect(),
+                exchange.masked.iter().cloned().collect(),
+            )
+        };
+        let mut subjects: Vec<String> = exchange
+            .subjects
+            .iter()
+            .map(|id| self.subject_hash(id))
+            .collect();
+        // The record lists them in order, as a set of hashes.
+        subjects.sort_unstable();
         ExchangeRecord {
             at: exchange.at,
             exchange_id: exchange.id.clone(),
@@ -1123,17 +1303,17 @@ impl Gateway {
                 RecordDecision::Deny
             },
             rule,
-            method: exchange.method.clone(),
-            path: exchange.path.clone(),
+            method,
+            path,
             status: status.as_u16(),
             request_bytes: exchange.request_bytes,
             response_bytes,
             request_sha256: Sha256Digest(exchange.request_sha256),
             response_sha256: Sha256Digest(response_sha256),
             latency_us: exchange.started.elapsed().as_micros() as u64,
-            items: exchange.items.iter().cloned().collect(),
-            masked: exchange.masked.iter().cloned().collect(),
-            subjects: exchange.subjects.iter().cloned().collect(),
+            items,
+            masked,
+            subjects,
         }
     }
 
@@ -1211,7 +1391,7 @@ impl Gateway {
             items: Vec::new(),
         };
         let mut exchange = Exchange {
-            id: uuid::Uuid::now_v7().to_string(),
+            id: new_exchange_id(),
             started,
             at: now,
             consumer: consumer.clone(),
@@ -1358,5 +1538,119 @@ fn copy_end_to_end_headers(from: &HeaderMap, to: &mut HeaderMap) {
         if !is_hop_by_hop(name) {
             to.append(name.clone(), value.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use civitas_ledger::record::AdminRecord;
+
+    #[test]
+    fn key_hashes_are_the_stores() {
+        for key in ["", "cvk_bench-admin-key-0123456789", "密钥"] {
+            assert_eq!(key_hash(key), civitas_core::registry::api_key_hash(key));
+        }
+    }
+
+    #[test]
+    fn exchange_ids_are_distinct_time_ordered_uuids() {
+        let ids: BTreeSet<String> = (0..10_000).map(|_| new_exchange_id()).collect();
+        assert_eq!(ids.len(), 10_000);
+        for id in ids.iter().take(10) {
+            let uuid = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(uuid.get_version_num(), 7);
+            let (seconds, _) = uuid.get_timestamp().unwrap().to_unix();
+            assert!(seconds.abs_diff(Timestamp::now().as_second() as u64) < 60);
+        }
+    }
+
+    #[test]
+    fn citizen_ids_in_paths_are_redacted() {
+        let check = |text: &str, expected: &str, ids: &[&str]| {
+            let mut found = BTreeSet::new();
+            assert_eq!(redact_citizen_ids(text, &mut found), expected);
+            assert_eq!(found.iter().map(String::as_str).collect::<Vec<_>>(), ids);
+        };
+        check("", "", &[]);
+        check(
+            "/persons/11010519491231002X",
+            "/persons/110105********002X",
+            &["11010519491231002X"],
+        );
+        check(
+            "/p?owner=11010519491231002x&again=11010519491231002X/",
+            "/p?owner=110105********002X&again=110105********002X/",
+            &["11010519491231002X"],
+        );
+        // Not ID numbers: a wrong check character, a longer token, a birth date that is none.
+        check(
+            "//110105194912310021/11010519491231002X9/110105194913310023",
+            "//110105194912310021/11010519491231002X9/110105194913310023",
+            &[],
+        );
+    }
+
+    #[test]
+    fn the_local_day_and_its_bounds() {
+        let offset = jiff::tz::Offset::constant(8);
+        // 2026-11-25T15:59:59Z is 23:59:59 in China; a second later is the next day.
+        let evening = Timestamp::from_second(1_795_622_399).unwrap();
+        let today = Today::at(evening.as_second(), offset);
+        assert_eq!(today.date, "2026-11-25");
+        assert_eq!(today.ends, evening.as_second() + 1);
+        assert_eq!(today.ends - today.starts, 86_400);
+        assert_eq!(Today::at(today.ends, offset).date, "2026-11-26");
+    }
+
+    #[test]
+    fn the_index_reads_the_subjects_of_exchange_records_only() {
+        let exchange = ExchangeRecord {
+            at: Timestamp::from_second(1_795_622_399).unwrap(),
+            exchange_id: "e".into(),
+            consumer: "c/s".into(),
+            provider: "p/s".into(),
+            service: "svc".into(),
+            resource: "320100-B01-000001".into(),
+            grant: Some("g".into()),
+            decision: RecordDecision::Allow,
+            rule: None,
+            method: "GET".into(),
+            path: "/".into(),
+            status: 200,
+            request_bytes: 0,
+            response_bytes: 0,
+            request_sha256: Sha256Digest([0; 32]),
+            response_sha256: Sha256Digest([0; 32]),
+            latency_us: 1,
+            items: vec!["name".into()],
+            masked: vec![],
+            subjects: vec!["aa".into(), "bb".into()],
+        };
+        let read = SubjectsOfRecord::read(&record::encode(&Record::Exchange(exchange.clone())))
+            .expect("an exchange with subjects");
+        assert_eq!(read.subjects, ["aa", "bb"]);
+        assert_eq!(
+            (read.at, read.consumer.as_str(), read.provider.as_str()),
+            (exchange.at, "c/s", "p/s")
+        );
+        assert_eq!(
+            (read.service.as_str(), read.resource.as_str(), read.grant),
+            ("svc", "320100-B01-000001", Some("g".to_owned()))
+        );
+        let without = ExchangeRecord {
+            subjects: vec![],
+            ..exchange
+        };
+        assert!(SubjectsOfRecord::read(&record::encode(&Record::Exchange(without))).is_none());
+        let admin = Record::Admin(AdminRecord {
+            at: Timestamp::from_second(1_795_622_399).unwrap(),
+            actor: "user:alice".into(),
+            action: "organization.create".into(),
+            object_kind: "organization".into(),
+            object_id: "x".into(),
+            details: json!({"subjects": ["aa"], "consumer": "c/s"}),
+        });
+        assert!(SubjectsOfRecord::read(&record::encode(&admin)).is_none());
     }
 }

@@ -26,10 +26,16 @@ impl RateLimits {
     pub fn take(&self, grant: &str, rate: u32, now: Instant) -> Result<(), Duration> {
         let rate = f64::from(rate.max(1));
         let mut buckets = self.buckets.lock().expect("rate limits lock");
-        let bucket = buckets.entry(grant.to_owned()).or_insert(Bucket {
-            tokens: rate,
-            updated: now,
-        });
+        if !buckets.contains_key(grant) {
+            buckets.insert(
+                grant.to_owned(),
+                Bucket {
+                    tokens: rate,
+                    updated: now,
+                },
+            );
+        }
+        let bucket = buckets.get_mut(grant).expect("just inserted");
         let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * rate).min(rate);
         bucket.updated = now;
@@ -85,14 +91,14 @@ impl DailyCounts {
     pub fn admit(&self, grant: &str, day: &str, quota: Option<u64>) -> bool {
         let mut inner = self.inner.lock().expect("daily counts lock");
         DailyCounts::roll(&mut inner, day);
-        let total = inner.totals.entry(grant.to_owned()).or_default();
+        let total = count_of(&mut inner.totals, grant);
         if quota.is_some_and(|quota| total.calls >= quota) {
             total.denied += 1;
-            inner.unflushed.entry(grant.to_owned()).or_default().denied += 1;
+            count_of(&mut inner.unflushed, grant).denied += 1;
             return false;
         }
         total.calls += 1;
-        inner.unflushed.entry(grant.to_owned()).or_default().calls += 1;
+        count_of(&mut inner.unflushed, grant).calls += 1;
         true
     }
 
@@ -101,7 +107,7 @@ impl DailyCounts {
         if let Some(total) = inner.totals.get_mut(grant) {
             total.bytes += bytes;
         }
-        inner.unflushed.entry(grant.to_owned()).or_default().bytes += bytes;
+        count_of(&mut inner.unflushed, grant).bytes += bytes;
     }
 
     /// Takes what has not been written to the store yet, with the day it belongs to.
@@ -110,6 +116,15 @@ impl DailyCounts {
         let day = inner.day.clone();
         (day, std::mem::take(&mut inner.unflushed))
     }
+}
+
+/// The count of `grant` in `counts`, added when missing; the grant's id is copied only then, as
+/// every call counts.
+fn count_of<'a>(counts: &'a mut HashMap<String, DayCount>, grant: &str) -> &'a mut DayCount {
+    if !counts.contains_key(grant) {
+        counts.insert(grant.to_owned(), DayCount::default());
+    }
+    counts.get_mut(grant).expect("just inserted")
 }
 
 /// How many failures in a row open a service's circuit, and how long it stays open.

@@ -328,6 +328,11 @@ impl Snapshot {
             .cloned()
     }
 
+    /// The service named `{org}/{system}/{code}`, as a call's path spells it.
+    pub fn service_named(&self, name: &str) -> Option<Arc<CompiledService>> {
+        self.services.get(name).cloned()
+    }
+
     pub fn positions(&self) -> &Positions {
         &self.positions
     }

@@ -16,45 +16,28 @@
 //! (default 3), `CIVITAS_BENCH_THREADS` (default 4), `CIVITAS_BENCH_QUERIES` (per thread and run,
 //! default 500).
 
+mod shared;
+
 use std::collections::HashMap;
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use civitas_core::NodeCode;
 use civitas_core::catalog::{Resource, ResourceDraft};
 use civitas_core::registry;
-use civitas_search::{
-    CatalogIndex, Facet, IndexOptions, Paging, SearchDocument, SearchRequest, segment_for_index,
-    segment_for_query,
-};
+use civitas_search::{CatalogIndex, IndexOptions, SearchDocument, segment_for_query};
 use civitas_synth::catalog::{self, CatalogConfig};
 use jiff::Timestamp;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use shared::{
+    Agreement, Answer, BenchQuery, Fts5, environment_number, fts_search, load_average, median,
+    milliseconds, percentile,
+};
 
 const SEED: u64 = 2024;
 const BATCH: usize = 5_000;
-const PAGE: usize = 20;
-const FACET_LIMIT: usize = 10;
 /// Set in a child process that only opens an index, searches and reports its memory.
 const PROBE_VARIABLE: &str = "CIVITAS_BENCH_MEMORY_PROBE";
-
-fn environment_number(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(text) => text
-            .replace('_', "")
-            .parse()
-            .unwrap_or_else(|_| panic!("{name} must be a number")),
-        Err(_) => default,
-    }
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values[values.len() / 2]
-}
 
 /// CPU seconds this process has used, all threads.
 fn process_cpu_seconds() -> f64 {
@@ -73,49 +56,12 @@ fn process_cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split(' ')
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
-    sorted[index]
-}
-
-fn milliseconds(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1e3
-}
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap()
-}
-
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, bound: usize) -> usize {
-        (self.next() % bound as u64) as usize
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
 }
 
 /// Generated entries as index documents, in batches, without keeping them all in memory.
@@ -225,7 +171,7 @@ fn bulk_index_with_store(runtime: &tokio::runtime::Runtime, directory: &Path, to
     let mut corpus = Corpus::new(total);
     let started = Instant::now();
     runtime.block_on(async {
-        let store = sqlite_pool(&directory.join("store.db"), 1).await;
+        let store = shared::sqlite_pool(&directory.join("store.db"), 1).await;
         sqlx::query("CREATE TABLE resources (code TEXT PRIMARY KEY, document TEXT NOT NULL)")
             .execute(&store)
             .await
@@ -262,20 +208,6 @@ fn bulk_index_with_store(runtime: &tokio::runtime::Runtime, directory: &Path, to
     rate
 }
 
-async fn sqlite_pool(path: &Path, connections: u32) -> SqlitePool {
-    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
-        .unwrap()
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal);
-    SqlitePoolOptions::new()
-        .max_connections(connections)
-        .min_connections(connections)
-        .connect_with(options)
-        .await
-        .unwrap()
-}
-
 fn directory_bytes(path: &Path) -> u64 {
     std::fs::read_dir(path)
         .unwrap()
@@ -293,86 +225,6 @@ fn directory_bytes(path: &Path) -> u64 {
 
 // ---------------------------------------------------------------------------------------------
 // Queries
-
-#[derive(Clone)]
-struct BenchQuery {
-    words: Vec<String>,
-    facets: [Facet; 2],
-    filter: Option<(Facet, &'static str)>,
-}
-
-const FILTERS: &[(Facet, &str)] = &[
-    (Facet::Kind, "file"),
-    (Facet::SharingType, "conditional"),
-    (Facet::OpenType, "open"),
-    (Facet::Level, "district"),
-    (Facet::Classification, "T03"),
-    (Facet::UpdateCycle, "daily"),
-];
-
-/// 1 to 3 words drawn from the generator's vocabulary: mostly Chinese (a topic or tag, then a
-/// district or department, then another tag), a third English.
-fn query_mix(count: usize) -> Vec<BenchQuery> {
-    let vocabulary = catalog::search_vocabulary();
-    let districts: Vec<&str> = vocabulary
-        .chinese
-        .iter()
-        .copied()
-        .filter(|word| word.ends_with('区') && word.chars().count() <= 4)
-        .collect();
-    let mut random = XorShift(0x9E37_79B9_7F4A_7C15);
-    (0..count)
-        .map(|_| {
-            let length = match random.below(20) {
-                0..10 => 1,
-                10..17 => 2,
-                _ => 3,
-            };
-            let english = random.below(3) == 0;
-            let words = (0..length)
-                .map(|position| {
-                    if english {
-                        random.pick(&vocabulary.english).clone()
-                    } else if position == 1 && random.below(2) == 0 {
-                        (*random.pick(&districts)).to_owned()
-                    } else {
-                        (*random.pick(&vocabulary.chinese)).to_owned()
-                    }
-                })
-                .collect();
-            let first = *random.pick(&Facet::ALL);
-            let mut second = *random.pick(&Facet::ALL);
-            while second == first {
-                second = *random.pick(&Facet::ALL);
-            }
-            let filter = (random.below(10) < 3).then(|| *random.pick(FILTERS));
-            BenchQuery {
-                words,
-                facets: [first, second],
-                filter,
-            }
-        })
-        .collect()
-}
-
-fn request(query: &BenchQuery, snippets: bool) -> SearchRequest {
-    SearchRequest {
-        query: query.words.join(" "),
-        filters: query
-            .filter
-            .iter()
-            .map(|(facet, value)| (*facet, (*value).to_owned()))
-            .collect(),
-        facets: query.facets.to_vec(),
-        facet_limit: FACET_LIMIT,
-        paging: Paging::Offset {
-            offset: 0,
-            limit: PAGE,
-        },
-        snippets,
-        ..SearchRequest::default()
-    }
-}
 
 /// Latencies of every query of `threads` threads, each running the mix from its own start.
 fn tantivy_latencies(
@@ -392,7 +244,7 @@ fn tantivy_latencies(
                 for step in 0..per_thread {
                     let query = &queries[(thread * 7919 + step) % queries.len()];
                     let started = Instant::now();
-                    let response = index.search(&request(query, snippets)).unwrap();
+                    let response = index.search(&query.request(snippets)).unwrap();
                     latencies.push(started.elapsed());
                     hits += response.total;
                 }
@@ -414,238 +266,53 @@ fn tantivy_latencies(
 // ---------------------------------------------------------------------------------------------
 // SQLite FTS5
 
-const FTS_COLUMNS: &str = "name, name_en, summary, tags, items, provider_name";
-/// The same field weights as the index.
-const FTS_RANK: &str = "bm25(fts, 3.0, 2.0, 1.5, 1.0, 0.7, 0.7)";
-
-async fn build_fts(path: &Path, total: u64) -> SqlitePool {
-    let pool = sqlite_pool(path, 4).await;
-    for statement in [
-        "CREATE TABLE directories (id INTEGER PRIMARY KEY, code TEXT NOT NULL, provider TEXT, level TEXT, kind TEXT, sharing_type TEXT, open_type TEXT, classification TEXT, update_cycle TEXT, origin_node TEXT, modified_at INTEGER, payload TEXT)".to_owned(),
-        "CREATE TABLE tags (id INTEGER NOT NULL, tag TEXT NOT NULL)".to_owned(),
-        format!("CREATE VIRTUAL TABLE fts USING fts5({FTS_COLUMNS}, content='', tokenize='porter unicode61')"),
-    ] {
-        sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&pool).await.unwrap();
-    }
+async fn build_fts(path: &Path, total: u64, connections: u32) -> Fts5 {
+    let mut fts = Fts5::create(path, connections).await;
     let mut corpus = Corpus::new(total);
-    let mut id: i64 = 0;
     while let Some(batch) = corpus.next_batch() {
-        // Segmentation is CPU work: done off the runtime's threads.
-        let rows = tokio::task::spawn_blocking(move || {
-            batch
-                .into_iter()
-                .map(|document| {
-                    let text = [
-                        segment_for_index(&document.name),
-                        document.name_en.clone().unwrap_or_default(),
-                        segment_for_index(&document.summary),
-                        segment_for_index(&document.tags.join(" ")),
-                        segment_for_index(&document.items.join(" ")),
-                        segment_for_index(&document.provider_name),
-                    ];
-                    (document, text)
-                })
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap();
-        let mut transaction = pool.begin().await.unwrap();
-        for (document, text) in rows {
-            id += 1;
-            sqlx::query("INSERT INTO directories VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")
-                .bind(id)
-                .bind(&document.code)
-                .bind(&document.provider_code)
-                .bind(&document.provider_level)
-                .bind(&document.kind)
-                .bind(&document.sharing_type)
-                .bind(&document.open_type)
-                .bind(&document.classification)
-                .bind(&document.update_cycle)
-                .bind(&document.origin_node)
-                .bind(document.modified_at)
-                .bind(&document.payload)
-                .execute(&mut *transaction)
-                .await
-                .unwrap();
-            for tag in &document.tags {
-                sqlx::query("INSERT INTO tags VALUES (?1, ?2)")
-                    .bind(id)
-                    .bind(tag)
-                    .execute(&mut *transaction)
-                    .await
-                    .unwrap();
-            }
-            let [name, name_en, summary, tags, items, provider] = text;
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO fts (rowid, {FTS_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
-            )))
-            .bind(id)
-            .bind(name)
-            .bind(name_en)
-            .bind(summary)
-            .bind(tags)
-            .bind(items)
-            .bind(provider)
-            .execute(&mut *transaction)
-            .await
-            .unwrap();
-        }
-        transaction.commit().await.unwrap();
+        fts.insert(batch).await;
     }
-    for statement in [
-        "CREATE INDEX tags_by_id ON tags (id)",
-        "INSERT INTO fts (fts) VALUES ('optimize')",
-        "ANALYZE",
-    ] {
-        sqlx::query(statement).execute(&pool).await.unwrap();
-    }
-    pool
-}
-
-/// The FTS5 query of the same words: each word's segmented parts all present (AND), as the
-/// index reads a word.
-fn fts_match(words: &[String]) -> String {
-    words
-        .iter()
-        .flat_map(|word| {
-            segment_for_query(word)
-                .split(' ')
-                .filter(|part| !part.is_empty())
-                .map(|part| format!("\"{}\"", part.replace('"', "\"\"")))
-                .collect::<Vec<_>>()
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn facet_column(facet: Facet) -> &'static str {
-    match facet {
-        Facet::Provider => "provider",
-        Facet::Level => "level",
-        Facet::Kind => "kind",
-        Facet::SharingType => "sharing_type",
-        Facet::OpenType => "open_type",
-        Facet::Classification => "classification",
-        Facet::UpdateCycle => "update_cycle",
-        Facet::OriginNode => "origin_node",
-        Facet::Tag => "tag",
-    }
-}
-
-/// Runs one query as a catalog API on SQLite would: the page of hits by rank, the total, and
-/// the two facets' counts, each one statement over the FTS5 matches.
-async fn fts_search(pool: &SqlitePool, query: &BenchQuery) -> u64 {
-    let matched = fts_match(&query.words);
-    let (filter_sql, filter_value) = match query.filter {
-        Some((facet, value)) => (format!(" AND d.{} = ?2", facet_column(facet)), value),
-        None => (String::new(), ""),
-    };
-    let from =
-        format!("FROM fts JOIN directories d ON d.id = fts.rowid WHERE fts MATCH ?1{filter_sql}");
-    let bound = |sql: String| {
-        let statement = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(matched.clone());
-        if query.filter.is_some() {
-            statement.bind(filter_value)
-        } else {
-            statement
-        }
-    };
-    let hits = bound(format!(
-        "SELECT d.code, d.payload {from} ORDER BY {FTS_RANK} LIMIT {PAGE}"
-    ))
-    .fetch_all(pool)
-    .await
-    .unwrap();
-    std::hint::black_box(&hits);
-    let total: i64 = bound(format!("SELECT count(*) {from}"))
-        .fetch_one(pool)
-        .await
-        .unwrap()
-        .get(0);
-    for facet in query.facets {
-        let sql = if facet == Facet::Tag {
-            format!(
-                "SELECT t.tag, count(*) AS n FROM fts JOIN directories d ON d.id = fts.rowid JOIN tags t ON t.id = d.id WHERE fts MATCH ?1{filter_sql} GROUP BY t.tag ORDER BY n DESC, t.tag LIMIT {FACET_LIMIT}"
-            )
-        } else {
-            let column = facet_column(facet);
-            format!(
-                "SELECT d.{column}, count(*) AS n {from} GROUP BY d.{column} ORDER BY n DESC, d.{column} LIMIT {FACET_LIMIT}"
-            )
-        };
-        let counts = bound(sql).fetch_all(pool).await.unwrap();
-        std::hint::black_box(&counts);
-    }
-    total as u64
+    fts.finish().await;
+    fts
 }
 
 fn fts_latencies(
     runtime: &tokio::runtime::Runtime,
-    pool: &SqlitePool,
+    fts: &Fts5,
     queries: &Arc<Vec<BenchQuery>>,
-    threads: usize,
-    per_thread: usize,
-) -> (Vec<Duration>, u64) {
-    runtime.block_on(async {
-        let tasks: Vec<_> = (0..threads)
-            .map(|thread| {
-                let pool = pool.clone();
-                let queries = queries.clone();
-                tokio::spawn(async move {
-                    let mut latencies = Vec::with_capacity(per_thread);
-                    let mut hits = 0;
-                    for step in 0..per_thread {
-                        let query = &queries[(thread * 7919 + step) % queries.len()];
-                        let started = Instant::now();
-                        hits += fts_search(&pool, query).await;
-                        latencies.push(started.elapsed());
-                    }
-                    (latencies, hits)
-                })
-            })
-            .collect();
-        let mut all = Vec::new();
-        let mut hits = 0;
-        for task in tasks {
-            let (latencies, thread_hits) = task.await.unwrap();
-            all.extend(latencies);
-            hits += thread_hits;
-        }
-        all.sort();
-        (all, hits)
-    })
+    tasks: usize,
+    per_task: usize,
+) -> Vec<Duration> {
+    let pool = fts.pool.clone();
+    runtime.block_on(shared::concurrent_latencies(
+        queries,
+        tasks,
+        per_task,
+        move |query| {
+            let pool = pool.clone();
+            async move {
+                fts_search(&pool, &query).await;
+            }
+        },
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
 // Memory
 
-/// `(total, anonymous, file-backed)` resident memory of this process, in bytes.
-fn resident_memory() -> (u64, u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|line| line.starts_with(name))
-            .and_then(|line| line.split_whitespace().nth(1))
-            .and_then(|kilobytes| kilobytes.parse::<u64>().ok())
-            .unwrap_or(0)
-            * 1024
-    };
-    (field("VmRSS:"), field("RssAnon:"), field("RssFile:"))
-}
-
 /// In the child process: open the index like a restarted server, answer the query mix, report
 /// the resident memory.
 fn memory_probe(directory: &str) {
     let index = CatalogIndex::open(Path::new(directory)).unwrap();
-    let queries = query_mix(2_000);
-    for query in &queries {
-        index.search(&request(query, true)).unwrap();
+    for query in &shared::query_mix(2_000) {
+        index.search(&query.request(true)).unwrap();
     }
-    let (total, anonymous, file) = resident_memory();
+    let memory = shared::memory(None);
     println!(
-        "memory {total} {anonymous} {file} {}",
+        "memory {} {} {} {}",
+        memory.resident,
+        memory.anonymous,
+        memory.file,
         index.document_count()
     );
 }
@@ -683,11 +350,23 @@ fn main() {
     if std::env::args().any(|argument| argument == "--list") {
         return;
     }
-    let documents = environment_number("CIVITAS_BENCH_DOCS", 1_000_000);
-    let runs = environment_number("CIVITAS_BENCH_RUNS", 3).max(1) as usize;
+    // `cargo bench` passes `--bench`; under `cargo test` (no `--bench`) a small smoke run checks
+    // that the benchmark still works without taking the test suite's time.
+    let smoke = !std::env::args().any(|argument| argument == "--bench");
+    let (default_documents, default_runs, default_queries) = if smoke {
+        (2_000, 1, 20)
+    } else {
+        (1_000_000, 3, 500)
+    };
+    let documents = environment_number("CIVITAS_BENCH_DOCS", default_documents);
+    let runs = environment_number("CIVITAS_BENCH_RUNS", default_runs).max(1) as usize;
     let threads = environment_number("CIVITAS_BENCH_THREADS", 4).max(1) as usize;
-    let per_thread = environment_number("CIVITAS_BENCH_QUERIES", 500).max(1) as usize;
-    let nanjing = catalog::NANJING_DIRECTORIES;
+    let per_thread = environment_number("CIVITAS_BENCH_QUERIES", default_queries).max(1) as usize;
+    let nanjing = if smoke {
+        documents.min(catalog::NANJING_DIRECTORIES)
+    } else {
+        catalog::NANJING_DIRECTORIES
+    };
     let runtime = runtime();
     let mut rows: Vec<(String, String)> = Vec::new();
     rows.push((
@@ -776,7 +455,7 @@ fn main() {
     ));
 
     let index = CatalogIndex::open(&index_directory).unwrap();
-    let queries = Arc::new(query_mix(1_000));
+    let queries = Arc::new(shared::query_mix(1_000));
     // Warm the page cache and the searcher.
     tantivy_latencies(&index, &queries, 1, queries.len(), true);
     let mut tantivy_p50 = Vec::new();
@@ -807,12 +486,10 @@ fn main() {
             median(snippet_p99)
         ),
     ));
-    runtime.block_on(index.close()).unwrap();
-    drop(index);
 
     let fts_path = directory.path().join("fts.db");
     let started = Instant::now();
-    let pool = runtime.block_on(build_fts(&fts_path, documents));
+    let fts = runtime.block_on(build_fts(&fts_path, documents, threads as u32));
     rows.push((
         format!("SQLite FTS5: load {documents} rows (segmentation included)"),
         format!(
@@ -829,19 +506,22 @@ fn main() {
         format!("SQLite FTS5 database size, {documents} rows"),
         format!("{:.0} MB", fts_bytes as f64 / 1e6),
     ));
-    fts_latencies(&runtime, &pool, &queries, 1, queries.len().min(200));
+    // Both engines answer every query of the mix (which also warms FTS5's pages).
+    let mut agreement = Agreement::default();
+    for query in queries.iter() {
+        let reference = Answer::of_index(&index.search(&query.request(false)).unwrap());
+        agreement.add(&reference, &runtime.block_on(fts_search(&fts.pool, query)));
+    }
+    runtime.block_on(index.close()).unwrap();
+    drop(index);
     let mut fts_p50 = Vec::new();
     let mut fts_p99 = Vec::new();
-    let mut fts_matches = 0;
     for _ in 0..runs {
-        let (latencies, matches) = fts_latencies(&runtime, &pool, &queries, threads, per_thread);
+        let latencies = fts_latencies(&runtime, &fts, &queries, threads, per_thread);
         fts_p50.push(milliseconds(percentile(&latencies, 0.50)));
         fts_p99.push(milliseconds(percentile(&latencies, 0.99)));
-        fts_matches = matches;
     }
-    eprintln!(
-        "fts p50 {fts_p50:?} p99 {fts_p99:?}; matches tantivy {tantivy_matches} fts {fts_matches}"
-    );
+    eprintln!("fts p50 {fts_p50:?} p99 {fts_p99:?}; tantivy matches {tantivy_matches}");
     let (fts_p50, fts_p99) = (median(fts_p50), median(fts_p99));
     rows.push((
         format!("same queries on SQLite FTS5, {threads} connections: p50 / p99"),
@@ -856,10 +536,13 @@ fn main() {
         ),
     ));
     rows.push((
-        "matches found over all timed queries of a run: tantivy, FTS5".to_owned(),
-        format!("{tantivy_matches}, {fts_matches}"),
+        format!(
+            "FTS5 agrees with the index on the {} queries of the mix",
+            queries.len()
+        ),
+        agreement.summary(),
     ));
-    runtime.block_on(pool.close());
+    runtime.block_on(fts.pool.close());
     rows.push(("load average at end".to_owned(), load_average()));
 
     println!("| measurement | result |");

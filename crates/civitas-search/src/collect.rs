@@ -7,14 +7,19 @@
 //!
 //! Opening a segment's columns and reading its facet dictionaries costs more than counting a few
 //! thousand matches, so it is done once per segment and kept in a [`ColumnCache`]: segments never
-//! change, and the cache holds per segment only the distinct facet values, not per-document data.
+//! change. The cache holds per segment the distinct facet values and, for the facets with at most
+//! one value per document, every document's value ordinal in an array (2 bytes per document and
+//! facet, 16 MB at a million documents): broad queries count hundreds of thousands of matches,
+//! and an array lookup per match costs a fraction of decoding the column.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use tantivy::collector::{Collector, SegmentCollector};
-use tantivy::columnar::{Column, ColumnIndex, ColumnValues, MonotonicallyMappableToU64};
+use tantivy::columnar::{
+    Cardinality, Column, ColumnIndex, ColumnValues, MonotonicallyMappableToU64,
+};
 use tantivy::index::SegmentId;
 use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader};
 
@@ -42,6 +47,39 @@ struct FacetColumn {
     ordinals: Column<u64>,
     /// The value of each ordinal.
     values: Arc<[String]>,
+    /// Each document's ordinal, `values.len()` for none, when documents have at most one value
+    /// and the ordinals fit.
+    by_document: Option<Box<[u16]>>,
+}
+
+/// Documents decoded at a time when filling [`FacetColumn::by_document`].
+const FILL_BLOCK: u32 = 4096;
+
+/// Every document's ordinal of a column of at most one value per document, `none` where a
+/// document has no value.
+fn ordinals_by_document(ordinals: &Column<u64>, documents: u32, none: u16) -> Box<[u16]> {
+    let mut by_document = vec![none; documents as usize];
+    let mut docs = Vec::with_capacity(FILL_BLOCK as usize);
+    let mut found = vec![None; FILL_BLOCK as usize];
+    let mut start = 0;
+    while start < documents {
+        let end = documents.min(start + FILL_BLOCK);
+        docs.clear();
+        docs.extend(start..end);
+        let found = &mut found[..docs.len()];
+        found.fill(None);
+        ordinals.first_vals(&docs, found);
+        for (slot, ordinal) in by_document[start as usize..end as usize]
+            .iter_mut()
+            .zip(found.iter())
+        {
+            if let Some(ordinal) = ordinal {
+                *slot = *ordinal as u16;
+            }
+        }
+        start = end;
+    }
+    by_document.into_boxed_slice()
 }
 
 impl ColumnCache {
@@ -94,9 +132,14 @@ fn open_columns(reader: &SegmentReader, fields: &Fields) -> tantivy::Result<Segm
                 while stream.advance() {
                     values.push(String::from_utf8_lossy(stream.key()).into_owned());
                 }
+                let ordinals = column.ords().clone();
+                let by_document = (ordinals.get_cardinality() != Cardinality::Multivalued
+                    && values.len() < usize::from(u16::MAX))
+                .then(|| ordinals_by_document(&ordinals, reader.max_doc(), values.len() as u16));
                 Some(FacetColumn {
-                    ordinals: column.ords().clone(),
+                    ordinals,
                     values: values.into(),
+                    by_document,
                 })
             }
             None => None,
@@ -209,10 +252,12 @@ impl Collector for CatalogCollector {
             .iter()
             .map(|&facet| {
                 let index = facet as usize;
+                // One more count than values: where documents without a value are counted
+                // (see `FacetColumn::by_document`); it is not a value, and not reported.
                 let terms = columns.facets[index]
                     .as_ref()
                     .map_or(0, |column| column.values.len());
-                (index, vec![0; terms])
+                (index, vec![0; terms + 1])
             })
             .collect();
         Ok(CatalogSegmentCollector {
@@ -340,6 +385,12 @@ impl CatalogSegmentCollector {
             let Some(column) = &self.columns.facets[*index] else {
                 continue;
             };
+            if let Some(by_document) = &column.by_document {
+                for &doc in docs {
+                    counts[usize::from(by_document[doc as usize])] += 1;
+                }
+                continue;
+            }
             scratch.docs.clear();
             scratch.rows.clear();
             column

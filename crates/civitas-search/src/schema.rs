@@ -13,6 +13,9 @@
 //! of several words cheap: tantivy's union of many fields' postings is slow to skip through when
 //! another word is rare.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
 };
@@ -126,6 +129,7 @@ pub(crate) fn register_analyzers(index: &tantivy::Index) {
 pub(crate) fn analyzer(search_mode: bool) -> TextAnalyzer {
     TextAnalyzer::builder(Words {
         jieba: JiebaTokenizer::with_search_mode(search_mode),
+        search_mode,
         stemmer: TextAnalyzer::builder(RawTokenizer::default())
             .filter(Stemmer::new(Language::English))
             .build(),
@@ -161,36 +165,58 @@ fn segment(mut analyzer: TextAnalyzer, text: &str) -> String {
 /// Wraps the jieba tokenizer: skips tokens without a letter or digit, lower-cases, and stems
 /// words of Latin letters. Chinese characters, most of the text, take fast paths: they are
 /// letters without case, and the general Unicode tables are slow to consult for them.
+///
+/// An entry's names are analyzed three times when it is indexed (into `name`, and twice into
+/// `all`), so the tokens of the last few short texts are kept per thread and replayed.
 #[derive(Clone)]
 struct Words {
     jieba: JiebaTokenizer,
+    search_mode: bool,
     /// Only run on Latin words: stemming Chinese words would change nothing at a cost.
     stemmer: TextAnalyzer,
 }
 
-impl Tokenizer for Words {
-    type TokenStream<'a> = WordsStream<'a, tantivy_jieba::JiebaTokenStream<'a>>;
+/// Texts up to this many bytes are remembered: names, not summaries or item lists.
+const REMEMBERED_BYTES: usize = 256;
+/// How many texts each thread remembers.
+const REMEMBERED_TEXTS: usize = 4;
 
-    fn token_stream<'a>(&'a mut self, text: &'a str) -> Self::TokenStream<'a> {
-        WordsStream {
-            inner: self.jieba.token_stream(text),
-            stemmer: &mut self.stemmer,
+/// The tokens of recently analyzed short texts, by analyzer mode and text.
+#[derive(Default)]
+struct Recent {
+    entries: Vec<(bool, String, Rc<[Token]>)>,
+    /// The entry to replace next.
+    next: usize,
+}
+
+thread_local! {
+    static RECENT: RefCell<Recent> = RefCell::new(Recent::default());
+}
+
+impl Words {
+    fn analyze(&mut self, text: &str) -> Rc<[Token]> {
+        let remember = text.len() <= REMEMBERED_BYTES;
+        if remember {
+            let found = RECENT.with(|recent| {
+                recent
+                    .borrow()
+                    .entries
+                    .iter()
+                    .find(|(mode, remembered, _)| *mode == self.search_mode && remembered == text)
+                    .map(|(_, _, tokens)| tokens.clone())
+            });
+            if let Some(tokens) = found {
+                return tokens;
+            }
         }
-    }
-}
-
-struct WordsStream<'a, S> {
-    inner: S,
-    stemmer: &'a mut TextAnalyzer,
-}
-
-impl<S: TokenStream> TokenStream for WordsStream<'_, S> {
-    fn advance(&mut self) -> bool {
-        while self.inner.advance() {
-            let text = &mut self.inner.token_mut().text;
-            if !text.chars().any(is_word_character) {
+        let mut tokens = Vec::new();
+        let mut stream = self.jieba.token_stream(text);
+        while stream.advance() {
+            let token = stream.token_mut();
+            if !token.text.chars().any(is_word_character) {
                 continue;
             }
+            let text = &mut token.text;
             if text.is_ascii() {
                 text.make_ascii_lowercase();
                 if text.bytes().all(|byte| byte.is_ascii_lowercase()) {
@@ -206,17 +232,61 @@ impl<S: TokenStream> TokenStream for WordsStream<'_, S> {
             } else if text.chars().any(has_case) {
                 *text = text.to_lowercase();
             }
-            return true;
+            tokens.push(token.clone());
         }
-        false
+        let tokens: Rc<[Token]> = tokens.into();
+        if remember {
+            RECENT.with(|recent| {
+                let mut recent = recent.borrow_mut();
+                let entry = (self.search_mode, text.to_owned(), tokens.clone());
+                if recent.entries.len() < REMEMBERED_TEXTS {
+                    recent.entries.push(entry);
+                } else {
+                    let next = recent.next;
+                    recent.entries[next] = entry;
+                }
+                recent.next = (recent.next + 1) % REMEMBERED_TEXTS;
+            });
+        }
+        tokens
+    }
+}
+
+impl Tokenizer for Words {
+    type TokenStream<'a> = WordsStream;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> WordsStream {
+        WordsStream {
+            tokens: self.analyze(text),
+            next: 0,
+            token: Token::default(),
+        }
+    }
+}
+
+/// Replays analyzed tokens.
+struct WordsStream {
+    tokens: Rc<[Token]>,
+    next: usize,
+    token: Token,
+}
+
+impl TokenStream for WordsStream {
+    fn advance(&mut self) -> bool {
+        let Some(token) = self.tokens.get(self.next) else {
+            return false;
+        };
+        self.next += 1;
+        self.token.clone_from(token);
+        true
     }
 
     fn token(&self) -> &Token {
-        self.inner.token()
+        &self.token
     }
 
     fn token_mut(&mut self) -> &mut Token {
-        self.inner.token_mut()
+        &mut self.token
     }
 }
 

@@ -12,8 +12,8 @@ use jiff::Timestamp;
 use serde_json::json;
 
 use crate::{
-    Page, PageRequest, Result, Store, StoreError, audit::record, micros, read_pool, timestamp,
-    write_tx,
+    Backend, Page, PageRequest, Result, Store, StoreError, audit::record, micros, read_pool,
+    timestamp, write_tx,
 };
 
 /// Rows per multi-row statement: well under SQLite's 32,766 and PostgreSQL's 65,535 parameters
@@ -106,32 +106,40 @@ macro_rules! resource_columns {
     };
 }
 
-/// `($1, $2, …)` placeholders for `rows` rows of `columns` columns, numbered from 1.
-fn values_placeholders(rows: usize, columns: usize) -> String {
+/// Placeholders for `rows` rows of `columns` columns, bound in order: `($1, $2, …)` on
+/// PostgreSQL, `(?, ?, …)` on SQLite. SQLite binds a numbered parameter by looking its name up
+/// in a list, once per parameter, which makes a statement of thousands of numbered parameters
+/// quadratic to bind (most of a bulk import's time); anonymous ones bind directly.
+fn values_placeholders(backend: Backend, rows: usize, columns: usize) -> String {
     let mut text = String::with_capacity(rows * columns * 5);
     for row in 0..rows {
         if row > 0 {
             text.push_str(", ");
         }
         text.push('(');
-        for column in 0..columns {
-            if column > 0 {
-                text.push_str(", ");
-            }
-            text.push('$');
-            text.push_str(&(row * columns + column + 1).to_string());
-        }
+        text.push_str(&list_placeholders(backend, row * columns + 1, columns));
         text.push(')');
     }
     text
 }
 
-/// `$first, $first+1, …` for an `IN (…)` list of `count` values.
-fn list_placeholders(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|n| format!("${n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// `$first, $first+1, …` (or `?, ?, …`, see [`values_placeholders`]) for `count` values; on
+/// SQLite only as the statement's first parameters, since `?` takes the next number.
+fn list_placeholders(backend: Backend, first: usize, count: usize) -> String {
+    let mut text = String::with_capacity(count * 5);
+    for n in first..first + count {
+        if n > first {
+            text.push_str(", ");
+        }
+        match backend {
+            Backend::Sqlite => text.push('?'),
+            Backend::Postgres => {
+                text.push('$');
+                text.push_str(&n.to_string());
+            }
+        }
+    }
+    text
 }
 
 impl Store {
@@ -160,6 +168,7 @@ impl Store {
             }
         }
         let now = Timestamp::now();
+        let backend = self.backend();
         write_tx!(self, |tx| {
             // Existing versions of the batch's resources.
             let codes: Vec<&str> = drafts.iter().map(|d| d.code.as_str()).collect();
@@ -167,7 +176,7 @@ impl Store {
             for chunk in codes.chunks(ROWS_PER_STATEMENT) {
                 let sql = format!(
                     "SELECT code, version, active, created_at, document FROM resources WHERE code IN ({})",
-                    list_placeholders(1, chunk.len())
+                    list_placeholders(backend, 1, chunk.len())
                 );
                 let mut query = sqlx::query_as::<_, ExistingRow>(sqlx::AssertSqlSafe(sql));
                 for code in chunk {
@@ -189,7 +198,7 @@ impl Store {
             for chunk in providers.chunks(ROWS_PER_STATEMENT) {
                 let sql = format!(
                     "SELECT code FROM organizations WHERE active AND code IN ({})",
-                    list_placeholders(1, chunk.len())
+                    list_placeholders(backend, 1, chunk.len())
                 );
                 let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
                 for provider in chunk {
@@ -198,7 +207,7 @@ impl Store {
                 active_providers.extend(query.fetch_all(&mut *tx).await?);
                 let sql = format!(
                     "SELECT organization, code FROM systems WHERE active AND organization IN ({})",
-                    list_placeholders(1, chunk.len())
+                    list_placeholders(backend, 1, chunk.len())
                 );
                 let mut query = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql));
                 for provider in chunk {
@@ -284,8 +293,8 @@ impl Store {
                     row.seq = first + offset as i64;
                 }
                 for chunk in pending.chunks(ROWS_PER_STATEMENT) {
-                    insert_resource_rows!(tx, chunk);
-                    insert_version_rows!(tx, chunk, permit.actor());
+                    insert_resource_rows!(tx, backend, chunk);
+                    insert_version_rows!(tx, backend, chunk, permit.actor());
                 }
                 let created: Vec<&str> = pending
                     .iter()
@@ -438,12 +447,13 @@ impl Store {
 
     /// The resources with these codes that exist, in no particular order.
     pub async fn resources_by_code(&self, codes: &[&str]) -> Result<Vec<Resource>> {
+        let backend = self.backend();
         let mut resources = Vec::with_capacity(codes.len());
         for chunk in codes.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "SELECT {} FROM resources WHERE code IN ({})",
                 resource_columns!(),
-                list_placeholders(1, chunk.len())
+                list_placeholders(backend, 1, chunk.len())
             );
             let rows: Vec<ResourceRow> = read_pool!(self, |pool| {
                 let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
@@ -700,7 +710,7 @@ impl Store {
 
 /// Inserts or replaces the `resources` rows of a chunk of pending rows.
 macro_rules! insert_resource_rows {
-    ($tx:expr, $chunk:expr) => {{
+    ($tx:expr, $backend:expr, $chunk:expr) => {{
         let sql = format!(
             "INSERT INTO resources (code, seq, version, kind, classification, provider, provider_system,
                  sharing_type, open_type, origin_node, name, active, created_at, updated_at, document, device)
@@ -712,7 +722,7 @@ macro_rules! insert_resource_rows {
                  open_type = excluded.open_type, origin_node = excluded.origin_node,
                  name = excluded.name, active = excluded.active, updated_at = excluded.updated_at,
                  document = excluded.document, device = excluded.device",
-            values_placeholders($chunk.len(), 16)
+            values_placeholders($backend, $chunk.len(), 16)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for row in $chunk {
@@ -742,10 +752,10 @@ use insert_resource_rows;
 
 /// Appends the `resource_versions` rows of a chunk of pending rows.
 macro_rules! insert_version_rows {
-    ($tx:expr, $chunk:expr, $actor:expr) => {{
+    ($tx:expr, $backend:expr, $chunk:expr, $actor:expr) => {{
         let sql = format!(
             "INSERT INTO resource_versions (code, version, active, changed_at, changed_by, document) VALUES {}",
-            values_placeholders($chunk.len(), 6)
+            values_placeholders($backend, $chunk.len(), 6)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for row in $chunk {

@@ -416,7 +416,10 @@ pub const IMPORT_BATCH: usize = 1000;
 /// Imports every valid row of `input` into the store, idempotently by resource code: new codes
 /// are created, changed ones updated (keeping their history), identical ones left alone. Rows
 /// that break a rule are reported and skipped; the rest are imported. `on_batch` is called
-/// after each committed batch with the resources written, so the caller can index them.
+/// after each committed batch with the resources written, in order, so the caller can index
+/// them.
+///
+/// The store writes one batch while the next is read and checked: both take about as long.
 pub async fn import(
     store: &civitas_store::Store,
     input: impl BufRead,
@@ -425,15 +428,51 @@ pub async fn import(
 ) -> anyhow::Result<ImportSummary> {
     let permit = civitas_core::authz::Permit::internal("civitas:import");
     let mut summary = ImportSummary::default();
+    let mut rows = read_drafts(input, format).peekable();
+    let mut writing: Option<(WriteTask, Vec<u64>)> = None;
+    loop {
+        let (batch, lines) = next_batch(&mut rows, &mut summary.rejected);
+        if let Some((task, lines)) = writing.take() {
+            let (outcome, written) = task.await??;
+            summary.add(outcome, &lines);
+            on_batch(&written);
+        }
+        if batch.is_empty() {
+            break;
+        }
+        let store = store.clone();
+        let permit = permit.clone();
+        let task = tokio::spawn(async move {
+            store
+                .write_resources(&permit, &batch, civitas_store::WriteMode::Upsert)
+                .await
+        });
+        writing = Some((task, lines));
+    }
+    summary.rejected.sort_by_key(|error| error.line);
+    Ok(summary)
+}
+
+type WriteTask = tokio::task::JoinHandle<
+    civitas_store::Result<(
+        civitas_store::ImportOutcome,
+        Vec<civitas_core::catalog::Resource>,
+    )>,
+>;
+
+/// Reads up to [`IMPORT_BATCH`] valid rows, with their line numbers, collecting broken rows in
+/// `rejected`. An empty batch means the input is done.
+fn next_batch(
+    rows: &mut impl Iterator<Item = Result<(u64, ResourceDraft), RowError>>,
+    rejected: &mut Vec<RowError>,
+) -> (Vec<ResourceDraft>, Vec<u64>) {
     let mut batch: Vec<ResourceDraft> = Vec::with_capacity(IMPORT_BATCH);
     let mut lines: Vec<u64> = Vec::with_capacity(IMPORT_BATCH);
     // The batch's codes, to find a repeated one without scanning the batch for every row.
     let mut codes: std::collections::HashSet<ResourceCode> =
         std::collections::HashSet::with_capacity(IMPORT_BATCH);
-    let mut rows = read_drafts(input, format).peekable();
-    loop {
-        let row = rows.next();
-        match row {
+    while batch.len() < IMPORT_BATCH {
+        match rows.next() {
             Some(Ok((line, draft))) => {
                 // A code seen twice in one batch would be ambiguous; the later row wins, as
                 // it would if the rows were imported one by one.
@@ -446,39 +485,31 @@ pub async fn import(
                 batch.push(draft);
                 lines.push(line);
             }
-            Some(Err(error)) => summary.rejected.push(error),
-            None => {}
-        }
-        let done = rows.peek().is_none();
-        if batch.len() >= IMPORT_BATCH || (done && !batch.is_empty()) {
-            let (outcome, written) = store
-                .write_resources(&permit, &batch, civitas_store::WriteMode::Upsert)
-                .await?;
-            summary.created += outcome.created;
-            summary.updated += outcome.updated;
-            summary.unchanged += outcome.unchanged;
-            for (index, error) in outcome.rejected {
-                let (column, message) = match &error {
-                    civitas_store::StoreError::Invalid { field, message } => {
-                        (field.clone(), message.clone())
-                    }
-                    other => ("-".to_owned(), other.to_string()),
-                };
-                summary.rejected.push(RowError {
-                    line: lines[index],
-                    column,
-                    message,
-                });
-            }
-            on_batch(&written);
-            batch.clear();
-            lines.clear();
-            codes.clear();
-        }
-        if done {
-            break;
+            Some(Err(error)) => rejected.push(error),
+            None => break,
         }
     }
-    summary.rejected.sort_by_key(|error| error.line);
-    Ok(summary)
+    (batch, lines)
+}
+
+impl ImportSummary {
+    /// Adds what the store did with a batch whose rows came from `lines`.
+    fn add(&mut self, outcome: civitas_store::ImportOutcome, lines: &[u64]) {
+        self.created += outcome.created;
+        self.updated += outcome.updated;
+        self.unchanged += outcome.unchanged;
+        for (index, error) in outcome.rejected {
+            let (column, message) = match &error {
+                civitas_store::StoreError::Invalid { field, message } => {
+                    (field.clone(), message.clone())
+                }
+                other => ("-".to_owned(), other.to_string()),
+            };
+            self.rejected.push(RowError {
+                line: lines[index],
+                column,
+                message,
+            });
+        }
+    }
 }
