@@ -10,6 +10,7 @@ use civitas_core::{
     Uscc,
     authz::{Action, Permit},
     catalog::{OpenType, Resource, ResourceCode, ResourceDraft, ResourceKind},
+    registry::Organization,
 };
 use civitas_store::{ResourceFilter, ResourceVersion, WriteMode};
 use jiff::Timestamp;
@@ -55,6 +56,24 @@ fn check_draft(caller: &Caller, draft: &ResourceDraft) -> ApiResult<Permit> {
 
 /// Whether an anonymous or authenticated caller may see `resource`. Anonymous callers see the
 /// open data only; everyone else sees the whole active catalog.
+/// The providers of `resources`, by credit code, looked up in one query.
+pub(crate) async fn providers_of(
+    store: &civitas_store::Store,
+    resources: &[Resource],
+) -> civitas_store::Result<std::collections::HashMap<String, Organization>> {
+    let mut codes: Vec<&str> = resources
+        .iter()
+        .map(|resource| resource.draft.provider.as_str())
+        .collect();
+    codes.sort_unstable();
+    codes.dedup();
+    let organizations = store.organizations_by_code(&codes).await?;
+    Ok(organizations
+        .into_iter()
+        .map(|organization| (organization.code.to_string(), organization))
+        .collect())
+}
+
 pub fn visible_to(caller: &MaybeCaller, resource: &Resource) -> bool {
     match &caller.0 {
         Some(_) => true,

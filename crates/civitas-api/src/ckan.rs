@@ -3,8 +3,6 @@
 //! tools such as `ckanapi` work unchanged. How our fields map onto a CKAN dataset dict is
 //! documented in `docs/ckan.md`.
 
-use std::collections::HashMap;
-
 use axum::{
     Router,
     body::Bytes,
@@ -478,19 +476,7 @@ pub fn package_dict(base: &str, resource: &Resource, organization: Option<&Organ
 
 /// Package dicts for resources, with their organizations looked up in one query.
 pub async fn package_dicts(state: &AppState, resources: &[Resource]) -> CkanResult<Vec<Value>> {
-    let mut codes: Vec<&str> = resources
-        .iter()
-        .map(|r| r.draft.provider.as_str())
-        .collect();
-    codes.sort_unstable();
-    codes.dedup();
-    let organizations: HashMap<String, Organization> = state
-        .store
-        .organizations_by_code(&codes)
-        .await?
-        .into_iter()
-        .map(|org| (org.code.to_string(), org))
-        .collect();
+    let organizations = crate::catalog::providers_of(&state.store, resources).await?;
     Ok(resources
         .iter()
         .map(|resource| {

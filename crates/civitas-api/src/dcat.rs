@@ -117,7 +117,7 @@ async fn catalog(
         .into_iter()
         .filter(|resource| visible_to(&caller, resource))
         .collect();
-    let organizations = providers_of(&state, &resources).await?;
+    let organizations = crate::catalog::providers_of(&state.store, &resources).await?;
 
     let base: &str = &state.public_url;
     let mut graph = Graph::default();
@@ -220,27 +220,11 @@ async fn dataset(
     if !resource.active || !visible_to(&caller, &resource) {
         return Err(not_found());
     }
-    let organizations = providers_of(&state, std::slice::from_ref(&resource)).await?;
+    let organizations =
+        crate::catalog::providers_of(&state.store, std::slice::from_ref(&resource)).await?;
     let mut graph = Graph::default();
     add_dataset(&mut graph, &state.public_url, &resource, &organizations);
     Ok(syntax.render(&graph))
-}
-
-async fn providers_of(
-    state: &AppState,
-    resources: &[Resource],
-) -> ApiResult<HashMap<String, Organization>> {
-    let mut codes: Vec<&str> = resources
-        .iter()
-        .map(|r| r.draft.provider.as_str())
-        .collect();
-    codes.sort_unstable();
-    codes.dedup();
-    let organizations = state.store.organizations_by_code(&codes).await?;
-    Ok(organizations
-        .into_iter()
-        .map(|org| (org.code.to_string(), org))
-        .collect())
 }
 
 /// Adds a resource as a `dcat:Dataset` (with its publisher, contact point, distribution and

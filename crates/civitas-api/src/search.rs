@@ -188,6 +188,15 @@ pub struct SearchResults {
     pub next_cursor: Option<String>,
 }
 
+/// Anonymous callers see open data only, whatever open-type filter they asked for; any key sees
+/// the whole catalog's metadata, as `catalog::visible_to` says.
+fn open_data_only_for_anonymous(caller: &MaybeCaller, filters: &mut Vec<(Facet, String)>) {
+    if caller.0.is_none() {
+        filters.retain(|(facet, _)| *facet != Facet::OpenType);
+        filters.push((Facet::OpenType, "open".into()));
+    }
+}
+
 /// Turns the HTTP parameters into a search request; anonymous callers see open data only.
 pub fn search_request(caller: &MaybeCaller, query: SearchQuery) -> ApiResult<SearchRequest> {
     let mut facets = Vec::new();
@@ -208,10 +217,7 @@ pub fn search_request(caller: &MaybeCaller, query: SearchQuery) -> ApiResult<Sea
             .ok_or_else(|| ApiError::invalid("filter", format!("unknown facet {name:?}")))?;
         filters.push((facet, value.trim().to_owned()));
     }
-    if caller.0.is_none() {
-        filters.retain(|(facet, _)| *facet != Facet::OpenType);
-        filters.push((Facet::OpenType, "open".into()));
-    }
+    open_data_only_for_anonymous(caller, &mut filters);
     let sort = match query.sort.as_deref() {
         None | Some("relevance") => Sort::Relevance,
         Some("modified") => Sort::Modified,
@@ -440,10 +446,7 @@ pub async fn ckan_package_search(
         Some(fq) => parse_fq(&fq)?,
         None => Vec::new(),
     };
-    if caller.0.is_none() {
-        filters.retain(|(facet, _)| *facet != Facet::OpenType);
-        filters.push((Facet::OpenType, "open".into()));
-    }
+    open_data_only_for_anonymous(caller, &mut filters);
     let rows = params.integer("rows")?.unwrap_or(10).min(1000) as usize;
     let start = params.integer("start")?.unwrap_or(0) as usize;
     let sort = match params.text("sort").as_deref().map(str::trim) {

@@ -44,6 +44,8 @@ pub const NANJING_VIDEOS: u64 = 168_642;
 pub const NANJING_SYSTEMS: u64 = 1_216;
 /// Synthetic citizens the provider services serve.
 pub const NANJING_CITIZENS: u64 = 100_000;
+/// Cameras the city-operations system may play.
+const GRANTED_CAMERAS: usize = 10;
 /// Drafts written per store transaction.
 const BATCH: usize = 5_000;
 
@@ -545,7 +547,9 @@ pub async fn build(
                 first_camera
                     .entry(draft.provider.clone())
                     .or_insert_with(|| draft.clone());
-                if cameras.len() < 20 && draft.sharing.sharing_type != SharingType::None {
+                if cameras.len() < GRANTED_CAMERAS
+                    && draft.sharing.sharing_type != SharingType::None
+                {
                     cameras.push(draft.clone());
                 }
             }
@@ -575,55 +579,46 @@ pub async fn build(
         resource: draft.code.to_string(),
         items: draft.items.clone(),
     }));
-    let total_services = (interfaces.len() + first_camera.len()) as u64;
-    let mut done_services = 0;
-    for draft in &interfaces {
-        let provider = SystemRef {
-            organization: draft.provider.clone(),
-            system: draft
+    let services: Vec<(SystemRef, ServiceDraft)> = interfaces
+        .iter()
+        .map(|draft| {
+            let system = draft
                 .provider_system
                 .clone()
-                .expect("generated interfaces name their system"),
-        };
-        store
-            .put_service(&permit, &provider, &interface_service(draft, catalog))
-            .await?;
-        done_services += 1;
+                .expect("generated interfaces name their system");
+            (
+                SystemRef {
+                    organization: draft.provider.clone(),
+                    system,
+                },
+                interface_service(draft, catalog),
+            )
+        })
+        .chain(first_camera.iter().map(|(provider, camera)| {
+            let system = synth_catalog::provider_system(names[provider]);
+            (
+                SystemRef {
+                    organization: provider.clone(),
+                    system,
+                },
+                video_service(camera, catalog),
+            )
+        }))
+        .collect();
+    let total_services = services.len() as u64;
+    for (done, (provider, service)) in services.iter().enumerate() {
+        store.put_service(&permit, provider, service).await?;
         progress(Progress {
             phase: "services",
-            done: done_services,
-            total: total_services,
-        });
-    }
-    for (provider, camera) in &first_camera {
-        let body = names[provider];
-        let provider = SystemRef {
-            organization: provider.clone(),
-            system: synth_catalog::provider_system(body),
-        };
-        store
-            .put_service(&permit, &provider, &video_service(camera, catalog))
-            .await?;
-        done_services += 1;
-        progress(Progress {
-            phase: "services",
-            done: done_services,
+            done: done as u64 + 1,
             total: total_services,
         });
     }
     counts.services = total_services + reference_interfaces;
 
     // Grants for the demo's consumers.
-    let grants = grant_demo_consumers(
-        store,
-        &permit,
-        &bodies,
-        population,
-        &interfaces,
-        &cameras,
-        &first_camera,
-    )
-    .await?;
+    let grants =
+        grant_demo_consumers(store, &permit, &bodies, population, &interfaces, &cameras).await?;
     let reference_grants = reference_grant_examples(store, population).await?;
     for entry in &mut keys {
         let (Some(system), "system") = (&entry.system, entry.kind.as_str()) else {
@@ -718,7 +713,6 @@ async fn grant_demo_consumers(
     population: &Population,
     interfaces: &[ResourceDraft],
     cameras: &[ResourceDraft],
-    first_camera: &BTreeMap<Uscc, ResourceDraft>,
 ) -> anyhow::Result<HashMap<(String, String), Vec<GrantExample>>> {
     let by_name: HashMap<&str, &civitas_synth::Organization> = bodies
         .iter()
@@ -815,7 +809,7 @@ async fn grant_demo_consumers(
         grant(consumer, draft, turn % 3 == 2, "GET", path).await?;
     }
     let operations = &consumers[1];
-    for camera in cameras.iter().take(10) {
+    for camera in cameras {
         let body = &bodies
             .iter()
             .find(|body| body.code == camera.provider)
@@ -825,11 +819,6 @@ async fn grant_demo_consumers(
         let path = format!("/x/{}/{system}/video/{device}/play", camera.provider);
         grant(operations, camera, false, "POST", path).await?;
     }
-    debug_assert!(
-        first_camera
-            .keys()
-            .all(|provider| bodies.iter().any(|body| &body.code == provider))
-    );
 
     // The population register, masked, for the one-network platform.
     let persons = reference::services()

@@ -8,7 +8,6 @@
 pub mod catalog_services;
 pub mod citizens;
 pub mod city;
-mod random;
 pub mod reference;
 pub mod services;
 

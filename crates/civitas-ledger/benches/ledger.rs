@@ -303,11 +303,17 @@ fn load_average() -> String {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; a filter argument selects nothing here, so ignore them.
-    let runs = environment_number("CIVITAS_BENCH_RUNS", 3).max(1);
-    let proof_records = environment_number("CIVITAS_BENCH_PROOF_RECORDS", 10_000_000);
-    let append_records = environment_number("CIVITAS_BENCH_APPEND_RECORDS", 300_000);
-    let verify_records = environment_number("CIVITAS_BENCH_VERIFY_RECORDS", 1_000_000);
+    // `cargo bench` passes `--bench` (a filter argument selects nothing here). Under `cargo test`
+    // (no `--bench`) a small smoke run checks that the benchmark still works without taking the
+    // test suite's time.
+    let smoke = !std::env::args().any(|argument| argument == "--bench");
+    let scale = |full: u64, small: u64| if smoke { small } else { full };
+    let runs = environment_number("CIVITAS_BENCH_RUNS", scale(3, 1)).max(1);
+    let proof_records =
+        environment_number("CIVITAS_BENCH_PROOF_RECORDS", scale(10_000_000, 10_000));
+    let append_records = environment_number("CIVITAS_BENCH_APPEND_RECORDS", scale(300_000, 2_000));
+    let verify_records =
+        environment_number("CIVITAS_BENCH_VERIFY_RECORDS", scale(1_000_000, 10_000));
 
     let load_before = load_average();
     eprintln!("measuring raw sha-256 speed and fdatasync latency");

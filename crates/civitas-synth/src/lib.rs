@@ -10,7 +10,7 @@
 
 pub mod catalog;
 mod organizations;
-mod random;
+pub mod random;
 mod vocabulary;
 
 pub use organizations::{Organization, organizations};

@@ -1,5 +1,6 @@
-//! The generator's source of randomness, pinned so that a seed gives the same catalog on every
-//! run, platform and dependency update.
+//! The source of randomness of every synthetic generator (the catalog here, the demo city's
+//! citizens in `civitas-demo`), pinned so that a seed gives the same data on every run, platform
+//! and dependency update.
 //!
 //! Only the ChaCha8 keystream is taken from a library: its output is specified by the cipher and
 //! its crate promises value stability. Seeding and every sampling step are written here because
@@ -8,14 +9,15 @@
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng, SeedableRng};
 
-pub(crate) struct Random {
+pub struct Random {
     stream: ChaCha8Rng,
 }
 
 impl Random {
     /// A stream for `seed`; `purpose` separates independent streams drawn from the same seed (the
-    /// organizations and the catalog) so that changing one leaves the other as it was.
-    pub(crate) fn new(seed: u64, purpose: u64) -> Random {
+    /// organizations, the catalog, each part of a population) so that changing how one is drawn
+    /// leaves the others as they were.
+    pub fn new(seed: u64, purpose: u64) -> Random {
         let mut state = seed ^ purpose.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let mut key = [0u8; 32];
         for chunk in key.chunks_exact_mut(8) {
@@ -26,12 +28,12 @@ impl Random {
         }
     }
 
-    pub(crate) fn next_u64(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.stream.next_u64()
     }
 
     /// A uniform number in `0..bound`, without modulo bias (Lemire's multiply-and-reject).
-    pub(crate) fn below(&mut self, bound: u64) -> u64 {
+    pub fn below(&mut self, bound: u64) -> u64 {
         debug_assert!(bound > 0, "an empty range has no member");
         let threshold = bound.wrapping_neg() % bound;
         loop {
@@ -42,21 +44,27 @@ impl Random {
         }
     }
 
-    pub(crate) fn index(&mut self, length: usize) -> usize {
+    /// A uniform number in `low..=high`.
+    pub fn between(&mut self, low: i64, high: i64) -> i64 {
+        debug_assert!(low <= high, "{low} > {high}");
+        low + self.below((high - low) as u64 + 1) as i64
+    }
+
+    pub fn index(&mut self, length: usize) -> usize {
         self.below(length as u64) as usize
     }
 
-    pub(crate) fn pick<'a, T>(&mut self, choices: &'a [T]) -> &'a T {
+    pub fn pick<'a, T>(&mut self, choices: &'a [T]) -> &'a T {
         &choices[self.index(choices.len())]
     }
 
     /// True with probability `per_mille / 1000`.
-    pub(crate) fn chance(&mut self, per_mille: u32) -> bool {
+    pub fn chance(&mut self, per_mille: u32) -> bool {
         self.below(1000) < u64::from(per_mille)
     }
 
     /// An index into `weights` drawn in proportion to the weights.
-    pub(crate) fn weighted(&mut self, weights: &[u32]) -> usize {
+    pub fn weighted(&mut self, weights: &[u32]) -> usize {
         let total: u64 = weights.iter().map(|&weight| u64::from(weight)).sum();
         debug_assert!(total > 0, "at least one weight is positive");
         let mut ticket = self.below(total);
@@ -70,7 +78,7 @@ impl Random {
     }
 
     /// `count` distinct indices of `0..length` in increasing order (fewer if `length` is smaller).
-    pub(crate) fn subset(&mut self, length: usize, count: usize) -> Vec<usize> {
+    pub fn subset(&mut self, length: usize, count: usize) -> Vec<usize> {
         let mut chosen = Vec::with_capacity(count.min(length));
         let mut needed = count.min(length);
         // Selection sampling: each index is taken with probability needed / remaining, which
@@ -86,6 +94,35 @@ impl Random {
             }
         }
         chosen
+    }
+}
+
+/// A cumulative weight table for drawing from long lists many times: one binary search per draw
+/// instead of a walk over every weight.
+pub struct WeightTable {
+    cumulative: Vec<u64>,
+}
+
+impl WeightTable {
+    pub fn new(weights: impl IntoIterator<Item = u32>) -> WeightTable {
+        let mut total = 0u64;
+        let cumulative = weights
+            .into_iter()
+            .map(|weight| {
+                total += u64::from(weight);
+                total
+            })
+            .collect::<Vec<_>>();
+        assert!(total > 0, "a weight table needs a positive weight");
+        WeightTable { cumulative }
+    }
+
+    pub fn draw(&self, random: &mut Random) -> usize {
+        let total = *self.cumulative.last().expect("the table is not empty");
+        let ticket = random.below(total);
+        // The first entry whose running total exceeds the ticket owns it.
+        self.cumulative
+            .partition_point(|&running| running <= ticket)
     }
 }
 
@@ -133,5 +170,17 @@ mod tests {
         let first: Vec<u64> = (0..4).map(|_| Random::new(1, 0).next_u64()).collect();
         assert!(first.windows(2).all(|pair| pair[0] == pair[1]));
         assert_ne!(Random::new(1, 0).next_u64(), Random::new(1, 1).next_u64());
+    }
+
+    #[test]
+    fn weight_table_follows_weights_and_skips_zero() {
+        let table = WeightTable::new([1, 0, 3]);
+        let mut random = Random::new(3, 0);
+        let mut seen = [0u32; 3];
+        for _ in 0..4000 {
+            seen[table.draw(&mut random)] += 1;
+        }
+        assert_eq!(seen[1], 0);
+        assert!((800..1200).contains(&seen[0]), "{seen:?}");
     }
 }

@@ -74,20 +74,6 @@ fn binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_civitas")))
 }
 
-fn directory_bytes(path: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|entry| match entry.metadata() {
-            Ok(metadata) if metadata.is_dir() => directory_bytes(&entry.path()),
-            Ok(metadata) => metadata.len(),
-            Err(_) => 0,
-        })
-        .sum()
-}
-
 fn file_bytes(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |metadata| metadata.len())
 }
@@ -531,7 +517,7 @@ fn main() {
                     .map(|name| file_bytes(&data_dir.join(name)))
                     .sum()
             ),
-            megabytes(directory_bytes(&data_dir.join("index")))
+            megabytes(civitas::demo::disk_usage(&data_dir.join("index")))
         ),
     );
 

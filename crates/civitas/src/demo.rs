@@ -30,7 +30,8 @@ pub const MANIFEST: &str = "demo.json";
 pub const KEYS: &str = "demo-keys.json";
 /// Present while a build is under way.
 const BUILDING: &str = "demo.building";
-const MANIFEST_VERSION: u32 = 1;
+/// 2: citizens drawn with `civitas-synth`'s randomness.
+const MANIFEST_VERSION: u32 = 2;
 
 /// How `civitas demo` was asked to run.
 #[derive(Debug, Clone)]
@@ -114,21 +115,14 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Option
 /// by the owner only: key files are secrets.
 fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
     let temporary = path.with_extension("json.tmp");
-    let text = serde_json::to_vec_pretty(value)?;
-    {
-        use std::io::Write;
-        #[cfg(unix)]
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        options.mode(0o600);
-        let mut file = options
-            .open(&temporary)
-            .with_context(|| format!("writing {}", temporary.display()))?;
-        file.write_all(&text)?;
-        file.sync_all()?;
+    // A temporary file left by an interrupted write is replaced.
+    match std::fs::remove_file(&temporary) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            return Err(error).with_context(|| format!("removing {}", temporary.display()));
+        }
+        _ => {}
     }
+    node::write_new_private_file(&temporary, &serde_json::to_vec_pretty(value)?)?;
     std::fs::rename(&temporary, path).with_context(|| format!("writing {}", path.display()))
 }
 
@@ -454,8 +448,8 @@ fn example_citizens(population: &Population) -> Vec<ExampleCitizen> {
     .collect()
 }
 
-/// Total size of the files under `path`.
-fn disk_usage(path: &Path) -> u64 {
+/// Total size of the files under `path` (0 for what cannot be read).
+pub fn disk_usage(path: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(path) else {
         return 0;
     };

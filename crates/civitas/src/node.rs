@@ -16,6 +16,20 @@ use ed25519_dalek::{
 
 pub const NODE_KEY_FILE: &str = "node.key";
 
+/// Creates `path` (which must not exist) readable by the owner only from the start, so that a
+/// secret is never readable by others, not even for a moment, and writes `bytes` durably.
+pub fn write_new_private_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 /// Loads the node key from `data_dir/node.key` (PKCS#8 PEM), or makes one if there is none.
 /// Refuses a key file that others can read: whoever holds the key can sign checkpoints.
 pub fn load_or_create_key(data_dir: &Path) -> anyhow::Result<SigningKey> {
@@ -44,16 +58,7 @@ pub fn load_or_create_key(data_dir: &Path) -> anyhow::Result<SigningKey> {
             let pem = key
                 .to_pkcs8_pem(LineEnding::LF)
                 .map_err(|e| anyhow::anyhow!("encoding the node key: {e}"))?;
-            // Create with owner-only permissions from the start, so the key is never readable by
-            // others, not even for a moment.
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-                .with_context(|| format!("creating {}", path.display()))?;
-            file.write_all(pem.as_bytes())?;
-            file.sync_all()?;
+            write_new_private_file(&path, pem.as_bytes())?;
             tracing::info!(path = %path.display(), "created the node key");
             Ok(key)
         }
@@ -72,14 +77,7 @@ pub fn load_or_create_secret(data_dir: &Path, name: &str) -> anyhow::Result<[u8;
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             let mut secret = [0u8; 32];
             getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("reading randomness: {e}"))?;
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-                .with_context(|| format!("creating {}", path.display()))?;
-            file.write_all(&secret)?;
-            file.sync_all()?;
+            write_new_private_file(&path, &secret)?;
             Ok(secret)
         }
         Err(error) => Err(error).with_context(|| format!("reading {}", path.display())),

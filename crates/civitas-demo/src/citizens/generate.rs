@@ -21,7 +21,7 @@ use super::{
     GenerationError, Household, HouseholdRelation, IdentityStatus, InsuranceStatus, Location,
     MAX_CITIZENS, MaritalStatus, Marriage, Month, Name, Population, Property, SocialInsurance,
 };
-use crate::random::{Random, WeightTable};
+use civitas_synth::random::{Random, WeightTable};
 
 /// Separates the random streams of one seed.
 #[derive(Clone, Copy)]

@@ -496,26 +496,12 @@ fn fts_match(words: &[String]) -> String {
         .join(" ")
 }
 
-fn facet_column(facet: Facet) -> &'static str {
-    match facet {
-        Facet::Provider => "provider",
-        Facet::Level => "level",
-        Facet::Kind => "kind",
-        Facet::SharingType => "sharing_type",
-        Facet::OpenType => "open_type",
-        Facet::Classification => "classification",
-        Facet::UpdateCycle => "update_cycle",
-        Facet::OriginNode => "origin_node",
-        Facet::Tag => "tag",
-    }
-}
-
 /// Runs one query as a catalog API on SQLite would: the page of hits (with their payloads) by
 /// rank, the total, and the two facets' counts, each one statement over the FTS5 matches.
 pub async fn fts_search(pool: &SqlitePool, query: &BenchQuery) -> Answer {
     let matched = fts_match(&query.words);
     let (filter_sql, filter_value) = match query.filter {
-        Some((facet, value)) => (format!(" AND d.{} = ?2", facet_column(facet)), value),
+        Some((facet, value)) => (format!(" AND d.{} = ?2", facet.as_str()), value),
         None => (String::new(), ""),
     };
     let from =
@@ -553,7 +539,7 @@ pub async fn fts_search(pool: &SqlitePool, query: &BenchQuery) -> Answer {
                 "SELECT t.tag, count(*) AS n FROM fts JOIN directories d ON d.id = fts.rowid JOIN tags t ON t.id = d.id WHERE fts MATCH ?1{filter_sql} GROUP BY t.tag ORDER BY n DESC, t.tag LIMIT {FACET_LIMIT}"
             )
         } else {
-            let column = facet_column(facet);
+            let column = facet.as_str();
             format!(
                 "SELECT d.{column}, count(*) AS n {from} AND d.{column} <> '' GROUP BY d.{column} ORDER BY n DESC, d.{column} LIMIT {FACET_LIMIT}"
             )
