@@ -20,7 +20,7 @@ struct Demo {
     stdout: String,
 }
 
-fn start_demo(data_dir: &Path) -> Demo {
+fn start_demo(data_dir: &Path, extra: &[&str]) -> Demo {
     let mut child = Command::new(CIVITAS)
         .args([
             "demo",
@@ -33,6 +33,7 @@ fn start_demo(data_dir: &Path) -> Demo {
             "--data-dir",
         ])
         .arg(data_dir)
+        .args(extra)
         .env_remove("CIVITAS_BOOTSTRAP_TOKEN")
         .env("CIVITAS_LOG", "warn")
         .stdout(Stdio::piped())
@@ -122,7 +123,7 @@ async fn call(
 async fn small_city_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("city");
-    let demo = start_demo(&data_dir);
+    let demo = start_demo(&data_dir, &[]);
     assert!(
         demo.stdout.contains("is built and ready"),
         "{}",
@@ -360,9 +361,9 @@ async fn small_city_end_to_end() {
     );
     assert!(printed.contains("ledger ok"), "{printed}");
 
-    // A second start reuses the city, and the keys still work.
+    // A second start reuses the city, and the keys still work; with --traffic the city lives.
     stop(demo);
-    let again = start_demo(&data_dir);
+    let again = start_demo(&data_dir, &["--traffic", "40"]);
     assert!(again.stdout.contains("is reused"), "{}", again.stdout);
     let keys_again = read_json(&data_dir.join("demo-keys.json"));
     let api = keys_again["api"].as_str().unwrap().to_owned();
@@ -389,6 +390,30 @@ async fn small_city_end_to_end() {
         StatusCode::OK,
         "services follow the provider services to their new ports: {body}"
     );
+    let tree_size =
+        |checkpoint: String| -> u64 { checkpoint.lines().nth(1).unwrap().parse().unwrap() };
+    let ledger = || async {
+        let checkpoint = client
+            .get(format!("{api}/ledger/checkpoint"))
+            .send()
+            .await
+            .unwrap();
+        tree_size(checkpoint.text().await.unwrap())
+    };
+    let before = ledger().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = ledger().await;
+        // 40 calls and runs a second append one record each (a run, six).
+        if now >= before + 40 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the traffic generator fills the ledger: {before} -> {now}"
+        );
+    }
     // Another seed on the same data dir is refused, naming the way out.
     let refused = Command::new(CIVITAS)
         .args(["demo", "--scale", "small", "--seed", "7", "--data-dir"])
