@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use tantivy::indexer::UserOperation;
 use tantivy::{Index, IndexReader, IndexWriter, TantivyDocument, Term};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
@@ -286,12 +287,19 @@ impl Indexer {
             return;
         };
         let result = match command {
-            Command::Upsert { documents, .. } => documents.into_iter().try_for_each(|document| {
-                writer.delete_term(Term::from_field_text(self.fields.code, &document.code));
-                writer
-                    .add_document(tantivy_document(&self.fields, document))
-                    .map(drop)
-            }),
+            // One batch of operations: the writer's threads are woken once per batch, not
+            // twice per document.
+            Command::Upsert { documents, .. } => {
+                let mut operations = Vec::with_capacity(documents.len() * 2);
+                for document in documents {
+                    operations.push(UserOperation::Delete(Term::from_field_text(
+                        self.fields.code,
+                        &document.code,
+                    )));
+                    operations.push(UserOperation::Add(tantivy_document(&self.fields, document)));
+                }
+                writer.run(operations).map(drop)
+            }
             Command::Delete(code) => {
                 writer.delete_term(Term::from_field_text(self.fields.code, &code));
                 Ok(())

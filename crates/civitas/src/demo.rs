@@ -22,6 +22,7 @@ use civitas_demo::{Population, ProviderServices, Scenario, reference};
 use civitas_store::{Store, StoreUrl};
 use serde::{Deserialize, Serialize};
 
+use crate::indexing::IndexFollower;
 use crate::{config::Settings, node, server};
 
 /// The manifest of a built demo city.
@@ -282,7 +283,9 @@ pub async fn start(
             std::fs::write(settings.data_dir.join(BUILDING), b"")?;
             let mut progress = BuildProgress::new(quiet);
             // The index follows the catalog as it is written, on the other core.
-            let indexing = Indexing::start(&store, settings).await?;
+            let indexing = IndexFollower::start(&store, settings)
+                .await?
+                .context("the search index is in use by another process")?;
             let built = city::build(
                 &store,
                 options.seed,
@@ -293,7 +296,15 @@ pub async fn start(
                 &mut |step| progress.update(step),
             )
             .await;
-            let indexed = indexing.finish(&store, settings, &mut progress).await;
+            let indexed = indexing
+                .finish(&store, settings, |done, total| {
+                    progress.update(Progress {
+                        phase: "search index",
+                        done,
+                        total,
+                    })
+                })
+                .await;
             let built = built?;
             indexed?;
             progress.finish_phase();
@@ -358,75 +369,6 @@ pub async fn start(
         catalog,
         traffic,
     })
-}
-
-/// The search index being fed while the city is built.
-struct Indexing {
-    index: civitas_search::CatalogIndex,
-    stop: tokio::sync::watch::Sender<bool>,
-    feeder: tokio::task::JoinHandle<()>,
-}
-
-impl Indexing {
-    async fn start(store: &Store, settings: &Settings) -> anyhow::Result<Indexing> {
-        let directory = settings.data_dir.join("index");
-        let index =
-            tokio::task::spawn_blocking(move || civitas_search::CatalogIndex::open(&directory))
-                .await?
-                .context("opening the search index")?;
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let feeder = tokio::spawn(civitas_api::search::feed_index(
-            store.clone(),
-            index.clone(),
-            settings.node_code.clone(),
-            Arc::default(),
-            stopped,
-        ));
-        Ok(Indexing {
-            index,
-            stop,
-            feeder,
-        })
-    }
-
-    /// Feeds what the feeder has not reached yet, and waits until all of it is committed.
-    async fn finish(
-        self,
-        store: &Store,
-        settings: &Settings,
-        progress: &mut BuildProgress,
-    ) -> anyhow::Result<()> {
-        let _ = self.stop.send(true);
-        self.feeder.await?;
-        let total = store.catalog_sequence().await?;
-        let catching_up = {
-            let (store, index, node) = (
-                store.clone(),
-                self.index.clone(),
-                settings.node_code.clone(),
-            );
-            tokio::spawn(async move {
-                let mut organizations = std::collections::HashMap::new();
-                civitas_api::search::catch_up(&store, &index, &node, &mut organizations).await
-            })
-        };
-        while !catching_up.is_finished() {
-            progress.update(Progress {
-                phase: "search index",
-                done: self.index.marked_seq(),
-                total,
-            });
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        catching_up.await??;
-        progress.update(Progress {
-            phase: "search index",
-            done: self.index.marked_seq(),
-            total,
-        });
-        self.index.close().await?;
-        Ok(())
-    }
 }
 
 /// A few citizens per outcome of the rental withdrawal.

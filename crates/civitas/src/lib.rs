@@ -4,6 +4,7 @@
 pub mod catalog_io;
 pub mod config;
 pub mod demo;
+pub mod indexing;
 pub mod ledger_verify;
 pub mod node;
 pub mod scenario_test;
