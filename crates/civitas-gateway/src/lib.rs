@@ -63,6 +63,11 @@ pub const RECEIPT_HEADER: &str = "civitas-receipt";
 pub const ITEMS_HEADER: &str = "civitas-items";
 pub const BULK_ROWS_HEADER: &str = "civitas-bulk-rows";
 
+/// Exchange records per transaction of the personal-data access index: the store has one
+/// writer, and a smaller transaction keeps the writes of requests in flight (a scenario run's
+/// row) from waiting long behind it.
+const SUBJECT_INDEX_BATCH: u64 = 200;
+
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     pub node_code: String,
@@ -496,14 +501,14 @@ impl Gateway {
     }
 
     /// Reads exchange records the personal-data access index has not seen and adds their
-    /// subjects. The index is derived from the ledger, so it can always be rebuilt.
+    /// subjects, in transactions of [`SUBJECT_INDEX_BATCH`] records. The index is derived from the ledger, so it can always be rebuilt.
     pub async fn index_subjects(&self) -> anyhow::Result<()> {
         let store = &self.inner.store;
         let ledger = &self.inner.ledger;
         let mut next = store.subject_index_next().await?;
         let size = ledger.size();
         while next < size {
-            let end = (next + 1000).min(size);
+            let end = (next + SUBJECT_INDEX_BATCH).min(size);
             let records = {
                 let ledger = ledger.clone();
                 tokio::task::spawn_blocking(move || ledger.read_range(next..end)).await??

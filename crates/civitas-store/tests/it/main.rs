@@ -90,3 +90,41 @@ async fn sqlite_store_survives_reopen() {
         "南京市测试局1"
     );
 }
+
+/// Commits leave their pages in the write-ahead log; a connection of the store's own copies them
+/// into the database file within about a second, without a commit having to.
+#[tokio::test]
+async fn sqlite_checkpoints_the_log_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("civitas.db");
+    let store = Store::connect(&StoreUrl::Sqlite(path.clone()))
+        .await
+        .unwrap();
+    store
+        .create_organization(&admin(), &new_org(1, None))
+        .await
+        .unwrap();
+    let size = || std::fs::metadata(&path).unwrap().len();
+    let before = size();
+    // About 3 MB of pages: below SQLite's own threshold for a checkpoint by the committing
+    // connection (1,000 pages), which the store turns off anyway.
+    for batch in 0..4 {
+        let drafts: Vec<_> = (1..=500)
+            .map(|n| catalog::draft(batch * 500 + n, 1))
+            .collect();
+        store
+            .write_resources(&admin(), &drafts, civitas_store::WriteMode::Upsert)
+            .await
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while size() < before + (1 << 20) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file stayed at {} bytes: the log was not checkpointed",
+            size()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    store.close().await;
+}
