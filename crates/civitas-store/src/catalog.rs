@@ -110,7 +110,7 @@ macro_rules! resource_columns {
 /// PostgreSQL, `(?, ?, …)` on SQLite. SQLite binds a numbered parameter by looking its name up
 /// in a list, once per parameter, which makes a statement of thousands of numbered parameters
 /// quadratic to bind (most of a bulk import's time); anonymous ones bind directly.
-fn values_placeholders(backend: Backend, rows: usize, columns: usize) -> String {
+pub(crate) fn values_placeholders(backend: Backend, rows: usize, columns: usize) -> String {
     let mut text = String::with_capacity(rows * columns * 5);
     for row in 0..rows {
         if row > 0 {
@@ -125,7 +125,7 @@ fn values_placeholders(backend: Backend, rows: usize, columns: usize) -> String 
 
 /// `$first, $first+1, …` (or `?, ?, …`, see [`values_placeholders`]) for `count` values; on
 /// SQLite only as the statement's first parameters, since `?` takes the next number.
-fn list_placeholders(backend: Backend, first: usize, count: usize) -> String {
+pub(crate) fn list_placeholders(backend: Backend, first: usize, count: usize) -> String {
     let mut text = String::with_capacity(count * 5);
     for n in first..first + count {
         if n > first {

@@ -11,6 +11,7 @@ use civitas_core::{
 use jiff::Timestamp;
 use serde_json::json;
 
+use crate::catalog::values_placeholders;
 use crate::{Result, Store, StoreError, audit::record, micros, read_pool, timestamp, write_tx};
 
 fn corrupt<E: std::fmt::Display>(error: E) -> StoreError {
@@ -485,25 +486,10 @@ impl Store {
         entries: &[SubjectAccess],
         next_ledger_index: u64,
     ) -> Result<()> {
+        let backend = self.backend();
         write_tx!(self, |tx| {
             for chunk in entries.chunks(500) {
-                let placeholders = (0..chunk.len())
-                    .map(|row| {
-                        let base = row * 8;
-                        format!(
-                            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                            base + 1,
-                            base + 2,
-                            base + 3,
-                            base + 4,
-                            base + 5,
-                            base + 6,
-                            base + 7,
-                            base + 8
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let placeholders = values_placeholders(backend, chunk.len(), 8);
                 let sql = format!(
                     "INSERT INTO subject_access (subject, ledger_index, at, consumer, provider, service, resource, grant_id)
                      VALUES {placeholders} ON CONFLICT (subject, ledger_index) DO NOTHING"

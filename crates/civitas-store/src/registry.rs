@@ -8,6 +8,7 @@ use civitas_core::{
 use jiff::Timestamp;
 use serde_json::json;
 
+use crate::catalog::list_placeholders;
 use crate::{
     Page, PageRequest, Result, Store, StoreError, audit::record, duplicate_as, micros, read_pool,
     timestamp, write_tx,
@@ -316,10 +317,7 @@ impl Store {
     pub async fn organizations_by_code(&self, codes: &[&str]) -> Result<Vec<Organization>> {
         let mut organizations = Vec::with_capacity(codes.len());
         for chunk in codes.chunks(500) {
-            let placeholders = (1..=chunk.len())
-                .map(|n| format!("${n}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let placeholders = list_placeholders(self.backend(), 1, chunk.len());
             let sql = format!(
                 "SELECT {} FROM organizations WHERE code IN ({placeholders})",
                 organization_columns!()
