@@ -38,16 +38,19 @@ pub struct IssuedCertificate {
     pub not_after: jiff::Timestamp,
 }
 
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+/// Creates `path` (which must not exist) readable by the owner only from the start, so that a
+/// secret is never readable by others, not even for a moment, and writes `bytes` durably. Every
+/// secret file of a node (its key, the CA key, keyed-hash secrets) is written with this.
+pub fn write_new_private_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(contents.as_bytes())?;
-    file.sync_all()?;
-    Ok(())
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn random_serial() -> Vec<u8> {
@@ -95,7 +98,7 @@ impl CertificateAuthority {
         let cert = params
             .self_signed(&key)
             .context("signing the CA certificate")?;
-        write_private(&key_path, &key.serialize_pem())?;
+        write_new_private_file(&key_path, key.serialize_pem().as_bytes())?;
         fs::write(&cert_path, cert.pem())
             .with_context(|| format!("writing {}", cert_path.display()))?;
         Ok(CertificateAuthority {

@@ -12,8 +12,8 @@ use jiff::Timestamp;
 use serde_json::json;
 
 use crate::{
-    Backend, Page, PageRequest, Result, Store, StoreError, audit::record, micros, read_pool,
-    timestamp, write_tx,
+    Page, PageRequest, Result, Store, StoreError, audit::record, list_placeholders, micros,
+    read_pool, timestamp, values_placeholders, write_tx,
 };
 
 /// Rows per multi-row statement: well under SQLite's 32,766 and PostgreSQL's 65,535 parameters
@@ -104,42 +104,6 @@ macro_rules! resource_columns {
     () => {
         "version, active, created_at, updated_at, document"
     };
-}
-
-/// Placeholders for `rows` rows of `columns` columns, bound in order: `($1, $2, …)` on
-/// PostgreSQL, `(?, ?, …)` on SQLite. SQLite binds a numbered parameter by looking its name up
-/// in a list, once per parameter, which makes a statement of thousands of numbered parameters
-/// quadratic to bind (most of a bulk import's time); anonymous ones bind directly.
-pub(crate) fn values_placeholders(backend: Backend, rows: usize, columns: usize) -> String {
-    let mut text = String::with_capacity(rows * columns * 5);
-    for row in 0..rows {
-        if row > 0 {
-            text.push_str(", ");
-        }
-        text.push('(');
-        text.push_str(&list_placeholders(backend, row * columns + 1, columns));
-        text.push(')');
-    }
-    text
-}
-
-/// `$first, $first+1, …` (or `?, ?, …`, see [`values_placeholders`]) for `count` values; on
-/// SQLite only as the statement's first parameters, since `?` takes the next number.
-pub(crate) fn list_placeholders(backend: Backend, first: usize, count: usize) -> String {
-    let mut text = String::with_capacity(count * 5);
-    for n in first..first + count {
-        if n > first {
-            text.push_str(", ");
-        }
-        match backend {
-            Backend::Sqlite => text.push('?'),
-            Backend::Postgres => {
-                text.push('$');
-                text.push_str(&n.to_string());
-            }
-        }
-    }
-    text
 }
 
 impl Store {

@@ -11,8 +11,10 @@ use civitas_core::{
 use jiff::Timestamp;
 use serde_json::json;
 
-use crate::catalog::values_placeholders;
-use crate::{Result, Store, StoreError, audit::record, micros, read_pool, timestamp, write_tx};
+use crate::{
+    Result, Store, StoreError, audit::record, micros, read_pool, timestamp, values_placeholders,
+    write_tx,
+};
 
 fn corrupt<E: std::fmt::Display>(error: E) -> StoreError {
     StoreError::corrupt(error)

@@ -324,6 +324,42 @@ impl Store {
     }
 }
 
+/// Placeholders for `rows` rows of `columns` columns, bound in order: `($1, $2, …)` on
+/// PostgreSQL, `(?, ?, …)` on SQLite. SQLite binds a numbered parameter by looking its name up
+/// in a list, once per parameter, which makes a statement of thousands of numbered parameters
+/// quadratic to bind (most of a bulk import's time); anonymous ones bind directly.
+pub(crate) fn values_placeholders(backend: Backend, rows: usize, columns: usize) -> String {
+    let mut text = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        if row > 0 {
+            text.push_str(", ");
+        }
+        text.push('(');
+        text.push_str(&list_placeholders(backend, row * columns + 1, columns));
+        text.push(')');
+    }
+    text
+}
+
+/// `$first, $first+1, …` (or `?, ?, …`, see [`values_placeholders`]) for `count` values; on
+/// SQLite only as the statement's first parameters, since `?` takes the next number.
+pub(crate) fn list_placeholders(backend: Backend, first: usize, count: usize) -> String {
+    let mut text = String::with_capacity(count * 5);
+    for n in first..first + count {
+        if n > first {
+            text.push_str(", ");
+        }
+        match backend {
+            Backend::Sqlite => text.push('?'),
+            Backend::Postgres => {
+                text.push('$');
+                text.push_str(&n.to_string());
+            }
+        }
+    }
+    text
+}
+
 /// How often the SQLite write-ahead log is checkpointed into the database file.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 

@@ -8,10 +8,9 @@ use civitas_core::{
 use jiff::Timestamp;
 use serde_json::json;
 
-use crate::catalog::list_placeholders;
 use crate::{
-    Page, PageRequest, Result, Store, StoreError, audit::record, duplicate_as, micros, read_pool,
-    timestamp, write_tx,
+    Page, PageRequest, Result, Store, StoreError, audit::record, duplicate_as, list_placeholders,
+    micros, read_pool, timestamp, write_tx,
 };
 
 /// Longest chain of parents followed before a hierarchy is declared broken; real hierarchies

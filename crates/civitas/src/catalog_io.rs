@@ -415,16 +415,16 @@ pub const IMPORT_BATCH: usize = 1000;
 
 /// Imports every valid row of `input` into the store, idempotently by resource code: new codes
 /// are created, changed ones updated (keeping their history), identical ones left alone. Rows
-/// that break a rule are reported and skipped; the rest are imported. `on_batch` is called
-/// after each committed batch with the resources written, in order, so the caller can index
-/// them.
+/// that break a rule are reported and skipped; the rest are imported. `committed` is called
+/// after each committed batch, so that a follower of the store's changes (the search index)
+/// picks it up at once.
 ///
 /// The store writes one batch while the next is read and checked: both take about as long.
 pub async fn import(
     store: &civitas_store::Store,
     input: impl BufRead,
     format: Format,
-    mut on_batch: impl FnMut(&[civitas_core::catalog::Resource]),
+    mut committed: impl FnMut(),
 ) -> anyhow::Result<ImportSummary> {
     let permit = civitas_core::authz::Permit::internal("civitas:import");
     let mut summary = ImportSummary::default();
@@ -433,9 +433,9 @@ pub async fn import(
     loop {
         let (batch, lines) = next_batch(&mut rows, &mut summary.rejected);
         if let Some((task, lines)) = writing.take() {
-            let (outcome, written) = task.await??;
+            let (outcome, _) = task.await??;
             summary.add(outcome, &lines);
-            on_batch(&written);
+            committed();
         }
         if batch.is_empty() {
             break;

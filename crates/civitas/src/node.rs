@@ -1,12 +1,7 @@
 //! The node's identity: its Ed25519 key pair, made on first start and kept in the data dir,
 //! readable by the owner only.
 
-use std::{
-    fs,
-    io::Write,
-    os::unix::fs::{OpenOptionsExt, PermissionsExt},
-    path::Path,
-};
+use std::{fs, os::unix::fs::PermissionsExt, path::Path};
 
 use anyhow::{Context, bail};
 use ed25519_dalek::{
@@ -14,21 +9,9 @@ use ed25519_dalek::{
     pkcs8::{DecodePrivateKey, EncodePrivateKey, spki::der::pem::LineEnding},
 };
 
-pub const NODE_KEY_FILE: &str = "node.key";
+pub use civitas_gateway::tls::write_new_private_file;
 
-/// Creates `path` (which must not exist) readable by the owner only from the start, so that a
-/// secret is never readable by others, not even for a moment, and writes `bytes` durably.
-pub fn write_new_private_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", path.display()))
-}
+pub const NODE_KEY_FILE: &str = "node.key";
 
 /// Loads the node key from `data_dir/node.key` (PKCS#8 PEM), or makes one if there is none.
 /// Refuses a key file that others can read: whoever holds the key can sign checkpoints.
