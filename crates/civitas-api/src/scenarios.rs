@@ -408,19 +408,18 @@ async fn run(
         .filter_map(|step| step.receipt)
         .collect();
     let run_id = uuid::Uuid::now_v7().to_string();
-    let at = Timestamp::now();
     let details = json!({
-        "values": outcome.values,
-        "rules": outcome.explanation.iter().map(|rule| json!({ "id": rule.id, "held": rule.held })).collect::<Vec<_>>(),
-        "reason": outcome.reason,
         "consent": request.consent,
+        "result": serde_json::to_value(&outcome).map_err(ApiError::internal)?,
     });
+    // The run's durable ledger record is its only write: the store's list of runs is indexed
+    // from the ledger (`Gateway::index_ledger`), and reads of it catch up first.
     let record = Record::ScenarioRun(ScenarioRunRecord {
-        at,
+        at: Timestamp::now(),
         run_id: run_id.clone(),
         scenario: version.code.clone(),
         version: version.version,
-        subject: subject.clone(),
+        subject,
         outcome: outcome.outcome.as_str().to_owned(),
         exchanges: receipts.clone(),
         details,
@@ -432,21 +431,6 @@ async fn run(
         .map_err(|error| {
             ApiError::Unavailable(format!("the run could not be recorded: {error}"))
         })?;
-    let result = serde_json::to_value(&outcome).map_err(ApiError::internal)?;
-    state
-        .store
-        .record_scenario_run(&ScenarioRun {
-            id: run_id.clone(),
-            scenario: version.code.clone(),
-            version: version.version,
-            subject,
-            consent: request.consent,
-            outcome: outcome.outcome.as_str().to_owned(),
-            result,
-            ledger_index,
-            at,
-        })
-        .await?;
     Ok(axum::Json(RunResponse {
         run_id,
         scenario: version.code,
@@ -478,6 +462,7 @@ async fn runs_of_citizen(
     let id = civitas_core::CitizenId::parse(&query.id_number)
         .map_err(|e| ApiError::invalid("id_number", e))?;
     let subject = state.gateway.subject_hash(id.as_str());
+    catch_up(&state).await?;
     Ok(axum::Json(
         state.store.scenario_runs_of(&subject, 100).await?,
     ))
@@ -494,5 +479,16 @@ async fn run_by_id(
     if caller.permit(Action::RunScenarios, None).is_err() {
         caller.permit(Action::ReadAudit, None)?;
     }
+    catch_up(&state).await?;
     Ok(axum::Json(state.store.scenario_run(&id).await?))
+}
+
+/// Indexes the runs recorded in the ledger since the last time, so that a run is listed as soon
+/// as it has been answered.
+async fn catch_up(state: &AppState) -> ApiResult<()> {
+    state
+        .gateway
+        .index_ledger()
+        .await
+        .map_err(ApiError::Internal)
 }

@@ -498,7 +498,7 @@ async fn subject_accesses(
     // every exchange acknowledged before this request.
     state
         .gateway
-        .index_subjects()
+        .index_ledger()
         .await
         .map_err(ApiError::Internal)?;
     let subject = state.gateway.subject_hash(id.as_str());

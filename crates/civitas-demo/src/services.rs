@@ -351,9 +351,21 @@ async fn count_and_delay(
 ) -> Response {
     state.requests_served.fetch_add(1, Ordering::Relaxed);
     if !state.latency.is_zero() {
-        tokio::time::sleep(state.latency).await;
+        pause(state.latency).await;
     }
     next.run(request).await
+}
+
+/// Waits `latency` to within the operating system's timer slack (tens of microseconds). Tokio's
+/// timer counts whole milliseconds and rounds a deadline up to the next tick, so a 2 ms sleep on
+/// it lasts 2 to 3 ms; a blocking-pool thread sleeps the exact time instead.
+async fn pause(latency: Duration) {
+    if tokio::task::spawn_blocking(move || std::thread::sleep(latency))
+        .await
+        .is_err()
+    {
+        tokio::time::sleep(latency).await;
+    }
 }
 
 const JSON_CONTENT_TYPE: &str = "application/json; charset=utf-8";

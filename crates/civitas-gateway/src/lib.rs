@@ -32,9 +32,11 @@ use civitas_access::{
 use civitas_core::{CitizenId, RegionCode, access::SystemRef, catalog::ResourceKind};
 use civitas_ledger::{
     Ledger,
-    record::{self, Decision as RecordDecision, ExchangeRecord, Record, Sha256Digest},
+    record::{
+        self, Decision as RecordDecision, ExchangeRecord, Record, ScenarioRunRecord, Sha256Digest,
+    },
 };
-use civitas_store::{GrantUsage, Store, SubjectAccess};
+use civitas_store::{GrantUsage, ScenarioRun, Store, SubjectAccess};
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
@@ -63,10 +65,10 @@ pub const RECEIPT_HEADER: &str = "civitas-receipt";
 pub const ITEMS_HEADER: &str = "civitas-items";
 pub const BULK_ROWS_HEADER: &str = "civitas-bulk-rows";
 
-/// Exchange records per transaction of the personal-data access index: the store has one
-/// writer, and a smaller transaction keeps the writes of requests in flight (a scenario run's
-/// row) from waiting long behind it.
-const SUBJECT_INDEX_BATCH: u64 = 200;
+/// Ledger records per transaction of the store's indexes derived from the ledger: the store has
+/// one writer, and a smaller transaction keeps the writes of requests in flight from waiting long
+/// behind it.
+const LEDGER_INDEX_BATCH: u64 = 200;
 
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -206,6 +208,9 @@ struct Exchange {
     request_sha256: [u8; 32],
     items: BTreeSet<String>,
     masked: BTreeSet<String>,
+    /// An internal call ([`Gateway::call_as`]): the record need only be in order when the call
+    /// answers, since its caller's own durable record follows it.
+    durable_later: bool,
     /// The citizen ID numbers the exchange concerns, in plaintext: only their keyed hashes are
     /// recorded ([`Gateway::exchange_record`]), each computed once.
     subjects: BTreeSet<String>,
@@ -218,7 +223,8 @@ fn empty_sha256() -> [u8; 32] {
 
 /// What the personal-data access index needs of an exchange record: the index reads every
 /// record the gateway writes, so it parses only these fields of exchange records, and nothing
-/// of the others ([`record::decode`] would build and re-encode whole records).
+/// of the others ([`record::decode`] would build and re-encode whole records); scenario runs,
+/// far fewer, are decoded whole.
 #[derive(serde::Deserialize)]
 struct SubjectsOfRecord {
     #[serde(rename = "type")]
@@ -244,18 +250,28 @@ struct RecordSubjects {
     grant: Option<String>,
 }
 
+/// A ledger record the store's derived indexes take something from.
+enum IndexedRecord {
+    Exchange(RecordSubjects),
+    ScenarioRun,
+}
+
 impl SubjectsOfRecord {
-    /// The subjects of an exchange record with any; `None` for every other record.
-    fn read(bytes: &[u8]) -> Option<RecordSubjects> {
+    /// The subjects of an exchange record with any, or that the record is a scenario run;
+    /// `None` for every other record.
+    fn read(bytes: &[u8]) -> Option<IndexedRecord> {
         let (&version, json) = bytes.split_first()?;
         if version != record::ENCODING_V1 {
             return None;
         }
         let view: SubjectsOfRecord = serde_json::from_slice(json).ok()?;
+        if view.kind == "scenario_run" {
+            return Some(IndexedRecord::ScenarioRun);
+        }
         if view.kind != "exchange" || view.subjects.is_empty() {
             return None;
         }
-        Some(RecordSubjects {
+        Some(IndexedRecord::Exchange(RecordSubjects {
             subjects: view.subjects,
             at: view.at?,
             consumer: view.consumer?,
@@ -263,7 +279,38 @@ impl SubjectsOfRecord {
             service: view.service?,
             resource: view.resource?,
             grant: view.grant,
-        })
+        }))
+    }
+}
+
+/// The store's row of a scenario run, from the run's ledger record: its details hold the
+/// citizen's consent reference and the whole result (records written before the result was
+/// kept whole hold the values, rules and reason, which then stand as the result).
+fn scenario_run_of(run: ScenarioRunRecord, ledger_index: u64) -> ScenarioRun {
+    let mut details = run.details;
+    let consent = match details.get_mut("consent").map(serde_json::Value::take) {
+        Some(serde_json::Value::String(consent)) => consent,
+        _ => String::new(),
+    };
+    let result = match details.get_mut("result").map(serde_json::Value::take) {
+        Some(result) if !result.is_null() => result,
+        _ => {
+            if let Some(object) = details.as_object_mut() {
+                object.remove("consent");
+            }
+            details
+        }
+    };
+    ScenarioRun {
+        id: run.run_id,
+        scenario: run.scenario,
+        version: run.version,
+        subject: run.subject,
+        consent,
+        outcome: run.outcome,
+        result,
+        ledger_index,
+        at: run.at,
     }
 }
 
@@ -441,8 +488,8 @@ impl Gateway {
             }
             if last_flush.elapsed() >= Duration::from_secs(1) {
                 self.flush_usage().await;
-                if let Err(error) = self.index_subjects().await {
-                    tracing::warn!(error = format!("{error:#}"), "subject index update failed");
+                if let Err(error) = self.index_ledger().await {
+                    tracing::warn!(error = format!("{error:#}"), "ledger index update failed");
                 }
                 last_flush = Instant::now();
             }
@@ -500,38 +547,49 @@ impl Gateway {
         }
     }
 
-    /// Reads exchange records the personal-data access index has not seen and adds their
-    /// subjects, in transactions of [`SUBJECT_INDEX_BATCH`] records. The index is derived from the ledger, so it can always be rebuilt.
-    pub async fn index_subjects(&self) -> anyhow::Result<()> {
+    /// Brings the store's indexes derived from the ledger up to the ledger's current size: the
+    /// personal-data access index (the subjects of exchange records) and the scenario runs (from
+    /// their run records), in transactions of [`LEDGER_INDEX_BATCH`] records. Both can always be
+    /// rebuilt from the ledger; reading them after this call sees every durable record.
+    pub async fn index_ledger(&self) -> anyhow::Result<()> {
         let store = &self.inner.store;
         let ledger = &self.inner.ledger;
-        let mut next = store.subject_index_next().await?;
+        let mut next = store.ledger_index_next().await?;
         let size = ledger.size();
         while next < size {
-            let end = (next + SUBJECT_INDEX_BATCH).min(size);
+            let end = (next + LEDGER_INDEX_BATCH).min(size);
             let records = {
                 let ledger = ledger.clone();
                 tokio::task::spawn_blocking(move || ledger.read_range(next..end)).await??
             };
-            let mut entries = Vec::new();
+            let mut accesses = Vec::new();
+            let mut runs = Vec::new();
             for (offset, bytes) in records.iter().enumerate() {
-                let Some(exchange) = SubjectsOfRecord::read(bytes) else {
-                    continue;
-                };
-                for subject in exchange.subjects {
-                    entries.push(SubjectAccess {
-                        subject,
-                        ledger_index: next + offset as u64,
-                        at: exchange.at,
-                        consumer: exchange.consumer.clone(),
-                        provider: exchange.provider.clone(),
-                        service: exchange.service.clone(),
-                        resource: exchange.resource.clone(),
-                        grant: exchange.grant.clone(),
-                    });
+                let ledger_index = next + offset as u64;
+                match SubjectsOfRecord::read(bytes) {
+                    Some(IndexedRecord::Exchange(exchange)) => {
+                        for subject in exchange.subjects {
+                            accesses.push(SubjectAccess {
+                                subject,
+                                ledger_index,
+                                at: exchange.at,
+                                consumer: exchange.consumer.clone(),
+                                provider: exchange.provider.clone(),
+                                service: exchange.service.clone(),
+                                resource: exchange.resource.clone(),
+                                grant: exchange.grant.clone(),
+                            });
+                        }
+                    }
+                    Some(IndexedRecord::ScenarioRun) => {
+                        if let Ok(Record::ScenarioRun(run)) = record::decode(bytes) {
+                            runs.push(scenario_run_of(run, ledger_index));
+                        }
+                    }
+                    None => {}
                 }
             }
-            store.add_subject_accesses(&entries, end).await?;
+            store.add_ledger_index(&accesses, &runs, end).await?;
             next = end;
         }
         Ok(())
@@ -629,7 +687,10 @@ impl Gateway {
     }
 
     /// Calls a service through the whole pipeline on behalf of `consumer`, from inside the node
-    /// (application scenarios). Returns the status, headers and the (filtered) body.
+    /// (application scenarios). Returns the status, headers and the (filtered) body. The
+    /// exchange's ledger record is in order but not yet durable when this returns: the caller
+    /// appends a durable record of its own afterwards (a scenario's run record), which makes this
+    /// one durable too, before it acknowledges anything that rests on the call.
     pub async fn call_as(
         &self,
         consumer: SystemRef,
@@ -740,7 +801,14 @@ impl Gateway {
                 .and_then(|p| p.strip_suffix("/play"))
         {
             return self
-                .play(consumer, organization, system, device, started)
+                .play(
+                    consumer,
+                    organization,
+                    system,
+                    device,
+                    started,
+                    matches!(caller, Caller::Internal(_)),
+                )
                 .await;
         }
         // `{org}/{system}/{code}`, the service's name, as the path spells it.
@@ -781,6 +849,7 @@ impl Gateway {
             request_sha256: empty_sha256(),
             items: BTreeSet::new(),
             masked: BTreeSet::new(),
+            durable_later: matches!(caller, Caller::Internal(_)),
             subjects: subjects_plain,
         };
 
@@ -1118,24 +1187,34 @@ impl Gateway {
         self.stream(exchange, upstream_parts, upstream_body).await
     }
 
+    /// Appends an exchange's record before its answer: durably, or for an internal call only in
+    /// order (see [`Gateway::call_as`]).
+    async fn append_record(
+        &self,
+        exchange: &Exchange,
+        record: ExchangeRecord,
+    ) -> civitas_ledger::Result<u64> {
+        let bytes = record::encode(&Record::Exchange(record));
+        if exchange.durable_later {
+            self.inner.ledger.append_ordered(bytes).await
+        } else {
+            self.inner.ledger.append(bytes).await
+        }
+    }
+
     /// Records a refusal (or failure) in the ledger and answers with the problem.
     async fn refuse(&self, mut exchange: Exchange, problem: Problem) -> Response<GatewayBody> {
         exchange.allowed = exchange.allowed && problem.status.is_success();
         let body = problem.body(exchange.rule.as_deref());
         let digest = sha256(&body);
         let mut response = problem.response(exchange.rule.as_deref());
-        if let Some(grant) = &exchange.grant
-            && problem.status == StatusCode::TOO_MANY_REQUESTS
-        {
-            // Denials by quota or rate are counted in the grant's usage.
-            let _ = grant;
-        }
         *response.body_mut() = full(body.clone());
         self.complete(exchange, response, body.len() as u64, digest)
             .await
     }
 
-    /// Appends the exchange record, waits for it to be durable, and answers.
+    /// Appends the exchange record, waits for it to be durable (for an internal call, only in
+    /// order), and answers.
     async fn complete(
         &self,
         mut exchange: Exchange,
@@ -1146,12 +1225,7 @@ impl Gateway {
         let status = response.status();
         let record =
             self.exchange_record(&mut exchange, status, response_bytes, response_sha256, None);
-        let index = match self
-            .inner
-            .ledger
-            .append(record::encode(&Record::Exchange(record)))
-            .await
-        {
+        let index = match self.append_record(&exchange, record).await {
             Ok(index) => index,
             Err(error) => {
                 // No exchange is acknowledged before its record is durable.
@@ -1196,12 +1270,7 @@ impl Gateway {
             empty_sha256(),
             Some("stream_start"),
         );
-        let index = match self
-            .inner
-            .ledger
-            .append(record::encode(&Record::Exchange(opening)))
-            .await
-        {
+        let index = match self.append_record(&exchange, opening).await {
             Ok(index) => index,
             Err(error) => {
                 tracing::error!(%error, "exchange record not appended; refusing the answer");
@@ -1350,6 +1419,7 @@ impl Gateway {
         system: &str,
         device: &str,
         started: Instant,
+        durable_later: bool,
     ) -> Response<GatewayBody> {
         let not_found = |detail: String| {
             Problem::new(StatusCode::NOT_FOUND, "no_service", detail).response(None)
@@ -1417,6 +1487,7 @@ impl Gateway {
             request_sha256: empty_sha256(),
             items: BTreeSet::new(),
             masked: BTreeSet::new(),
+            durable_later,
             subjects: BTreeSet::new(),
         };
         let decision = {
@@ -1632,8 +1703,11 @@ mod tests {
             masked: vec![],
             subjects: vec!["aa".into(), "bb".into()],
         };
-        let read = SubjectsOfRecord::read(&record::encode(&Record::Exchange(exchange.clone())))
-            .expect("an exchange with subjects");
+        let Some(IndexedRecord::Exchange(read)) =
+            SubjectsOfRecord::read(&record::encode(&Record::Exchange(exchange.clone())))
+        else {
+            panic!("an exchange with subjects")
+        };
         assert_eq!(read.subjects, ["aa", "bb"]);
         assert_eq!(
             (read.at, read.consumer.as_str(), read.provider.as_str()),
@@ -1657,5 +1731,53 @@ mod tests {
             details: json!({"subjects": ["aa"], "consumer": "c/s"}),
         });
         assert!(SubjectsOfRecord::read(&record::encode(&admin)).is_none());
+    }
+
+    #[test]
+    fn scenario_run_records_give_the_stores_rows() {
+        let run = ScenarioRunRecord {
+            at: Timestamp::from_second(1_795_622_399).unwrap(),
+            run_id: "r-1".into(),
+            scenario: "rental".into(),
+            version: 2,
+            subject: "ab12".into(),
+            outcome: "approve".into(),
+            exchanges: vec![3, 4],
+            details: json!({
+                "consent": "c-9",
+                "result": { "outcome": "approve", "values": { "amount": 4500 } },
+            }),
+        };
+        let bytes = record::encode(&Record::ScenarioRun(run.clone()));
+        assert!(matches!(
+            SubjectsOfRecord::read(&bytes),
+            Some(IndexedRecord::ScenarioRun)
+        ));
+        let row = scenario_run_of(run.clone(), 7);
+        assert_eq!(
+            (row.id.as_str(), row.scenario.as_str(), row.version),
+            ("r-1", "rental", 2)
+        );
+        assert_eq!(
+            (
+                row.subject.as_str(),
+                row.consent.as_str(),
+                row.outcome.as_str()
+            ),
+            ("ab12", "c-9", "approve")
+        );
+        assert_eq!(row.result["values"]["amount"], 4500);
+        assert_eq!((row.ledger_index, row.at), (7, run.at));
+        // Records from before the result was kept whole: their details stand as the result.
+        let older = ScenarioRunRecord {
+            details: json!({ "consent": "c-1", "values": {}, "reason": "a rule did not hold" }),
+            ..run
+        };
+        let row = scenario_run_of(older, 8);
+        assert_eq!(row.consent, "c-1");
+        assert_eq!(
+            row.result,
+            json!({ "values": {}, "reason": "a rule did not hold" })
+        );
     }
 }

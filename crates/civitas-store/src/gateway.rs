@@ -12,8 +12,8 @@ use jiff::Timestamp;
 use serde_json::json;
 
 use crate::{
-    Result, Store, StoreError, audit::record, micros, read_pool, timestamp, values_placeholders,
-    write_tx,
+    Result, ScenarioRun, Store, StoreError, audit::record, micros, read_pool, timestamp,
+    values_placeholders, write_tx,
 };
 
 fn corrupt<E: std::fmt::Display>(error: E) -> StoreError {
@@ -481,16 +481,19 @@ impl Store {
             .collect())
     }
 
-    /// Adds entries to the personal-data access index and records how far into the ledger the
-    /// index has read, in one transaction, so that a restart continues where it stopped.
-    pub async fn add_subject_accesses(
+    /// Adds what a span of ledger records contributes to the store's derived indexes (entries
+    /// of the personal-data access index and scenario runs) and records how far into the ledger
+    /// they have read, in one transaction, so that a restart continues where it stopped. Adding a
+    /// span twice changes nothing.
+    pub async fn add_ledger_index(
         &self,
-        entries: &[SubjectAccess],
+        accesses: &[SubjectAccess],
+        runs: &[ScenarioRun],
         next_ledger_index: u64,
     ) -> Result<()> {
         let backend = self.backend();
         write_tx!(self, |tx| {
-            for chunk in entries.chunks(500) {
+            for chunk in accesses.chunks(500) {
                 let placeholders = values_placeholders(backend, chunk.len(), 8);
                 let sql = format!(
                     "INSERT INTO subject_access (subject, ledger_index, at, consumer, provider, service, resource, grant_id)
@@ -510,7 +513,28 @@ impl Store {
                 }
                 query.execute(&mut *tx).await?;
             }
-            sqlx::query("UPDATE subject_index_state SET next = $1 WHERE id = 1 AND next < $1")
+            for chunk in runs.chunks(100) {
+                let placeholders = values_placeholders(backend, chunk.len(), 9);
+                let sql = format!(
+                    "INSERT INTO scenario_runs (id, scenario, version, subject, consent, outcome, result, ledger_index, at)
+                     VALUES {placeholders} ON CONFLICT (id) DO NOTHING"
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for run in chunk {
+                    query = query
+                        .bind(&run.id)
+                        .bind(&run.scenario)
+                        .bind(i64::from(run.version))
+                        .bind(&run.subject)
+                        .bind(&run.consent)
+                        .bind(&run.outcome)
+                        .bind(run.result.to_string())
+                        .bind(run.ledger_index as i64)
+                        .bind(micros(run.at));
+                }
+                query.execute(&mut *tx).await?;
+            }
+            sqlx::query("UPDATE ledger_index_state SET next = $1 WHERE id = 1 AND next < $1")
                 .bind(next_ledger_index as i64)
                 .execute(&mut *tx)
                 .await?;
@@ -518,10 +542,10 @@ impl Store {
         Ok(())
     }
 
-    /// The first ledger index the personal-data access index has not read yet.
-    pub async fn subject_index_next(&self) -> Result<u64> {
+    /// The first ledger index the store's derived indexes have not read yet.
+    pub async fn ledger_index_next(&self) -> Result<u64> {
         let next: i64 = read_pool!(self, |pool| {
-            sqlx::query_scalar("SELECT next FROM subject_index_state WHERE id = 1")
+            sqlx::query_scalar("SELECT next FROM ledger_index_state WHERE id = 1")
                 .fetch_one(pool)
                 .await?
         });

@@ -22,7 +22,7 @@ pub struct ScenarioVersion {
     pub published_at: Timestamp,
 }
 
-/// A recorded run.
+/// A recorded run, as the store indexes it from the run's ledger record.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ScenarioRun {
     pub id: String,
@@ -211,27 +211,6 @@ impl Store {
         let rows: Vec<VersionRow> =
             read_pool!(self, |pool| sqlx::query_as(sql).fetch_all(pool).await?);
         rows.into_iter().map(VersionRow::into_version).collect()
-    }
-
-    pub async fn record_scenario_run(&self, run: &ScenarioRun) -> Result<()> {
-        write_tx!(self, |tx| {
-            sqlx::query(
-                "INSERT INTO scenario_runs (id, scenario, version, subject, consent, outcome, result, ledger_index, at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(&run.id)
-            .bind(&run.scenario)
-            .bind(i64::from(run.version))
-            .bind(&run.subject)
-            .bind(&run.consent)
-            .bind(&run.outcome)
-            .bind(run.result.to_string())
-            .bind(run.ledger_index as i64)
-            .bind(micros(run.at))
-            .execute(&mut *tx)
-            .await?;
-        });
-        Ok(())
     }
 
     /// The runs about one subject (a keyed hash), newest first.

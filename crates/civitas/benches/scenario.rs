@@ -3,9 +3,9 @@
 //!
 //! The rental-withdrawal scenario end to end: a client posts runs to the scenario API of a real
 //! server (`server::start`, what `civitas serve` runs), which calls five provider services
-//! through the exchange gateway in process (authentication, grant decision, filtering, durable
-//! ledger append per step), each service answering after 2 ms, then records the run in the
-//! ledger and the store. The client drives open loop at a fixed rate (default 200 runs/s): a run
+//! through the exchange gateway in process (authentication, grant decision, filtering, a ledger
+//! record per step), each service answering after 2 ms, then appends the run's record to the
+//! ledger and waits for it to be durable, which makes the steps' records durable too. The client drives open loop at a fixed rate (default 200 runs/s): a run
 //! is sent every 1/rate seconds whether or not earlier ones have answered, and its latency is
 //! measured from sending the request to having read the whole response. In the same round the
 //! five upstream services are called directly at the same rate, and the slowest of them (by
@@ -538,14 +538,14 @@ fn main() {
     );
     println!(
         "- fdatasync on the data dir's disk, p50/p99: {:.2}/{:.2} ms before the rounds, {:.2}/{:.2} ms \
-         after; a run waits for three in a row (the steps' exchange records, the run's record, \
-         its row in the store)",
+         after; a run waits for one: its own record's, which carries the steps' exchange records \
+         written before it",
         fsync_before.0, fsync_before.1, fsync_after.0, fsync_after.1
     );
     println!(
         "- every run: API-key authentication of the city app, five gateway exchanges (grant \
-         decision, JSON filtering, a durable ledger append each), the rules, the run's own \
-         durable ledger record and its row in the store; ledger records at the end: {}",
+         decision, JSON filtering, a ledger record each), the rules and the run's own durable \
+         ledger record (the store lists runs from the ledger); ledger records at the end: {}",
         ledger_size.map_or("?".to_owned(), |size| size.to_string())
     );
 }

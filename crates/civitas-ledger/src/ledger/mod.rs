@@ -611,11 +611,25 @@ impl Ledger {
     /// Appends one record and returns its index once it is durable. Dropping the future does not
     /// withdraw the record.
     pub async fn append(&self, record: Vec<u8>) -> Result<u64> {
-        Ok(self.append_batch(vec![record]).await?.start)
+        Ok(self.submit(vec![record], false).await?.start)
     }
 
     /// Appends records as consecutive entries and returns their indexes once all are durable.
     pub async fn append_batch(&self, records: Vec<Vec<u8>>) -> Result<Range<u64>> {
+        self.submit(records, false).await
+    }
+
+    /// Appends one record and returns its index as soon as it is written in order, before it is
+    /// durable. It becomes durable (and readable) with the sync of the next durable append, which
+    /// comes after it in the ledger, or on its own within the group-commit window when none
+    /// follows. For a record that a later durable one stands for, such as the exchanges of a
+    /// scenario run before the run's own record: waiting for that one covers both. If the sync
+    /// fails, the later durable append fails too.
+    pub async fn append_ordered(&self, record: Vec<u8>) -> Result<u64> {
+        Ok(self.submit(vec![record], true).await?.start)
+    }
+
+    async fn submit(&self, records: Vec<Vec<u8>>, ordered_only: bool) -> Result<Range<u64>> {
         for record in &records {
             if record.is_empty() {
                 return Err(Error::EmptyRecord);
@@ -631,7 +645,11 @@ impl Ledger {
         let (reply, answer) = oneshot::channel();
         let sender = self.handle.sender.as_ref().ok_or(Error::Closed)?;
         sender
-            .send(writer::AppendRequest { records, reply })
+            .send(writer::AppendRequest {
+                records,
+                reply,
+                ordered_only,
+            })
             .map_err(|_| Error::Closed)?;
         answer.await.map_err(|_| Error::Closed)?
     }

@@ -3,7 +3,7 @@
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -19,9 +19,12 @@ use crate::tiles::TILE_WIDTH;
 pub(crate) struct AppendRequest {
     pub(crate) records: Vec<Vec<u8>>,
     pub(crate) reply: oneshot::Sender<Result<Range<u64>>>,
+    /// Answer as soon as the records are written in order, before they are durable.
+    pub(crate) ordered_only: bool,
 }
 
 pub(crate) struct WriterState {
+    /// Records written, durable or not; readers see `Shared::size`, the durable ones.
     size: u64,
     records_end: u64,
     /// Leaf hashes of the incomplete 16-leaf group at the right edge.
@@ -35,7 +38,10 @@ pub(crate) struct WriterState {
     offsets: Vec<u8>,
     leaves: Vec<u8>,
     level4_nodes: Vec<Hash>,
+    /// Roots of tiles completed by records not yet durable; published with the next sync.
     tile_roots: Vec<Hash>,
+    /// Whether records have been written since the last sync.
+    unsynced: bool,
 }
 
 impl WriterState {
@@ -55,34 +61,34 @@ impl WriterState {
             leaves: Vec::new(),
             level4_nodes: Vec::new(),
             tile_roots: Vec::new(),
+            unsynced: false,
         }
     }
 
-    /// Writes and syncs every record of `batch` and publishes them; returns the first index.
-    fn commit(&mut self, shared: &Shared, batch: &[AppendRequest]) -> Result<u64, String> {
+    /// Runs `step` unless an earlier write or sync failed, and remembers its failure.
+    fn guarded<T>(&mut self, step: impl FnOnce(&mut Self) -> Result<T>) -> Result<T, String> {
         if let Some(failure) = &self.failure {
             return Err(failure.clone());
         }
-        match self.write_and_sync(shared, batch) {
-            Ok(first_index) => Ok(first_index),
-            Err(error) => {
-                tracing::error!(%error, "ledger append failed; refusing further appends");
-                let message = error.to_string();
-                self.failure = Some(message.clone());
-                Err(message)
-            }
-        }
+        step(self).map_err(|error| {
+            tracing::error!(%error, "ledger append failed; refusing further appends");
+            let message = error.to_string();
+            self.failure = Some(message.clone());
+            message
+        })
     }
 
-    fn write_and_sync(&mut self, shared: &Shared, batch: &[AppendRequest]) -> Result<u64> {
+    /// Writes every record of `batch` after the records written so far; returns the first index.
+    /// The records are durable and visible to readers after the next [`WriterState::sync`].
+    fn write(&mut self, shared: &Shared, batch: &[AppendRequest]) -> Result<u64> {
         let first_index = self.size;
         let first_group = first_index / GROUP_WIDTH;
         let first_tile = first_index / TILE_WIDTH;
+        let first_new_tile_root = self.tile_roots.len();
         self.frames.clear();
         self.offsets.clear();
         self.leaves.clear();
         self.level4_nodes.clear();
-        self.tile_roots.clear();
         let mut position = self.records_end;
         for record in batch.iter().flat_map(|request| &request.records) {
             self.offsets.extend_from_slice(&position.to_le_bytes());
@@ -132,39 +138,49 @@ impl WriterState {
                 .write_all_at(self.level4_nodes.as_flattened(), first_group * HASH_BYTES)
                 .map_err(io_error("write", &shared.path(LEVEL4_HASHES_FILE)))?;
         }
-        if !self.tile_roots.is_empty() {
+        let new_tile_roots = &self.tile_roots[first_new_tile_root..];
+        if !new_tile_roots.is_empty() {
             shared
                 .files
                 .tile_hashes
-                .write_all_at(self.tile_roots.as_flattened(), first_tile * HASH_BYTES)
+                .write_all_at(new_tile_roots.as_flattened(), first_tile * HASH_BYTES)
                 .map_err(io_error("write", &shared.path(TILE_HASHES_FILE)))?;
         }
+        self.size += count;
+        self.records_end = position;
+        self.unsynced = true;
+        Ok(first_index)
+    }
+
+    /// Makes every written record durable and publishes them to readers.
+    fn sync(&mut self, shared: &Shared) -> Result<()> {
         shared
             .files
             .records
             .sync_data()
             .map_err(io_error("sync", &shared.path(RECORDS_FILE)))?;
-
         if !self.tile_roots.is_empty() {
             let mut upper = write_guard(&shared.upper);
-            for tile_root in &self.tile_roots {
-                upper.push_tile_root(*tile_root);
+            for tile_root in self.tile_roots.drain(..) {
+                upper.push_tile_root(tile_root);
             }
         }
-        self.size += count;
-        self.records_end = position;
+        self.unsynced = false;
         shared.size.store(self.size, Ordering::Release);
-        Ok(first_index)
+        Ok(())
     }
 }
 
 /// Runs until every sender is gone: takes the first pending append, drains whatever else is
-/// queued (up to `max_batch_bytes`), commits them together and answers each waiter.
+/// queued (up to `max_batch_bytes`), writes them together, answers the appends that wait only
+/// for their place in order, syncs once if any append waits for durability, and answers those.
 ///
 /// Waiters that were just answered usually append again within microseconds, but the first of
 /// them wakes the writer alone; committing at once would alternate tiny and large groups and
 /// waste half the syncs. So when the previous group was larger than what is queued, the writer
-/// waits up to `gather_window` for as many requests as that group had.
+/// waits up to `gather_window` for as many requests as that group had. Records written without
+/// a sync are synced by the next durable append's group or, when none comes within
+/// `gather_window`, on their own.
 pub(crate) fn run(
     shared: &Shared,
     receiver: Receiver<AppendRequest>,
@@ -174,7 +190,22 @@ pub(crate) fn run(
 ) {
     let mut batch: Vec<AppendRequest> = Vec::new();
     let mut previous_group = 1;
-    while let Ok(first) = receiver.recv() {
+    loop {
+        let first = if state.unsynced {
+            match receiver.recv_timeout(gather_window) {
+                Ok(first) => first,
+                Err(RecvTimeoutError::Timeout) => {
+                    let _ = state.guarded(|state| state.sync(shared));
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match receiver.recv() {
+                Ok(first) => first,
+                Err(_) => break,
+            }
+        };
         let mut bytes = request_bytes(&first);
         batch.push(first);
         let deadline = Instant::now() + gather_window;
@@ -197,22 +228,42 @@ pub(crate) fn run(
             batch.push(next);
         }
         previous_group = batch.len();
-        match state.commit(shared, &batch) {
-            Ok(first_index) => {
-                let mut next_index = first_index;
-                for request in batch.drain(..) {
-                    let end = next_index + request.records.len() as u64;
-                    // A waiter that gave up no longer needs the answer; its record is durable.
-                    let _ = request.reply.send(Ok(next_index..end));
-                    next_index = end;
-                }
-            }
+        let written = state.guarded(|state| state.write(shared, &batch));
+        let first_index = match written {
+            Ok(first_index) => first_index,
             Err(message) => {
                 for request in batch.drain(..) {
                     let _ = request.reply.send(Err(Error::Failed(message.clone())));
                 }
+                continue;
             }
+        };
+        let mut durable = Vec::new();
+        let mut next_index = first_index;
+        for request in batch.drain(..) {
+            let end = next_index + request.records.len() as u64;
+            if request.ordered_only {
+                // A waiter that gave up no longer needs the answer; its record stays written.
+                let _ = request.reply.send(Ok(next_index..end));
+            } else {
+                durable.push((request.reply, next_index..end));
+            }
+            next_index = end;
         }
+        if durable.is_empty() {
+            continue;
+        }
+        let synced = state.guarded(|state| state.sync(shared));
+        for (reply, range) in durable {
+            // A waiter that gave up no longer needs the answer; its record is durable.
+            let _ = reply.send(match &synced {
+                Ok(()) => Ok(range),
+                Err(message) => Err(Error::Failed(message.clone())),
+            });
+        }
+    }
+    if state.unsynced {
+        let _ = state.guarded(|state| state.sync(shared));
     }
 }
 
