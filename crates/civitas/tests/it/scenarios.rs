@@ -136,6 +136,20 @@ async fn shipped_scenarios_decide_like_the_registers_say(server: TestServer) {
     assert_eq!(status, StatusCode::OK, "{runs}");
     assert!(runs.as_array().unwrap().len() >= 2);
     assert!(runs[0]["subject"].as_str().unwrap().len() == 64);
+    // Listed as soon as answered (the list is indexed from the run's ledger record), newest
+    // first, with the whole result and the consent reference.
+    assert_eq!(runs[0]["id"], run["run_id"], "{runs}");
+    assert_eq!(runs[0]["consent"], "consent-2026-0002");
+    assert_eq!(runs[0]["ledger_index"], run["ledger_index"]);
+    assert_eq!(runs[0]["result"], run["result"]);
+    let (status, by_id) = server
+        .get(
+            &format!("/api/v1/scenario-runs/{}", run["run_id"].as_str().unwrap()),
+            &city.city_app_key,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{by_id}");
+    assert_eq!(by_id, runs[0]);
 
     // A step that cannot be answered never yields approve.
     let (status, _) = server
