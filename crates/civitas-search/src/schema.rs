@@ -3,7 +3,9 @@
 //! Chinese text is segmented by jieba in two modes. Documents are indexed in *search mode*, which
 //! emits every dictionary word inside a longer word as well (`住房公积金` gives `住房`, `公积`,
 //! `公积金`), while queries are segmented in the coarser *default mode* (`公积金` stays one
-//! word). A query word then finds every document that contains it inside a longer word. Token
+//! word). A query word then finds every document that contains it inside a longer word; where
+//! the document's text was cut across the query word (`生态环境|监测数据` holds no `环境监测`),
+//! the query also looks for the finer words it is made of, adjacent (`query.rs`). Token
 //! positions are jieba's character offsets in both modes, so a quoted Chinese phrase matches by
 //! where its words start in the text, whichever segmentation the surrounding text got. Latin
 //! words are lower-cased and stemmed (English), so `registrations` finds `Registration`.

@@ -23,6 +23,25 @@ async fn a_chinese_word_finds_longer_words_that_contain_it() {
 }
 
 #[tokio::test]
+async fn a_word_is_found_where_the_text_was_cut_across_it() {
+    // Alone, 环境监测 is one word; in this name jieba cuts 生态环境|监测数据, so the index holds
+    // 环境 and 监测 there, not 环境监测.
+    let index = index_with(vec![
+        document("320100-T12-000001", "生态环境监测数据批量导出"),
+        document("320100-T12-000002", "环境污染投诉处理记录"),
+        document("320100-T12-000003", "监测站点与生态环境保护规划"),
+    ])
+    .await;
+    assert_eq!(search_codes(&index, "环境监测"), ["320100-T12-000001"]);
+    assert_eq!(search_codes(&index, "生态环境监测"), ["320100-T12-000001"]);
+    // Names are indexed without positions: there the finer words need only all occur.
+    assert!(search_codes(&index, "name:环境监测").contains(&"320100-T12-000001".to_owned()));
+    let mut both = search_codes(&index, "生态环境");
+    both.sort();
+    assert_eq!(both, ["320100-T12-000001", "320100-T12-000003"]);
+}
+
+#[tokio::test]
 async fn phrases_need_adjacent_words_in_order() {
     let mut scattered = document("320100-T03-000002", "缴存比例与住房补贴");
     scattered.summary = "公积金相关".into();
