@@ -287,17 +287,19 @@ async fn a_hundred_megabytes_stream_with_flat_memory() {
 
     // The search index takes its writer's memory when it indexes the first resource; let that
     // happen before the measurement, so that only the stream is measured.
-    let indexed = Instant::now();
-    loop {
-        let found: Value = client
-            .get(format!("http://{api}/api/v1/search?q=监测"))
+    let (client_ref, api_ref) = (&client, &api);
+    let read = move |path: String| async move {
+        let response = client_ref
+            .get(format!("http://{api_ref}{path}"))
             .bearer_auth(ADMIN_KEY)
             .send()
             .await
-            .unwrap()
-            .json()
-            .await
             .unwrap();
+        response.json::<Value>().await.unwrap()
+    };
+    let indexed = Instant::now();
+    loop {
+        let found = read("/api/v1/search?q=监测".into()).await;
         if found["total"].as_u64() == Some(1) {
             break;
         }
@@ -335,24 +337,9 @@ async fn a_hundred_megabytes_stream_with_flat_memory() {
 
     // The completion record carries the size and digest of what crossed.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let status: Value = client
-        .get(format!("http://{api}/api/v1/ledger"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = read("/api/v1/ledger".into()).await;
     let size = status["size"].as_u64().unwrap();
-    let last: Value = client
-        .get(format!("http://{api}/api/v1/ledger/records/{}", size - 1))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let last = read(format!("/api/v1/ledger/records/{}", size - 1)).await;
     assert_eq!(
         last["record"]["response_bytes"], HUNDRED_MB as u64,
         "{last}"
