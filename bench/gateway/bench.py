@@ -2,7 +2,9 @@
 
 One nginx (one worker per core) serves the upstream (a static 1 KB JSON record with three
 personal items) and, on another port, proxies to it with keep-alive connections; civitas
-(`civitas serve`, the release binary) proxies to the same upstream through its whole pipeline.
+(`civitas serve`, the release binary) proxies to the same upstream through its whole pipeline;
+with --hyper-proxy, a bare proxy on civitas' HTTP stack (tokio, hyper, the hyper-util client)
+shows that stack's own floor.
 Throughput: wrk with the same threads and connections against each target, interleaved rounds,
 median. Latency: hey at one fixed request rate that both proxies sustain, the same workers for
 each target, interleaved rounds, median of each percentile.
@@ -32,6 +34,7 @@ RESOURCE = "320100-B01-000001"
 UPSTREAM = "upstream (direct)"
 NGINX = "nginx reverse proxy"
 CIVITAS = "civitas gateway"
+HYPER = "bare hyper proxy (civitas' HTTP stack alone)"
 
 
 def free_port():
@@ -283,6 +286,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rate", type=int, help="the fixed rate (default: 60%% of the slower proxy's throughput)")
     parser.add_argument("--profile", metavar="FILE", help="also record civitas with perf during one extra wrk run")
+    parser.add_argument("--hyper-proxy", metavar="PATH", help="the bare hyper proxy (civitas-gateway's example hyper_proxy)")
     arguments = parser.parse_args()
 
     work = tempfile.mkdtemp(prefix="civitas-bench-gateway-")
@@ -290,6 +294,7 @@ def main():
     with open(os.path.join(work, "record.json"), "w") as f:
         f.write(upstream_record())
     upstream_port, proxy_port, api_port, gateway_port = free_port(), free_port(), free_port(), free_port()
+    hyper_port = free_port()
     with open(os.path.join(work, "nginx.conf"), "w") as f:
         f.write(nginx_config(work, upstream_port, proxy_port))
     processes = []
@@ -317,6 +322,19 @@ def main():
             CIVITAS: (f"http://127.0.0.1:{gateway_port}/x/{PROVIDER}/population/persons/persons/{CITIZEN}",
                       (f"Authorization: Bearer {key}",)),
         }
+        # The process each target runs in beside nginx's, whose CPU time is its own.
+        own_pid = {CIVITAS: civitas.pid}
+        if arguments.hyper_proxy:
+            bare = subprocess.Popen([arguments.hyper_proxy, f"127.0.0.1:{hyper_port}", f"127.0.0.1:{upstream_port}"])
+            processes.append(bare)
+            own_pid[HYPER] = bare.pid
+            targets[HYPER] = (f"http://127.0.0.1:{hyper_port}/persons/{CITIZEN}", ())
+            for _ in range(100):
+                try:
+                    urllib.request.urlopen(targets[HYPER][0])
+                    break
+                except OSError:
+                    time.sleep(0.05)
         check_gateway(targets[CIVITAS][0], key)
         size = len(urllib.request.urlopen(targets[UPSTREAM][0]).read())
         load_before = loadavg()
@@ -332,10 +350,11 @@ def main():
         nginx = nginx_pids(work)
         for round_number in range(arguments.rounds):
             for name, (url, headers) in targets.items():
-                before = cpu_seconds(nginx), cpu_seconds([civitas.pid])
+                own = [own_pid[name]] if name in own_pid else []
+                before = cpu_seconds(nginx), cpu_seconds(own)
                 with RssSampler(civitas.pid) as sampler:
                     rps, failures = wrk(url, arguments.seconds, arguments.connections, headers)
-                after = cpu_seconds(nginx), cpu_seconds([civitas.pid])
+                after = cpu_seconds(nginx), cpu_seconds(own)
                 requests = rps * arguments.seconds
                 cpu[name].append(tuple((a - b) / requests * 1e6 for a, b in zip(after, before)))
                 if name == CIVITAS:
@@ -345,15 +364,12 @@ def main():
                 throughput[name].append(rps)
                 print(f"round {round_number + 1} wrk {name}: {rps:,.0f}/s", file=sys.stderr)
         median = {name: statistics.median(values) for name, values in throughput.items()}
-        # Per request: (nginx's processes, civitas) in microseconds of CPU.
+        # Per request: (nginx's processes, the target's own process) in microseconds of CPU.
         cpu_per_request = {name: tuple(statistics.median(v[i] for v in values) for i in range(2))
                            for name, values in cpu.items()}
         upstream_cpu = cpu_per_request[UPSTREAM][0]
-        proxy_cpu = {
-            UPSTREAM: 0.0,
-            NGINX: cpu_per_request[NGINX][0] - upstream_cpu,
-            CIVITAS: cpu_per_request[CIVITAS][1] + cpu_per_request[CIVITAS][0] - upstream_cpu,
-        }
+        proxy_cpu = {name: sum(cpu_per_request[name]) - upstream_cpu for name in targets}
+        proxy_cpu[UPSTREAM] = 0.0
 
         if arguments.profile:
             perf = subprocess.Popen(["perf", "record", "-F", "999", "-g", "-o", arguments.profile, "-p", str(civitas.pid)],
@@ -398,7 +414,9 @@ def main():
               f"(target ≤ +1 ms: {'met' if civitas_p99 - nginx_p99 <= 1.0 else 'MISSED'})")
         print(f"- CPU per request beyond the upstream's ({upstream_cpu:.0f} µs in nginx): nginx proxy "
               f"{proxy_cpu[NGINX]:.0f} µs, civitas {proxy_cpu[CIVITAS]:.0f} µs (median over the wrk rounds; "
-              "robust to other load on the machine, unlike requests/s)")
+              "robust to other load on the machine, unlike requests/s)"
+              + (f"; the bare hyper proxy {proxy_cpu[HYPER]:.0f} µs at {median[HYPER] / nginx_rps:.2f} of nginx's "
+                 "throughput, the floor of civitas' HTTP stack" if HYPER in targets else ""))
         print(f"- fdatasync on civitas' data dir, p50/p99: {fsync[0]:.2f}/{fsync[1]:.2f} ms (every civitas answer "
               "waits for a group commit of the ledger)")
         print(f"- civitas RSS under load: median **{statistics.median(rss) / 1024:.0f} MB**, peak {max(rss) / 1024:.0f} MB; "

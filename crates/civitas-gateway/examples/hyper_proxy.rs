@@ -1,0 +1,62 @@
+//! The floor of the gateway's HTTP stack, for `bench/gateway`: a reverse proxy on the same
+//! tokio, hyper and hyper-util client as the gateway, doing nothing else. It collects each
+//! upstream answer whole (as the gateway does to filter JSON) and sends it on.
+//!
+//!     hyper_proxy LISTEN_ADDRESS UPSTREAM_ADDRESS
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response, body::Incoming};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::{TokioExecutor, TokioIo},
+};
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+async fn forward(client: HttpClient, uri: String) -> Result<Response<Full<Bytes>>, std::io::Error> {
+    let request = Request::get(uri)
+        .body(Full::new(Bytes::new()))
+        .map_err(std::io::Error::other)?;
+    let answer = client
+        .request(request)
+        .await
+        .map_err(std::io::Error::other)?;
+    let (parts, body) = answer.into_parts();
+    let body = body.collect().await.map_err(std::io::Error::other)?;
+    Ok(Response::from_parts(parts, Full::new(body.to_bytes())))
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut arguments = std::env::args().skip(1);
+    let (Some(listen), Some(upstream)) = (arguments.next(), arguments.next()) else {
+        return Err("usage: hyper_proxy LISTEN_ADDRESS UPSTREAM_ADDRESS".into());
+    };
+    let listen: std::net::SocketAddr = listen.parse()?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async move {
+            let mut connector = HttpConnector::new();
+            connector.set_nodelay(true);
+            let client: HttpClient = Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(256)
+                .build(connector);
+            let listener = tokio::net::TcpListener::bind(listen).await?;
+            loop {
+                let (stream, _) = listener.accept().await?;
+                let _ = stream.set_nodelay(true);
+                let client = client.clone();
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                        let uri = format!("http://{upstream}{}", request.uri().path());
+                        forward(client.clone(), uri)
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        })
+}
