@@ -221,12 +221,12 @@ fn empty_sha256() -> [u8; 32] {
     *EMPTY
 }
 
-/// What the personal-data access index needs of an exchange record: the index reads every
-/// record the gateway writes, so it parses only these fields of exchange records, and nothing
-/// of the others ([`record::decode`] would build and re-encode whole records); scenario runs,
-/// far fewer, are decoded whole.
+/// What the store's indexes derived from the ledger need of a record: they read every record
+/// the gateway writes, so this parses only the type and what the personal-data access index
+/// keeps of exchange records ([`record::decode`] would build and re-encode whole records);
+/// scenario runs, far fewer, are then decoded whole.
 #[derive(serde::Deserialize)]
-struct SubjectsOfRecord {
+struct IndexedView {
     #[serde(rename = "type")]
     kind: String,
     #[serde(default)]
@@ -256,7 +256,7 @@ enum IndexedRecord {
     ScenarioRun,
 }
 
-impl SubjectsOfRecord {
+impl IndexedView {
     /// The subjects of an exchange record with any, or that the record is a scenario run;
     /// `None` for every other record.
     fn read(bytes: &[u8]) -> Option<IndexedRecord> {
@@ -264,7 +264,7 @@ impl SubjectsOfRecord {
         if version != record::ENCODING_V1 {
             return None;
         }
-        let view: SubjectsOfRecord = serde_json::from_slice(json).ok()?;
+        let view: IndexedView = serde_json::from_slice(json).ok()?;
         if view.kind == "scenario_run" {
             return Some(IndexedRecord::ScenarioRun);
         }
@@ -566,7 +566,7 @@ impl Gateway {
             let mut runs = Vec::new();
             for (offset, bytes) in records.iter().enumerate() {
                 let ledger_index = next + offset as u64;
-                match SubjectsOfRecord::read(bytes) {
+                match IndexedView::read(bytes) {
                     Some(IndexedRecord::Exchange(exchange)) => {
                         for subject in exchange.subjects {
                             accesses.push(SubjectAccess {
@@ -784,6 +784,8 @@ impl Gateway {
             .response(None);
         };
         let service_path = format!("/{}", segments.next().unwrap_or(""));
+        // An internal call's record need only be in order (see `call_as`).
+        let durable_later = matches!(caller, Caller::Internal(_));
         let consumer = match self.authenticate(&caller, &parts.headers) {
             Ok(consumer) => consumer,
             Err(problem) => {
@@ -807,7 +809,7 @@ impl Gateway {
                     system,
                     device,
                     started,
-                    matches!(caller, Caller::Internal(_)),
+                    durable_later,
                 )
                 .await;
         }
@@ -849,7 +851,7 @@ impl Gateway {
             request_sha256: empty_sha256(),
             items: BTreeSet::new(),
             masked: BTreeSet::new(),
-            durable_later: matches!(caller, Caller::Internal(_)),
+            durable_later,
             subjects: subjects_plain,
         };
 
@@ -1704,7 +1706,7 @@ mod tests {
             subjects: vec!["aa".into(), "bb".into()],
         };
         let Some(IndexedRecord::Exchange(read)) =
-            SubjectsOfRecord::read(&record::encode(&Record::Exchange(exchange.clone())))
+            IndexedView::read(&record::encode(&Record::Exchange(exchange.clone())))
         else {
             panic!("an exchange with subjects")
         };
@@ -1721,7 +1723,7 @@ mod tests {
             subjects: vec![],
             ..exchange
         };
-        assert!(SubjectsOfRecord::read(&record::encode(&Record::Exchange(without))).is_none());
+        assert!(IndexedView::read(&record::encode(&Record::Exchange(without))).is_none());
         let admin = Record::Admin(AdminRecord {
             at: Timestamp::from_second(1_795_622_399).unwrap(),
             actor: "user:alice".into(),
@@ -1730,7 +1732,7 @@ mod tests {
             object_id: "x".into(),
             details: json!({"subjects": ["aa"], "consumer": "c/s"}),
         });
-        assert!(SubjectsOfRecord::read(&record::encode(&admin)).is_none());
+        assert!(IndexedView::read(&record::encode(&admin)).is_none());
     }
 
     #[test]
@@ -1750,7 +1752,7 @@ mod tests {
         };
         let bytes = record::encode(&Record::ScenarioRun(run.clone()));
         assert!(matches!(
-            SubjectsOfRecord::read(&bytes),
+            IndexedView::read(&bytes),
             Some(IndexedRecord::ScenarioRun)
         ));
         let row = scenario_run_of(run.clone(), 7);
