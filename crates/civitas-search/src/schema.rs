@@ -18,6 +18,8 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use rustc_hash::FxHashMap;
+
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
 };
@@ -168,8 +170,12 @@ fn segment(mut analyzer: TextAnalyzer, text: &str) -> String {
 /// words of Latin letters. Chinese characters, most of the text, take fast paths: they are
 /// letters without case, and the general Unicode tables are slow to consult for them.
 ///
-/// An entry's names are analyzed three times when it is indexed (into `name`, and twice into
-/// `all`), so the tokens of the last few short texts are kept per thread and replayed.
+/// Text is analyzed clause by clause: jieba never joins characters across punctuation or
+/// spaces (it cuts its input into runs of ideographs and ASCII word characters first), so a
+/// clause's words are the same wherever the clause appears, only shifted. Catalog text repeats
+/// its clauses endlessly (item names, tags, a provider's name, `数据来源于南京市公安局`, the words
+/// of English names), so each thread keeps the words of the clauses it has analyzed lately
+/// and replays them, shifted, instead of segmenting and stemming again.
 #[derive(Clone)]
 struct Words {
     jieba: JiebaTokenizer,
@@ -178,39 +184,118 @@ struct Words {
     stemmer: TextAnalyzer,
 }
 
-/// Texts up to this many bytes are remembered: names, not summaries or item lists.
-const REMEMBERED_BYTES: usize = 256;
-/// How many texts each thread remembers.
-const REMEMBERED_TEXTS: usize = 4;
+/// Clauses up to this many bytes are remembered; longer ones seldom come again.
+const REMEMBERED_BYTES: usize = 96;
+/// How many clauses each thread remembers per analyzer mode, in each of two generations.
+const REMEMBERED_CLAUSES: usize = 16_384;
 
-/// The tokens of recently analyzed short texts, by analyzer mode and text.
+/// The words of recently analyzed clauses: those of the current generation, and those of the
+/// previous one, which are moved back into the current one when met again. When the current
+/// generation is full it becomes the previous one, so what is still in use survives and the
+/// rest is dropped, at most twice [`REMEMBERED_CLAUSES`] clauses in all.
 #[derive(Default)]
-struct Recent {
-    entries: Vec<(bool, String, Rc<[Token]>)>,
-    /// The entry to replace next.
-    next: usize,
+struct Remembered {
+    current: FxHashMap<Box<str>, Rc<[Token]>>,
+    previous: FxHashMap<Box<str>, Rc<[Token]>>,
+}
+
+impl Remembered {
+    fn get(&mut self, clause: &str) -> Option<Rc<[Token]>> {
+        if let Some(tokens) = self.current.get(clause) {
+            return Some(tokens.clone());
+        }
+        let (clause, tokens) = self.previous.remove_entry(clause)?;
+        self.insert(clause, tokens.clone());
+        Some(tokens)
+    }
+
+    fn insert(&mut self, clause: Box<str>, tokens: Rc<[Token]>) {
+        if self.current.len() >= REMEMBERED_CLAUSES {
+            self.previous = std::mem::take(&mut self.current);
+        }
+        self.current.insert(clause, tokens);
+    }
 }
 
 thread_local! {
-    static RECENT: RefCell<Recent> = RefCell::new(Recent::default());
+    /// Indexed by analyzer mode: query mode (`false`) first.
+    static REMEMBERED: RefCell<[Remembered; 2]> = RefCell::default();
+}
+
+/// Characters that end a clause: ones jieba never puts inside a word (ASCII spaces and
+/// punctuation other than `+#&._%-`, CJK and full-width punctuation, general punctuation).
+fn ends_clause(c: char) -> bool {
+    if c.is_ascii() {
+        !(c.is_ascii_alphanumeric() || matches!(c, '+' | '#' | '&' | '.' | '_' | '%' | '-'))
+    } else {
+        matches!(c,
+            '\u{00B7}'
+            | '\u{2000}'..='\u{206F}'
+            | '\u{3000}'..='\u{303F}'
+            | '\u{FF01}'..='\u{FF0F}'
+            | '\u{FF1A}'..='\u{FF20}'
+            | '\u{FF3B}'..='\u{FF40}'
+            | '\u{FF5B}'..='\u{FF65}'
+        )
+    }
+}
+
+/// One clause's words, and where the clause starts in the text (bytes, characters).
+struct Clause {
+    tokens: Rc<[Token]>,
+    byte_start: usize,
+    char_start: usize,
 }
 
 impl Words {
-    fn analyze(&mut self, text: &str) -> Rc<[Token]> {
-        let remember = text.len() <= REMEMBERED_BYTES;
-        if remember {
-            let found = RECENT.with(|recent| {
-                recent
-                    .borrow()
-                    .entries
-                    .iter()
-                    .find(|(mode, remembered, _)| *mode == self.search_mode && remembered == text)
-                    .map(|(_, _, tokens)| tokens.clone())
-            });
-            if let Some(tokens) = found {
-                return tokens;
+    fn analyze(&mut self, text: &str) -> Vec<Clause> {
+        let mut clauses = Vec::new();
+        let mut byte_start = 0;
+        let mut char_start = 0;
+        for (chars, (offset, c)) in text.char_indices().enumerate() {
+            if ends_clause(c) {
+                if offset > byte_start {
+                    clauses.push(Clause {
+                        tokens: self.clause(&text[byte_start..offset]),
+                        byte_start,
+                        char_start,
+                    });
+                }
+                byte_start = offset + c.len_utf8();
+                char_start = chars + 1;
             }
         }
+        if text.len() > byte_start {
+            clauses.push(Clause {
+                tokens: self.clause(&text[byte_start..]),
+                byte_start,
+                char_start,
+            });
+        }
+        clauses
+    }
+
+    /// The words of one clause, remembered or analyzed.
+    fn clause(&mut self, clause: &str) -> Rc<[Token]> {
+        let mode = usize::from(self.search_mode);
+        let remember = clause.len() <= REMEMBERED_BYTES;
+        if remember
+            && let Some(tokens) =
+                REMEMBERED.with(|remembered| remembered.borrow_mut()[mode].get(clause))
+        {
+            return tokens;
+        }
+        let tokens: Rc<[Token]> = self.segment(clause).into();
+        if remember {
+            REMEMBERED.with(|remembered| {
+                remembered.borrow_mut()[mode].insert(clause.into(), tokens.clone());
+            });
+        }
+        tokens
+    }
+
+    /// Segments `text` with jieba and keeps its words, normalized.
+    fn segment(&mut self, text: &str) -> Vec<Token> {
         let mut tokens = Vec::new();
         let mut stream = self.jieba.token_stream(text);
         while stream.advance() {
@@ -236,20 +321,6 @@ impl Words {
             }
             tokens.push(token.clone());
         }
-        let tokens: Rc<[Token]> = tokens.into();
-        if remember {
-            RECENT.with(|recent| {
-                let mut recent = recent.borrow_mut();
-                let entry = (self.search_mode, text.to_owned(), tokens.clone());
-                if recent.entries.len() < REMEMBERED_TEXTS {
-                    recent.entries.push(entry);
-                } else {
-                    let next = recent.next;
-                    recent.entries[next] = entry;
-                }
-                recent.next = (recent.next + 1) % REMEMBERED_TEXTS;
-            });
-        }
         tokens
     }
 }
@@ -259,28 +330,40 @@ impl Tokenizer for Words {
 
     fn token_stream<'a>(&'a mut self, text: &'a str) -> WordsStream {
         WordsStream {
-            tokens: self.analyze(text),
+            clauses: self.analyze(text),
+            clause: 0,
             next: 0,
             token: Token::default(),
         }
     }
 }
 
-/// Replays analyzed tokens.
+/// Replays the words of a text's clauses, shifted to where each clause starts.
 struct WordsStream {
-    tokens: Rc<[Token]>,
+    clauses: Vec<Clause>,
+    clause: usize,
     next: usize,
     token: Token,
 }
 
 impl TokenStream for WordsStream {
     fn advance(&mut self) -> bool {
-        let Some(token) = self.tokens.get(self.next) else {
-            return false;
-        };
-        self.next += 1;
-        self.token.clone_from(token);
-        true
+        loop {
+            let Some(clause) = self.clauses.get(self.clause) else {
+                return false;
+            };
+            let Some(token) = clause.tokens.get(self.next) else {
+                self.clause += 1;
+                self.next = 0;
+                continue;
+            };
+            self.next += 1;
+            self.token.clone_from(token);
+            self.token.offset_from += clause.byte_start;
+            self.token.offset_to += clause.byte_start;
+            self.token.position += clause.char_start;
+            return true;
+        }
     }
 
     fn token(&self) -> &Token {
@@ -365,6 +448,56 @@ mod tests {
             segment_for_index("住房公积金缴存"),
             "住房 公积 积金 公积金 缴存"
         );
+    }
+
+    #[test]
+    fn clauses_are_segmented_as_the_whole_text_is() {
+        let texts = [
+            "本资源提供建邺区流动人口居住登记数据，数据来源于南京市公安局，每日更新。用于“一网通办”业务协同。",
+            "Jianye District Floating Population Residence Registration Data 2022",
+            "公民身份号码\nid_number\n姓名\nname\n居住地址",
+            "  生态环境监测数据（2023版）：PM2.5、NO₂ 与 café 指标；ＡＢＣ１２３ 全角。 ",
+            "住房公积金缴存信息/housing-fund_deposits v1.2 #3 50% A&B",
+            "",
+            "，。",
+        ];
+        for search_mode in [false, true] {
+            for text in texts {
+                // Twice: the second time every short clause is remembered.
+                for _ in 0..2 {
+                    let mut analyzer = analyzer(search_mode);
+                    let mut stream = analyzer.token_stream(text);
+                    let mut words = Vec::new();
+                    while let Some(token) = stream.next() {
+                        words.push(token.clone());
+                    }
+                    let mut whole = Words {
+                        jieba: JiebaTokenizer::with_search_mode(search_mode),
+                        search_mode,
+                        stemmer: TextAnalyzer::builder(RawTokenizer::default())
+                            .filter(Stemmer::new(Language::English))
+                            .build(),
+                    }
+                    .segment(text);
+                    words.retain(|token| token.text.len() <= MAX_TOKEN_BYTES);
+                    whole.retain(|token| token.text.len() <= MAX_TOKEN_BYTES);
+                    let key = |token: &Token| {
+                        (
+                            token.text.clone(),
+                            token.offset_from,
+                            token.offset_to,
+                            token.position,
+                            token.position_length,
+                        )
+                    };
+                    assert_eq!(
+                        words.iter().map(key).collect::<Vec<_>>(),
+                        whole.iter().map(key).collect::<Vec<_>>(),
+                        "{text:?} (search mode {search_mode})"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
