@@ -90,7 +90,16 @@ struct ExistingRow {
     version: i64,
     active: bool,
     created_at: i64,
+    updated_at: i64,
+    changed_by: String,
     document: String,
+}
+
+/// The columns of [`ExistingRow`].
+macro_rules! existing_columns {
+    () => {
+        "code, version, active, created_at, updated_at, changed_by, document"
+    };
 }
 
 /// A row about to be written.
@@ -98,6 +107,8 @@ struct PendingRow {
     resource: Resource,
     document: String,
     seq: i64,
+    /// The version it replaces, which moves to `resource_versions`.
+    previous: Option<ExistingRow>,
 }
 
 macro_rules! resource_columns {
@@ -139,7 +150,11 @@ impl Store {
             let mut existing: HashMap<String, ExistingRow> = HashMap::new();
             for chunk in codes.chunks(ROWS_PER_STATEMENT) {
                 let sql = format!(
-                    "SELECT code, version, active, created_at, document FROM resources WHERE code IN ({})",
+                    concat!(
+                        "SELECT ",
+                        existing_columns!(),
+                        " FROM resources WHERE code IN ({})"
+                    ),
                     list_placeholders(backend, 1, chunk.len())
                 );
                 let mut query = sqlx::query_as::<_, ExistingRow>(sqlx::AssertSqlSafe(sql));
@@ -243,6 +258,7 @@ impl Store {
                     },
                     document,
                     seq: 0,
+                    previous: existing.remove(draft.code.as_str()),
                 });
             }
             if !pending.is_empty() {
@@ -257,8 +273,8 @@ impl Store {
                     row.seq = first + offset as i64;
                 }
                 for chunk in pending.chunks(ROWS_PER_STATEMENT) {
-                    insert_resource_rows!(tx, backend, chunk);
-                    insert_version_rows!(tx, backend, chunk, permit.actor());
+                    insert_resource_rows!(tx, backend, chunk, permit.actor());
+                    insert_version_rows!(tx, backend, chunk);
                 }
                 let created: Vec<&str> = pending
                     .iter()
@@ -327,9 +343,11 @@ impl Store {
     ) -> Result<Resource> {
         let now = micros(Timestamp::now());
         write_tx!(self, |tx| {
-            let row: Option<ExistingRow> = sqlx::query_as(
-                "SELECT code, version, active, created_at, document FROM resources WHERE code = $1",
-            )
+            let row: Option<ExistingRow> = sqlx::query_as(concat!(
+                "SELECT ",
+                existing_columns!(),
+                " FROM resources WHERE code = $1"
+            ))
             .bind(code.as_str())
             .fetch_optional(&mut *tx)
             .await?;
@@ -352,25 +370,28 @@ impl Store {
             .await?;
             let version = row.version + 1;
             sqlx::query(
-                "UPDATE resources SET active = $2, version = $3, seq = $4, updated_at = $5 WHERE code = $1",
+                "INSERT INTO resource_versions (code, version, active, changed_at, changed_by, document)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(code.as_str())
+            .bind(row.version)
+            .bind(row.active)
+            .bind(row.updated_at)
+            .bind(&row.changed_by)
+            .bind(&row.document)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE resources SET active = $2, version = $3, seq = $4, updated_at = $5,
+                     changed_by = $6
+                 WHERE code = $1",
             )
             .bind(code.as_str())
             .bind(active)
             .bind(version)
             .bind(seq)
             .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO resource_versions (code, version, active, changed_at, changed_by, document)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(code.as_str())
-            .bind(version)
-            .bind(active)
-            .bind(now)
             .bind(permit.actor())
-            .bind(&row.document)
             .execute(&mut *tx)
             .await?;
             let action = if active {
@@ -433,12 +454,16 @@ impl Store {
         Ok(resources)
     }
 
-    /// Every version of a resource, oldest first.
+    /// Every version of a resource, oldest first: those it replaced, then the current one.
     pub async fn resource_history(&self, code: &ResourceCode) -> Result<Vec<ResourceVersion>> {
         let rows: Vec<(i64, bool, i64, String, String)> = read_pool!(self, |pool| {
             sqlx::query_as(
                 "SELECT version, active, changed_at, changed_by, document FROM resource_versions
-                 WHERE code = $1 ORDER BY version",
+                 WHERE code = $1
+                 UNION ALL
+                 SELECT version, active, updated_at, changed_by, document FROM resources
+                 WHERE code = $1
+                 ORDER BY version",
             )
             .bind(code.as_str())
             .fetch_all(pool)
@@ -674,10 +699,11 @@ impl Store {
 
 /// Inserts or replaces the `resources` rows of a chunk of pending rows.
 macro_rules! insert_resource_rows {
-    ($tx:expr, $backend:expr, $chunk:expr) => {{
+    ($tx:expr, $backend:expr, $chunk:expr, $actor:expr) => {{
         let sql = format!(
             "INSERT INTO resources (code, seq, version, kind, classification, provider, provider_system,
-                 sharing_type, open_type, origin_node, name, active, created_at, updated_at, document, device)
+                 sharing_type, open_type, origin_node, name, active, created_at, updated_at, document, device,
+                 changed_by)
              VALUES {}
              ON CONFLICT (code) DO UPDATE SET
                  seq = excluded.seq, version = excluded.version, kind = excluded.kind,
@@ -685,8 +711,9 @@ macro_rules! insert_resource_rows {
                  provider_system = excluded.provider_system, sharing_type = excluded.sharing_type,
                  open_type = excluded.open_type, origin_node = excluded.origin_node,
                  name = excluded.name, active = excluded.active, updated_at = excluded.updated_at,
-                 document = excluded.document, device = excluded.device",
-            values_placeholders($backend, $chunk.len(), 16)
+                 document = excluded.document, device = excluded.device,
+                 changed_by = excluded.changed_by",
+            values_placeholders($backend, $chunk.len(), 17)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for row in $chunk {
@@ -707,31 +734,36 @@ macro_rules! insert_resource_rows {
                 .bind(micros(row.resource.created_at))
                 .bind(micros(row.resource.updated_at))
                 .bind(&row.document)
-                .bind(draft.device.as_ref().map(|d| d.as_str()));
+                .bind(draft.device.as_ref().map(|d| d.as_str()))
+                .bind($actor);
         }
         query.execute(&mut *$tx).await?;
     }};
 }
 use insert_resource_rows;
 
-/// Appends the `resource_versions` rows of a chunk of pending rows.
+/// Moves the versions that a chunk of pending rows replaces to `resource_versions`.
 macro_rules! insert_version_rows {
-    ($tx:expr, $backend:expr, $chunk:expr, $actor:expr) => {{
-        let sql = format!(
-            "INSERT INTO resource_versions (code, version, active, changed_at, changed_by, document) VALUES {}",
-            values_placeholders($backend, $chunk.len(), 6)
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for row in $chunk {
-            query = query
-                .bind(row.resource.draft.code.as_str())
-                .bind(i64::from(row.resource.version))
-                .bind(row.resource.active)
-                .bind(micros(row.resource.updated_at))
-                .bind($actor)
-                .bind(&row.document);
+    ($tx:expr, $backend:expr, $chunk:expr) => {{
+        let replaced: Vec<&ExistingRow> =
+            $chunk.iter().filter_map(|row| row.previous.as_ref()).collect();
+        if !replaced.is_empty() {
+            let sql = format!(
+                "INSERT INTO resource_versions (code, version, active, changed_at, changed_by, document) VALUES {}",
+                values_placeholders($backend, replaced.len(), 6)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for row in replaced {
+                query = query
+                    .bind(&row.code)
+                    .bind(row.version)
+                    .bind(row.active)
+                    .bind(row.updated_at)
+                    .bind(&row.changed_by)
+                    .bind(&row.document);
+            }
+            query.execute(&mut *$tx).await?;
         }
-        query.execute(&mut *$tx).await?;
     }};
 }
 use insert_version_rows;

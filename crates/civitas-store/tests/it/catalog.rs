@@ -69,8 +69,9 @@ async fn resources_keep_every_version(store: Store) {
 
     let mut changed = draft(1, 1);
     changed.name = "住房公积金缴存明细".into();
+    let editor = civitas_core::authz::Permit::internal("civitas:editor");
     let (_, written) = store
-        .write_resources(&admin(), &[changed.clone()], WriteMode::Update)
+        .write_resources(&editor, &[changed.clone()], WriteMode::Update)
         .await
         .unwrap();
     assert_eq!(written[0].version, 2);
@@ -105,7 +106,10 @@ async fn resources_keep_every_version(store: Store) {
             (3, false, "住房公积金缴存明细")
         ]
     );
-    assert!(history.iter().all(|v| v.changed_by == "civitas:test"));
+    let actors: Vec<_> = history.iter().map(|v| v.changed_by.as_str()).collect();
+    assert_eq!(actors, ["civitas:test", "civitas:editor", "civitas:test"]);
+    assert!(history[0].changed_at < history[1].changed_at);
+    assert!(history[1].changed_at < history[2].changed_at);
     let current = store.resource(&code).await.unwrap();
     assert_eq!(current.draft, changed);
     assert!(current.created_at < current.updated_at);

@@ -91,6 +91,106 @@ async fn sqlite_store_survives_reopen() {
     );
 }
 
+/// A data dir from before resources kept their current version in one place only (migration
+/// 7): its history reads the same afterwards, and versions are no longer stored twice.
+#[tokio::test]
+async fn sqlite_history_survives_the_move_of_current_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("civitas.db");
+    let url = StoreUrl::Sqlite(path.clone());
+    let store = Store::connect(&url).await.unwrap();
+    store
+        .create_organization(&admin(), &new_org(1, None))
+        .await
+        .unwrap();
+    store.close().await;
+    // Back to the schema before migration 7, then rows as that schema's code wrote them: each
+    // version in `resource_versions`, the current one in `resources` as well.
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    for statement in [
+        "DELETE FROM _sqlx_migrations WHERE version >= 7",
+        "ALTER TABLE resources DROP COLUMN changed_by",
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    let version_1 = serde_json::to_string(&catalog::draft(1, 1)).unwrap();
+    let mut changed = catalog::draft(1, 1);
+    changed.name = "住房公积金缴存明细".into();
+    let version_2 = serde_json::to_string(&changed).unwrap();
+    sqlx::query(
+        "INSERT INTO resources (code, seq, version, kind, classification, provider, sharing_type,
+             open_type, name, active, created_at, updated_at, document)
+         VALUES ('320100-B01-000001', 2, 2, 'dataset', 'B01', $1, 'unconditional', 'closed',
+             '住房公积金缴存明细', TRUE, 1000, 2000, $2)",
+    )
+    .bind(uscc(1).as_str())
+    .bind(&version_2)
+    .execute(&pool)
+    .await
+    .unwrap();
+    for (version, at, by, document) in [
+        (1, 1000, "civitas:import", &version_1),
+        (2, 2000, "civitas:editor", &version_2),
+    ] {
+        sqlx::query(
+            "INSERT INTO resource_versions (code, version, active, changed_at, changed_by, document)
+             VALUES ('320100-B01-000001', $1, TRUE, $2, $3, $4)",
+        )
+        .bind(version)
+        .bind(at)
+        .bind(by)
+        .bind(document)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    pool.close().await;
+
+    let store = Store::connect(&url).await.unwrap();
+    let code = catalog::draft(1, 1).code;
+    let history = store.resource_history(&code).await.unwrap();
+    let versions: Vec<_> = history
+        .iter()
+        .map(|v| (v.version, v.changed_by.as_str(), v.draft.name.as_str()))
+        .collect();
+    assert_eq!(
+        versions,
+        [
+            (1, "civitas:import", "住房公积金缴存信息1"),
+            (2, "civitas:editor", "住房公积金缴存明细")
+        ]
+    );
+    // A later change moves version 2 into the history, with who made it.
+    store
+        .set_resource_active(&admin(), &code, false)
+        .await
+        .unwrap();
+    let history = store.resource_history(&code).await.unwrap();
+    let actors: Vec<_> = history
+        .iter()
+        .map(|v| (v.version, v.changed_by.as_str()))
+        .collect();
+    assert_eq!(
+        actors,
+        [
+            (1, "civitas:import"),
+            (2, "civitas:editor"),
+            (3, "civitas:test")
+        ]
+    );
+    store.close().await;
+    let pool =
+        sqlx::SqlitePool::connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(&path))
+            .await
+            .unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM resource_versions")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 2, "the current version is stored once");
+}
+
 /// Commits leave their pages in the write-ahead log; a connection of the store's own copies them
 /// into the database file within about a second, without a commit having to.
 #[tokio::test]
