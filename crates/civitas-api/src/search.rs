@@ -90,38 +90,76 @@ pub async fn catch_up(
             return Ok(fed);
         };
         let last = *last;
-        let unknown: Vec<&str> = changes
-            .iter()
-            .map(|(_, resource)| resource.draft.provider.as_str())
-            .filter(|code| !organizations.contains_key(*code))
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        if !unknown.is_empty() {
-            for organization in store.organizations_by_code(&unknown).await? {
-                organizations.insert(organization.code.as_str().to_owned(), organization);
-            }
-        }
-        let mut documents = Vec::with_capacity(changes.len());
-        for (_, resource) in &changes {
-            if !resource.active {
-                index.delete(resource.draft.code.as_str())?;
-                continue;
-            }
-            let Some(provider) = organizations.get(resource.draft.provider.as_str()) else {
-                continue;
-            };
-            documents.push(SearchDocument::from_resource(
-                resource,
-                provider,
-                node,
-                payload(resource, provider),
-            ));
-        }
-        fed += changes.len();
-        index.upsert(documents).await?;
-        index.mark_indexed(last)?;
+        let resources: Vec<Resource> = changes.into_iter().map(|(_, resource)| resource).collect();
+        fed += resources.len();
+        feed(store, index, node, organizations, &resources, last).await?;
     }
+}
+
+/// Sends resources that a bulk write (an import) has just stored, whose changes are numbered
+/// from `first` on in the order given, to the index: straight away when they are the changes
+/// that come next for the index, and otherwise (another process wrote in between) by catching
+/// up from the store, which holds them too.
+pub async fn feed_written(
+    store: &Store,
+    index: &CatalogIndex,
+    node: &NodeCode,
+    organizations: &mut HashMap<String, Organization>,
+    first: u64,
+    resources: &[Resource],
+) -> anyhow::Result<()> {
+    if resources.is_empty() {
+        return Ok(());
+    }
+    if index.marked_seq() + 1 == first {
+        let last = first + resources.len() as u64 - 1;
+        feed(store, index, node, organizations, resources, last).await
+    } else {
+        catch_up(store, index, node, organizations).await.map(drop)
+    }
+}
+
+/// Sends the documents of `resources` (removing those deactivated) to the index, then marks
+/// the change sequence indexed up to `last`.
+async fn feed(
+    store: &Store,
+    index: &CatalogIndex,
+    node: &NodeCode,
+    organizations: &mut HashMap<String, Organization>,
+    resources: &[Resource],
+    last: u64,
+) -> anyhow::Result<()> {
+    let unknown: Vec<&str> = resources
+        .iter()
+        .map(|resource| resource.draft.provider.as_str())
+        .filter(|code| !organizations.contains_key(*code))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !unknown.is_empty() {
+        for organization in store.organizations_by_code(&unknown).await? {
+            organizations.insert(organization.code.as_str().to_owned(), organization);
+        }
+    }
+    let mut documents = Vec::with_capacity(resources.len());
+    for resource in resources {
+        if !resource.active {
+            index.delete(resource.draft.code.as_str())?;
+            continue;
+        }
+        let Some(provider) = organizations.get(resource.draft.provider.as_str()) else {
+            continue;
+        };
+        documents.push(SearchDocument::from_resource(
+            resource,
+            provider,
+            node,
+            payload(resource, provider),
+        ));
+    }
+    index.upsert(documents).await?;
+    index.mark_indexed(last)?;
+    Ok(())
 }
 
 impl From<SearchError> for ApiError {

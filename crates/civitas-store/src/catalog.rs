@@ -17,7 +17,7 @@ use crate::{
 };
 
 /// Rows per multi-row statement: well under SQLite's 32,766 and PostgreSQL's 65,535 parameters
-/// with the 16 columns of a resource row.
+/// with the 17 columns of a resource row.
 const ROWS_PER_STATEMENT: usize = 500;
 /// Resource codes named by one `resource.import` audit event.
 const AUDITED_CODES: usize = 1000;
@@ -42,6 +42,9 @@ pub struct ImportOutcome {
     /// (index in the batch, error) for rows refused because of stored data, e.g. an unknown
     /// provider. Valid rows of the batch are written regardless.
     pub rejected: Vec<(usize, StoreError)>,
+    /// The catalog change sequence number of the first resource written; the others written
+    /// follow it in order. `None` when nothing was written.
+    pub first_seq: Option<u64>,
 }
 
 /// One stored version of a resource.
@@ -269,6 +272,7 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await?;
                 let first = last - pending.len() as i64 + 1;
+                outcome.first_seq = Some(first as u64);
                 for (offset, row) in pending.iter_mut().enumerate() {
                     row.seq = first + offset as i64;
                 }

@@ -415,16 +415,16 @@ pub const IMPORT_BATCH: usize = 1000;
 
 /// Imports every valid row of `input` into the store, idempotently by resource code: new codes
 /// are created, changed ones updated (keeping their history), identical ones left alone. Rows
-/// that break a rule are reported and skipped; the rest are imported. `committed` is called
-/// after each committed batch, so that a follower of the store's changes (the search index)
-/// picks it up at once.
+/// that break a rule are reported and skipped; the rest are imported. `written` is given each
+/// committed batch's written resources, with the change sequence number of the first, so that
+/// the search index takes them as they are rather than reading them back from the store.
 ///
 /// The store writes one batch while the next is read and checked: both take about as long.
 pub async fn import(
     store: &civitas_store::Store,
     input: impl BufRead,
     format: Format,
-    mut committed: impl FnMut(),
+    mut written: impl AsyncFnMut(u64, Vec<civitas_core::catalog::Resource>),
 ) -> anyhow::Result<ImportSummary> {
     let permit = civitas_core::authz::Permit::internal("civitas:import");
     let mut summary = ImportSummary::default();
@@ -432,22 +432,33 @@ pub async fn import(
     let mut writing: Option<(WriteTask, Vec<u64>)> = None;
     loop {
         let (batch, lines) = next_batch(&mut rows, &mut summary.rejected);
-        if let Some((task, lines)) = writing.take() {
-            let (outcome, _) = task.await??;
-            summary.add(outcome, &lines);
-            committed();
+        let done = match writing.take() {
+            Some((task, lines)) => {
+                let (outcome, resources) = task.await??;
+                let first = outcome.first_seq;
+                summary.add(outcome, &lines);
+                first.map(|first| (first, resources))
+            }
+            None => None,
+        };
+        // The next batch is on its way to the store before the last one goes to the index,
+        // which may make us wait.
+        if !batch.is_empty() {
+            let store = store.clone();
+            let permit = permit.clone();
+            let task = tokio::spawn(async move {
+                store
+                    .write_resources(&permit, &batch, civitas_store::WriteMode::Upsert)
+                    .await
+            });
+            writing = Some((task, lines));
         }
-        if batch.is_empty() {
+        if let Some((first, resources)) = done {
+            written(first, resources).await;
+        }
+        if writing.is_none() {
             break;
         }
-        let store = store.clone();
-        let permit = permit.clone();
-        let task = tokio::spawn(async move {
-            store
-                .write_resources(&permit, &batch, civitas_store::WriteMode::Upsert)
-                .await
-        });
-        writing = Some((task, lines));
     }
     summary.rejected.sort_by_key(|error| error.line);
     Ok(summary)

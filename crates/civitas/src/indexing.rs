@@ -2,10 +2,12 @@
 //! in this process, so that store writes and indexing overlap on the two cores instead of taking
 //! turns.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context;
+use civitas_core::NodeCode;
+use civitas_core::catalog::Resource;
 use civitas_search::{CatalogIndex, IndexOptions};
 use civitas_store::Store;
 
@@ -15,13 +17,21 @@ use crate::config::Settings;
 /// much indexing, which is redone from the store on the next start.
 const BULK_COMMIT_INTERVAL: Duration = Duration::from_secs(30);
 
-/// The data dir's search index, fed from the store's change sequence by a background task.
+/// How often the feeder looks for changes that no import handed it (another process's, or a
+/// bulk write that does not hand over what it wrote).
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Batches an import may hand over before it waits for the index.
+const QUEUED_BATCHES: usize = 2;
+
+/// The data dir's search index, fed by a background task with what a bulk write hands it and
+/// with whatever else the store's change sequence holds.
 pub struct IndexFollower {
     index: CatalogIndex,
     /// Where the index stood when opened.
     started_at: u64,
-    changes: Arc<tokio::sync::Notify>,
-    stop: tokio::sync::watch::Sender<bool>,
+    /// Resources just written, with the change sequence number of the first.
+    written: tokio::sync::mpsc::Sender<(u64, Vec<Resource>)>,
     feeder: tokio::task::JoinHandle<()>,
 }
 
@@ -47,28 +57,26 @@ impl IndexFollower {
                 Err(error) if error.is_locked() => return Ok(None),
                 Err(error) => return Err(error).context("opening the search index"),
             };
-        let changes = Arc::new(tokio::sync::Notify::new());
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let feeder = tokio::spawn(civitas_api::search::feed_index(
+        let (written, batches) = tokio::sync::mpsc::channel(QUEUED_BATCHES);
+        let feeder = tokio::spawn(follow(
             store.clone(),
             index.clone(),
             settings.node_code.clone(),
-            changes.clone(),
-            stopped,
+            batches,
         ));
         Ok(Some(IndexFollower {
             started_at: index.marked_seq(),
             index,
-            changes,
-            stop,
+            written,
             feeder,
         }))
     }
 
-    /// Tells the feeder that the store has new changes, rather than letting it find them on
-    /// its next poll.
-    pub fn changed(&self) {
-        self.changes.notify_one();
+    /// Hands the feeder resources just written, whose changes are numbered from `first` on;
+    /// waits while it is [`QUEUED_BATCHES`] behind.
+    pub async fn written(&self, first: u64, resources: Vec<Resource>) {
+        // A feeder gone has logged why; `finish` catches up from the store.
+        let _ = self.written.send((first, resources)).await;
     }
 
     /// Feeds what the feeder has not reached yet and waits until all of it is committed;
@@ -80,7 +88,8 @@ impl IndexFollower {
         settings: &Settings,
         mut progress: impl FnMut(u64, u64),
     ) -> anyhow::Result<u64> {
-        let _ = self.stop.send(true);
+        // The feeder takes what was handed to it, then stops.
+        drop(self.written);
         self.feeder.await?;
         let total = store.catalog_sequence().await?;
         let catching_up = {
@@ -103,5 +112,49 @@ impl IndexFollower {
         progress(marked, total);
         self.index.close().await?;
         Ok(marked.saturating_sub(self.started_at))
+    }
+}
+
+/// The feeder: catches up with the store, then indexes what it is handed until the follower
+/// is finished, and polls the store in between.
+async fn follow(
+    store: Store,
+    index: CatalogIndex,
+    node: NodeCode,
+    mut batches: tokio::sync::mpsc::Receiver<(u64, Vec<Resource>)>,
+) {
+    let mut organizations = HashMap::new();
+    let mut fed = civitas_api::search::catch_up(&store, &index, &node, &mut organizations)
+        .await
+        .map(drop);
+    loop {
+        if let Err(error) = fed {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "search index feed failed; retrying"
+            );
+        }
+        fed = tokio::select! {
+            biased;
+            batch = batches.recv() => match batch {
+                Some((first, resources)) => {
+                    civitas_api::search::feed_written(
+                        &store,
+                        &index,
+                        &node,
+                        &mut organizations,
+                        first,
+                        &resources,
+                    )
+                    .await
+                }
+                None => return,
+            },
+            _ = tokio::time::sleep(POLL_INTERVAL) => {
+                civitas_api::search::catch_up(&store, &index, &node, &mut organizations)
+                    .await
+                    .map(drop)
+            }
+        };
     }
 }

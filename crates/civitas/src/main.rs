@@ -317,9 +317,9 @@ fn import(config: Config, file: PathBuf, format: Option<Format>) -> anyhow::Resu
         // The index follows the import as it is written; a running server's feeder does the
         // same when it holds the index.
         let follower = IndexFollower::start(&store, &settings).await?;
-        let summary = catalog_io::import(&store, reader, format, || {
+        let summary = catalog_io::import(&store, reader, format, async |first, resources| {
             if let Some(follower) = &follower {
-                follower.changed();
+                follower.written(first, resources).await;
             }
         })
         .await;

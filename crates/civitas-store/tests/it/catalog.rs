@@ -211,16 +211,25 @@ async fn change_sequence_follows_writes(store: Store) {
         .await
         .unwrap();
     assert_eq!(store.catalog_sequence().await.unwrap(), 0);
-    store
+    let (outcome, _) = store
         .write_resources(&admin(), &[draft(1, 1), draft(2, 1)], WriteMode::Create)
         .await
         .unwrap();
+    assert_eq!(outcome.first_seq, Some(1));
     let mut changed = draft(1, 1);
     changed.tags.push("缴存".into());
-    store
-        .write_resources(&admin(), &[changed], WriteMode::Update)
+    // Written rows are numbered in order; an unchanged one takes no number.
+    let (outcome, written) = store
+        .write_resources(&admin(), &[draft(2, 1), changed], WriteMode::Upsert)
         .await
         .unwrap();
+    assert_eq!((outcome.unchanged, outcome.first_seq), (1, Some(3)));
+    assert_eq!(written[0].draft.code, draft(1, 1).code);
+    let (outcome, _) = store
+        .write_resources(&admin(), &[draft(2, 1)], WriteMode::Upsert)
+        .await
+        .unwrap();
+    assert_eq!(outcome.first_seq, None);
     assert_eq!(store.catalog_sequence().await.unwrap(), 3);
     let all = store.resource_changes(0, 100).await.unwrap();
     // Resource 1 changed last, so it comes after resource 2 and appears once.
