@@ -443,3 +443,85 @@ async fn import_reports_broken_rows_and_export_round_trips(server: TestServer) {
     assert_eq!(first["items"][0]["mask"], "citizen_id");
     assert_eq!(first["tags"], json!(["社保", "参保"]));
 }
+
+/// An import in a process that holds the search index hands the index each batch as written;
+/// where a write of somebody else's came in between, the index catches up from the store
+/// instead, so that nothing is skipped.
+#[tokio::test]
+async fn the_index_follows_an_import_and_writes_in_between() {
+    use civitas::{catalog_io, indexing::IndexFollower};
+    use civitas_core::{RegionCode, authz::Permit, catalog::ResourceDraft, registry::Level};
+    use civitas_search::{CatalogIndex, SearchRequest};
+    use civitas_store::{NewOrganization, Store, WriteMode};
+
+    let dir = tempfile::tempdir().unwrap();
+    let settings = crate::support::test_settings(dir.path(), None);
+    let store = Store::connect(&settings.store).await.unwrap();
+    let permit = Permit::internal("civitas:test");
+    let org = crate::support::uscc(1);
+    store
+        .create_organization(
+            &permit,
+            &NewOrganization {
+                code: org.clone(),
+                name: "南京市住房公积金管理中心".into(),
+                name_en: None,
+                level: Level::Municipal,
+                region: RegionCode::parse("320100").unwrap(),
+                parent: None,
+            },
+        )
+        .await
+        .unwrap();
+    let code = |n: u32| format!("320100-B01-{n:06}");
+    let draft = |n: u32| -> ResourceDraft {
+        serde_json::from_value(resource(&code(n), &org.to_string())).unwrap()
+    };
+    let jsonl = |numbers: &[u32]| {
+        numbers
+            .iter()
+            .map(|&n| serde_json::to_string(&draft(n)).unwrap() + "\n")
+            .collect::<String>()
+    };
+    let follower = IndexFollower::start(&store, &settings)
+        .await
+        .unwrap()
+        .expect("nobody else holds the index");
+    let mut handed = Vec::new();
+    let mut import = async |numbers: &[u32]| {
+        let input = std::io::Cursor::new(jsonl(numbers));
+        catalog_io::import(
+            &store,
+            input,
+            catalog_io::Format::Jsonl,
+            async |first, written| {
+                handed.push((first, written.len()));
+                follower.written(first, written).await;
+            },
+        )
+        .await
+        .unwrap()
+    };
+    assert_eq!(import(&[1, 2]).await.created, 2);
+    // Somebody else's write, which nobody hands the index, then another import at once.
+    store
+        .write_resources(&permit, &[draft(3)], WriteMode::Create)
+        .await
+        .unwrap();
+    assert_eq!(import(&[4, 1]).await.created, 1);
+    assert_eq!(handed, [(1, 2), (4, 1)]);
+    let indexed = follower.finish(&store, &settings, |_, _| {}).await.unwrap();
+    assert_eq!(indexed, 4);
+    store.close().await;
+
+    let index = CatalogIndex::open(&settings.data_dir.join("index")).unwrap();
+    let mut codes: Vec<String> = index
+        .search(&SearchRequest::default())
+        .unwrap()
+        .hits
+        .into_iter()
+        .map(|hit| hit.code)
+        .collect();
+    codes.sort();
+    assert_eq!(codes, [code(1), code(2), code(3), code(4)]);
+}

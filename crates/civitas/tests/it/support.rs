@@ -199,7 +199,7 @@ impl Drop for TestServer {
     }
 }
 
-fn test_settings(dir: &Path, store: Option<StoreUrl>) -> Settings {
+pub fn test_settings(dir: &Path, store: Option<StoreUrl>) -> Settings {
     test_config(dir, store).resolve().unwrap()
 }
 
