@@ -44,7 +44,8 @@ pub(crate) fn build(
     let mut builder = Builder {
         fields,
         analyzer: analyzer(index, schema::QUERY_ANALYZER)?,
-        index_analyzer: analyzer(index, schema::INDEX_ANALYZER)?,
+        // Not the index's own analyzer, which remembers clauses on each thread it runs on.
+        index_analyzer: schema::analyzer(true),
         highlight_terms: BTreeMap::new(),
     };
     let text_query = expression

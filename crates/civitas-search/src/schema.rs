@@ -120,7 +120,7 @@ fn facet_field_name(facet: Facet) -> &'static str {
 
 pub(crate) fn register_analyzers(index: &tantivy::Index) {
     let tokenizers = index.tokenizers();
-    tokenizers.register(INDEX_ANALYZER, analyzer(true));
+    tokenizers.register(INDEX_ANALYZER, words(true, true));
     tokenizers.register(QUERY_ANALYZER, analyzer(false));
 }
 
@@ -130,10 +130,19 @@ pub(crate) fn register_analyzers(index: &tantivy::Index) {
 ///
 /// Every analyzer uses the process-wide jieba dictionary of `tantivy-jieba`, loaded once on first
 /// use (about 0.2 to 0.4 s); cloning an analyzer does not copy it.
+///
+/// This one remembers no clauses: only the index's own analyzer, run by tantivy's few indexing
+/// threads, does. Queries and snippets run on any of the blocking pool's threads, and would
+/// otherwise fill a memo on each.
 pub(crate) fn analyzer(search_mode: bool) -> TextAnalyzer {
+    words(search_mode, false)
+}
+
+fn words(search_mode: bool, remember: bool) -> TextAnalyzer {
     TextAnalyzer::builder(Words {
         jieba: JiebaTokenizer::with_search_mode(search_mode),
         search_mode,
+        remember,
         stemmer: TextAnalyzer::builder(RawTokenizer::default())
             .filter(Stemmer::new(Language::English))
             .build(),
@@ -180,13 +189,16 @@ fn segment(mut analyzer: TextAnalyzer, text: &str) -> String {
 struct Words {
     jieba: JiebaTokenizer,
     search_mode: bool,
+    /// Whether clauses are remembered (documents' analyzer only).
+    remember: bool,
     /// Only run on Latin words: stemming Chinese words would change nothing at a cost.
     stemmer: TextAnalyzer,
 }
 
 /// Clauses up to this many bytes are remembered; longer ones seldom come again.
 const REMEMBERED_BYTES: usize = 96;
-/// How many clauses each thread remembers per analyzer mode, in each of two generations.
+/// How many clauses each indexing thread remembers per analyzer mode, in each of two
+/// generations.
 const REMEMBERED_CLAUSES: usize = 16_384;
 
 /// The words of recently analyzed clauses: those of the current generation, and those of the
@@ -278,7 +290,7 @@ impl Words {
     /// The words of one clause, remembered or analyzed.
     fn clause(&mut self, clause: &str) -> Rc<[Token]> {
         let mode = usize::from(self.search_mode);
-        let remember = clause.len() <= REMEMBERED_BYTES;
+        let remember = self.remember && clause.len() <= REMEMBERED_BYTES;
         if remember
             && let Some(tokens) =
                 REMEMBERED.with(|remembered| remembered.borrow_mut()[mode].get(clause))
@@ -465,7 +477,7 @@ mod tests {
             for text in texts {
                 // Twice: the second time every short clause is remembered.
                 for _ in 0..2 {
-                    let mut analyzer = analyzer(search_mode);
+                    let mut analyzer = words(search_mode, true);
                     let mut stream = analyzer.token_stream(text);
                     let mut words = Vec::new();
                     while let Some(token) = stream.next() {
@@ -474,6 +486,7 @@ mod tests {
                     let mut whole = Words {
                         jieba: JiebaTokenizer::with_search_mode(search_mode),
                         search_mode,
+                        remember: false,
                         stemmer: TextAnalyzer::builder(RawTokenizer::default())
                             .filter(Stemmer::new(Language::English))
                             .build(),
