@@ -45,6 +45,10 @@ pub fn payload(resource: &Resource, provider: &Organization) -> String {
     .to_string()
 }
 
+/// How often a feeder of the search index looks in the store for changes nobody told it of
+/// (the command line's, other replicas').
+pub const FEED_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Feeds the search index from the store's catalog change sequence until `stopped`: first what
 /// the index has not seen (everything, for a new index), then every change as it comes. Woken by
 /// `changes` after the API's own writes, and polling otherwise so that writes of other processes
@@ -66,7 +70,7 @@ pub async fn feed_index(
         }
         tokio::select! {
             _ = changes.notified() => {}
-            _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+            _ = tokio::time::sleep(FEED_POLL_INTERVAL) => {}
             _ = stopped.changed() => return,
         }
     }

@@ -139,16 +139,9 @@ pub(crate) fn analyzer(search_mode: bool) -> TextAnalyzer {
 }
 
 fn words(search_mode: bool, remember: bool) -> TextAnalyzer {
-    TextAnalyzer::builder(Words {
-        jieba: JiebaTokenizer::with_search_mode(search_mode),
-        search_mode,
-        remember,
-        stemmer: TextAnalyzer::builder(RawTokenizer::default())
-            .filter(Stemmer::new(Language::English))
-            .build(),
-    })
-    .filter(RemoveLongFilter::limit(MAX_TOKEN_BYTES))
-    .build()
+    TextAnalyzer::builder(Words::new(search_mode, remember))
+        .filter(RemoveLongFilter::limit(MAX_TOKEN_BYTES))
+        .build()
 }
 
 /// Segments `text` into space-separated lower-case words as a query word is segmented, for
@@ -260,6 +253,17 @@ struct Clause {
 }
 
 impl Words {
+    fn new(search_mode: bool, remember: bool) -> Words {
+        Words {
+            jieba: JiebaTokenizer::with_search_mode(search_mode),
+            search_mode,
+            remember,
+            stemmer: TextAnalyzer::builder(RawTokenizer::default())
+                .filter(Stemmer::new(Language::English))
+                .build(),
+        }
+    }
+
     fn analyze(&mut self, text: &str) -> Vec<Clause> {
         let mut clauses = Vec::new();
         let mut byte_start = 0;
@@ -483,15 +487,7 @@ mod tests {
                     while let Some(token) = stream.next() {
                         words.push(token.clone());
                     }
-                    let mut whole = Words {
-                        jieba: JiebaTokenizer::with_search_mode(search_mode),
-                        search_mode,
-                        remember: false,
-                        stemmer: TextAnalyzer::builder(RawTokenizer::default())
-                            .filter(Stemmer::new(Language::English))
-                            .build(),
-                    }
-                    .segment(text);
+                    let mut whole = Words::new(search_mode, false).segment(text);
                     words.retain(|token| token.text.len() <= MAX_TOKEN_BYTES);
                     whole.retain(|token| token.text.len() <= MAX_TOKEN_BYTES);
                     let key = |token: &Token| {

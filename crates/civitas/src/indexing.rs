@@ -17,10 +17,6 @@ use crate::config::Settings;
 /// much indexing, which is redone from the store on the next start.
 const BULK_COMMIT_INTERVAL: Duration = Duration::from_secs(30);
 
-/// How often the feeder looks for changes that no import handed it (another process's, or a
-/// bulk write that does not hand over what it wrote).
-const POLL_INTERVAL: Duration = Duration::from_millis(250);
-
 /// Batches an import may hand over before it waits for the index.
 const QUEUED_BATCHES: usize = 2;
 
@@ -150,7 +146,7 @@ async fn follow(
                 }
                 None => return,
             },
-            _ = tokio::time::sleep(POLL_INTERVAL) => {
+            _ = tokio::time::sleep(civitas_api::search::FEED_POLL_INTERVAL) => {
                 civitas_api::search::catch_up(&store, &index, &node, &mut organizations)
                     .await
                     .map(drop)
