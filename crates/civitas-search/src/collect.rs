@@ -9,8 +9,10 @@
 //! thousand matches, so it is done once per segment and kept in a [`ColumnCache`]: segments never
 //! change. The cache holds per segment the distinct facet values and, for the facets with at most
 //! one value per document, every document's value ordinal in an array (2 bytes per document and
-//! facet, 16 MB at a million documents): broad queries count hundreds of thousands of matches,
-//! and an array lookup per match costs a fraction of decoding the column.
+//! facet, 16 MB at a million documents), for facets of several values (tags) every document's
+//! ordinals (4 bytes per document and 2 per value), and every document's code key (8 bytes, the sort's
+//! tie-breaker): broad queries count hundreds of thousands of matches, and an array lookup per
+//! match costs a fraction of decoding the column.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -38,7 +40,9 @@ pub(crate) struct ColumnCache {
 
 pub(crate) struct SegmentColumns {
     modified_at: Arc<dyn ColumnValues<i64>>,
-    code_key: Arc<dyn ColumnValues<u64>>,
+    /// Every document's code key, decoded: ties on the primary key are common (equal scores of
+    /// equally long names), and an array lookup costs a fraction of reading the column.
+    code_key: Box<[u64]>,
     /// By `Facet as usize`; `None` when no document of the segment has a value.
     facets: Vec<Option<FacetColumn>>,
 }
@@ -50,6 +54,50 @@ struct FacetColumn {
     /// Each document's ordinal, `values.len()` for none, when documents have at most one value
     /// and the ordinals fit.
     by_document: Option<Box<[u16]>>,
+    /// Each document's ordinals, when documents may have several (tags) and the ordinals fit.
+    several_by_document: Option<SeveralByDocument>,
+}
+
+/// The ordinals of document `d` are `ordinals[starts[d]..starts[d + 1]]`.
+struct SeveralByDocument {
+    starts: Box<[u32]>,
+    ordinals: Box<[u16]>,
+}
+
+/// Every document's ordinals of a column of several values per document.
+fn several_by_document(ordinals: &Column<u64>, documents: u32) -> SeveralByDocument {
+    let mut starts = Vec::with_capacity(documents as usize + 1);
+    let mut values: Vec<u16> = Vec::new();
+    let mut docs = Vec::with_capacity(FILL_BLOCK as usize);
+    let mut value_docs = Vec::new();
+    let mut rows = Vec::new();
+    let mut found = Vec::new();
+    let mut start = 0;
+    while start < documents {
+        let end = documents.min(start + FILL_BLOCK);
+        docs.clear();
+        docs.extend(start..end);
+        value_docs.clear();
+        rows.clear();
+        ordinals.row_ids_for_docs(&docs, &mut value_docs, &mut rows);
+        found.resize(rows.len(), 0);
+        ordinals.values.get_vals(&rows, &mut found);
+        // Rows come in the order of their documents.
+        let mut next = 0;
+        for doc in start..end {
+            starts.push(values.len() as u32);
+            while next < value_docs.len() && value_docs[next] == doc {
+                values.push(found[next] as u16);
+                next += 1;
+            }
+        }
+        start = end;
+    }
+    starts.push(values.len() as u32);
+    SeveralByDocument {
+        starts: starts.into_boxed_slice(),
+        ordinals: values.into_boxed_slice(),
+    }
 }
 
 /// Documents decoded at a time when filling [`FacetColumn::by_document`].
@@ -121,7 +169,10 @@ fn open_columns(reader: &SegmentReader, fields: &Fields) -> tantivy::Result<Segm
         fast_fields.i64(schema.get_field_name(fields.modified_at))?,
         0,
     );
-    let code_key = values_by_document(fast_fields.u64(schema.get_field_name(fields.code_key))?, 0);
+    let code_key = decoded(
+        &*values_by_document(fast_fields.u64(schema.get_field_name(fields.code_key))?, 0),
+        reader.max_doc(),
+    );
     let mut facets = Vec::with_capacity(Facet::ALL.len());
     for facet in Facet::ALL {
         let column = fast_fields.str(schema.get_field_name(fields.facet(facet)))?;
@@ -133,13 +184,18 @@ fn open_columns(reader: &SegmentReader, fields: &Fields) -> tantivy::Result<Segm
                     values.push(String::from_utf8_lossy(stream.key()).into_owned());
                 }
                 let ordinals = column.ords().clone();
-                let by_document = (ordinals.get_cardinality() != Cardinality::Multivalued
-                    && values.len() < usize::from(u16::MAX))
-                .then(|| ordinals_by_document(&ordinals, reader.max_doc(), values.len() as u16));
+                let fits = values.len() < usize::from(u16::MAX);
+                let several = ordinals.get_cardinality() == Cardinality::Multivalued;
+                let by_document = (fits && !several).then(|| {
+                    ordinals_by_document(&ordinals, reader.max_doc(), values.len() as u16)
+                });
+                let several_by_document =
+                    (fits && several).then(|| several_by_document(&ordinals, reader.max_doc()));
                 Some(FacetColumn {
                     ordinals,
                     values: values.into(),
                     by_document,
+                    several_by_document,
                 })
             }
             None => None,
@@ -150,6 +206,21 @@ fn open_columns(reader: &SegmentReader, fields: &Fields) -> tantivy::Result<Segm
         code_key,
         facets,
     })
+}
+
+/// The values of the first `documents` rows of a column with one value per document.
+fn decoded(column: &dyn ColumnValues<u64>, documents: u32) -> Box<[u64]> {
+    let mut values = vec![0; documents as usize];
+    let mut rows = Vec::with_capacity(FILL_BLOCK as usize);
+    let mut start = 0;
+    while start < documents {
+        let end = documents.min(start + FILL_BLOCK);
+        rows.clear();
+        rows.extend(start..end);
+        column.get_vals(&rows, &mut values[start as usize..end as usize]);
+        start = end;
+    }
+    values.into_boxed_slice()
 }
 
 /// Column values by document: the column itself when every document has exactly one value
@@ -391,6 +462,18 @@ impl CatalogSegmentCollector {
                 }
                 continue;
             }
+            if let Some(several) = &column.several_by_document {
+                for &doc in docs {
+                    let (start, end) = (
+                        several.starts[doc as usize],
+                        several.starts[doc as usize + 1],
+                    );
+                    for &ordinal in &several.ordinals[start as usize..end as usize] {
+                        counts[usize::from(ordinal)] += 1;
+                    }
+                }
+                continue;
+            }
             scratch.docs.clear();
             scratch.rows.clear();
             column
@@ -431,7 +514,7 @@ impl CatalogSegmentCollector {
         {
             return;
         }
-        let key = (primary, self.columns.code_key.get_val(doc));
+        let key = (primary, self.columns.code_key[doc as usize]);
         if self.after.is_some_and(|after| key >= after) {
             return;
         }

@@ -318,7 +318,7 @@ impl Default for IndexOptions {
 
 /// Bumped whenever the schema or the analyzers change: an index of another version is not read
 /// but left for removal, and a new one is built from the store.
-const INDEX_FORMAT_VERSION: u32 = 1;
+const INDEX_FORMAT_VERSION: u32 = 2;
 
 /// The catalog's search index. Cheap to clone; clones share the index and its indexer thread.
 #[derive(Clone)]

@@ -44,8 +44,6 @@ pub(crate) fn build(
     let mut builder = Builder {
         fields,
         analyzer: analyzer(index, schema::QUERY_ANALYZER)?,
-        // Not the index's own analyzer, which remembers clauses on each thread it runs on.
-        index_analyzer: schema::analyzer(true),
         highlight_terms: BTreeMap::new(),
     };
     let text_query = expression
@@ -498,8 +496,6 @@ impl Parser {
 struct Builder<'a> {
     fields: &'a Fields,
     analyzer: TextAnalyzer,
-    /// The documents' analyzer, for the finer words inside a query word.
-    index_analyzer: TextAnalyzer,
     highlight_terms: BTreeMap<String, f32>,
 }
 
@@ -590,7 +586,7 @@ impl Builder<'_> {
             if !words.is_empty() {
                 let matchers: Vec<Box<dyn Query>> = words
                     .iter()
-                    .map(|(text, _)| self.segmented_word(text, scope, positive))
+                    .map(|(text, _)| self.segmented_word(text, scope))
                     .collect();
                 alternatives.push(all_of(matchers.into_iter()));
             }
@@ -613,25 +609,14 @@ impl Builder<'_> {
         }
     }
 
-    /// One word of the query's segmentation, or the finer words it is made of, one after the
-    /// other. Jieba cuts by context: alone, `环境监测` is one word, but inside
-    /// `生态环境监测数据` the text is cut `生态环境|监测数据`, whose finer words hold `环境` and
-    /// `监测` and not `环境监测`; the phrase of the finer words finds it there.
-    fn segmented_word(&mut self, text: &str, scope: Scope, positive: bool) -> Box<dyn Query> {
-        let whole = match scope {
+    /// One word of the query's segmentation, in the names for `name:`. Where the text was cut
+    /// across the word (`生态环境|监测数据` holds `环境监测`), the index holds the word too (see
+    /// `schema.rs`), so one term finds it either way.
+    fn segmented_word(&self, text: &str, scope: Scope) -> Box<dyn Query> {
+        match scope {
             Scope::Name => term(self.fields.name, text),
             _ => self.scored_word(text),
-        };
-        let Some(parts) = covering_parts(&mut self.index_analyzer, text) else {
-            return whole;
-        };
-        self.remember_highlights(&parts, positive);
-        let parts_query = match scope {
-            // Names are indexed without positions: all of the parts then.
-            Scope::Name => all_of(parts.iter().map(|(part, _)| term(self.fields.name, part))),
-            _ => phrase_in(self.fields.all, &parts),
-        };
-        Box::new(BooleanQuery::union(vec![whole, parts_query]))
+        }
     }
 
     /// One segmented word anywhere. Names are in `all` twice (see `indexer.rs`), which is how
@@ -710,48 +695,6 @@ fn phrase_in(field: Field, words: &[(String, usize)]) -> Box<dyn Query> {
             ))
         }
     }
-}
-
-/// The fewest shorter words of the documents' segmentation of `word` that cover it end to end,
-/// with their character positions; `None` when there are none (a word with no dictionary words
-/// inside it, or a Latin word).
-fn covering_parts(index_analyzer: &mut TextAnalyzer, word: &str) -> Option<Vec<(String, usize)>> {
-    let length = word.chars().count();
-    if length < 3 {
-        return None;
-    }
-    let parts: Vec<(String, usize, usize)> = analyze(index_analyzer, word)
-        .into_iter()
-        .map(|(text, position)| {
-            let end = position + text.chars().count();
-            (text, position, end)
-        })
-        .filter(|(_, position, end)| end - position < length && *end <= length)
-        .collect();
-    // The shortest chain from each position to the end, filled from the end.
-    let mut chain: Vec<Option<Vec<usize>>> = vec![None; length + 1];
-    chain[length] = Some(Vec::new());
-    for start in (0..length).rev() {
-        chain[start] = parts
-            .iter()
-            .enumerate()
-            .filter(|(_, (_, position, _))| *position == start)
-            .filter_map(|(index, (_, _, end))| {
-                chain[*end].as_ref().map(|rest| {
-                    let mut with = vec![index];
-                    with.extend(rest);
-                    with
-                })
-            })
-            .min_by_key(Vec::len);
-    }
-    let chosen = chain[0].take()?;
-    Some(
-        chosen
-            .into_iter()
-            .map(|index| (parts[index].0.clone(), parts[index].1))
-            .collect(),
-    )
 }
 
 /// Tokens and positions of `text`.

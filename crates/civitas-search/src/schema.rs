@@ -4,8 +4,8 @@
 //! emits every dictionary word inside a longer word as well (`住房公积金` gives `住房`, `公积`,
 //! `公积金`), while queries are segmented in the coarser *default mode* (`公积金` stays one
 //! word). A query word then finds every document that contains it inside a longer word; where
-//! the document's text was cut across the query word (`生态环境|监测数据` holds no `环境监测`),
-//! the query also looks for the finer words it is made of, adjacent (`query.rs`). Token
+//! the document's text was cut across a dictionary word (`生态环境|监测数据` around
+//! `环境监测`), the index holds that word too, so a query word is always one term. Token
 //! positions are jieba's character offsets in both modes, so a quoted Chinese phrase matches by
 //! where its words start in the text, whichever segmentation the surrounding text got. Latin
 //! words are lower-cased and stemmed (English), so `registrations` finds `Registration`.
@@ -17,6 +17,9 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::LazyLock;
+
+use jieba_rs::{Jieba, TokenizeMode};
 
 use rustc_hash::FxHashMap;
 
@@ -26,9 +29,11 @@ use tantivy::schema::{
 use tantivy::tokenizer::{
     Language, RawTokenizer, RemoveLongFilter, Stemmer, TextAnalyzer, Token, TokenStream, Tokenizer,
 };
-use tantivy_jieba::JiebaTokenizer;
 
 use crate::Facet;
+
+/// Jieba with its default dictionary, shared by every analyzer.
+static JIEBA: LazyLock<Jieba> = LazyLock::new(Jieba::new);
 
 /// Analyzer of text at indexing time.
 pub(crate) const INDEX_ANALYZER: &str = "civitas_index";
@@ -128,8 +133,8 @@ pub(crate) fn register_analyzers(index: &tantivy::Index) {
 /// that contain a letter or digit (jieba also emits spaces and punctuation), lower-cased, Latin
 /// words stemmed.
 ///
-/// Every analyzer uses the process-wide jieba dictionary of `tantivy-jieba`, loaded once on first
-/// use (about 0.2 to 0.4 s); cloning an analyzer does not copy it.
+/// Every analyzer uses one process-wide jieba dictionary, loaded once on first use (about 0.2 to
+/// 0.4 s); cloning an analyzer does not copy it.
 ///
 /// This one remembers no clauses: only the index's own analyzer, run by tantivy's few indexing
 /// threads, does. Queries and snippets run on any of the blocking pool's threads, and would
@@ -180,7 +185,6 @@ fn segment(mut analyzer: TextAnalyzer, text: &str) -> String {
 /// and replays them, shifted, instead of segmenting and stemming again.
 #[derive(Clone)]
 struct Words {
-    jieba: JiebaTokenizer,
     search_mode: bool,
     /// Whether clauses are remembered (documents' analyzer only).
     remember: bool,
@@ -255,7 +259,6 @@ struct Clause {
 impl Words {
     fn new(search_mode: bool, remember: bool) -> Words {
         Words {
-            jieba: JiebaTokenizer::with_search_mode(search_mode),
             search_mode,
             remember,
             stemmer: TextAnalyzer::builder(RawTokenizer::default())
@@ -310,34 +313,104 @@ impl Words {
         tokens
     }
 
-    /// Segments `text` with jieba and keeps its words, normalized.
+    /// Segments `text` with jieba and keeps its words, normalized; in search mode with the
+    /// words it cut across (see [`joined_words`]).
     fn segment(&mut self, text: &str) -> Vec<Token> {
-        let mut tokens = Vec::new();
-        let mut stream = self.jieba.token_stream(text);
-        while stream.advance() {
-            let token = stream.token_mut();
-            if !token.text.chars().any(is_word_character) {
+        let mode = if self.search_mode {
+            TokenizeMode::Search
+        } else {
+            TokenizeMode::Default
+        };
+        let words = JIEBA.tokenize(text, mode, true);
+        let mut tokens = Vec::with_capacity(words.len());
+        for word in &words {
+            if !word.word.chars().any(is_word_character) {
                 continue;
             }
-            let text = &mut token.text;
-            if text.is_ascii() {
-                text.make_ascii_lowercase();
-                if text.bytes().all(|byte| byte.is_ascii_lowercase()) {
-                    let stem = self
-                        .stemmer
-                        .token_stream(text)
-                        .next()
-                        .map(|token| token.text.clone());
-                    if let Some(stem) = stem {
-                        *text = stem;
-                    }
-                }
-            } else if text.chars().any(has_case) {
-                *text = text.to_lowercase();
-            }
-            tokens.push(token.clone());
+            let offset_from = word.word.as_ptr() as usize - text.as_ptr() as usize;
+            let mut token = Token {
+                offset_from,
+                offset_to: offset_from + word.word.len(),
+                position: word.start,
+                text: word.word.to_owned(),
+                position_length: word.end - word.start,
+            };
+            self.normalize(&mut token.text);
+            tokens.push(token);
+        }
+        if self.search_mode {
+            joined_words(text, &words, &mut tokens);
         }
         tokens
+    }
+
+    /// Lower-cases, and stems Latin words.
+    fn normalize(&mut self, text: &mut String) {
+        if text.is_ascii() {
+            text.make_ascii_lowercase();
+            if text.bytes().all(|byte| byte.is_ascii_lowercase()) {
+                let stem = self
+                    .stemmer
+                    .token_stream(text)
+                    .next()
+                    .map(|token| token.text.clone());
+                if let Some(stem) = stem {
+                    *text = stem;
+                }
+            }
+        } else if text.chars().any(has_case) {
+            *text = text.to_lowercase();
+        }
+    }
+}
+
+/// Dictionary words of at least this many characters that the segmentation cut across are
+/// indexed too (shorter ones are found as the words inside longer ones already).
+const JOINED_WORD_CHARS: usize = 3;
+
+/// Adds the dictionary words of a clause that its segmentation cut across: jieba cuts by
+/// context, so alone `环境监测` is one word, but `生态环境监测数据` is cut `生态环境|监测数据`,
+/// whose words and the words inside them hold `环境` and `监测` and not `环境监测`. Every
+/// dictionary word of [`JOINED_WORD_CHARS`] or more characters that starts where a word starts
+/// and ends where a word ends is added at its position, so such a query word is one term to
+/// look up rather than a phrase of its parts, whose positions are slow to read. (Words of
+/// other than Chinese characters are not joined: jieba's full mode finds only those.)
+fn joined_words(text: &str, words: &[jieba_rs::Token<'_>], tokens: &mut Vec<Token>) {
+    if words.len() < 2 {
+        return;
+    }
+    let chars = words.iter().map(|word| word.end).max().unwrap_or(0);
+    let mut starts = vec![false; chars + 1];
+    let mut ends = vec![false; chars + 1];
+    for word in words {
+        starts[word.start] = true;
+        ends[word.end] = true;
+    }
+    let added = tokens.len();
+    for word in JIEBA.cut_all(text) {
+        if word.end - word.start < JOINED_WORD_CHARS
+            || word.end > chars
+            || !starts[word.start]
+            || !ends[word.end]
+            || !word.word.chars().all(is_common_ideograph)
+            || words
+                .iter()
+                .any(|known| known.start == word.start && known.end == word.end)
+        {
+            continue;
+        }
+        let offset_from = word.word.as_ptr() as usize - text.as_ptr() as usize;
+        tokens.push(Token {
+            offset_from,
+            offset_to: offset_from + word.word.len(),
+            position: word.start,
+            text: word.word.to_owned(),
+            position_length: word.end - word.start,
+        });
+    }
+    if tokens.len() > added {
+        // A term's positions must not go back within a document.
+        tokens.sort_by_key(|token| token.position);
     }
 }
 
@@ -441,6 +514,54 @@ mod tests {
         let query = tokens(analyzer(false), "公积金");
         assert_eq!(query, vec![("公积金".to_owned(), 0)]);
         assert!(indexed.contains(&("公积金".to_owned(), 2)), "{indexed:?}");
+    }
+
+    #[test]
+    fn words_cut_across_are_indexed_too() {
+        let query = tokens(analyzer(false), "环境监测");
+        assert_eq!(query, vec![("环境监测".to_owned(), 0)]);
+        let indexed = tokens(analyzer(true), "生态环境监测数据");
+        assert!(indexed.contains(&("环境监测".to_owned(), 2)), "{indexed:?}");
+        // Still in order of position, as tantivy needs within a term.
+        assert!(
+            indexed.windows(2).all(|pair| pair[0].1 <= pair[1].1),
+            "{indexed:?}"
+        );
+        // Besides jieba's own words, only dictionary words of three or more characters that
+        // start and end where jieba's words do.
+        for text in [
+            "生态环境监测数据",
+            "南京市公安局交通管理局",
+            "住房公积金缴存信息",
+        ] {
+            let jieba: Vec<(String, usize, usize)> = JIEBA
+                .tokenize(text, TokenizeMode::Search, true)
+                .iter()
+                .map(|word| (word.word.to_owned(), word.start, word.end))
+                .collect();
+            for (word, start) in tokens(analyzer(true), text) {
+                if jieba
+                    .iter()
+                    .any(|(known, at, _)| *known == word && *at == start)
+                {
+                    continue;
+                }
+                let end = start + word.chars().count();
+                assert!(
+                    word.chars().count() >= JOINED_WORD_CHARS,
+                    "{word} in {text}"
+                );
+                assert!(JIEBA.has_word(&word), "{word} in {text}");
+                assert!(
+                    jieba.iter().any(|(_, at, _)| *at == start),
+                    "{word} in {text}"
+                );
+                assert!(
+                    jieba.iter().any(|(_, _, to)| *to == end),
+                    "{word} in {text}"
+                );
+            }
+        }
     }
 
     #[test]
