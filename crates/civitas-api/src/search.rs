@@ -9,7 +9,7 @@ use civitas_search::{
 };
 use civitas_store::Store;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Value, json, value::RawValue};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{
@@ -206,9 +206,11 @@ pub struct SearchQuery {
 pub struct SearchHit {
     pub code: String,
     pub score: Option<f32>,
-    /// The entry's summary: names, kind, provider, sharing and open types, tags, version.
+    /// The entry's summary: names, kind, provider, sharing and open types, tags, version. The
+    /// index stores it as JSON, which goes into the response as it is, not parsed and written
+    /// again.
     #[schema(value_type = Object)]
-    pub resource: Value,
+    pub resource: Box<RawValue>,
     /// HTML: escaped text with matches in `<em>…</em>`.
     pub name_snippet: Option<String>,
     pub summary_snippet: Option<String>,
@@ -336,7 +338,8 @@ async fn search(
             .hits
             .into_iter()
             .map(|hit| SearchHit {
-                resource: serde_json::from_str(&hit.payload).unwrap_or(Value::Null),
+                resource: RawValue::from_string(hit.payload)
+                    .unwrap_or_else(|_| RawValue::NULL.to_owned()),
                 code: hit.code,
                 score: hit.score,
                 name_snippet: hit.name_snippet,

@@ -23,6 +23,7 @@ use tantivy::columnar::{
     Cardinality, Column, ColumnIndex, ColumnValues, MonotonicallyMappableToU64,
 };
 use tantivy::index::SegmentId;
+use tantivy::query::Weight;
 use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader};
 
 use crate::Facet;
@@ -246,6 +247,9 @@ pub(crate) struct CatalogCollector {
     pub facet_limit: usize,
     pub fields: Fields,
     pub cache: Arc<ColumnCache>,
+    /// Whether the query skips postings that cannot score above a threshold (a single term):
+    /// see [`CatalogCollector::collect_segment`].
+    pub prune: bool,
 }
 
 pub(crate) struct RankedHit {
@@ -350,6 +354,52 @@ impl Collector for CatalogCollector {
         self.order == Order::Relevance
     }
 
+    /// Tantivy's own loop, but for a query that can skip what cannot be among the best hits
+    /// (`prune`): then the matches are counted in one pass without scores, and the best hits
+    /// found in another that skips whole blocks of postings scoring too low (block-max WAND).
+    /// A broad word matches hundreds of thousands of entries, and scoring each is most of the
+    /// work of a search.
+    fn collect_segment(
+        &self,
+        weight: &dyn Weight,
+        segment: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<SegmentFruit> {
+        let mut collector = self.for_segment(segment, reader)?;
+        let alive = reader.alive_bitset();
+        let is_alive = |doc: DocId| alive.is_none_or(|alive| alive.is_alive(doc));
+        // Deleted entries wait in their segment until it is merged.
+        let only_alive = |docs: &[DocId]| -> Vec<DocId> {
+            docs.iter().copied().filter(|&doc| is_alive(doc)).collect()
+        };
+        if self.prune && self.order == Order::Relevance {
+            weight.for_each_no_score(reader, &mut |docs| match alive {
+                None => collector.count_block(docs),
+                Some(_) => collector.count_block(&only_alive(docs)),
+            })?;
+            if collector.keep > 0 {
+                weight.for_each_pruning(Score::MIN, reader, &mut |doc, score| {
+                    if is_alive(doc) {
+                        collector.offer(doc, score, score_key(score));
+                    }
+                    collector.threshold()
+                })?;
+            }
+        } else if self.requires_scoring() {
+            weight.for_each(reader, &mut |doc, score| {
+                if is_alive(doc) {
+                    collector.collect(doc, score);
+                }
+            })?;
+        } else {
+            weight.for_each_no_score(reader, &mut |docs| match alive {
+                None => collector.collect_block(docs),
+                Some(_) => collector.collect_block(&only_alive(docs)),
+            })?;
+        }
+        Ok(collector.harvest())
+    }
+
     fn merge_fruits(&self, fruits: Vec<SegmentFruit>) -> tantivy::Result<Collected> {
         let mut total = 0;
         let mut top = Vec::new();
@@ -450,6 +500,27 @@ impl CatalogSegmentCollector {
     /// Counts a block of matches and offers them to the best hits.
     fn handle_block(&mut self, docs: &[DocId], scores: Option<&[Score]>) {
         debug_assert!(scores.is_none_or(|scores| scores.len() == docs.len()));
+        self.count_block(docs);
+        if self.keep == 0 {
+            return;
+        }
+        let scratch = &mut self.scratch;
+        if self.order == Order::Modified {
+            scratch.times.resize(docs.len(), 0);
+            self.columns.modified_at.get_vals(docs, &mut scratch.times);
+        }
+        for (position, &doc) in docs.iter().enumerate() {
+            let score = scores.map_or(0.0, |scores| scores[position]);
+            let primary = match self.order {
+                Order::Relevance => score_key(score),
+                Order::Modified => time_key(self.scratch.times[position]),
+            };
+            self.offer(doc, score, primary);
+        }
+    }
+
+    /// Counts a block of matches and their facet values.
+    fn count_block(&mut self, docs: &[DocId]) {
         self.total += docs.len() as u64;
         let scratch = &mut self.scratch;
         for (index, counts) in &mut self.tallies {
@@ -488,20 +559,16 @@ impl CatalogSegmentCollector {
                 counts[ordinal as usize] += 1;
             }
         }
-        if self.keep == 0 {
-            return;
-        }
-        if self.order == Order::Modified {
-            scratch.times.resize(docs.len(), 0);
-            self.columns.modified_at.get_vals(docs, &mut scratch.times);
-        }
-        for (position, &doc) in docs.iter().enumerate() {
-            let score = scores.map_or(0.0, |scores| scores[position]);
-            let primary = match self.order {
-                Order::Relevance => score_key(score),
-                Order::Modified => time_key(self.scratch.times[position]),
-            };
-            self.offer(doc, score, primary);
+    }
+
+    /// The score a match must exceed to have a chance among the best hits: below the weakest
+    /// kept one once there are enough (a tie may still win on the tie-breaker).
+    fn threshold(&self) -> Score {
+        match self.best.peek() {
+            Some(Reverse(weakest)) if self.best.len() == self.keep => {
+                f32::from_bits(weakest.score_bits).next_down()
+            }
+            _ => Score::MIN,
         }
     }
 
