@@ -9,14 +9,62 @@ use civitas_core::{
     authz::{self, Action, Permit},
     registry::{API_KEY_PREFIX, KeyOwner, Principal, api_key_hash},
 };
-use civitas_store::NewApiKey;
+use civitas_store::{Authenticated, NewApiKey};
 use jiff::{Timestamp, ToSpan};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::{AppState, error::ApiError};
 
 /// How long after its last recorded use a key's `last_used_at` is written again. Writing it on
 /// every request would turn every read into a write.
 const LAST_USED_RESOLUTION_SECONDS: i64 = 60;
+
+/// How long a key, once found valid in the store, is taken as valid without asking again.
+/// Changes made through this server (a key revoked, a user or organization deactivated) forget
+/// every remembered key at once; other servers on the same store, and a key's expiry, are
+/// followed within this time.
+const REMEMBERED_KEY_TTL: Duration = Duration::from_secs(1);
+/// Remembered keys at most; past it, the ones out of date are dropped, or else all.
+const REMEMBERED_KEYS: usize = 10_000;
+
+/// Keys recently found valid, by hash, so that a client's stream of requests costs one store
+/// lookup a second rather than one per request. Keys found invalid are not remembered.
+#[derive(Debug, Clone, Default)]
+pub struct KeyCache {
+    keys: Arc<Mutex<HashMap<String, (Instant, Authenticated)>>>,
+}
+
+impl KeyCache {
+    fn get(&self, hash: &str) -> Option<Authenticated> {
+        let keys = self.lock();
+        let (found_at, authenticated) = keys.get(hash)?;
+        (found_at.elapsed() < REMEMBERED_KEY_TTL).then(|| authenticated.clone())
+    }
+
+    fn insert(&self, hash: String, authenticated: Authenticated) {
+        let mut keys = self.lock();
+        if keys.len() >= REMEMBERED_KEYS {
+            keys.retain(|_, (found_at, _)| found_at.elapsed() < REMEMBERED_KEY_TTL);
+            if keys.len() >= REMEMBERED_KEYS {
+                keys.clear();
+            }
+        }
+        keys.insert(hash, (Instant::now(), authenticated));
+    }
+
+    /// Forgets every key: called after each change, any of which may revoke one.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Authenticated)>> {
+        self.keys
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
@@ -51,12 +99,22 @@ impl FromRequestParts<AppState> for Caller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let key = bearer_key(parts).ok_or(ApiError::Unauthenticated)?;
+        let hash = api_key_hash(key);
+        if let Some(authenticated) = state.keys.get(&hash) {
+            return Ok(Caller {
+                principal: authenticated.principal,
+                key_id: authenticated.key_id,
+            });
+        }
         let now = Timestamp::now();
         let authenticated = state
             .store
-            .authenticate(&api_key_hash(key), now)
+            .authenticate(&hash, now)
             .await?
             .ok_or(ApiError::Unauthenticated)?;
+        state.keys.insert(hash, authenticated.clone());
+        // Only checked when the store is asked, at most once a second per key: that is often
+        // enough for a mark of a minute's resolution.
         let stale = authenticated.last_used_at.is_none_or(|last_used| {
             now.duration_since(last_used).as_secs() >= LAST_USED_RESOLUTION_SECONDS
         });

@@ -66,6 +66,8 @@ pub struct AppState {
     /// Serializes shipping audit events into the ledger, so that they land in the order they
     /// happened and each exactly once.
     pub audit_shipping: Arc<tokio::sync::Mutex<()>>,
+    /// API keys recently found valid.
+    pub keys: auth::KeyCache,
 }
 
 impl AppState {
@@ -73,6 +75,8 @@ impl AppState {
     /// any other still in the store's outbox) to the ledger before the handler answers. A failure
     /// leaves the events in the outbox, where the periodic shipper finds them again.
     pub async fn audit_changed(&self) {
+        // The change may have revoked a key or deactivated its owner.
+        self.keys.clear();
         if let Err(error) = self.ship_audit_events().await {
             tracing::error!(
                 error = format!("{error:#}"),

@@ -170,6 +170,7 @@ pub async fn start(
         public_url: public_url.into(),
         ledger: ledger.clone(),
         audit_shipping: Arc::new(tokio::sync::Mutex::new(())),
+        keys: Default::default(),
         access: civitas_api::AccessSettings {
             max_valid_days: settings.max_grant_days,
         },
