@@ -410,8 +410,10 @@ pub struct ImportSummary {
 }
 
 /// Rows written per transaction during an import. Each batch is all-or-nothing for its valid
-/// rows, so a crash never leaves a row half-written.
-pub const IMPORT_BATCH: usize = 1000;
+/// rows, so a crash never leaves a row half-written. Every batch costs a durable commit and a
+/// hand-over to the search index: Nanjing's catalog imported 15-18k rows/s in batches of 1,000
+/// and 20-21k in batches of 5,000 (paired runs); a batch holds a few MB.
+pub const IMPORT_BATCH: usize = 5000;
 
 /// Imports every valid row of `input` into the store, idempotently by resource code: new codes
 /// are created, changed ones updated (keeping their history), identical ones left alone. Rows
