@@ -10,9 +10,9 @@
 //! change. The cache holds per segment the distinct facet values and, for the facets with at most
 //! one value per document, every document's value ordinal in an array (2 bytes per document and
 //! facet, 16 MB at a million documents), for facets of several values (tags) every document's
-//! ordinals (4 bytes per document and 2 per value), and every document's code key (8 bytes, the sort's
-//! tie-breaker): broad queries count hundreds of thousands of matches, and an array lookup per
-//! match costs a fraction of decoding the column.
+//! ordinals (4 bytes per document and 2 per value), and every document's code key (8 bytes, the
+//! sort's tie-breaker): broad queries count hundreds of thousands of matches, and an array
+//! lookup per match costs a fraction of decoding the column.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
