@@ -69,31 +69,25 @@ struct SeveralByDocument {
 fn several_by_document(ordinals: &Column<u64>, documents: u32) -> SeveralByDocument {
     let mut starts = Vec::with_capacity(documents as usize + 1);
     let mut values: Vec<u16> = Vec::new();
-    let mut docs = Vec::with_capacity(FILL_BLOCK as usize);
     let mut value_docs = Vec::new();
     let mut rows = Vec::new();
     let mut found = Vec::new();
-    let mut start = 0;
-    while start < documents {
-        let end = documents.min(start + FILL_BLOCK);
-        docs.clear();
-        docs.extend(start..end);
+    in_blocks(documents, |docs| {
         value_docs.clear();
         rows.clear();
-        ordinals.row_ids_for_docs(&docs, &mut value_docs, &mut rows);
+        ordinals.row_ids_for_docs(docs, &mut value_docs, &mut rows);
         found.resize(rows.len(), 0);
         ordinals.values.get_vals(&rows, &mut found);
         // Rows come in the order of their documents.
         let mut next = 0;
-        for doc in start..end {
+        for &doc in docs {
             starts.push(values.len() as u32);
             while next < value_docs.len() && value_docs[next] == doc {
                 values.push(found[next] as u16);
                 next += 1;
             }
         }
-        start = end;
-    }
+    });
     starts.push(values.len() as u32);
     SeveralByDocument {
         starts: starts.into_boxed_slice(),
@@ -101,24 +95,34 @@ fn several_by_document(ordinals: &Column<u64>, documents: u32) -> SeveralByDocum
     }
 }
 
-/// Documents decoded at a time when filling [`FacetColumn::by_document`].
+/// Documents decoded at a time when columns are read into arrays.
 const FILL_BLOCK: u32 = 4096;
 
-/// Every document's ordinal of a column of at most one value per document, `none` where a
-/// document has no value.
-fn ordinals_by_document(ordinals: &Column<u64>, documents: u32, none: u16) -> Box<[u16]> {
-    let mut by_document = vec![none; documents as usize];
+/// Calls `each` with the documents `0..documents`, [`FILL_BLOCK`] at a time, so that column
+/// values are decoded many at a time.
+fn in_blocks(documents: u32, mut each: impl FnMut(&[DocId])) {
     let mut docs = Vec::with_capacity(FILL_BLOCK as usize);
-    let mut found = vec![None; FILL_BLOCK as usize];
     let mut start = 0;
     while start < documents {
         let end = documents.min(start + FILL_BLOCK);
         docs.clear();
         docs.extend(start..end);
+        each(&docs);
+        start = end;
+    }
+}
+
+/// Every document's ordinal of a column of at most one value per document, `none` where a
+/// document has no value.
+fn ordinals_by_document(ordinals: &Column<u64>, documents: u32, none: u16) -> Box<[u16]> {
+    let mut by_document = vec![none; documents as usize];
+    let mut found = vec![None; FILL_BLOCK as usize];
+    in_blocks(documents, |docs| {
         let found = &mut found[..docs.len()];
         found.fill(None);
-        ordinals.first_vals(&docs, found);
-        for (slot, ordinal) in by_document[start as usize..end as usize]
+        ordinals.first_vals(docs, found);
+        let start = docs[0] as usize;
+        for (slot, ordinal) in by_document[start..start + docs.len()]
             .iter_mut()
             .zip(found.iter())
         {
@@ -126,8 +130,7 @@ fn ordinals_by_document(ordinals: &Column<u64>, documents: u32, none: u16) -> Bo
                 *slot = *ordinal as u16;
             }
         }
-        start = end;
-    }
+    });
     by_document.into_boxed_slice()
 }
 
@@ -212,15 +215,10 @@ fn open_columns(reader: &SegmentReader, fields: &Fields) -> tantivy::Result<Segm
 /// The values of the first `documents` rows of a column with one value per document.
 fn decoded(column: &dyn ColumnValues<u64>, documents: u32) -> Box<[u64]> {
     let mut values = vec![0; documents as usize];
-    let mut rows = Vec::with_capacity(FILL_BLOCK as usize);
-    let mut start = 0;
-    while start < documents {
-        let end = documents.min(start + FILL_BLOCK);
-        rows.clear();
-        rows.extend(start..end);
-        column.get_vals(&rows, &mut values[start as usize..end as usize]);
-        start = end;
-    }
+    in_blocks(documents, |docs| {
+        let start = docs[0] as usize;
+        column.get_vals(docs, &mut values[start..start + docs.len()]);
+    });
     values.into_boxed_slice()
 }
 
@@ -247,8 +245,8 @@ pub(crate) struct CatalogCollector {
     pub facet_limit: usize,
     pub fields: Fields,
     pub cache: Arc<ColumnCache>,
-    /// Whether the query skips postings that cannot score above a threshold (a single term):
-    /// see [`CatalogCollector::collect_segment`].
+    /// Whether the query skips postings that cannot score above a threshold (a single word):
+    /// see [`CatalogCollector::collect_segment`] and `BuiltQuery::prunable`.
     pub prune: bool,
 }
 

@@ -493,7 +493,7 @@ impl CatalogIndex {
             facet_limit: request.facet_limit,
             fields: shared.fields.clone(),
             cache: shared.columns.clone(),
-            prune: built.query.is::<tantivy::query::TermQuery>(),
+            prune: built.prunable,
         };
         let found = searcher.search(&*built.query, &collector)?;
         let mut ranked = found.top;

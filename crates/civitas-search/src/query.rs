@@ -29,6 +29,10 @@ pub(crate) struct BuiltQuery {
     pub query: Box<dyn Query>,
     /// Whether the query has words (and so relevance scores); filters alone do not count.
     pub has_text: bool,
+    /// Whether the query is one word of a text field, whose postings carry the frequencies
+    /// tantivy bounds each block's scores with, so that blocks scoring too low can be skipped.
+    /// (Fields indexed without them, the facets and the code, bound every block too low.)
+    pub prunable: bool,
     /// Chinese-analyzed words of the positive clauses, to highlight in names and summaries.
     pub highlight_terms: BTreeMap<String, f32>,
 }
@@ -60,9 +64,13 @@ pub(crate) fn build(
         1 if clauses[0].0 == Occur::Must => clauses.pop().expect("one clause").1,
         _ => Box::new(BooleanQuery::new(clauses)),
     };
+    let prunable = query
+        .downcast_ref::<TermQuery>()
+        .is_some_and(|term| [fields.all, fields.name].contains(&term.term().field()));
     Ok(BuiltQuery {
         query,
         has_text,
+        prunable,
         highlight_terms: builder.highlight_terms,
     })
 }

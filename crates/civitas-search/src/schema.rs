@@ -327,14 +327,7 @@ impl Words {
             if !word.word.chars().any(is_word_character) {
                 continue;
             }
-            let offset_from = word.word.as_ptr() as usize - text.as_ptr() as usize;
-            let mut token = Token {
-                offset_from,
-                offset_to: offset_from + word.word.len(),
-                position: word.start,
-                text: word.word.to_owned(),
-                position_length: word.end - word.start,
-            };
+            let mut token = token_of(text, word);
             self.normalize(&mut token.text);
             tokens.push(token);
         }
@@ -364,6 +357,19 @@ impl Words {
     }
 }
 
+/// The token of one of jieba's words in `text`: byte offsets, and its character offset as the
+/// position.
+fn token_of(text: &str, word: &jieba_rs::Token<'_>) -> Token {
+    let offset_from = word.word.as_ptr() as usize - text.as_ptr() as usize;
+    Token {
+        offset_from,
+        offset_to: offset_from + word.word.len(),
+        position: word.start,
+        text: word.word.to_owned(),
+        position_length: word.end - word.start,
+    }
+}
+
 /// Dictionary words of at least this many characters that the segmentation cut across are
 /// indexed too (shorter ones are found as the words inside longer ones already).
 const JOINED_WORD_CHARS: usize = 3;
@@ -379,7 +385,7 @@ fn joined_words(text: &str, words: &[jieba_rs::Token<'_>], tokens: &mut Vec<Toke
     if words.len() < 2 {
         return;
     }
-    let chars = words.iter().map(|word| word.end).max().unwrap_or(0);
+    let chars = text.chars().count();
     let mut starts = vec![false; chars + 1];
     let mut ends = vec![false; chars + 1];
     for word in words {
@@ -389,7 +395,6 @@ fn joined_words(text: &str, words: &[jieba_rs::Token<'_>], tokens: &mut Vec<Toke
     let added = tokens.len();
     for word in JIEBA.cut_all(text) {
         if word.end - word.start < JOINED_WORD_CHARS
-            || word.end > chars
             || !starts[word.start]
             || !ends[word.end]
             || !word.word.chars().all(is_common_ideograph)
@@ -399,14 +404,7 @@ fn joined_words(text: &str, words: &[jieba_rs::Token<'_>], tokens: &mut Vec<Toke
         {
             continue;
         }
-        let offset_from = word.word.as_ptr() as usize - text.as_ptr() as usize;
-        tokens.push(Token {
-            offset_from,
-            offset_to: offset_from + word.word.len(),
-            position: word.start,
-            text: word.word.to_owned(),
-            position_length: word.end - word.start,
-        });
+        tokens.push(token_of(text, &word));
     }
     if tokens.len() > added {
         // A term's positions must not go back within a document.
