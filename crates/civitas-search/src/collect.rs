@@ -22,6 +22,7 @@ use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{
     Cardinality, Column, ColumnIndex, ColumnValues, MonotonicallyMappableToU64,
 };
+use tantivy::fastfield::AliveBitSet;
 use tantivy::index::SegmentId;
 use tantivy::query::Weight;
 use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader};
@@ -245,8 +246,11 @@ pub(crate) struct CatalogCollector {
     pub facet_limit: usize,
     pub fields: Fields,
     pub cache: Arc<ColumnCache>,
+    /// Filters applied here rather than in the query (see `query::Plan`): AND across facets,
+    /// OR among the values of one facet.
+    pub filters: Vec<(Facet, Vec<String>)>,
     /// Whether the query skips postings that cannot score above a threshold (a single word):
-    /// see [`CatalogCollector::collect_segment`] and `BuiltQuery::prunable`.
+    /// see [`CatalogCollector::collect_segment`] and `query::Plan`.
     pub prune: bool,
 }
 
@@ -293,6 +297,9 @@ pub(crate) struct CatalogSegmentCollector {
     columns: Arc<SegmentColumns>,
     /// Per requested facet: its index in `columns.facets` and the counts by ordinal.
     tallies: Vec<(usize, Vec<u32>)>,
+    filters: Vec<SegmentFilter>,
+    /// Whether a filter's values are all absent from the segment: nothing in it matches.
+    rules_out_all: bool,
     total: u64,
     /// A min-heap of the best `keep` hits so far.
     best: BinaryHeap<Reverse<Candidate>>,
@@ -302,12 +309,66 @@ pub(crate) struct CatalogSegmentCollector {
     scratch: Scratch,
 }
 
+/// A filter on a facet, in terms of one segment's ordinals.
+struct SegmentFilter {
+    /// Index in `SegmentColumns::facets`; the segment has a column for it.
+    facet: usize,
+    /// Whether each ordinal passes; the last entry, for documents without a value, is false.
+    passes: Box<[bool]>,
+}
+
+impl SegmentFilter {
+    /// `None` when no document of the segment can pass.
+    fn new(columns: &SegmentColumns, facet: Facet, wanted: &[String]) -> Option<SegmentFilter> {
+        let column = columns.facets[facet as usize].as_ref()?;
+        let mut passes = vec![false; column.values.len() + 1].into_boxed_slice();
+        let mut any = false;
+        for value in wanted {
+            // Dictionary order is byte order.
+            if let Ok(ordinal) = column
+                .values
+                .binary_search_by(|candidate| candidate.as_bytes().cmp(value.as_bytes()))
+            {
+                passes[ordinal] = true;
+                any = true;
+            }
+        }
+        any.then_some(SegmentFilter {
+            facet: facet as usize,
+            passes,
+        })
+    }
+
+    fn admits(&self, columns: &SegmentColumns, doc: DocId) -> bool {
+        let Some(column) = &columns.facets[self.facet] else {
+            return false;
+        };
+        if let Some(by_document) = &column.by_document {
+            return self.passes[usize::from(by_document[doc as usize])];
+        }
+        if let Some(several) = &column.several_by_document {
+            let (start, end) = (
+                several.starts[doc as usize] as usize,
+                several.starts[doc as usize + 1] as usize,
+            );
+            return several.ordinals[start..end]
+                .iter()
+                .any(|&ordinal| self.passes[usize::from(ordinal)]);
+        }
+        column
+            .ordinals
+            .values_for_doc(doc)
+            .any(|ordinal| self.passes[ordinal as usize])
+    }
+}
+
 #[derive(Default)]
 struct Scratch {
     docs: Vec<DocId>,
     rows: Vec<u32>,
     ordinals: Vec<u64>,
     times: Vec<i64>,
+    admitted: Vec<DocId>,
 }
 
 impl Collector for CatalogCollector {
@@ -320,6 +381,12 @@ impl Collector for CatalogCollector {
         reader: &SegmentReader,
     ) -> tantivy::Result<CatalogSegmentCollector> {
         let columns = self.cache.segment(reader, &self.fields)?;
+        let filters = self
+            .filters
+            .iter()
+            .map(|(facet, wanted)| SegmentFilter::new(&columns, *facet, wanted))
+            .collect::<Option<Vec<_>>>();
+        let rules_out_all = filters.is_none();
         let tallies = self
             .facets
             .iter()
@@ -340,6 +407,8 @@ impl Collector for CatalogCollector {
             keep: self.keep,
             columns,
             tallies,
+            filters: filters.unwrap_or_default(),
+            rules_out_all,
             total: 0,
             best: BinaryHeap::with_capacity(self.keep.min(1024) + 1),
             pending_docs: Vec::with_capacity(BLOCK),
@@ -364,20 +433,20 @@ impl Collector for CatalogCollector {
         reader: &SegmentReader,
     ) -> tantivy::Result<SegmentFruit> {
         let mut collector = self.for_segment(segment, reader)?;
-        let alive = reader.alive_bitset();
-        let is_alive = |doc: DocId| alive.is_none_or(|alive| alive.is_alive(doc));
+        if collector.rules_out_all {
+            return Ok(collector.harvest());
+        }
         // Deleted entries wait in their segment until it is merged.
-        let only_alive = |docs: &[DocId]| -> Vec<DocId> {
-            docs.iter().copied().filter(|&doc| is_alive(doc)).collect()
-        };
+        let alive = reader.alive_bitset();
         if self.prune && self.order == Order::Relevance {
-            weight.for_each_no_score(reader, &mut |docs| match alive {
-                None => collector.count_block(docs),
-                Some(_) => collector.count_block(&only_alive(docs)),
+            weight.for_each_no_score(reader, &mut |docs| {
+                let admitted = collector.admitted(docs, alive);
+                collector.count_block(&admitted);
+                collector.scratch.admitted = admitted;
             })?;
             if collector.keep > 0 {
                 weight.for_each_pruning(Score::MIN, reader, &mut |doc, score| {
-                    if is_alive(doc) {
+                    if collector.admits(doc, alive) {
                         collector.offer(doc, score, score_key(score));
                     }
                     collector.threshold()
@@ -385,14 +454,15 @@ impl Collector for CatalogCollector {
             }
         } else if self.requires_scoring() {
             weight.for_each(reader, &mut |doc, score| {
-                if is_alive(doc) {
+                if collector.admits(doc, alive) {
                     collector.collect(doc, score);
                 }
             })?;
         } else {
-            weight.for_each_no_score(reader, &mut |docs| match alive {
-                None => collector.collect_block(docs),
-                Some(_) => collector.collect_block(&only_alive(docs)),
+            weight.for_each_no_score(reader, &mut |docs| {
+                let admitted = collector.admitted(docs, alive);
+                collector.collect_block(&admitted);
+                collector.scratch.admitted = admitted;
             })?;
         }
         Ok(collector.harvest())
@@ -515,6 +585,24 @@ impl CatalogSegmentCollector {
             };
             self.offer(doc, score, primary);
         }
+    }
+
+    /// Whether a match is alive (not deleted) and passes the filters.
+    fn admits(&self, doc: DocId, alive: Option<&AliveBitSet>) -> bool {
+        alive.is_none_or(|alive| alive.is_alive(doc))
+            && self
+                .filters
+                .iter()
+                .all(|filter| filter.admits(&self.columns, doc))
+    }
+
+    /// The matches of `docs` that [`Self::admits`], in the scratch buffer taken out of `self`
+    /// (to be put back).
+    fn admitted(&mut self, docs: &[DocId], alive: Option<&AliveBitSet>) -> Vec<DocId> {
+        let mut admitted = std::mem::take(&mut self.scratch.admitted);
+        admitted.clear();
+        admitted.extend(docs.iter().copied().filter(|&doc| self.admits(doc, alive)));
+        admitted
     }
 
     /// Counts a block of matches and their facet values.

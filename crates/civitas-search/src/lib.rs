@@ -466,18 +466,20 @@ impl CatalogIndex {
                 message: format!("limit must be at most {MAX_LIMIT}"),
             });
         }
-        let built = query::build(
+        let mut built = query::build(
             &shared.index,
             &shared.fields,
             &request.query,
             &request.filters,
         )?;
-        let sort = match (request.sort, built.has_text) {
+        let sort = match (request.sort, built.has_text()) {
             (Sort::Relevance, true) => cursor::Order::Relevance,
             _ => cursor::Order::Modified,
         };
         let after = after.map(|text| cursor::decode(text, sort)).transpose()?;
+        let highlight_terms = std::mem::take(&mut built.highlight_terms);
         let searcher = shared.reader.searcher();
+        let plan = built.plan(&shared.fields, sort == cursor::Order::Relevance, &searcher);
         let live: Vec<tantivy::index::SegmentId> = searcher
             .segment_readers()
             .iter()
@@ -493,9 +495,10 @@ impl CatalogIndex {
             facet_limit: request.facet_limit,
             fields: shared.fields.clone(),
             cache: shared.columns.clone(),
-            prune: built.prunable,
+            filters: plan.collector_filters,
+            prune: plan.prune,
         };
-        let found = searcher.search(&*built.query, &collector)?;
+        let found = searcher.search(&*plan.query, &collector)?;
         let mut ranked = found.top;
         let has_more = ranked.len() > offset + limit;
         ranked.truncate(offset + limit);
@@ -506,7 +509,7 @@ impl CatalogIndex {
         };
         let highlighter = request
             .snippets
-            .then(|| snippet::Highlighter::new(&built.highlight_terms, &shared.fields));
+            .then(|| snippet::Highlighter::new(&highlight_terms, &shared.fields));
         let mut hits = Vec::with_capacity(page.len());
         for ranked_hit in page {
             let document: TantivyDocument = searcher.doc(ranked_hit.address)?;

@@ -6,14 +6,13 @@
 
 use std::collections::BTreeMap;
 
-use tantivy::Index;
-use tantivy::Term;
 use tantivy::query::{
     AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, EmptyQuery, Occur, PhraseQuery, Query,
     TermQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::TextAnalyzer;
+use tantivy::{Index, Searcher, Term};
 
 use crate::schema::{self, Fields};
 use crate::{Facet, Result, SearchError};
@@ -24,20 +23,105 @@ const MAX_DEPTH: usize = 8;
 /// Weight of an exact code match: someone who types a resource code wants that entry first.
 const CODE_BOOST: f32 = 10.0;
 
-/// A query ready to run, and the words to highlight in snippets.
+/// A parsed query: its words, its filters and the words to highlight in snippets.
 pub(crate) struct BuiltQuery {
-    pub query: Box<dyn Query>,
-    /// Whether the query has words (and so relevance scores); filters alone do not count.
-    pub has_text: bool,
-    /// Whether the query is one word of a text field, whose postings carry the frequencies
-    /// tantivy bounds each block's scores with, so that blocks scoring too low can be skipped.
-    /// (Fields indexed without them, the facets and the code, bound every block too low.)
-    pub prunable: bool,
+    /// The query's words; `None` when it has none (filters alone), and so no relevance scores.
+    text: Option<Box<dyn Query>>,
+    /// AND across facets, OR among the values of one facet.
+    filters: BTreeMap<Facet, Vec<String>>,
     /// Chinese-analyzed words of the positive clauses, to highlight in names and summaries.
     pub highlight_terms: BTreeMap<String, f32>,
 }
 
-/// Parses `text` and combines it with the filters.
+/// How a search runs.
+pub(crate) struct Plan {
+    pub query: Box<dyn Query>,
+    /// Filters the collector applies from its per-segment arrays, outside the query.
+    pub collector_filters: Vec<(Facet, Vec<String>)>,
+    /// Whether the query may skip blocks of postings that score too low to be among the best
+    /// hits (block-max WAND): see `CatalogCollector::collect_segment`.
+    pub prune: bool,
+}
+
+impl BuiltQuery {
+    pub(crate) fn has_text(&self) -> bool {
+        self.text.is_some()
+    }
+
+    /// The query to run. Ranked by relevance, a single word of a text field skips postings
+    /// scoring too low to matter (block-max WAND), which a filter clause in the query would
+    /// prevent: so filters that let through a large share of the entries (those the skipping
+    /// pays off for) go to the collector instead. A narrow filter stays a clause of the query,
+    /// whose postings then skip what the filter rules out.
+    pub(crate) fn plan(self, fields: &Fields, by_relevance: bool, searcher: &Searcher) -> Plan {
+        if by_relevance
+            && let Some(text) = &self.text
+            && is_text_word(text.as_ref(), fields)
+            && share_passing(&self.filters, fields, searcher) >= BROAD_FILTERS
+        {
+            return Plan {
+                query: self.text.expect("checked"),
+                collector_filters: self.filters.into_iter().collect(),
+                prune: true,
+            };
+        }
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        if let Some(text) = self.text {
+            clauses.push((Occur::Must, text));
+        }
+        clauses.extend(filter_clauses(fields, self.filters));
+        let query: Box<dyn Query> = match clauses.len() {
+            0 => Box::new(AllQuery),
+            1 if clauses[0].0 == Occur::Must => clauses.pop().expect("one clause").1,
+            _ => Box::new(BooleanQuery::new(clauses)),
+        };
+        Plan {
+            query,
+            collector_filters: Vec::new(),
+            prune: false,
+        }
+    }
+}
+
+/// The share of entries filters must let through to be applied by the collector rather than
+/// the query. Checking a filter for a match costs a few nanoseconds, scoring a match tens: a
+/// filter clause pays off when it rules out most of a word's matches before they are scored.
+const BROAD_FILTERS: f64 = 0.25;
+
+/// The estimated share of entries that pass the filters, taking facets as independent.
+fn share_passing(
+    filters: &BTreeMap<Facet, Vec<String>>,
+    fields: &Fields,
+    searcher: &Searcher,
+) -> f64 {
+    let entries = searcher.num_docs().max(1) as f64;
+    filters
+        .iter()
+        .map(|(facet, values)| {
+            let field = fields.facet(*facet);
+            let with_values: u64 = values
+                .iter()
+                .map(|value| {
+                    searcher
+                        .doc_freq(&Term::from_field_text(field, value))
+                        .unwrap_or(0)
+                })
+                .sum();
+            (with_values as f64 / entries).min(1.0)
+        })
+        .product()
+}
+
+/// Whether `query` is one word of a text field (`all` or `name`). Those postings carry the
+/// frequencies tantivy bounds each block's scores with; fields indexed without them (the
+/// facets, the code) bound every block too low, and skipping by those bounds would lose hits.
+fn is_text_word(query: &dyn Query, fields: &Fields) -> bool {
+    query
+        .downcast_ref::<TermQuery>()
+        .is_some_and(|term| [fields.all, fields.name].contains(&term.term().field()))
+}
+
+/// Parses `text` and keeps the filters beside it.
 pub(crate) fn build(
     index: &Index,
     fields: &Fields,
@@ -50,27 +134,16 @@ pub(crate) fn build(
         analyzer: analyzer(index, schema::QUERY_ANALYZER)?,
         highlight_terms: BTreeMap::new(),
     };
-    let text_query = expression
+    let text = expression
         .as_ref()
         .map(|expression| builder.expression(expression, Scope::Everywhere, true));
-    let has_text = text_query.is_some();
-    let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-    if let Some(text_query) = text_query {
-        clauses.push((Occur::Must, text_query));
+    let mut by_facet: BTreeMap<Facet, Vec<String>> = BTreeMap::new();
+    for (facet, value) in filters {
+        by_facet.entry(*facet).or_default().push(value.clone());
     }
-    clauses.extend(filter_clauses(fields, filters));
-    let query: Box<dyn Query> = match clauses.len() {
-        0 => Box::new(AllQuery),
-        1 if clauses[0].0 == Occur::Must => clauses.pop().expect("one clause").1,
-        _ => Box::new(BooleanQuery::new(clauses)),
-    };
-    let prunable = query
-        .downcast_ref::<TermQuery>()
-        .is_some_and(|term| [fields.all, fields.name].contains(&term.term().field()));
     Ok(BuiltQuery {
-        query,
-        has_text,
-        prunable,
+        text,
+        filters: by_facet,
         highlight_terms: builder.highlight_terms,
     })
 }
@@ -83,31 +156,25 @@ fn analyzer(index: &Index, name: &str) -> Result<TextAnalyzer> {
     })
 }
 
-/// Filters restrict without scoring: AND across facets, OR among the values of one facet.
-fn filter_clauses(fields: &Fields, filters: &[(Facet, String)]) -> Vec<(Occur, Box<dyn Query>)> {
-    let mut by_facet: BTreeMap<Facet, Vec<&str>> = BTreeMap::new();
-    for (facet, value) in filters {
-        by_facet.entry(*facet).or_default().push(value);
-    }
-    by_facet
-        .into_iter()
-        .map(|(facet, values)| {
-            let field = fields.facet(facet);
-            let mut alternatives: Vec<Box<dyn Query>> = values
-                .into_iter()
-                .map(|value| exact(field, value))
-                .collect();
-            let matcher = if alternatives.len() == 1 {
-                alternatives.pop().expect("one alternative")
-            } else {
-                Box::new(BooleanQuery::union(alternatives))
-            };
-            (
-                Occur::Must,
-                Box::new(ConstScoreQuery::new(matcher, 0.0)) as Box<dyn Query>,
-            )
-        })
-        .collect()
+/// Filters restrict without scoring.
+fn filter_clauses(
+    fields: &Fields,
+    filters: BTreeMap<Facet, Vec<String>>,
+) -> impl Iterator<Item = (Occur, Box<dyn Query>)> {
+    filters.into_iter().map(|(facet, values)| {
+        let field = fields.facet(facet);
+        let mut alternatives: Vec<Box<dyn Query>> =
+            values.iter().map(|value| exact(field, value)).collect();
+        let matcher = if alternatives.len() == 1 {
+            alternatives.pop().expect("one alternative")
+        } else {
+            Box::new(BooleanQuery::union(alternatives))
+        };
+        (
+            Occur::Must,
+            Box::new(ConstScoreQuery::new(matcher, 0.0)) as Box<dyn Query>,
+        )
+    })
 }
 
 fn exact(field: Field, value: &str) -> Box<dyn Query> {

@@ -361,6 +361,9 @@ async fn skipping_low_scores_finds_what_scoring_everything_finds() {
             }
             document.tags = vec![format!("标签{}", n % 5), format!("主题{}", n % 11)];
             document.provider_code = format!("11320100MB000000{}X", n % 4);
+            if n % 5 == 0 {
+                document.kind = "dataset".to_owned();
+            }
             document
         })
         .collect();
@@ -370,43 +373,76 @@ async fn skipping_low_scores_finds_what_scoring_everything_finds() {
     }
     index.flush().await.unwrap();
 
-    let request = |text: &str, filtered: bool, after: Option<String>| SearchRequest {
-        filters: if filtered {
-            vec![(Facet::Kind, "file".to_owned())]
-        } else {
-            Vec::new()
-        },
+    let request = |text: &str, filters: &[(Facet, String)], after: Option<String>| SearchRequest {
+        filters: filters.to_vec(),
         facets: vec![Facet::Tag, Facet::Provider],
         paging: Paging::Cursor { after, limit: 20 },
         ..query(text)
     };
-    // Everywhere, and in the names only.
-    for text in ["人口", "name:人口"] {
+    let provider = |n: u32| (Facet::Provider, format!("11320100MB000000{n}X"));
+    let nine_themes = (0..9).map(|n| (Facet::Tag, format!("主题{n}")));
+    let cases: Vec<(&str, Vec<(Facet, String)>)> = vec![
+        // A word everywhere, and in the names only.
+        ("人口", vec![]),
+        ("name:人口", vec![]),
+        // Filters letting through a quarter or more, applied by the collector: one value,
+        // several of one facet (one of them absent), several facets with tags.
+        ("人口", vec![provider(1)]),
+        ("人口", vec![provider(1), provider(2), provider(9)]),
+        (
+            "name:人口",
+            std::iter::once((Facet::Kind, "file".to_owned()))
+                .chain(nine_themes)
+                .collect(),
+        ),
+        // A narrower filter, a clause of the query.
+        ("人口", vec![(Facet::Kind, "dataset".to_owned())]),
+    ];
+    for (text, filters) in &cases {
+        // A clause that excludes nothing makes the query more than words, so that every match
+        // is scored and the filters are clauses of the query.
+        let everything = format!("{text} -不存在");
         let (mut pruned_after, mut full_after) = (None, None);
         for page in 0..5 {
-            let pruned = index.search(&request(text, false, pruned_after)).unwrap();
-            let full = index.search(&request(text, true, full_after)).unwrap();
-            assert_eq!(pruned.total, 3_000 - 231, "{text}, page {page}");
-            assert_eq!(pruned.total, full.total, "{text}, page {page}");
-            assert_eq!(pruned.facets, full.facets, "{text}, page {page}");
-            assert_eq!(codes(&pruned), codes(&full), "{text}, page {page}");
+            let pruned = index.search(&request(text, filters, pruned_after)).unwrap();
+            let full = index
+                .search(&request(&everything, filters, full_after))
+                .unwrap();
+            let case = format!("{text} {filters:?}, page {page}");
+            if filters.is_empty() {
+                assert_eq!(pruned.total, 3_000 - 231, "{case}");
+            }
+            assert_eq!(pruned.total, full.total, "{case}");
+            assert_eq!(pruned.facets, full.facets, "{case}");
+            assert_eq!(codes(&pruned), codes(&full), "{case}");
             let scores = |response: &civitas_search::SearchResponse| -> Vec<Option<f32>> {
                 response.hits.iter().map(|hit| hit.score).collect()
             };
-            assert_eq!(scores(&pruned), scores(&full), "{text}, page {page}");
-            assert_eq!(pruned.hits.len(), 20);
+            assert_eq!(scores(&pruned), scores(&full), "{case}");
+            let expected_hits = (pruned.total as usize).saturating_sub(page * 20).min(20);
+            assert_eq!(pruned.hits.len(), expected_hits, "{case}");
             pruned_after = pruned.next_cursor;
             full_after = full.next_cursor;
         }
     }
+    // Filters in the collector: 750 of provider 1, 58 of them deleted (n = 13k, n % 4 = 1).
+    let filtered = index
+        .search(&request("人口", &[provider(1)], None))
+        .unwrap();
+    assert_eq!(filtered.total, 750 - 58);
+    let absent = index
+        .search(&request("人口", &[provider(9)], None))
+        .unwrap();
+    assert_eq!((absent.total, absent.hits.len()), (0, 0));
     // A quoted facet value is a bare term of a field without frequencies, whose blocks of
     // postings cannot be skipped by score: it finds what the unquoted (boosted) one finds.
     let quoted = index.search(&query("kind:\"file\"")).unwrap();
     let plain = index.search(&query("kind:file")).unwrap();
-    assert_eq!((quoted.total, plain.total), (3_000 - 231, 3_000 - 231));
+    // 2,400 files, 184 of them deleted (n = 13k, n % 5 > 0).
+    assert_eq!((quoted.total, plain.total), (2_216, 2_216));
     assert_eq!(codes(&quoted), codes(&plain));
     let tags = counts(
-        &index.search(&request("人口", false, None)).unwrap(),
+        &index.search(&request("人口", &[], None)).unwrap(),
         Facet::Tag,
     );
     // 600 with the tag, 46 of them deleted (n = 26 + 65k).
