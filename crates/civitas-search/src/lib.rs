@@ -507,9 +507,9 @@ impl CatalogIndex {
             (true, Some(last)) => Some(cursor::encode(sort, last.key)),
             _ => None,
         };
-        let highlighter = request
+        let mut highlighter = request
             .snippets
-            .then(|| snippet::Highlighter::new(&highlight_terms, &shared.fields));
+            .then(|| snippet::Highlighter::new(&highlight_terms));
         let mut hits = Vec::with_capacity(page.len());
         for ranked_hit in page {
             let document: TantivyDocument = searcher.doc(ranked_hit.address)?;
@@ -519,7 +519,7 @@ impl CatalogIndex {
                     .and_then(|value| value.as_str().map(str::to_owned))
                     .unwrap_or_default()
             };
-            let (name_snippet, summary_snippet) = match &highlighter {
+            let (name_snippet, summary_snippet) = match &mut highlighter {
                 Some(highlighter) => (
                     Some(highlighter.name(&text(shared.fields.name))),
                     Some(highlighter.summary(&text(shared.fields.summary))),

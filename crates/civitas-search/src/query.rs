@@ -4,7 +4,7 @@
 //! people make in a search box, and lets a Chinese word become "all of its segmented words, in
 //! any field" instead of a phrase query that would depend on how jieba cut the text.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use tantivy::query::{
     AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, EmptyQuery, Occur, PhraseQuery, Query,
@@ -30,7 +30,7 @@ pub(crate) struct BuiltQuery {
     /// AND across facets, OR among the values of one facet.
     filters: BTreeMap<Facet, Vec<String>>,
     /// Chinese-analyzed words of the positive clauses, to highlight in names and summaries.
-    pub highlight_terms: BTreeMap<String, f32>,
+    pub highlight_terms: BTreeSet<String>,
 }
 
 /// How a search runs.
@@ -132,7 +132,7 @@ pub(crate) fn build(
     let mut builder = Builder {
         fields,
         analyzer: analyzer(index, schema::QUERY_ANALYZER)?,
-        highlight_terms: BTreeMap::new(),
+        highlight_terms: BTreeSet::new(),
     };
     let text = expression
         .as_ref()
@@ -571,7 +571,7 @@ impl Parser {
 struct Builder<'a> {
     fields: &'a Fields,
     analyzer: TextAnalyzer,
-    highlight_terms: BTreeMap<String, f32>,
+    highlight_terms: BTreeSet<String>,
 }
 
 impl Builder<'_> {
@@ -646,7 +646,7 @@ impl Builder<'_> {
     fn remember_highlights(&mut self, words: &[(String, usize)], positive: bool) {
         if positive {
             for (text, _) in words {
-                self.highlight_terms.insert(text.clone(), 1.0);
+                self.highlight_terms.insert(text.clone());
             }
         }
     }

@@ -233,7 +233,7 @@ thread_local! {
 
 /// Characters that end a clause: ones jieba never puts inside a word (ASCII spaces and
 /// punctuation other than `+#&._%-`, CJK and full-width punctuation, general punctuation).
-fn ends_clause(c: char) -> bool {
+pub(crate) fn ends_clause(c: char) -> bool {
     if c.is_ascii() {
         !(c.is_ascii_alphanumeric() || matches!(c, '+' | '#' | '&' | '.' | '_' | '%' | '-'))
     } else {
@@ -463,7 +463,7 @@ impl TokenStream for WordsStream {
 }
 
 /// CJK unified ideographs, the common Chinese characters.
-fn is_common_ideograph(c: char) -> bool {
+pub(crate) fn is_common_ideograph(c: char) -> bool {
     ('\u{4E00}'..='\u{9FFF}').contains(&c)
 }
 

@@ -186,3 +186,48 @@ async fn snippets_highlight_and_escape() {
     let without = index.search(&query("公积金")).unwrap();
     assert!(without.hits.iter().all(|hit| hit.name_snippet.is_none()));
 }
+
+#[tokio::test]
+async fn snippets_show_the_passage_with_most_query_words() {
+    let mut long = document("320100-T03-000003", "住房公积金缴存信息");
+    long.summary = format!(
+        "公积金账户开设情况。{}。本资源记录公积金缴存的月缴存额；{}",
+        "本市各区数据汇聚后统一治理，".repeat(8),
+        "按季度更新。".repeat(20)
+    );
+    let mut english = document("320100-T03-000004", "户籍登记");
+    english.summary = "Household registration records, updated daily.".to_owned();
+    let index = index_with(vec![long, english]).await;
+    let snippets = |text: &str| {
+        let response = index
+            .search(&SearchRequest {
+                snippets: true,
+                ..query(text)
+            })
+            .unwrap();
+        assert_eq!(response.hits.len(), 1, "{text}");
+        let hit = &response.hits[0];
+        (
+            hit.name_snippet.clone().unwrap(),
+            hit.summary_snippet.clone().unwrap(),
+        )
+    };
+    // The first mention has one of the two words; the passage holding both wins, and begins
+    // at its clause.
+    let (name, summary) = snippets("公积金 缴存");
+    assert_eq!(name, "住房<em>公积金缴存</em>信息");
+    assert!(
+        summary.starts_with("…本资源记录<em>公积金缴存</em>的月<em>缴存</em>额；按季度更新。"),
+        "{summary}"
+    );
+    assert!(summary.ends_with('…'), "{summary}");
+    let text = summary.replace("<em>", "").replace("</em>", "");
+    assert_eq!(text.trim_matches('…').len(), 300, "{summary}");
+    // Latin words are matched as they are indexed: case-folded and stemmed.
+    let (name, summary) = snippets("registrations");
+    assert_eq!(name, "户籍登记");
+    assert_eq!(
+        summary,
+        "Household <em>registration</em> records, updated daily."
+    );
+}
