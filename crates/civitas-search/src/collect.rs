@@ -24,8 +24,10 @@ use tantivy::columnar::{
 };
 use tantivy::fastfield::AliveBitSet;
 use tantivy::index::SegmentId;
+use tantivy::postings::BlockSegmentPostings;
 use tantivy::query::Weight;
-use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader};
+use tantivy::schema::IndexRecordOption;
+use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader, Term};
 
 use crate::Facet;
 use crate::cursor::{Order, SortKey, score_key, time_key};
@@ -252,6 +254,8 @@ pub(crate) struct CatalogCollector {
     /// Whether the query skips postings that cannot score above a threshold (a single word):
     /// see [`CatalogCollector::collect_segment`] and `query::Plan`.
     pub prune: bool,
+    /// With `prune`, the words when the query is all of several: see [`count_all_of`].
+    pub words: Vec<Term>,
 }
 
 pub(crate) struct RankedHit {
@@ -439,11 +443,14 @@ impl Collector for CatalogCollector {
         // Deleted entries wait in their segment until it is merged.
         let alive = reader.alive_bitset();
         if self.prune && self.order == Order::Relevance {
-            weight.for_each_no_score(reader, &mut |docs| {
+            let mut count = |docs: &[DocId]| {
                 let admitted = collector.admitted(docs, alive);
                 collector.count_block(&admitted);
                 collector.scratch.admitted = admitted;
-            })?;
+            };
+            if !count_all_of(reader, &self.words, &mut count)? {
+                weight.for_each_no_score(reader, &mut count)?;
+            }
             if collector.keep > 0 {
                 weight.for_each_pruning(Score::MIN, reader, &mut |doc, score| {
                     if collector.admits(doc, alive) {
@@ -684,6 +691,72 @@ impl CatalogSegmentCollector {
             *weakest = Reverse(candidate);
         }
     }
+}
+
+/// Counts the matches of all of several words in a segment where the rarest of them is common
+/// (in a thirty-second of the documents or more), and says whether it did: then reading each
+/// word's postings whole into a bitset and intersecting the bitsets is several times faster
+/// than tantivy's intersection, which seeks each posting list to the next candidate. Calls
+/// `each` with the matches in order, deleted ones included.
+fn count_all_of(
+    reader: &SegmentReader,
+    words: &[Term],
+    each: &mut dyn FnMut(&[DocId]),
+) -> tantivy::Result<bool> {
+    if words.len() < 2 {
+        return Ok(false);
+    }
+    let mut lists = Vec::with_capacity(words.len());
+    for word in words {
+        let inverted_index = reader.inverted_index(word.field())?;
+        match inverted_index.read_block_postings(word, IndexRecordOption::Basic)? {
+            Some(list) => lists.push(list),
+            // A word absent from the segment: nothing matches.
+            None => return Ok(true),
+        }
+    }
+    lists.sort_by_key(BlockSegmentPostings::doc_freq);
+    if u64::from(lists[0].doc_freq()) * 32 < u64::from(reader.max_doc()) {
+        return Ok(false);
+    }
+    let bitset_words = (reader.max_doc() as usize).div_ceil(64);
+    let mut matched = vec![0u64; bitset_words];
+    let mut found = vec![0u64; bitset_words];
+    for (index, list) in lists.iter_mut().enumerate() {
+        let bits = if index == 0 { &mut matched } else { &mut found };
+        loop {
+            let docs = list.docs();
+            if docs.is_empty() {
+                break;
+            }
+            for &doc in docs {
+                bits[doc as usize / 64] |= 1 << (doc % 64);
+            }
+            list.advance();
+        }
+        if index > 0 {
+            for (matched, found) in matched.iter_mut().zip(found.iter_mut()) {
+                *matched &= *found;
+                *found = 0;
+            }
+        }
+    }
+    let mut docs = Vec::with_capacity(BLOCK);
+    for (index, &bits) in matched.iter().enumerate() {
+        let mut bits = bits;
+        while bits != 0 {
+            docs.push((index * 64) as DocId + bits.trailing_zeros());
+            bits &= bits - 1;
+            if docs.len() == BLOCK {
+                each(&docs);
+                docs.clear();
+            }
+        }
+    }
+    if !docs.is_empty() {
+        each(&docs);
+    }
+    Ok(true)
 }
 
 /// The `limit` most frequent values, ties by value.

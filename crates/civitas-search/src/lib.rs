@@ -497,6 +497,7 @@ impl CatalogIndex {
             cache: shared.columns.clone(),
             filters: plan.collector_filters,
             prune: plan.prune,
+            words: plan.words,
         };
         let found = searcher.search(&*plan.query, &collector)?;
         let mut ranked = found.top;

@@ -359,6 +359,9 @@ async fn skipping_low_scores_finds_what_scoring_everything_finds() {
             if n % 3 == 0 {
                 document.summary = "人口信息共享".to_owned();
             }
+            if n % 50 == 1 {
+                document.summary = "人口档案".to_owned();
+            }
             document.tags = vec![format!("标签{}", n % 5), format!("主题{}", n % 11)];
             document.provider_code = format!("11320100MB000000{}X", n % 4);
             if n % 5 == 0 {
@@ -385,10 +388,15 @@ async fn skipping_low_scores_finds_what_scoring_everything_finds() {
         // A word everywhere, and in the names only.
         ("人口", vec![]),
         ("name:人口", vec![]),
+        // All of two common words (their postings read whole), and with a rare one.
+        ("人口 登记", vec![]),
+        ("人口 name:信息", vec![]),
+        ("人口 档案", vec![]),
         // Filters letting through a quarter or more, applied by the collector: one value,
         // several of one facet (one of them absent), several facets with tags.
         ("人口", vec![provider(1)]),
         ("人口", vec![provider(1), provider(2), provider(9)]),
+        ("人口 登记", vec![provider(1), provider(2)]),
         (
             "name:人口",
             std::iter::once((Facet::Kind, "file".to_owned()))
@@ -409,7 +417,7 @@ async fn skipping_low_scores_finds_what_scoring_everything_finds() {
                 .search(&request(&everything, filters, full_after))
                 .unwrap();
             let case = format!("{text} {filters:?}, page {page}");
-            if filters.is_empty() {
+            if filters.is_empty() && !text.contains(' ') {
                 assert_eq!(pruned.total, 3_000 - 231, "{case}");
             }
             assert_eq!(pruned.total, full.total, "{case}");
@@ -423,6 +431,9 @@ async fn skipping_low_scores_finds_what_scoring_everything_finds() {
             assert_eq!(pruned.hits.len(), expected_hits, "{case}");
             pruned_after = pruned.next_cursor;
             full_after = full.next_cursor;
+            if pruned_after.is_none() {
+                break;
+            }
         }
     }
     // Filters in the collector: 750 of provider 1, 58 of them deleted (n = 13k, n % 4 = 1).
