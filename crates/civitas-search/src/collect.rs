@@ -1,4 +1,7 @@
-//! One pass over the matches that counts them, counts facet values and keeps the best hits.
+//! Counting the matches and their facet values, and keeping the best hits: in one pass, or in
+//! two for queries that can skip postings scoring too low (see
+//! [`CatalogCollector::collect_segment`]). Such queries leave broad facet filters to the
+//! collector, which checks them against the same per-segment arrays.
 //!
 //! Facet values are counted by term ordinal from the columnar (fast field) store: per segment an
 //! array indexed by ordinal, turned into values once at the end. No stored document is read for
@@ -251,8 +254,8 @@ pub(crate) struct CatalogCollector {
     /// Filters applied here rather than in the query (see `query::Plan`): AND across facets,
     /// OR among the values of one facet.
     pub filters: Vec<(Facet, Vec<String>)>,
-    /// Whether the query skips postings that cannot score above a threshold (a single word):
-    /// see [`CatalogCollector::collect_segment`] and `query::Plan`.
+    /// Whether the query skips postings that cannot score above a threshold (one word, or all
+    /// of several): see [`CatalogCollector::collect_segment`] and `query::Plan`.
     pub prune: bool,
     /// With `prune`, the words when the query is all of several: see [`count_all_of`].
     pub words: Vec<Term>,
