@@ -14,7 +14,11 @@ const SHIPPED: &[&str] = &[
 ];
 
 fn scenarios_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scenarios")
+    // Cargo sets the variable when it runs the tests: the value compiled in is the checkout the
+    // binary was built from, which may be another one sharing the build directory.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), PathBuf::from)
+        .join("../../scenarios")
 }
 
 fn read(file_name: &str) -> String {

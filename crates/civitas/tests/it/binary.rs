@@ -173,7 +173,8 @@ fn http_get(addr: &str, path: &str, key: &str) -> String {
 
 #[test]
 fn scenario_test_compares_outcomes_with_the_cases() {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scenarios");
+    let root = crate::support::manifest_dir().join("../../scenarios");
+    let root = root.display();
     for scenario in [
         "housing-fund-rental-withdrawal",
         "elderly-care-allowance",

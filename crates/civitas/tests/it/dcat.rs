@@ -31,7 +31,7 @@ fn check(document: &str, syntax: &str) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("document");
     std::fs::write(&path, document).unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/check_dcat.py");
+    let script = crate::support::manifest_dir().join("tests/it/check_dcat.py");
     let output = Command::new(python())
         .arg(script)
         .arg(&path)

@@ -229,13 +229,23 @@ pub fn with_bad_check(code: &Uscc) -> String {
     text
 }
 
+/// This crate's directory in the checkout the tests run from. Cargo sets it when it runs the
+/// tests; the value compiled in is the checkout the test binary was built from, which may be
+/// another one sharing the build directory.
+pub fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    )
+}
+
 /// The Python with the real third-party clients (ckanapi, rdflib), made once per target dir by
 /// `scripts/python-env`.
 pub fn python() -> std::path::PathBuf {
     static PYTHON: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     PYTHON
         .get_or_init(|| {
-            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/python-env");
+            let script = manifest_dir().join("../../scripts/python-env");
             let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-env");
             let output = std::process::Command::new(script)
                 .arg(&dir)
