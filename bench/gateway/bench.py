@@ -3,8 +3,8 @@
 One nginx (one worker per core) serves the upstream (a static 1 KB JSON record with three
 personal items) and, on another port, proxies to it with keep-alive connections; civitas
 (`civitas serve`, the release binary) proxies to the same upstream through its whole pipeline;
-with --hyper-proxy, a bare proxy on civitas' HTTP stack (tokio, hyper, the hyper-util client)
-shows that stack's own floor.
+with --hyper-proxy, a bare proxy on civitas' HTTP stack (tokio, hyper, the hyper-util client),
+served as the gateway is (a single-threaded runtime per core), shows that stack's own floor.
 Throughput: wrk with the same threads and connections against each target, interleaved rounds,
 median. Latency: hey at one fixed request rate that both proxies sustain, the same workers for
 each target, interleaved rounds, median of each percentile.
@@ -422,7 +422,8 @@ def main():
         print(f"- civitas RSS under load: median **{statistics.median(rss) / 1024:.0f} MB**, peak {max(rss) / 1024:.0f} MB; "
               f"ledger records written: {ledger['size']:,}")
         print("- civitas per request: system-key authentication, grant decision, JSON filtering with three "
-              "personal items masked, and a durable (fdatasync'ed, group-committed) ledger append before the answer.")
+              "personal items masked, and a durable (fdatasync'ed, group-committed) ledger append before the answer; "
+              "its gateway on one thread per core (the default), as nginx has one worker per core.")
     finally:
         for process in processes:
             process.terminate()

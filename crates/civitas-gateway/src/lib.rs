@@ -110,12 +110,33 @@ struct Inner {
     ledger: Ledger,
     config: GatewayConfig,
     snapshot: RwLock<Snapshot>,
-    client: Client<HttpConnector, GatewayBody>,
+    client: UpstreamClient,
     rates: RateLimits,
     daily: DailyCounts,
     breakers: CircuitBreakers,
     metrics: GatewayMetrics,
     today: std::sync::Mutex<Today>,
+    /// The runtime [`Gateway::new`] ran on, for work that must outlive a gateway thread.
+    background: tokio::runtime::Handle,
+}
+
+type UpstreamClient = Client<HttpConnector, GatewayBody>;
+
+thread_local! {
+    /// A gateway thread's own pool of upstream connections (see [`Gateway::serve_threads`]).
+    static UPSTREAM_CLIENT: std::cell::OnceCell<UpstreamClient> = const { std::cell::OnceCell::new() };
+}
+
+/// A pooled keep-alive client: connections made on the current runtime and driven by it.
+fn new_upstream_client() -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(Duration::from_secs(3)));
+    connector.set_nodelay(true);
+    connector.set_keepalive(Some(Duration::from_secs(60)));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(512)
+        .build(connector)
 }
 
 /// The local date and the Unix seconds it spans.
@@ -399,14 +420,7 @@ impl Gateway {
         registry: &mut prometheus_client::registry::Registry,
     ) -> anyhow::Result<Gateway> {
         let snapshot = Snapshot::load(&store, config.city_region).await?;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(3)));
-        connector.set_nodelay(true);
-        connector.set_keepalive(Some(Duration::from_secs(60)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(512)
-            .build(connector);
+        let client = new_upstream_client();
         let gateway = Gateway {
             inner: Arc::new(Inner {
                 store,
@@ -423,10 +437,19 @@ impl Gateway {
                     starts: 0,
                     ends: 0,
                 }),
+                background: tokio::runtime::Handle::current(),
             }),
         };
         gateway.load_today().await?;
         Ok(gateway)
+    }
+
+    /// The pool of upstream connections of this thread if it is a gateway thread (whose
+    /// connections are driven on this thread), else the gateway's shared one.
+    fn client(&self) -> UpstreamClient {
+        UPSTREAM_CLIENT
+            .with(|client| client.get().cloned())
+            .unwrap_or_else(|| self.inner.client.clone())
     }
 
     fn today(&self) -> String {
@@ -604,7 +627,55 @@ impl Gateway {
     }
 
     /// Serves the gateway on `listener` (with TLS when `tls` is given) until `stopped` turns
-    /// true; connections in flight finish their requests.
+    /// true; connections in flight finish their requests. `threads` threads serve it, each a
+    /// single-threaded event loop that accepts connections from the shared listener and keeps
+    /// its own pool of upstream connections: a call is read, forwarded, filtered and answered on
+    /// one thread, never handed between threads (which costs more than the gateway's own work on
+    /// a busy machine).
+    pub async fn serve_threads(
+        &self,
+        listener: TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        stopped: watch::Receiver<bool>,
+        threads: usize,
+    ) -> anyhow::Result<()> {
+        let listener = listener.into_std()?;
+        let mut finished = Vec::with_capacity(threads);
+        for number in 0..threads.max(1) {
+            let listener = listener.try_clone()?;
+            let (gateway, tls, stopped) = (self.clone(), tls.clone(), stopped.clone());
+            let (done, finished_one) = tokio::sync::oneshot::channel();
+            std::thread::Builder::new()
+                .name(format!("gateway-{number}"))
+                .spawn(move || {
+                    let served = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(anyhow::Error::from)
+                        .and_then(|runtime| {
+                            runtime.block_on(async move {
+                                UPSTREAM_CLIENT.with(|client| {
+                                    client.get_or_init(new_upstream_client);
+                                });
+                                let listener = TcpListener::from_std(listener)?;
+                                gateway.serve(listener, tls, stopped).await
+                            })
+                        });
+                    let _ = done.send(served);
+                })?;
+            finished.push(finished_one);
+        }
+        drop(listener);
+        for finished_one in finished {
+            finished_one
+                .await
+                .map_err(|_| anyhow::anyhow!("a gateway thread ended without an answer"))??;
+        }
+        Ok(())
+    }
+
+    /// Serves the gateway on `listener` from the current task's runtime; see
+    /// [`Gateway::serve_threads`].
     pub async fn serve(
         &self,
         listener: TcpListener,
@@ -1048,8 +1119,7 @@ impl Gateway {
             .body(upstream_body)
             .expect("a valid upstream request");
         let outcome =
-            tokio::time::timeout(service.timeout, self.inner.client.request(upstream_request))
-                .await;
+            tokio::time::timeout(service.timeout, self.client().request(upstream_request)).await;
         if let Some(tally) = request_tally {
             let tally = tally.current();
             exchange.request_bytes = tally.bytes;
@@ -1296,7 +1366,9 @@ impl Gateway {
             .headers_mut()
             .insert(RECEIPT_HEADER, HeaderValue::from(index));
         let gateway = self.clone();
-        tokio::spawn(async move {
+        // On the runtime the gateway was made on, which outlives the gateway's threads: a
+        // completion record still being appended when they stop is not dropped with them.
+        self.inner.background.spawn(async move {
             let tally = tally.finished().await;
             let completion = gateway.exchange_record(
                 &mut exchange,

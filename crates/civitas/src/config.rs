@@ -37,6 +37,12 @@ pub struct Config {
     #[arg(long, env = "CIVITAS_GATEWAY_LISTEN", value_name = "ADDR")]
     pub gateway_listen: Option<SocketAddr>,
 
+    /// Threads serving the gateway, each an event loop of its own with its own pool of upstream
+    /// connections, so that a call never changes threads on its way through [default: one per
+    /// core].
+    #[arg(long, env = "CIVITAS_GATEWAY_THREADS", value_name = "N")]
+    pub gateway_threads: Option<usize>,
+
     /// TLS on the gateway listener: off, on (client certificates optional, API keys accepted) or
     /// mtls (client certificates from the node's CA required) [default: off].
     #[arg(long, env = "CIVITAS_GATEWAY_TLS", value_name = "MODE")]
@@ -91,6 +97,7 @@ pub struct Settings {
     /// `None` means `http://` and the address the API listener got.
     pub public_url: Option<String>,
     pub gateway_listen: SocketAddr,
+    pub gateway_threads: usize,
     pub gateway_tls: GatewayTls,
     pub store: StoreUrl,
     pub node_code: NodeCode,
@@ -125,6 +132,7 @@ impl Config {
             listen: self.listen.or(lower.listen),
             public_url: self.public_url.or(lower.public_url),
             gateway_listen: self.gateway_listen.or(lower.gateway_listen),
+            gateway_threads: self.gateway_threads.or(lower.gateway_threads),
             gateway_tls: self.gateway_tls.or(lower.gateway_tls),
             store: self.store.or(lower.store),
             node_code: self.node_code.or(lower.node_code),
@@ -164,6 +172,11 @@ impl Config {
             listen,
             public_url,
             gateway_listen,
+            gateway_threads: match self.gateway_threads {
+                Some(0) => bail!("gateway_threads must be at least 1"),
+                Some(threads) => threads,
+                None => std::thread::available_parallelism().map_or(1, |cores| cores.get()),
+            },
             gateway_tls: self.gateway_tls.unwrap_or(GatewayTls::Off),
             store,
             node_code,

@@ -454,6 +454,7 @@ fn print_settings(settings: &Settings) {
         println!("public_url = {url}");
     }
     println!("gateway_listen = {}", settings.gateway_listen);
+    println!("gateway_threads = {}", settings.gateway_threads);
     println!("gateway_tls = {:?}", settings.gateway_tls);
     println!("store = {}", settings.store);
     println!("node_code = {}", settings.node_code);

@@ -218,7 +218,12 @@ pub async fn start(
     };
     let gateway_task = {
         let gateway = gateway.clone();
-        tokio::spawn(async move { gateway.serve(gateway_listener, gateway_tls, stopped).await })
+        let threads = settings.gateway_threads;
+        tokio::spawn(async move {
+            gateway
+                .serve_threads(gateway_listener, gateway_tls, stopped, threads)
+                .await
+        })
     };
     tracing::info!(api = %api_addr, gateway = %gateway_addr, node = %settings.node_code, "serving");
     Ok(RunningServer {

@@ -649,6 +649,7 @@ impl Ledger {
                 records,
                 reply,
                 ordered_only,
+                sent: std::time::Instant::now(),
             })
             .map_err(|_| Error::Closed)?;
         answer.await.map_err(|_| Error::Closed)?

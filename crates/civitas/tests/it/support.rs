@@ -208,6 +208,8 @@ fn test_config(dir: &Path, store: Option<StoreUrl>) -> Config {
         data_dir: Some(dir.to_path_buf()),
         listen: Some("127.0.0.1:0".parse().unwrap()),
         gateway_listen: Some("127.0.0.1:0".parse().unwrap()),
+        // More than one, so that every test also crosses the gateway's threads.
+        gateway_threads: Some(2),
         store: store.map(|url| match url {
             StoreUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
             StoreUrl::Postgres(url) => url,
