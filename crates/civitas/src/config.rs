@@ -215,6 +215,10 @@ mod tests {
         assert_eq!(settings.node_code.as_str(), "cn-js-wuxi");
         assert_eq!(settings.gateway_listen, "127.0.0.1:8081".parse().unwrap());
         assert_eq!(
+            settings.gateway_threads,
+            std::thread::available_parallelism().unwrap().get()
+        );
+        assert_eq!(
             settings.store,
             StoreUrl::Sqlite(PathBuf::from("from-file/civitas.db"))
         );
@@ -232,6 +236,14 @@ mod tests {
             ..Config::default()
         };
         assert!(format!("{:#}", bad_region.resolve().unwrap_err()).contains("city_region"));
+        let no_gateway_threads = Config {
+            gateway_threads: Some(0),
+            ..Config::default()
+        };
+        assert!(
+            format!("{:#}", no_gateway_threads.resolve().unwrap_err())
+                .contains("gateway_threads must be at least 1")
+        );
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("civitas.toml");
         std::fs::write(&file, "colour = \"blue\"\n").unwrap();
