@@ -19,6 +19,7 @@ pub mod snapshot;
 pub mod tls;
 
 use std::{
+    cell::OnceCell,
     collections::BTreeSet,
     sync::{Arc, RwLock},
     time::{Duration, Instant},
@@ -124,7 +125,7 @@ type UpstreamClient = Client<HttpConnector, GatewayBody>;
 
 thread_local! {
     /// A gateway thread's own pool of upstream connections (see [`Gateway::serve_threads`]).
-    static UPSTREAM_CLIENT: std::cell::OnceCell<UpstreamClient> = const { std::cell::OnceCell::new() };
+    static UPSTREAM_CLIENT: OnceCell<UpstreamClient> = const { OnceCell::new() };
 }
 
 /// A pooled keep-alive client: connections made on the current runtime and driven by it.
@@ -444,12 +445,17 @@ impl Gateway {
         Ok(gateway)
     }
 
-    /// The pool of upstream connections of this thread if it is a gateway thread (whose
-    /// connections are driven on this thread), else the gateway's shared one.
-    fn client(&self) -> UpstreamClient {
-        UPSTREAM_CLIENT
-            .with(|client| client.get().cloned())
-            .unwrap_or_else(|| self.inner.client.clone())
+    /// Sends `request` upstream through this thread's pool of connections if it is a gateway
+    /// thread (whose connections are driven on this thread), else through the gateway's shared
+    /// one.
+    fn send_upstream(
+        &self,
+        request: Request<GatewayBody>,
+    ) -> hyper_util::client::legacy::ResponseFuture {
+        UPSTREAM_CLIENT.with(|client| match client.get() {
+            Some(own) => own.request(request),
+            None => self.inner.client.request(request),
+        })
     }
 
     fn today(&self) -> String {
@@ -640,8 +646,9 @@ impl Gateway {
         threads: usize,
     ) -> anyhow::Result<()> {
         let listener = listener.into_std()?;
+        let threads = threads.max(1);
         let mut finished = Vec::with_capacity(threads);
-        for number in 0..threads.max(1) {
+        for number in 0..threads {
             let listener = listener.try_clone()?;
             let (gateway, tls, stopped) = (self.clone(), tls.clone(), stopped.clone());
             let (done, finished_one) = tokio::sync::oneshot::channel();
@@ -1119,7 +1126,7 @@ impl Gateway {
             .body(upstream_body)
             .expect("a valid upstream request");
         let outcome =
-            tokio::time::timeout(service.timeout, self.client().request(upstream_request)).await;
+            tokio::time::timeout(service.timeout, self.send_upstream(upstream_request)).await;
         if let Some(tally) = request_tally {
             let tally = tally.current();
             exchange.request_bytes = tally.bytes;

@@ -185,9 +185,10 @@ impl WriterState {
 /// the window closes) it sleeps to the end of the window and takes what came: under a steady
 /// stream of callers, such as a busy gateway's, each sync then carries what arrived in the whole
 /// window instead of what arrived during the previous sync, and syncs (and the wake-ups around
-/// each) take less of the machine. A closed group of callers that all wait for the writer stops arriving at once,
-/// and is committed as soon as that is seen. Records written without a sync are synced by the
-/// next durable append's group or, when none comes within `gather_window`, on their own.
+/// each) take less of the machine. A closed group of callers that all wait for the writer stops
+/// arriving at once, and is committed as soon as that is seen. Records written without a sync
+/// are synced by the next durable append's group or, when none comes within `gather_window`, on
+/// their own.
 pub(crate) fn run(
     shared: &Shared,
     receiver: Receiver<AppendRequest>,
