@@ -32,7 +32,7 @@ use civitas_access::{
 };
 use civitas_core::{CitizenId, RegionCode, access::SystemRef, catalog::ResourceKind};
 use civitas_ledger::{
-    Ledger,
+    Completions, Ledger,
     record::{
         self, Decision as RecordDecision, ExchangeRecord, Record, ScenarioRunRecord, Sha256Digest,
     },
@@ -123,9 +123,17 @@ struct Inner {
 
 type UpstreamClient = Client<HttpConnector, GatewayBody>;
 
+/// What a gateway thread keeps for its own calls (see [`Gateway::serve_threads`]).
+struct ThreadOwn {
+    /// Its pool of upstream connections.
+    upstream: UpstreamClient,
+    /// Its mailbox for the ledger's answers, which wakes the thread once for a whole group
+    /// commit instead of once for each of its calls in the group.
+    completions: Completions,
+}
+
 thread_local! {
-    /// A gateway thread's own pool of upstream connections (see [`Gateway::serve_threads`]).
-    static UPSTREAM_CLIENT: OnceCell<UpstreamClient> = const { OnceCell::new() };
+    static THREAD_OWN: OnceCell<ThreadOwn> = const { OnceCell::new() };
 }
 
 /// A pooled keep-alive client: connections made on the current runtime and driven by it.
@@ -452,8 +460,8 @@ impl Gateway {
         &self,
         request: Request<GatewayBody>,
     ) -> hyper_util::client::legacy::ResponseFuture {
-        UPSTREAM_CLIENT.with(|client| match client.get() {
-            Some(own) => own.request(request),
+        THREAD_OWN.with(|own| match own.get() {
+            Some(own) => own.upstream.request(request),
             None => self.inner.client.request(request),
         })
     }
@@ -661,8 +669,13 @@ impl Gateway {
                         .map_err(anyhow::Error::from)
                         .and_then(|runtime| {
                             runtime.block_on(async move {
-                                UPSTREAM_CLIENT.with(|client| {
-                                    client.get_or_init(new_upstream_client);
+                                let (completions, delivery) = Completions::new();
+                                tokio::spawn(delivery);
+                                THREAD_OWN.with(|own| {
+                                    own.get_or_init(|| ThreadOwn {
+                                        upstream: new_upstream_client(),
+                                        completions,
+                                    });
                                 });
                                 let listener = TcpListener::from_std(listener)?;
                                 gateway.serve(listener, tls, stopped).await
@@ -1274,10 +1287,13 @@ impl Gateway {
         record: ExchangeRecord,
     ) -> civitas_ledger::Result<u64> {
         let bytes = record::encode(&Record::Exchange(record));
-        if exchange.durable_later {
-            self.inner.ledger.append_ordered(bytes).await
-        } else {
-            self.inner.ledger.append(bytes).await
+        let ledger = &self.inner.ledger;
+        let via = THREAD_OWN.with(|own| own.get().map(|own| own.completions.clone()));
+        match (via, exchange.durable_later) {
+            (Some(via), false) => ledger.append_via(&via, bytes).await,
+            (Some(via), true) => ledger.append_ordered_via(&via, bytes).await,
+            (None, false) => ledger.append(bytes).await,
+            (None, true) => ledger.append_ordered(bytes).await,
         }
     }
 

@@ -25,7 +25,7 @@ pub mod record;
 pub mod tiles;
 pub mod verify;
 
-pub use ledger::{Checkpoint, Error, Ledger, LedgerOptions, Result};
+pub use ledger::{Checkpoint, Completions, Error, Ledger, LedgerOptions, Result};
 pub use merkle::Hash;
 pub use note::{NoteSigner, NoteVerifier};
 pub use receipt::Receipt;

@@ -17,6 +17,7 @@
 //! vector pushes.
 
 mod checkpointer;
+mod completions;
 mod recovery;
 mod writer;
 
@@ -39,6 +40,7 @@ use crate::record::MAX_RECORD_BYTES;
 use crate::tiles::{TILE_HEIGHT, TILE_WIDTH, encode_entry_bundle};
 
 pub(crate) use checkpointer::CheckpointControl;
+pub use completions::Completions;
 
 pub(crate) const RECORDS_FILE: &str = "records.dat";
 pub(crate) const OFFSETS_FILE: &str = "record-offsets.dat";
@@ -611,12 +613,21 @@ impl Ledger {
     /// Appends one record and returns its index once it is durable. Dropping the future does not
     /// withdraw the record.
     pub async fn append(&self, record: Vec<u8>) -> Result<u64> {
-        Ok(self.submit(vec![record], false).await?.start)
+        Ok(self.submit(vec![record], false, None).await?.start)
+    }
+
+    /// [`Ledger::append`], answered through `completions`, the mailbox of the calling thread:
+    /// for many appenders on one single-threaded runtime, such as a gateway thread's calls.
+    pub async fn append_via(&self, completions: &Completions, record: Vec<u8>) -> Result<u64> {
+        Ok(self
+            .submit(vec![record], false, Some(completions))
+            .await?
+            .start)
     }
 
     /// Appends records as consecutive entries and returns their indexes once all are durable.
     pub async fn append_batch(&self, records: Vec<Vec<u8>>) -> Result<Range<u64>> {
-        self.submit(records, false).await
+        self.submit(records, false, None).await
     }
 
     /// Appends one record and returns its index as soon as it is written in order, before it is
@@ -626,10 +637,27 @@ impl Ledger {
     /// scenario run before the run's own record: waiting for that one covers both. If the sync
     /// fails, the later durable append fails too.
     pub async fn append_ordered(&self, record: Vec<u8>) -> Result<u64> {
-        Ok(self.submit(vec![record], true).await?.start)
+        Ok(self.submit(vec![record], true, None).await?.start)
     }
 
-    async fn submit(&self, records: Vec<Vec<u8>>, ordered_only: bool) -> Result<Range<u64>> {
+    /// [`Ledger::append_ordered`], answered through `completions` (see [`Ledger::append_via`]).
+    pub async fn append_ordered_via(
+        &self,
+        completions: &Completions,
+        record: Vec<u8>,
+    ) -> Result<u64> {
+        Ok(self
+            .submit(vec![record], true, Some(completions))
+            .await?
+            .start)
+    }
+
+    async fn submit(
+        &self,
+        records: Vec<Vec<u8>>,
+        ordered_only: bool,
+        via: Option<&Completions>,
+    ) -> Result<Range<u64>> {
         for record in &records {
             if record.is_empty() {
                 return Err(Error::EmptyRecord);
@@ -642,9 +670,13 @@ impl Ledger {
             let size = self.size();
             return Ok(size..size);
         }
-        let (reply, answer) = oneshot::channel();
-        let sender = self.handle.sender.as_ref().ok_or(Error::Closed)?;
-        sender
+        let (sender, answer) = oneshot::channel();
+        let reply = completions::Reply {
+            sender,
+            mailbox: via.map(|completions| completions.mailbox.clone()),
+        };
+        let channel = self.handle.sender.as_ref().ok_or(Error::Closed)?;
+        channel
             .send(writer::AppendRequest {
                 records,
                 reply,

@@ -1,13 +1,11 @@
 //! The writer thread: group commit of all pending appends.
 
-use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
-
+use super::completions::{Answers, Reply};
 use super::{
     Error, GROUP_WIDTH, HASH_BYTES, LEAF_HASHES_FILE, LEVEL4_HASHES_FILE, OFFSET_BYTES,
     OFFSETS_FILE, RECORDS_FILE, Result, Shared, TILE_HASHES_FILE, io_error, write_guard,
@@ -18,7 +16,7 @@ use crate::tiles::TILE_WIDTH;
 
 pub(crate) struct AppendRequest {
     pub(crate) records: Vec<Vec<u8>>,
-    pub(crate) reply: oneshot::Sender<Result<Range<u64>>>,
+    pub(crate) reply: Reply,
     /// Answer as soon as the records are written in order, before they are durable.
     pub(crate) ordered_only: bool,
     /// When the append was asked for: the writer learns the rhythm of arrivals from it.
@@ -188,7 +186,8 @@ impl WriterState {
 /// each) take less of the machine. A closed group of callers that all wait for the writer stops
 /// arriving at once, and is committed as soon as that is seen. Records written without a sync
 /// are synced by the next durable append's group or, when none comes within `gather_window`, on
-/// their own.
+/// their own. Answers for appends made through a mailbox are left there a group at a time (see
+/// `completions`).
 pub(crate) fn run(
     shared: &Shared,
     receiver: Receiver<AppendRequest>,
@@ -199,6 +198,8 @@ pub(crate) fn run(
     let mut batch: Vec<AppendRequest> = Vec::new();
     let mut previous_group = 1;
     let mut arrivals = Arrivals::new(gather_window);
+    let mut answers = Answers::default();
+    let mut durable = Vec::new();
     loop {
         let first = if state.unsynced {
             match receiver.recv_timeout(gather_window) {
@@ -255,34 +256,35 @@ pub(crate) fn run(
             Ok(first_index) => first_index,
             Err(message) => {
                 for request in batch.drain(..) {
-                    let _ = request.reply.send(Err(Error::Failed(message.clone())));
+                    answers.answer(request.reply, Err(Error::Failed(message.clone())));
                 }
+                answers.deliver();
                 continue;
             }
         };
-        let mut durable = Vec::new();
         let mut next_index = first_index;
         for request in batch.drain(..) {
             let end = next_index + request.records.len() as u64;
             if request.ordered_only {
-                // A waiter that gave up no longer needs the answer; its record stays written.
-                let _ = request.reply.send(Ok(next_index..end));
+                answers.answer(request.reply, Ok(next_index..end));
             } else {
                 durable.push((request.reply, next_index..end));
             }
             next_index = end;
         }
+        answers.deliver();
         if durable.is_empty() {
             continue;
         }
         let synced = state.guarded(|state| state.sync(shared));
-        for (reply, range) in durable {
-            // A waiter that gave up no longer needs the answer; its record is durable.
-            let _ = reply.send(match &synced {
+        for (reply, range) in durable.drain(..) {
+            let answer = match &synced {
                 Ok(()) => Ok(range),
                 Err(message) => Err(Error::Failed(message.clone())),
-            });
+            };
+            answers.answer(reply, answer);
         }
+        answers.deliver();
     }
     if state.unsynced {
         let _ = state.guarded(|state| state.sync(shared));

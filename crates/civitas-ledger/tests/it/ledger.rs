@@ -8,7 +8,8 @@ use std::time::Duration;
 use civitas_ledger::merkle::{self, Hash, NodeSource};
 use civitas_ledger::tiles::{self, TileId, TileKind};
 use civitas_ledger::{
-    Error, Ledger, LedgerOptions, NoteSigner, Receipt, Verifier, VerifyError, verify_dir,
+    Completions, Error, Ledger, LedgerOptions, NoteSigner, Receipt, Verifier, VerifyError,
+    verify_dir,
 };
 use ed25519_dalek::SigningKey;
 
@@ -92,6 +93,77 @@ async fn concurrent_appends_get_distinct_indexes_and_read_back() {
         .unwrap();
     assert_eq!(batch, 800..802);
     assert_eq!(ledger.read(801).unwrap(), b"b");
+}
+
+/// Two threads, each a single-threaded runtime with its own mailbox, append durably and in order
+/// only through their mailboxes, while a third appends directly: every append is answered with its
+/// own index, and every record is durable and reads back once its durable successor answered.
+#[test]
+fn appends_answered_through_mailboxes_get_distinct_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    let threads: Vec<_> = (0..3u64)
+        .map(|thread| {
+            let ledger = ledger.clone();
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async move {
+                    let (completions, delivery) = Completions::new();
+                    tokio::spawn(delivery);
+                    let mut tasks = Vec::new();
+                    for task in 0..12u64 {
+                        let ledger = ledger.clone();
+                        let completions = completions.clone();
+                        tasks.push(tokio::spawn(async move {
+                            let mut appended = Vec::new();
+                            for sequence in 0..30u64 {
+                                let bytes =
+                                    format!("thread {thread} task {task} sequence {sequence}")
+                                        .into_bytes();
+                                let index = match (thread, sequence % 3) {
+                                    (2, _) => ledger.append(bytes.clone()).await,
+                                    (_, 0) => {
+                                        ledger.append_ordered_via(&completions, bytes.clone()).await
+                                    }
+                                    _ => ledger.append_via(&completions, bytes.clone()).await,
+                                };
+                                appended.push((index.unwrap(), bytes));
+                            }
+                            appended
+                        }));
+                    }
+                    let mut appended = Vec::new();
+                    for task in tasks {
+                        appended.extend(task.await.unwrap());
+                    }
+                    assert_eq!(
+                        ledger
+                            .append_via(&completions, Vec::new())
+                            .await
+                            .unwrap_err()
+                            .to_string(),
+                        Error::EmptyRecord.to_string()
+                    );
+                    appended
+                })
+            })
+        })
+        .collect();
+    let mut all: Vec<(u64, Vec<u8>)> = threads
+        .into_iter()
+        .flat_map(|thread| thread.join().unwrap())
+        .collect();
+    all.sort();
+    assert_eq!(all.len(), 3 * 12 * 30);
+    // Every task ended with a durable append, which makes what came before it durable too.
+    assert_eq!(ledger.size(), all.len() as u64);
+    for (position, (index, bytes)) in all.iter().enumerate() {
+        assert_eq!(*index, position as u64);
+        assert_eq!(&ledger.read(*index).unwrap(), bytes);
+    }
 }
 
 #[tokio::test]
