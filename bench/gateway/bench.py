@@ -6,8 +6,12 @@ personal items) and, on another port, proxies to it with keep-alive connections;
 with --hyper-proxy, a bare proxy on civitas' HTTP stack (tokio, hyper, the hyper-util client),
 served as the gateway is (a single-threaded runtime per core), shows that stack's own floor.
 Throughput: wrk with the same threads and connections against each target, interleaved rounds,
-median. Latency: hey at one fixed request rate that both proxies sustain, the same workers for
-each target, interleaved rounds, median of each percentile.
+median. Latency: paced_load (civitas-gateway's example) at one fixed request rate that both proxies
+sustain, the same connections for each target, interleaved rounds, median of each percentile. It
+sends on one evenly spaced schedule and measures each latency from the request's scheduled time,
+as wrk2 does, so queueing behind a slow answer counts. hey is not used: its rate limit is per
+worker and all workers tick in lockstep, so at 2,000/s 32 workers fire together every 16 ms and its
+p99 measures how fast such a burst drains.
 """
 
 import argparse
@@ -180,29 +184,22 @@ def wrk(url, seconds, connections, headers=()):
     return rps, failures
 
 
-def hey(url, seconds, workers, rate, headers=()):
-    """Latency at a fixed rate: `workers` workers, each limited to rate/workers requests per
-    second. Returns p50, p99, p99.9 (ms), the achieved rate and the non-200 count."""
-    command = ["hey", "-z", f"{seconds}s", "-c", str(workers), "-q", f"{rate / workers:.3f}", "-o", "csv"]
+def paced_load(binary, url, seconds, connections, rate, headers=()):
+    """Latency at a fixed rate: `rate` requests/s on one schedule over `connections` connections,
+    after a second of warmup. Returns p50, p99, p99.9 (ms), the achieved rate, the failed count
+    and how late paced_load sent on average (µs)."""
+    command = [binary, "--url", url, "--rate", str(rate), "--seconds", str(seconds),
+               "--connections", str(connections)]
     for header in headers:
-        command += ["-H", header]
-    output = subprocess.run(command + [url], capture_output=True, text=True, check=True).stdout
-    latencies = []
-    failures = 0
-    for line in output.splitlines()[1:]:
-        fields = line.split(",")
-        if len(fields) < 8:
-            continue
-        latencies.append(float(fields[0]) * 1000)
-        if fields[6] != "200":
-            failures += 1
-    latencies.sort()
-
-    def percentile(p):
-        rank = max(1, min(len(latencies), int(-(-p * len(latencies) // 100))))
-        return latencies[rank - 1]
-
-    return percentile(50), percentile(99), percentile(99.9), len(latencies) / seconds, failures
+        command += ["--header", header]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"paced_load failed: {result.stderr.strip()}")
+    answer = json.loads(result.stdout)
+    if answer["p50_ms"] is None:
+        raise SystemExit(f"paced_load: no 2xx answer from {url}")
+    return (answer["p50_ms"], answer["p99_ms"], answer["p999_ms"], answer["rate"], answer["errors"],
+            answer["mean_send_error_us"])
 
 
 def cpu_seconds(pids):
@@ -280,13 +277,15 @@ def loadavg():
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--civitas", required=True)
-    parser.add_argument("--seconds", type=int, default=10, help="length of each wrk and hey run")
+    parser.add_argument("--seconds", type=int, default=10, help="length of each wrk and paced_load run")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections")
-    parser.add_argument("--workers", type=int, default=32, help="hey workers for the fixed-rate runs")
+    parser.add_argument("--latency-connections", type=int, default=32, help="paced_load connections for the fixed-rate runs")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rate", type=int, help="the fixed rate (default: 60%% of the slower proxy's throughput)")
     parser.add_argument("--profile", metavar="FILE", help="also record civitas with perf during one extra wrk run")
     parser.add_argument("--hyper-proxy", metavar="PATH", help="the bare hyper proxy (civitas-gateway's example hyper_proxy)")
+    parser.add_argument("--paced-load", metavar="PATH", required=True,
+                        help="the fixed-rate load generator (civitas-gateway's example paced_load)")
     arguments = parser.parse_args()
 
     work = tempfile.mkdtemp(prefix="civitas-bench-gateway-")
@@ -384,13 +383,15 @@ def main():
         for round_number in range(arguments.rounds):
             for name, (url, headers) in targets.items():
                 with RssSampler(civitas.pid) as sampler:
-                    result = hey(url, arguments.seconds, arguments.workers, rate, headers)
+                    result = paced_load(arguments.paced_load, url, arguments.seconds, arguments.latency_connections,
+                                        rate, headers)
                 if name == CIVITAS:
                     rss += sampler.samples
                 if result[4]:
-                    print(f"warning: {name}: {result[4]} non-200 answers at {rate}/s", file=sys.stderr)
+                    print(f"warning: {name}: {result[4]} failed or non-2xx answers at {rate}/s", file=sys.stderr)
                 latency[name].append(result)
-                print(f"round {round_number + 1} hey {name}: p50 {result[0]:.2f} ms, p99 {result[1]:.2f} ms", file=sys.stderr)
+                print(f"round {round_number + 1} paced_load {name}: p50 {result[0]:.2f} ms, p99 {result[1]:.2f} ms "
+                      f"(sent {result[5]:.0f} µs late on average)", file=sys.stderr)
         at_rate = {name: tuple(statistics.median(r[i] for r in results) for i in range(4))
                    for name, results in latency.items()}
 
@@ -399,8 +400,9 @@ def main():
         civitas_p99, nginx_p99 = at_rate[CIVITAS][1], at_rate[NGINX][1]
         print(f"\n## Gateway benchmark ({os.cpu_count()} cores; load average {load_before} before, {loadavg()} after)\n")
         print(f"Upstream answer: {size} bytes of JSON, three personal items. Throughput: wrk -t{os.cpu_count()} "
-              f"-c{arguments.connections} -d{arguments.seconds}s; latency: hey with {arguments.workers} workers at a "
-              f"fixed {rate:,} requests/s in total; each the median of {arguments.rounds} interleaved rounds.\n")
+              f"-c{arguments.connections} -d{arguments.seconds}s; latency: paced_load with {arguments.latency_connections} "
+              f"connections at a fixed {rate:,} requests/s on one evenly spaced schedule, measured from each request's "
+              f"scheduled time; each the median of {arguments.rounds} interleaved rounds.\n")
         print("| target | requests/s | ratio to nginx | proxy's CPU µs/request | p50 ms | p99 ms | p99.9 ms | achieved rate |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for name in targets:
