@@ -1,7 +1,8 @@
 //! Ledger benchmark: `cargo bench -p civitas-ledger` prints a markdown table.
 //!
 //! Measured: durable group-commit append throughput (256-byte records, 64 and 512 appending
-//! tasks), inclusion and consistency proof latency at a tree of ten million records, full
+//! tasks; and 64 tasks on two single-threaded runtimes, as the gateway's threads append, each
+//! answered directly and through its thread's mailbox), inclusion and consistency proof latency at a tree of ten million records, full
 //! verification speed against this machine's raw single-thread SHA-256 speed, and bytes on disk
 //! per record beyond the record itself. Every figure is the median of several runs because the
 //! machine is shared and noisy.
@@ -14,7 +15,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use civitas_ledger::merkle;
-use civitas_ledger::{Ledger, LedgerOptions, NoteSigner, verify_dir};
+use civitas_ledger::{Completions, Ledger, LedgerOptions, NoteSigner, verify_dir};
 use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 
@@ -116,6 +117,65 @@ fn append_run(tasks: u64, records: u64) -> AppendRun {
     });
     let cpu = process_cpu_seconds() - cpu_before;
     let appended = per_task * tasks;
+    assert_eq!(ledger.size(), appended);
+    drop(ledger);
+    AppendRun {
+        per_second: appended as f64 / elapsed.as_secs_f64(),
+        per_cpu_second: appended as f64 / cpu,
+        overhead: overhead_per_record(dir.path(), appended, RECORD_BYTES),
+    }
+}
+
+/// `tasks` appending tasks spread over `threads` threads, each a single-threaded runtime as a
+/// gateway thread is; with `mailbox`, each thread's appends are answered through its own
+/// [`Completions`], otherwise each append is answered (and its task woken) directly.
+fn threaded_append_run(threads: u64, tasks: u64, records: u64, mailbox: bool) -> AppendRun {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path(), signer(), LedgerOptions::default()).unwrap();
+    let per_thread = tasks / threads;
+    let per_task = records / tasks;
+    let cpu_before = process_cpu_seconds();
+    let started = Instant::now();
+    let workers: Vec<_> = (0..threads)
+        .map(|thread| {
+            let ledger = ledger.clone();
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async move {
+                    let (completions, delivery) = Completions::new();
+                    tokio::spawn(delivery);
+                    let handles: Vec<_> = (0..per_thread)
+                        .map(|task| {
+                            let (ledger, completions) = (ledger.clone(), completions.clone());
+                            let first = (thread * per_thread + task) * per_task;
+                            tokio::spawn(async move {
+                                for index in first..first + per_task {
+                                    let bytes = record(index, RECORD_BYTES);
+                                    if mailbox {
+                                        ledger.append_via(&completions, bytes).await.unwrap();
+                                    } else {
+                                        ledger.append(bytes).await.unwrap();
+                                    }
+                                }
+                            })
+                        })
+                        .collect();
+                    for handle in handles {
+                        handle.await.unwrap();
+                    }
+                });
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    let elapsed = started.elapsed();
+    let cpu = process_cpu_seconds() - cpu_before;
+    let appended = per_task * per_thread * threads;
     assert_eq!(ledger.size(), appended);
     drop(ledger);
     AppendRun {
@@ -335,6 +395,19 @@ fn main() {
         append_rows.push((tasks, median(throughputs), median(cpu_throughputs)));
     }
 
+    eprintln!("measuring durable appends from 64 tasks on two single-threaded runtimes");
+    let mut threaded_rows = Vec::new();
+    for mailbox in [false, true] {
+        let mut throughputs = Vec::new();
+        let mut cpu_throughputs = Vec::new();
+        for _ in 0..runs {
+            let run = threaded_append_run(2, 64, append_records, mailbox);
+            throughputs.push(run.per_second);
+            cpu_throughputs.push(run.per_cpu_second);
+        }
+        threaded_rows.push((mailbox, median(throughputs), median(cpu_throughputs)));
+    }
+
     eprintln!("measuring verification over {verify_records} records");
     let verify = verify_speed(verify_records, runs);
     let sha_per_cpu_second = median(
@@ -360,6 +433,23 @@ fn main() {
     for (tasks, throughput, per_cpu_second) in &append_rows {
         println!(
             "| durable appends, {tasks} tasks, {RECORD_BYTES}-byte records | {throughput:.0} records/s (at most {tasks} per fdatasync; CPU cost {per_cpu_second:.0} appends per CPU-second) | >= 200,000 records/s |"
+        );
+    }
+    for (mailbox, throughput, per_cpu_second) in &threaded_rows {
+        let answered = if *mailbox {
+            "through each thread's mailbox"
+        } else {
+            "each answered directly"
+        };
+        println!(
+            "| durable appends, 64 tasks on 2 single-threaded runtimes, {answered} | {throughput:.0} records/s (CPU cost {per_cpu_second:.0} appends per CPU-second) | |"
+        );
+    }
+    if let [(_, direct, direct_cpu), (_, mailed, mailed_cpu)] = threaded_rows[..] {
+        println!(
+            "| mailbox / direct, on 2 single-threaded runtimes | {:.2} x records/s, {:.2} x appends per CPU-second | |",
+            mailed / direct,
+            mailed_cpu / direct_cpu
         );
     }
     println!(
