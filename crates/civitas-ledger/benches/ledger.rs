@@ -91,6 +91,27 @@ struct AppendRun {
     overhead: f64,
 }
 
+impl AppendRun {
+    /// The figures of a run that appended `appended` records, once they are all in; closes the
+    /// ledger (after the CPU time is taken) so that its files are complete for the overhead.
+    fn measured(
+        ledger: Ledger,
+        dir: &Path,
+        appended: u64,
+        elapsed: Duration,
+        cpu_before: f64,
+    ) -> AppendRun {
+        let cpu = process_cpu_seconds() - cpu_before;
+        assert_eq!(ledger.size(), appended);
+        drop(ledger);
+        AppendRun {
+            per_second: appended as f64 / elapsed.as_secs_f64(),
+            per_cpu_second: appended as f64 / cpu,
+            overhead: overhead_per_record(dir, appended, RECORD_BYTES),
+        }
+    }
+}
+
 fn append_run(tasks: u64, records: u64) -> AppendRun {
     let dir = tempfile::tempdir().unwrap();
     let runtime = runtime();
@@ -115,15 +136,7 @@ fn append_run(tasks: u64, records: u64) -> AppendRun {
         }
         started.elapsed()
     });
-    let cpu = process_cpu_seconds() - cpu_before;
-    let appended = per_task * tasks;
-    assert_eq!(ledger.size(), appended);
-    drop(ledger);
-    AppendRun {
-        per_second: appended as f64 / elapsed.as_secs_f64(),
-        per_cpu_second: appended as f64 / cpu,
-        overhead: overhead_per_record(dir.path(), appended, RECORD_BYTES),
-    }
+    AppendRun::measured(ledger, dir.path(), per_task * tasks, elapsed, cpu_before)
 }
 
 /// `tasks` appending tasks spread over `threads` threads, each a single-threaded runtime as a
@@ -173,16 +186,8 @@ fn threaded_append_run(threads: u64, tasks: u64, records: u64, mailbox: bool) ->
     for worker in workers {
         worker.join().unwrap();
     }
-    let elapsed = started.elapsed();
-    let cpu = process_cpu_seconds() - cpu_before;
     let appended = per_task * per_thread * threads;
-    assert_eq!(ledger.size(), appended);
-    drop(ledger);
-    AppendRun {
-        per_second: appended as f64 / elapsed.as_secs_f64(),
-        per_cpu_second: appended as f64 / cpu,
-        overhead: overhead_per_record(dir.path(), appended, RECORD_BYTES),
-    }
+    AppendRun::measured(ledger, dir.path(), appended, started.elapsed(), cpu_before)
 }
 
 fn overhead_per_record(dir: &Path, records: u64, record_bytes: usize) -> f64 {
