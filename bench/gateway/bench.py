@@ -213,6 +213,33 @@ def cpu_seconds(pids):
     return total
 
 
+# civitas' threads by what they do, from their names: (group, name prefixes).
+THREAD_GROUPS = (
+    ("gateway threads", ("gateway-",)),
+    ("ledger writer", ("ledger-",)),
+    ("main runtime and store (personal-data index, API)", ("tokio-", "sqlx-", "civitas")),
+)
+
+
+def thread_cpu_seconds(pid):
+    """User and system CPU time of the process's threads so far, summed per THREAD_GROUPS group
+    (threads of no group under "other")."""
+    totals = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/stat") as stat:
+                text = stat.read()
+        except OSError:
+            continue  # the thread ended
+        name = text[text.index("(") + 1:text.rindex(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        group = next((group for group, prefixes in THREAD_GROUPS if name.startswith(prefixes)), "other")
+        user, system = totals.get(group, (0.0, 0.0))
+        totals[group] = (user + int(fields[11]) / tick, system + int(fields[12]) / tick)
+    return totals
+
+
 def nginx_pids(prefix):
     with open(os.path.join(prefix, "nginx.pid")) as f:
         master = int(f.read())
@@ -352,15 +379,24 @@ def main():
         throughput = {name: [] for name in targets}
         cpu = {name: [] for name in targets}
         nginx = nginx_pids(work)
+        # civitas' CPU per request by thread group, (user, system) in microseconds, per round.
+        civitas_threads = []
         for round_number in range(arguments.rounds):
             for name, (url, headers) in targets.items():
                 own = [own_pid[name]] if name in own_pid else []
                 before = cpu_seconds(nginx), cpu_seconds(own)
+                threads_before = thread_cpu_seconds(civitas.pid)
                 with RssSampler(civitas.pid) as sampler:
                     rps, failures = wrk(url, arguments.seconds, arguments.connections, headers)
                 after = cpu_seconds(nginx), cpu_seconds(own)
+                threads_after = thread_cpu_seconds(civitas.pid)
                 requests = rps * arguments.seconds
                 cpu[name].append(tuple((a - b) / requests * 1e6 for a, b in zip(after, before)))
+                if name == CIVITAS:
+                    civitas_threads.append({
+                        group: tuple((a - b) / requests * 1e6
+                                     for a, b in zip(spent, threads_before.get(group, (0.0, 0.0))))
+                        for group, spent in threads_after.items()})
                 if name == CIVITAS:
                     rss += sampler.samples
                 if failures:
@@ -437,6 +473,14 @@ def main():
               "robust to other load on the machine, unlike requests/s)"
               + (f"; the bare hyper proxy {proxy_cpu[HYPER]:.0f} µs at {median[HYPER] / nginx_rps:.2f} of nginx's "
                  "throughput, the floor of civitas' HTTP stack" if HYPER in targets else ""))
+        groups = [group for group, _ in THREAD_GROUPS] + ["other"]
+        split = []
+        for group in groups:
+            user = statistics.median(round_split.get(group, (0.0, 0.0))[0] for round_split in civitas_threads)
+            system = statistics.median(round_split.get(group, (0.0, 0.0))[1] for round_split in civitas_threads)
+            if user + system >= 0.05:
+                split.append(f"{group} {user:.1f} / {system:.1f}")
+        print(f"- civitas' CPU µs/request by thread, user / system (median over the wrk rounds): {'; '.join(split)}")
         print(f"- fdatasync on civitas' data dir, p50/p99: {fsync[0]:.2f}/{fsync[1]:.2f} ms (every civitas answer "
               "waits for a group commit of the ledger)")
         print(f"- civitas RSS under load: median **{statistics.median(rss) / 1024:.0f} MB**, peak {max(rss) / 1024:.0f} MB; "
