@@ -523,11 +523,13 @@ impl Gateway {
             if let Err(error) = self.refresh().await {
                 tracing::warn!(error = format!("{error:#}"), "gateway refresh failed");
             }
+            // Every tick, so that a busy gateway's index work comes in small slices rather than
+            // one burst a second that the gateway threads would wait behind.
+            if let Err(error) = self.index_ledger().await {
+                tracing::warn!(error = format!("{error:#}"), "ledger index update failed");
+            }
             if last_flush.elapsed() >= Duration::from_secs(1) {
                 self.flush_usage().await;
-                if let Err(error) = self.index_ledger().await {
-                    tracing::warn!(error = format!("{error:#}"), "ledger index update failed");
-                }
                 last_flush = Instant::now();
             }
         }
