@@ -6,13 +6,13 @@ personal items) and, on another port, proxies to it with keep-alive connections;
 with --hyper-proxy, a bare proxy on civitas' HTTP stack (tokio, hyper, the hyper-util client),
 served as the gateway is (a single-threaded runtime per core), shows that stack's own floor.
 Throughput: wrk with the same threads and connections against each target, interleaved rounds,
-median. Latency: paced_load (civitas-gateway's example) at fixed request rates (30 % and 60 % of the
-slower proxy's throughput; a rate that a target does not sustain is flagged), the same connections
-for each target, interleaved rounds, median of each percentile. It
-sends on one evenly spaced schedule and measures each latency from the request's scheduled time,
-as wrk2 does, so queueing behind a slow answer counts. hey is not used: its rate limit is per
-worker and all workers tick in lockstep, so at 2,000/s 32 workers fire together every 16 ms and its
-p99 measures how fast such a burst drains.
+median. Latency: paced_load (civitas-gateway's example) at fixed request rates (30 % and 60 % of
+the slower proxy's throughput; a rate that a target does not sustain is flagged), the same
+connections for each target, interleaved rounds, median of each percentile. It sends on one evenly
+spaced schedule and measures each latency from the request's scheduled time, as wrk2 does, so
+queueing behind a slow answer counts. hey is not used: its rate limit is per worker and all workers
+tick in lockstep, so at 2,000/s 32 workers fire together every 16 ms and its p99 measures how fast
+such a burst drains.
 """
 
 import argparse
@@ -203,14 +203,19 @@ def paced_load(binary, url, seconds, connections, rate, headers=()):
             answer["mean_send_error_us"])
 
 
+def stat_times(path):
+    """The name, and the user and system CPU seconds, in a /proc stat file (of a process or a
+    thread)."""
+    with open(path) as stat:
+        text = stat.read()
+    fields = text.rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return text[text.index("(") + 1:text.rindex(")")], int(fields[11]) / tick, int(fields[12]) / tick
+
+
 def cpu_seconds(pids):
     """User and system CPU time the processes have used so far."""
-    total = 0.0
-    for pid in pids:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    return sum(user + system for _, user, system in (stat_times(f"/proc/{pid}/stat") for pid in pids))
 
 
 # civitas' threads by what they do, from their names: (group, name prefixes).
@@ -225,18 +230,14 @@ def thread_cpu_seconds(pid):
     """User and system CPU time of the process's threads so far, summed per THREAD_GROUPS group
     (threads of no group under "other")."""
     totals = {}
-    tick = os.sysconf("SC_CLK_TCK")
     for task in os.listdir(f"/proc/{pid}/task"):
         try:
-            with open(f"/proc/{pid}/task/{task}/stat") as stat:
-                text = stat.read()
+            name, user, system = stat_times(f"/proc/{pid}/task/{task}/stat")
         except OSError:
             continue  # the thread ended
-        name = text[text.index("(") + 1:text.rindex(")")]
-        fields = text.rsplit(")", 1)[1].split()
         group = next((group for group, prefixes in THREAD_GROUPS if name.startswith(prefixes)), "other")
-        user, system = totals.get(group, (0.0, 0.0))
-        totals[group] = (user + int(fields[11]) / tick, system + int(fields[12]) / tick)
+        user_so_far, system_so_far = totals.get(group, (0.0, 0.0))
+        totals[group] = (user_so_far + user, system_so_far + system)
     return totals
 
 
@@ -397,7 +398,6 @@ def main():
                         group: tuple((a - b) / requests * 1e6
                                      for a, b in zip(spent, threads_before.get(group, (0.0, 0.0))))
                         for group, spent in threads_after.items()})
-                if name == CIVITAS:
                     rss += sampler.samples
                 if failures:
                     print(f"warning: {name}: {failures} failed answers", file=sys.stderr)
