@@ -12,6 +12,7 @@
 //! background.
 
 pub mod body;
+mod deadline;
 pub mod filter;
 pub mod limits;
 pub mod metrics;
@@ -53,6 +54,7 @@ use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
     body::{GatewayBody, TallyBody, full, sha256},
+    deadline::Deadlines,
     filter::Treatment,
     limits::{Admission, CircuitBreakers, DailyCounts, DayCount, RateLimits},
     metrics::{ExchangeLabels, GatewayMetrics},
@@ -130,6 +132,8 @@ struct ThreadOwn {
     /// Its mailbox for the ledger's answers, which wakes the thread once for a whole group
     /// commit instead of once for each of its calls in the group.
     completions: Completions,
+    /// Its calls' upstream deadlines, swept by one task of its own.
+    deadlines: Arc<Deadlines>,
 }
 
 thread_local! {
@@ -466,6 +470,21 @@ impl Gateway {
         })
     }
 
+    /// Runs `future` for at most `limit`: on a gateway thread against the thread's own
+    /// deadlines (see [`deadline`]), elsewhere with a tokio timer.
+    async fn within<F: std::future::Future>(
+        limit: Duration,
+        future: F,
+    ) -> Result<F::Output, deadline::Elapsed> {
+        let deadlines = THREAD_OWN.with(|own| own.get().map(|own| own.deadlines.clone()));
+        match deadlines {
+            Some(deadlines) => deadlines.within(limit, future).await,
+            None => tokio::time::timeout(limit, future)
+                .await
+                .map_err(|_| deadline::Elapsed),
+        }
+    }
+
     fn today(&self) -> String {
         self.with_today(str::to_owned)
     }
@@ -673,10 +692,13 @@ impl Gateway {
                             runtime.block_on(async move {
                                 let (completions, delivery) = Completions::new();
                                 tokio::spawn(delivery);
+                                let deadlines = Arc::new(Deadlines::default());
+                                tokio::spawn(deadlines.clone().sweep());
                                 THREAD_OWN.with(|own| {
                                     own.get_or_init(|| ThreadOwn {
                                         upstream: new_upstream_client(),
                                         completions,
+                                        deadlines,
                                     });
                                 });
                                 let listener = TcpListener::from_std(listener)?;
@@ -1140,8 +1162,8 @@ impl Gateway {
         let upstream_request = upstream_request
             .body(upstream_body)
             .expect("a valid upstream request");
-        let outcome =
-            tokio::time::timeout(service.timeout, self.send_upstream(upstream_request)).await;
+        let sent = Instant::now();
+        let outcome = Self::within(service.timeout, self.send_upstream(upstream_request)).await;
         if let Some(tally) = request_tally {
             let tally = tally.current();
             exchange.request_bytes = tally.bytes;
@@ -1159,20 +1181,7 @@ impl Gateway {
                 );
                 return self.refuse(exchange, problem).await;
             }
-            Err(_) => {
-                self.inner.breakers.failed(&service.name, Instant::now());
-                exchange.rule = Some("upstream_timeout".into());
-                let problem = Problem::new(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "upstream_timeout",
-                    format!(
-                        "{} did not answer within {} ms",
-                        service.name,
-                        service.timeout.as_millis()
-                    ),
-                );
-                return self.refuse(exchange, problem).await;
-            }
+            Err(deadline::Elapsed) => return self.timed_out(exchange, &service).await,
         };
         if upstream_response.status().is_server_error() {
             self.inner.breakers.failed(&service.name, Instant::now());
@@ -1198,11 +1207,14 @@ impl Gateway {
             }
         };
         if is_json {
+            // The whole answer must arrive within the service's time limit.
             let limited =
                 http_body_util::Limited::new(upstream_body, self.inner.config.max_json_bytes);
-            let bytes = match limited.collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(error) => {
+            let left = service.timeout.saturating_sub(sent.elapsed());
+            let bytes = match Self::within(left, limited.collect()).await {
+                Ok(Ok(collected)) => collected.to_bytes(),
+                Err(deadline::Elapsed) => return self.timed_out(exchange, &service).await,
+                Ok(Err(error)) => {
                     exchange.rule = Some("upstream_body".into());
                     let problem = Problem::new(
                         StatusCode::BAD_GATEWAY,
@@ -1297,6 +1309,26 @@ impl Gateway {
             (None, false) => ledger.append(bytes).await,
             (None, true) => ledger.append_ordered(bytes).await,
         }
+    }
+
+    /// The upstream did not answer whole within the service's time limit: 504, recorded.
+    async fn timed_out(
+        &self,
+        mut exchange: Exchange,
+        service: &CompiledService,
+    ) -> Response<GatewayBody> {
+        self.inner.breakers.failed(&service.name, Instant::now());
+        exchange.rule = Some("upstream_timeout".into());
+        let problem = Problem::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_timeout",
+            format!(
+                "{} did not answer within {} ms",
+                service.name,
+                service.timeout.as_millis()
+            ),
+        );
+        self.refuse(exchange, problem).await
     }
 
     /// Records a refusal (or failure) in the ledger and answers with the problem.

@@ -1,5 +1,8 @@
 //! Frames of the records and checkpoints files: `u32 length LE | u32 crc32c(payload) LE | payload`.
 
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
 use crate::record::MAX_RECORD_BYTES;
 
 pub(crate) const FRAME_HEADER_BYTES: usize = 8;
@@ -53,6 +56,25 @@ pub(crate) fn parse_frame(bytes: &[u8], max_payload: usize) -> FrameParse<'_> {
         return FrameParse::ChecksumMismatch;
     }
     FrameParse::Valid { payload }
+}
+
+/// Whether every byte of `file` from `offset` to its end is zero. The writer keeps the space
+/// past its last record zero-filled (see `ledger::writer`), and a zero frame length is never
+/// written, so such a tail is free space, not a torn write.
+pub(crate) fn zeroed_to_end(file: &File, mut offset: u64) -> std::io::Result<bool> {
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let read = match file.read_at(&mut buffer, offset) {
+            Ok(0) => return Ok(true),
+            Ok(read) => read,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        if buffer[..read].iter().any(|&byte| byte != 0) {
+            return Ok(false);
+        }
+        offset += read as u64;
+    }
 }
 
 /// The largest payload of a record frame.

@@ -16,7 +16,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::checkpoint_file::{CheckpointFileError, CheckpointReader, StoredNote, read_up_to};
-use crate::frame::{FRAME_HEADER_BYTES, MAX_RECORD_PAYLOAD};
+use crate::frame::{FRAME_HEADER_BYTES, MAX_RECORD_PAYLOAD, zeroed_to_end};
 use crate::ledger::{
     CHECKPOINTS_FILE, GROUP_LEVEL, GROUP_WIDTH, HASH_BYTES, LEAF_HASHES_FILE, LEVEL4_HASHES_FILE,
     OFFSET_BYTES, OFFSETS_FILE, RECORDS_FILE, TILE_HASHES_FILE,
@@ -454,7 +454,10 @@ fn verify_dir_in_chunks(
                     reason,
                 });
             }
-            torn_tail_bytes = records_length - offset;
+            // The zero-filled space the writer keeps ahead of its records is where they end.
+            if !zeroed_to_end(&reader, offset).map_err(io_error("read", &records_path))? {
+                torn_tail_bytes = records_length - offset;
+            }
             break;
         }
         progress(verifier.records(), total.max(verifier.records()));
@@ -1012,16 +1015,50 @@ mod tests {
         std::fs::write(&records_path, &original).unwrap();
     }
 
+    /// Where the frames in `records` end and the zero-filled space begins.
+    fn records_end(records: &[u8]) -> usize {
+        let mut offset = 0;
+        loop {
+            let length =
+                u32::from_le_bytes(records[offset..offset + 4].try_into().unwrap()) as usize;
+            if length == 0 {
+                return offset;
+            }
+            offset += FRAME_HEADER_BYTES + length;
+        }
+    }
+
+    #[test]
+    fn the_zero_filled_space_past_the_records_is_not_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        build(dir.path());
+        let records = std::fs::read(dir.path().join(RECORDS_FILE)).unwrap();
+        let end = records_end(&records);
+        assert!(records.len() > end, "the writer zero-fills ahead");
+        assert!(records[end..].iter().all(|&byte| byte == 0));
+        for chunk_bytes in [400, 4096, CHUNK_BYTES] {
+            let report =
+                verify_dir_in_chunks(dir.path(), &signer().verifier_key(), |_, _| {}, chunk_bytes)
+                    .unwrap();
+            assert_eq!(report.records, 3000);
+            assert_eq!(report.torn_tail_bytes, 0);
+        }
+    }
+
     #[test]
     fn a_torn_tail_past_the_last_checkpoint_is_reported_not_failed() {
         let dir = tempfile::tempdir().unwrap();
         build(dir.path());
         let records_path = dir.path().join(RECORDS_FILE);
         let mut records = std::fs::read(&records_path).unwrap();
+        // Written over the zero-filled space the writer keeps past its records: one whole frame
+        // and the first 10 bytes of the next.
+        let end = records_end(&records);
         let mut extra = Vec::new();
         crate::frame::encode_frame(b"unacknowledged", &mut extra);
-        records.extend_from_slice(&extra);
-        records.extend_from_slice(&extra[..10]);
+        records[end..end + extra.len()].copy_from_slice(&extra);
+        records[end + extra.len()..end + extra.len() + 10].copy_from_slice(&extra[..10]);
+        records.truncate(end + extra.len() + 10);
         std::fs::write(&records_path, &records).unwrap();
         let report =
             verify_dir_in_chunks(dir.path(), &signer().verifier_key(), |_, _| {}, 4096).unwrap();

@@ -2,7 +2,9 @@
 //!
 //! Files in the ledger directory (FORMAT.md has the byte layouts):
 //! - `records.dat`: the records as checksummed frames; the only file whose every acknowledged byte
-//!   is made durable before the append returns.
+//!   is made durable before the append returns. The writer keeps about a megabyte past the last
+//!   record zero-filled, so that a sync seldom has to grow the file; a zero frame length marks
+//!   where the records end.
 //! - `record-offsets.dat`, `leaf-hashes.dat`, `level4-hashes.dat`, `tile-hashes.dat`: derived data
 //!   (byte offset and leaf hash of every record, root of every full 16-leaf group and of every
 //!   full 256-leaf tile), written without fsync and made durable just before each checkpoint, so
@@ -562,9 +564,16 @@ impl Ledger {
         checkpointer::write_checkpoint_if_needed(&shared)?;
 
         let (sender, receiver) = mpsc::channel();
+        let records_file_length = shared
+            .files
+            .records
+            .metadata()
+            .map_err(io_error("inspect", &shared.path(RECORDS_FILE)))?
+            .len();
         let writer_state = writer::WriterState::new(
             recovered.size,
             recovered.records_end,
+            records_file_length,
             &recovered.partial_tile,
         );
         let writer = {

@@ -3,7 +3,8 @@
 //! What a crash can leave behind, and what is done about it:
 //! - `records.dat`: everything acknowledged was fdatasynced, so only the batch being written at
 //!   the crash can be torn. Frames are scanned from the end of the last checkpointed record; the
-//!   first torn or corrupt frame and everything after it is cut off.
+//!   first torn or corrupt frame and everything after it is cut off, unless all that follows is
+//!   zero: that is the zero-filled space the writer keeps ahead of its records, left in place.
 //! - derived files: written without fsync, so their tail may be missing or garbage. They were
 //!   synced before the latest checkpoint was written, so their prefix up to that checkpoint is
 //!   trusted once a spot check passes (the last checkpointed record's frame and leaf hash, the
@@ -28,7 +29,9 @@ use super::{
     TILE_HASHES_FILE, UpperLevels, io_error,
 };
 use crate::checkpoint_file::{CheckpointFileError, CheckpointReader, StoredNote, read_up_to};
-use crate::frame::{FRAME_HEADER_BYTES, FrameParse, MAX_RECORD_PAYLOAD, parse_frame};
+use crate::frame::{
+    FRAME_HEADER_BYTES, FrameParse, MAX_RECORD_PAYLOAD, parse_frame, zeroed_to_end,
+};
 use crate::merkle::{self, Hash, NodeSource, leaf_hash, perfect_root};
 use crate::note::{NoteVerifier, verify_checkpoint};
 use crate::tiles::{TILE_HEIGHT, TILE_WIDTH};
@@ -379,6 +382,16 @@ pub(crate) fn recover_tree(
         &mut tile_roots,
     )?;
 
+    // The zero-filled space the writer keeps ahead of its records is where they end.
+    let stop_reason = match stop_reason {
+        Some(_)
+            if zeroed_to_end(&files.records, tree.records_end)
+                .map_err(io_error("read", &records_path))? =>
+        {
+            None
+        }
+        other => other,
+    };
     if let Some(reason) = stop_reason {
         if tree.size < checkpointed_size {
             return Err(Error::CorruptRecord {

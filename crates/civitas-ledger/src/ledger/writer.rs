@@ -14,6 +14,14 @@ use crate::frame::{FRAME_HEADER_BYTES, encode_frame};
 use crate::merkle::{Hash, leaf_hash, perfect_root};
 use crate::tiles::TILE_WIDTH;
 
+/// How far past its last record the writer keeps the records file zero-filled. A sync that only
+/// overwrites blocks the file already has flushes the records' pages alone; one that grows the
+/// file must also write the inode and its block map, a third I/O that makes each sync slower.
+const ZEROED_AHEAD: u64 = 1 << 20;
+/// The zero-filled space is extended in steps of this size, each flushed by the next sync.
+const ZEROING_STEP: usize = 64 * 1024;
+static ZEROS: [u8; ZEROING_STEP] = [0; ZEROING_STEP];
+
 pub(crate) struct AppendRequest {
     pub(crate) records: Vec<Vec<u8>>,
     pub(crate) reply: Reply,
@@ -27,6 +35,8 @@ pub(crate) struct WriterState {
     /// Records written, durable or not; readers see `Shared::size`, the durable ones.
     size: u64,
     records_end: u64,
+    /// The records file is zero-filled from `records_end` up to here.
+    zeroed_end: u64,
     /// Leaf hashes of the incomplete 16-leaf group at the right edge.
     partial_group: Vec<Hash>,
     /// Level-4 nodes of the incomplete tile at the right edge.
@@ -45,14 +55,21 @@ pub(crate) struct WriterState {
 }
 
 impl WriterState {
-    /// `partial_tile_leaves` are the leaf hashes of the incomplete tile at the right edge.
-    pub(crate) fn new(size: u64, records_end: u64, partial_tile_leaves: &[Hash]) -> WriterState {
+    /// `partial_tile_leaves` are the leaf hashes of the incomplete tile at the right edge;
+    /// `records_file_length` is the records file's length, zero-filled past `records_end`.
+    pub(crate) fn new(
+        size: u64,
+        records_end: u64,
+        records_file_length: u64,
+        partial_tile_leaves: &[Hash],
+    ) -> WriterState {
         debug_assert_eq!(partial_tile_leaves.len() as u64, size % TILE_WIDTH);
         let groups = partial_tile_leaves.chunks_exact(GROUP_WIDTH as usize);
         let partial_group = groups.remainder().to_vec();
         WriterState {
             size,
             records_end,
+            zeroed_end: records_file_length.max(records_end),
             partial_group,
             partial_tile: groups.map(perfect_root).collect(),
             failure: None,
@@ -121,6 +138,20 @@ impl WriterState {
             .records
             .write_all_at(&self.frames, self.records_end)
             .map_err(io_error("write", &shared.path(RECORDS_FILE)))?;
+        if self.zeroed_end < position + ZEROED_AHEAD {
+            let end = (position + ZEROED_AHEAD).next_multiple_of(ZEROING_STEP as u64);
+            let mut at = self.zeroed_end.max(position);
+            while at < end {
+                let step = (end - at).min(ZEROING_STEP as u64) as usize;
+                shared
+                    .files
+                    .records
+                    .write_all_at(&ZEROS[..step], at)
+                    .map_err(io_error("write", &shared.path(RECORDS_FILE)))?;
+                at += step as u64;
+            }
+            self.zeroed_end = end;
+        }
         shared
             .files
             .offsets

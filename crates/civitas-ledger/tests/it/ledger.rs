@@ -449,10 +449,29 @@ async fn reopening_continues_the_tree_and_the_checkpoints() {
     let before = ledger.checkpoint_now().await.unwrap();
     drop(ledger);
 
+    // The writer left zero-filled space past the records; opening keeps it and appends into it.
+    let records_path = dir.path().join("records.dat");
+    let records = std::fs::read(&records_path).unwrap();
+    let end = frame_offset_by_walking(&records, 700);
+    assert!(
+        records.len() - end >= 1 << 20,
+        "{} of {}",
+        end,
+        records.len()
+    );
+    assert!(records[end..].iter().all(|&byte| byte == 0));
     let ledger = open(dir.path());
+    assert_eq!(
+        std::fs::metadata(&records_path).unwrap().len(),
+        records.len() as u64
+    );
     assert_eq!(ledger.size(), 700);
     assert_eq!(ledger.root(700).unwrap(), before.root);
     assert_eq!(ledger.latest_checkpoint(), before);
+    assert_eq!(ledger.append(record(700)).await.unwrap(), 700);
+    assert_eq!(stored_offset(dir.path(), 700), end as u64);
+    assert_eq!(ledger.read(699).unwrap(), record(699));
+    assert_eq!(ledger.read(700).unwrap(), record(700));
     fill(&ledger, 1500).await;
     let after = ledger.checkpoint_now().await.unwrap();
     let proof = ledger.consistency_proof(700, 1500).unwrap();
@@ -467,6 +486,35 @@ async fn reopening_continues_the_tree_and_the_checkpoints() {
 }
 
 #[tokio::test]
+async fn a_batch_larger_than_the_zero_filled_space_grows_the_file_past_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    fill(&ledger, 10).await;
+    // 40 records of 60 KB: 2.4 MB in one batch, more than twice the space kept zero-filled.
+    let big: Vec<Vec<u8>> = (0..40u8).map(|n| vec![b'a' + n % 26; 60_000]).collect();
+    let indexes = ledger.append_batch(big.clone()).await.unwrap();
+    assert_eq!(indexes, 10..50);
+    fill(&ledger, 60).await;
+    drop(ledger);
+
+    let records = std::fs::read(dir.path().join("records.dat")).unwrap();
+    let end = frame_offset_by_walking(&records, 60);
+    assert!(records.len() - end >= 1 << 20);
+    assert!(records[end..].iter().all(|&byte| byte == 0));
+    let ledger = open(dir.path());
+    assert_eq!(ledger.size(), 60);
+    for (n, expected) in big.iter().enumerate() {
+        assert_eq!(&ledger.read(10 + n as u64).unwrap(), expected);
+    }
+    assert_eq!(ledger.read(9).unwrap(), record(9));
+    assert_eq!(ledger.read(59).unwrap(), record(59));
+    drop(ledger);
+    let report = verify_dir(dir.path(), &signer().verifier_key(), |_, _| {}).unwrap();
+    assert_eq!(report.records, 60);
+    assert_eq!(report.torn_tail_bytes, 0);
+}
+
+#[tokio::test]
 async fn a_torn_tail_is_cut_off_and_garbage_derived_files_are_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = open(dir.path());
@@ -476,15 +524,19 @@ async fn a_torn_tail_is_cut_off_and_garbage_derived_files_are_rebuilt() {
 
     // A crash mid-write: one whole frame that was never acknowledged is fine to keep, but the
     // frame after it is torn; derived files have garbage tails.
+    // Both are written over the zero-filled space the writer keeps past its records.
     let records_path = dir.path().join("records.dat");
     let mut records = std::fs::read(&records_path).unwrap();
-    let clean_length = records.len();
+    let clean_length = frame_offset_by_walking(&records, 600);
+    assert!(records[clean_length..].iter().all(|&byte| byte == 0));
     let extra = b"an extra record";
-    records.extend_from_slice(&(extra.len() as u32).to_le_bytes());
-    records.extend_from_slice(&crc32c::crc32c(extra).to_le_bytes());
-    records.extend_from_slice(extra);
-    records.extend_from_slice(&100u32.to_le_bytes());
-    records.extend_from_slice(&[0xAB; 30]);
+    let mut tail = Vec::new();
+    tail.extend_from_slice(&(extra.len() as u32).to_le_bytes());
+    tail.extend_from_slice(&crc32c::crc32c(extra).to_le_bytes());
+    tail.extend_from_slice(extra);
+    tail.extend_from_slice(&100u32.to_le_bytes());
+    tail.extend_from_slice(&[0xAB; 30]);
+    records[clean_length..clean_length + tail.len()].copy_from_slice(&tail);
     std::fs::write(&records_path, &records).unwrap();
     for name in ["leaf-hashes.dat", "record-offsets.dat", "tile-hashes.dat"] {
         let path = dir.path().join(name);

@@ -9,6 +9,7 @@ use std::{
 use axum::{Router, extract::Path, routing::get};
 use base64::{Engine, engine::general_purpose::STANDARD};
 use civitas_ledger::Receipt;
+use futures_util::StreamExt as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -44,6 +45,23 @@ pub async fn start_upstream() -> SocketAddr {
             get(|| async {
                 tokio::time::sleep(Duration::from_secs(3)).await;
                 axum::Json(json!({}))
+            }),
+        )
+        .route(
+            "/slow-body",
+            get(|| async {
+                // Headers at once, then half the JSON, then nothing for three seconds.
+                let chunks = futures_util::stream::iter([
+                    Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"{\"id_number\": ")),
+                ])
+                .chain(futures_util::stream::once(async {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    Ok(bytes::Bytes::from_static(b"\"x\"}"))
+                }));
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    axum::body::Body::from_stream(chunks),
+                )
             }),
         )
         .route("/text", get(|| async { "plain text cannot be filtered" }));
@@ -107,7 +125,7 @@ pub async fn city(server: &TestServer, upstream: SocketAddr, grant_terms: Value)
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let service = json!({
         "code": "accounts", "resource": "320100-B01-000001", "upstream": format!("http://{upstream}"),
-        "methods": ["GET"], "paths": ["/accounts/{id}", "/slow", "/text"], "timeout_ms": 300,
+        "methods": ["GET"], "paths": ["/accounts/{id}", "/slow", "/slow-body", "/text"], "timeout_ms": 300,
         "fields": [
             { "item": "id_number", "path": "$.id_number" },
             { "item": "name", "path": "$.name" },
@@ -472,6 +490,23 @@ async fn upstream_failures_and_circuit_breaker(server: TestServer) {
     assert!(
         elapsed < Duration::from_secs(2),
         "the consumer is never left hanging"
+    );
+    // A JSON answer whose body stalls is cut off at the same limit: it cannot be filtered
+    // before it is whole.
+    let slow_body = format!("/x/{}/fund-core/accounts/slow-body", city.provider);
+    let (status, _, text, elapsed) = call_until(
+        &server,
+        &city.consumer_key,
+        &slow_body,
+        Duration::ZERO,
+        |_| true,
+    )
+    .await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{text}");
+    assert!(text.contains("upstream_timeout"), "{text}");
+    assert!(
+        elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(2),
+        "{elapsed:?}"
     );
 
     // Point the service at a closed port: 502, and after repeated failures a fast 503.
