@@ -48,6 +48,7 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo},
 };
 use jiff::Timestamp;
+use prometheus_client::metrics::gauge::Gauge;
 use serde_json::json;
 use sha2::Sha256;
 use tokio::{net::TcpListener, sync::watch};
@@ -57,7 +58,7 @@ use crate::{
     deadline::Deadlines,
     filter::Treatment,
     limits::{Admission, CircuitBreakers, DailyCounts, DayCount, RateLimits},
-    metrics::{ExchangeLabels, GatewayMetrics},
+    metrics::{ExchangeLabels, GatewayMetrics, ThreadLabels},
     snapshot::{CompiledService, Snapshot},
 };
 
@@ -138,6 +139,51 @@ struct ThreadOwn {
 
 thread_local! {
     static THREAD_OWN: OnceCell<ThreadOwn> = const { OnceCell::new() };
+}
+
+/// Where a gateway event loop gets its connections.
+enum Connections {
+    /// It accepts them itself.
+    Listener(TcpListener),
+    /// [`Gateway::serve_threads`] hands them over, counted in `open` while they last.
+    Handed {
+        handed: tokio::sync::mpsc::UnboundedReceiver<(std::net::TcpStream, std::net::SocketAddr)>,
+        open: Gauge,
+    },
+}
+
+/// Counts a handed connection out of its thread's open connections when the connection ends.
+struct OpenConnection(Option<Gauge>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        if let Some(open) = &self.0 {
+            open.dec();
+        }
+    }
+}
+
+impl Connections {
+    /// The next connection; `None` once no more will come.
+    async fn next(
+        &mut self,
+    ) -> Option<std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr, OpenConnection)>>
+    {
+        match self {
+            Connections::Listener(listener) => Some(
+                listener
+                    .accept()
+                    .await
+                    .map(|(stream, peer)| (stream, peer, OpenConnection(None))),
+            ),
+            Connections::Handed { handed, open } => {
+                let (stream, peer) = handed.recv().await?;
+                // Counted by the hand-over; from here the guard counts it out.
+                let counted = OpenConnection(Some(open.clone()));
+                Some(tokio::net::TcpStream::from_std(stream).map(|stream| (stream, peer, counted)))
+            }
+        }
+    }
 }
 
 /// A pooled keep-alive client: connections made on the current runtime and driven by it.
@@ -663,22 +709,36 @@ impl Gateway {
 
     /// Serves the gateway on `listener` (with TLS when `tls` is given) until `stopped` turns
     /// true; connections in flight finish their requests. `threads` threads serve it, each a
-    /// single-threaded event loop that accepts connections from the shared listener and keeps
-    /// its own pool of upstream connections: a call is read, forwarded, filtered and answered on
-    /// one thread, never handed between threads (which costs more than the gateway's own work on
-    /// a busy machine).
+    /// single-threaded event loop with its own pool of upstream connections: a call is read,
+    /// forwarded, filtered and answered on one thread, never handed between threads (which costs
+    /// more than the gateway's own work on a busy machine).
+    ///
+    /// Connections are accepted here, on the caller's runtime, and each is handed to the thread
+    /// with the fewest open. Threads that accept from one shared socket split connections
+    /// unevenly: whichever is awake takes what arrives, so a burst of new keep-alive connections
+    /// can land on one thread and leave another idle for as long as they last.
     pub async fn serve_threads(
         &self,
         listener: TcpListener,
         tls: Option<tokio_rustls::TlsAcceptor>,
-        stopped: watch::Receiver<bool>,
+        mut stopped: watch::Receiver<bool>,
         threads: usize,
     ) -> anyhow::Result<()> {
-        let listener = listener.into_std()?;
         let threads = threads.max(1);
         let mut finished = Vec::with_capacity(threads);
+        let mut inboxes = Vec::with_capacity(threads);
         for number in 0..threads {
-            let listener = listener.try_clone()?;
+            let (handing, handed) = tokio::sync::mpsc::unbounded_channel();
+            let open = self
+                .inner
+                .metrics
+                .open_connections
+                .get_or_create(&ThreadLabels {
+                    thread: number as u32,
+                })
+                .clone();
+            inboxes.push((handing, open.clone()));
+            let connections = Connections::Handed { handed, open };
             let (gateway, tls, stopped) = (self.clone(), tls.clone(), stopped.clone());
             let (done, finished_one) = tokio::sync::oneshot::channel();
             std::thread::Builder::new()
@@ -701,14 +761,50 @@ impl Gateway {
                                         deadlines,
                                     });
                                 });
-                                let listener = TcpListener::from_std(listener)?;
-                                gateway.serve(listener, tls, stopped).await
+                                gateway.serve_connections(connections, tls, stopped).await
                             })
                         });
                     let _ = done.send(served);
                 })?;
             finished.push(finished_one);
         }
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        tracing::warn!(%error, "gateway accept failed");
+                        continue;
+                    }
+                },
+                _ = stopped.changed() => break,
+            };
+            // Moved to the thread's own event loop, which registers it anew.
+            let mut connection = match stream.into_std() {
+                Ok(stream) => (stream, peer),
+                Err(error) => {
+                    tracing::warn!(%error, %peer, "handing a gateway connection over failed");
+                    continue;
+                }
+            };
+            // A thread that ended (its error is reported below) takes no more.
+            while let Some(position) = (0..inboxes.len()).min_by_key(|&at| inboxes[at].1.get()) {
+                let (handing, open) = &inboxes[position];
+                open.inc();
+                match handing.send(connection) {
+                    Ok(()) => break,
+                    Err(returned) => {
+                        open.dec();
+                        connection = returned.0;
+                        inboxes.swap_remove(position);
+                    }
+                }
+            }
+            if inboxes.is_empty() {
+                break;
+            }
+        }
+        drop(inboxes);
         drop(listener);
         for finished_one in finished {
             finished_one
@@ -724,17 +820,28 @@ impl Gateway {
         &self,
         listener: TcpListener,
         tls: Option<tokio_rustls::TlsAcceptor>,
+        stopped: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        self.serve_connections(Connections::Listener(listener), tls, stopped)
+            .await
+    }
+
+    async fn serve_connections(
+        &self,
+        mut connections: Connections,
+        tls: Option<tokio_rustls::TlsAcceptor>,
         mut stopped: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         loop {
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
+            let (stream, peer, open) = tokio::select! {
+                next = connections.next() => match next {
+                    Some(Ok(next)) => next,
+                    Some(Err(error)) => {
                         tracing::warn!(%error, "gateway accept failed");
                         continue;
                     }
+                    None => break,
                 },
                 _ = stopped.changed() => break,
             };
@@ -748,6 +855,7 @@ impl Gateway {
                     );
                     let watched = graceful.watch(connection);
                     tokio::spawn(async move {
+                        let _open = open;
                         if let Err(error) = watched.await {
                             tracing::debug!(%error, "gateway connection ended");
                         }
@@ -757,6 +865,7 @@ impl Gateway {
                     let acceptor = acceptor.clone();
                     let watcher = graceful.watcher();
                     tokio::spawn(async move {
+                        let _open = open;
                         let stream = match acceptor.accept(stream).await {
                             Ok(stream) => stream,
                             Err(error) => {
@@ -791,7 +900,7 @@ impl Gateway {
                 }
             }
         }
-        drop(listener);
+        drop(connections);
         tokio::select! {
             _ = graceful.shutdown() => {}
             _ = tokio::time::sleep(Duration::from_secs(10)) => {

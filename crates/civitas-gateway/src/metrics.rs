@@ -1,11 +1,12 @@
 //! Prometheus metrics of the gateway: calls and latency by consumer, provider, service and
-//! status, and bytes delivered.
+//! status, bytes delivered, and the connections open on each gateway thread.
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{
         counter::Counter,
         family::Family,
+        gauge::Gauge,
         histogram::{Histogram, exponential_buckets},
     },
     registry::Registry,
@@ -19,6 +20,11 @@ pub struct ExchangeLabels {
     pub status: u16,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ThreadLabels {
+    pub thread: u32,
+}
+
 type HistogramFamily = Family<ExchangeLabels, Histogram, fn() -> Histogram>;
 
 #[derive(Clone)]
@@ -26,6 +32,8 @@ pub struct GatewayMetrics {
     pub exchanges: Family<ExchangeLabels, Counter>,
     pub durations: HistogramFamily,
     pub response_bytes: Family<ExchangeLabels, Counter>,
+    /// Consumer connections open on each gateway thread.
+    pub open_connections: Family<ThreadLabels, Gauge>,
 }
 
 impl GatewayMetrics {
@@ -36,6 +44,7 @@ impl GatewayMetrics {
                 Histogram::new(exponential_buckets(0.0001, 2.0, 18))
             }),
             response_bytes: Family::default(),
+            open_connections: Family::default(),
         };
         registry.register(
             "civitas_gateway_exchanges",
@@ -51,6 +60,11 @@ impl GatewayMetrics {
             "civitas_gateway_response_bytes",
             "Bytes delivered to consumers",
             metrics.response_bytes.clone(),
+        );
+        registry.register(
+            "civitas_gateway_open_connections",
+            "Consumer connections open on each gateway thread",
+            metrics.open_connections.clone(),
         );
         metrics
     }

@@ -20,6 +20,7 @@ on_both_stores!(
     denials_limits_and_revocation,
     upstream_failures_and_circuit_breaker,
     video_playback_urls,
+    connections_are_spread_over_the_gateway_threads,
 );
 
 pub const CITIZEN: &str = "11010519491231002X";
@@ -717,4 +718,76 @@ pub async fn tls_get(
         .map_err(|e| e.to_string())?
         .to_bytes();
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// Open consumer connections on each gateway thread, from the metrics.
+async fn open_connections(server: &TestServer) -> Vec<i64> {
+    let metrics = server
+        .client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut open = Vec::new();
+    for thread in 0.. {
+        let name = format!("civitas_gateway_open_connections{{thread=\"{thread}\"}} ");
+        let Some(line) = metrics.lines().find(|line| line.starts_with(&name)) else {
+            break;
+        };
+        open.push(line[name.len()..].trim().parse().unwrap());
+    }
+    open
+}
+
+/// Sends a request on a raw keep-alive connection and reads the answer's head.
+async fn ask(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: gateway\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 4096];
+    let read = stream.read(&mut answer).await.unwrap();
+    String::from_utf8_lossy(&answer[..read]).into_owned()
+}
+
+async fn connections_are_spread_over_the_gateway_threads(server: TestServer) {
+    let before = open_connections(&server).await;
+    assert_eq!(before.len(), 2, "the tests run two gateway threads");
+    let address = server.running.as_ref().unwrap().gateway_addr;
+    let mut streams = Vec::new();
+    for _ in 0..7 {
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        // Answered: the connection has been accepted and handed to a thread.
+        assert!(ask(&mut stream).await.starts_with("HTTP/1.1 404"));
+        streams.push(stream);
+    }
+    let during = open_connections(&server).await;
+    assert_eq!(
+        during.iter().sum::<i64>(),
+        before.iter().sum::<i64>() + 7,
+        "{before:?} {during:?}"
+    );
+    let (fewest, most) = (during.iter().min().unwrap(), during.iter().max().unwrap());
+    assert!(most - fewest <= 1, "{during:?}");
+    // Each connection still works where it landed.
+    for stream in &mut streams {
+        assert!(ask(stream).await.starts_with("HTTP/1.1 404"));
+    }
+    drop(streams);
+    let started = Instant::now();
+    loop {
+        let after = open_connections(&server).await;
+        if after.iter().sum::<i64>() == before.iter().sum::<i64>() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "closed connections are counted out: {before:?} {after:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
