@@ -312,15 +312,7 @@ async fn granted_call_is_filtered_masked_and_receipted(server: TestServer) {
         )
         .await;
     assert_eq!(usage[0]["calls"], 1, "{usage}");
-    let metrics = server
-        .client
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.get_text("/metrics").await;
     assert!(
         metrics.contains(&format!(
             "civitas_gateway_exchanges_total{{consumer=\"{}/portal\"",
@@ -722,15 +714,7 @@ pub async fn tls_get(
 
 /// Open consumer connections on each gateway thread, from the metrics.
 async fn open_connections(server: &TestServer) -> Vec<i64> {
-    let metrics = server
-        .client
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.get_text("/metrics").await;
     let mut open = Vec::new();
     for thread in 0.. {
         let name = format!("civitas_gateway_open_connections{{thread=\"{thread}\"}} ");

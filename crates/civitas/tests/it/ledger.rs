@@ -80,15 +80,7 @@ async fn audit_events_reach_the_ledger_with_proofs(server: TestServer) {
     forged[10] ^= 1;
     assert!(receipt.verify(Some(&forged), &verifier_key).is_err());
 
-    let checkpoint_text = server
-        .client
-        .get(format!("{}/ledger/checkpoint", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let checkpoint_text = server.get_text("/ledger/checkpoint").await;
     let checkpoint =
         verify_checkpoint(&checkpoint_text, &verifier).expect("a valid signed checkpoint");
     assert_eq!(checkpoint.origin, "cn-js-nanjing");

@@ -565,15 +565,7 @@ async fn operations_endpoints(server: TestServer) {
     let bad_key = server.get("/api/v1/organizations", "cvk_nonsense").await;
     assert_problem(&bad_key, StatusCode::UNAUTHORIZED, "unauthenticated");
 
-    let metrics = server
-        .client
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.get_text("/metrics").await;
     assert!(metrics.contains("civitas_http_requests_total{route=\"/api/v1/organizations\",method=\"GET\",status=\"401\"} 2"), "{metrics}");
     assert!(metrics.contains("civitas_http_request_duration_seconds_bucket"));
 

@@ -124,6 +124,18 @@ impl TestServer {
         (status, value)
     }
 
+    /// The text of an unauthenticated GET on the API listener, such as `/metrics`.
+    pub async fn get_text(&self, path: &str) -> String {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
         self.request(Method::GET, path, Some(key), None).await
     }
