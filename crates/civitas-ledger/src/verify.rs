@@ -400,7 +400,9 @@ fn verify_dir_in_chunks(
             let second = scope.spawn(|| {
                 context.process(&frames[split..], first_index + split as u64, second_scratch)
             });
-            let next = if end_of_file {
+            // Damage ends the scan, and what follows it (up to a whole chunk) would not fit
+            // before the next chunk.
+            let next = if end_of_file || damage.is_some() {
                 Ok(true)
             } else {
                 let leftover = &valid[position..];
@@ -1036,7 +1038,9 @@ mod tests {
         let end = records_end(&records);
         assert!(records.len() > end, "the writer zero-fills ahead");
         assert!(records[end..].iter().all(|&byte| byte == 0));
-        for chunk_bytes in [400, 4096, CHUNK_BYTES] {
+        // The third size ends the first chunk more than a frame's worth into the zeros, which
+        // run on past it.
+        for chunk_bytes in [400, 4096, end + 70_000, CHUNK_BYTES] {
             let report =
                 verify_dir_in_chunks(dir.path(), &signer().verifier_key(), |_, _| {}, chunk_bytes)
                     .unwrap();
