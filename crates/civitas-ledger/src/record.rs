@@ -33,6 +33,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// One entry of the data chain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+// The lint fires when the ledger is built alone, not with the workspace's unified features.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a record is made, encoded and dropped one at a time; boxing the exchange would \
+              add an allocation on the gateway's path"
+)]
 pub enum Record {
     Admin(AdminRecord),
     Exchange(ExchangeRecord),
