@@ -281,13 +281,17 @@ class RssSampler:
 
 def fdatasync_ms(directory, samples=200):
     """p50 and p99 of fdatasync after a small write in `directory`: the floor under every
-    durable ledger append, and on a shared machine its most variable part."""
+    durable ledger append, and on a shared machine its most variable part. As the ledger's
+    writer does, it writes into space already zero-filled and synced, so that the syncs do not
+    grow the file."""
     path = os.path.join(directory, "fsync-probe")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     times = []
     try:
-        for _ in range(samples):
-            os.write(fd, b"x" * 300)
+        os.write(fd, bytes(samples * 300))
+        os.fdatasync(fd)
+        for sample in range(samples):
+            os.pwrite(fd, b"x" * 300, sample * 300)
             started = time.perf_counter()
             os.fdatasync(fd)
             times.append((time.perf_counter() - started) * 1000)

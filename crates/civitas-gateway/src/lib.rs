@@ -141,6 +141,11 @@ thread_local! {
     static THREAD_OWN: OnceCell<ThreadOwn> = const { OnceCell::new() };
 }
 
+/// What `read` takes from the current thread's own parts, if it is a gateway thread.
+fn thread_own<T>(read: impl FnOnce(&ThreadOwn) -> T) -> Option<T> {
+    THREAD_OWN.with(|own| own.get().map(read))
+}
+
 /// Where a gateway event loop gets its connections.
 enum Connections {
     /// It accepts them itself.
@@ -522,8 +527,7 @@ impl Gateway {
         limit: Duration,
         future: F,
     ) -> Result<F::Output, deadline::Elapsed> {
-        let deadlines = THREAD_OWN.with(|own| own.get().map(|own| own.deadlines.clone()));
-        match deadlines {
+        match thread_own(|own| own.deadlines.clone()) {
             Some(deadlines) => deadlines.within(limit, future).await,
             None => tokio::time::timeout(limit, future)
                 .await
@@ -1411,8 +1415,10 @@ impl Gateway {
     ) -> civitas_ledger::Result<u64> {
         let bytes = record::encode(&Record::Exchange(record));
         let ledger = &self.inner.ledger;
-        let via = THREAD_OWN.with(|own| own.get().map(|own| own.completions.clone()));
-        match (via, exchange.durable_later) {
+        match (
+            thread_own(|own| own.completions.clone()),
+            exchange.durable_later,
+        ) {
             (Some(via), false) => ledger.append_via(&via, bytes).await,
             (Some(via), true) => ledger.append_ordered_via(&via, bytes).await,
             (None, false) => ledger.append(bytes).await,
