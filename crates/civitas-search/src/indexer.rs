@@ -58,6 +58,32 @@ pub(crate) struct IndexerHandle {
     state: Arc<State>,
 }
 
+/// How long opening the writer waits for a held writer lock before it fails.
+const LOCK_PATIENCE: Duration = Duration::from_millis(500);
+
+/// Opens tantivy's writer. Its lock belongs to the open lock file, and a process that this one
+/// is spawning holds a copy of every open file until it starts its program, so an index closed
+/// a moment ago (a restart) can look locked: a busy lock is tried again for [`LOCK_PATIENCE`].
+fn open_writer(
+    index: &Index,
+    options: tantivy::indexer::IndexWriterOptions,
+) -> Result<IndexWriter> {
+    let give_up = Instant::now() + LOCK_PATIENCE;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match index.writer_with_options(options.clone()) {
+            Err(tantivy::TantivyError::LockFailure(
+                tantivy::directory::error::LockError::LockBusy,
+                _,
+            )) if Instant::now() < give_up => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            result => return Ok(result?),
+        }
+    }
+}
+
 pub(crate) fn start(
     index: &Index,
     reader: IndexReader,
@@ -78,14 +104,13 @@ pub(crate) fn start(
     let threads = options.writer_threads.max(1);
     // tantivy needs at least 15 MB per indexing thread.
     let memory = options.writer_memory_bytes.max(threads * (16 << 20));
-    let writer: IndexWriter = index.writer_with_options(
-        tantivy::indexer::IndexWriterOptions::builder()
-            .num_worker_threads(threads)
-            .memory_budget_per_thread(memory / threads)
-            // Merges run beside indexing and searching; on a small machine one at a time.
-            .num_merge_threads(1)
-            .build(),
-    )?;
+    let writer_options = tantivy::indexer::IndexWriterOptions::builder()
+        .num_worker_threads(threads)
+        .memory_budget_per_thread(memory / threads)
+        // Merges run beside indexing and searching; on a small machine one at a time.
+        .num_merge_threads(1)
+        .build();
+    let writer = open_writer(index, writer_options)?;
     let state = Arc::new(State {
         indexed_seq: AtomicU64::new(indexed_seq),
         marked_seq: AtomicU64::new(indexed_seq),

@@ -475,6 +475,33 @@ impl NodeSource for StoredNodes<'_> {
     }
 }
 
+/// How long `open` waits for a held directory lock before it reports the directory as open.
+const LOCK_PATIENCE: Duration = Duration::from_millis(500);
+
+/// Takes the directory's exclusive lock. The lock belongs to the open file, and a process that
+/// this one is spawning holds a copy of every open file until it starts its program, so a
+/// ledger that was just closed can look open for that moment: a held lock is tried again for
+/// [`LOCK_PATIENCE`] before it counts as another holder's.
+fn lock_directory(lock_file: &File, dir: &Path, lock_path: &Path) -> Result<()> {
+    let give_up = std::time::Instant::now() + LOCK_PATIENCE;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match lock_file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < give_up => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::AlreadyOpen(dir.to_path_buf()));
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(io_error("lock", lock_path)(source));
+            }
+        }
+    }
+}
+
 struct Handle {
     shared: Arc<Shared>,
     sender: Option<mpsc::Sender<writer::AppendRequest>>,
@@ -531,13 +558,7 @@ impl Ledger {
         std::fs::create_dir_all(&dir).map_err(io_error("create directory", &dir))?;
         let lock_path = dir.join(LOCK_FILE);
         let lock_file = open_data_file(&dir, LOCK_FILE)?;
-        match lock_file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::AlreadyOpen(dir)),
-            Err(std::fs::TryLockError::Error(source)) => {
-                return Err(io_error("lock", &lock_path)(source));
-            }
-        }
+        lock_directory(&lock_file, &dir, &lock_path)?;
         let files = DataFiles::open(&dir)?;
         // Newly created files only survive a crash once their directory entries are durable.
         File::open(&dir)

@@ -909,3 +909,27 @@ async fn a_torn_checkpoint_write_is_cut_off_but_damage_before_others_is_an_error
         Err(VerifyError::CorruptCheckpoints { offset: 0, .. })
     ));
 }
+
+/// A process being spawned holds a copy of every open file until it starts its program, the
+/// directory lock's included; a ledger closed in that moment must still reopen.
+#[test]
+fn a_ledger_reopens_while_this_process_spawns_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spawner = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut spawned = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::process::Command::new("true").status().unwrap();
+                spawned += 1;
+            }
+            spawned
+        })
+    };
+    for _ in 0..40 {
+        drop(open(dir.path()));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(spawner.join().unwrap() > 0);
+}

@@ -36,6 +36,32 @@ async fn reopen_keeps_documents_and_indexed_seq() {
     reopened.close().await.unwrap();
 }
 
+/// A process being spawned holds a copy of every open file until it starts its program, the
+/// writer lock's included; an index closed in that moment (a restart) must still reopen.
+#[tokio::test]
+async fn an_index_reopens_while_this_process_spawns_others() {
+    let directory = tempfile::tempdir().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spawner = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut spawned = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::process::Command::new("true").status().unwrap();
+                spawned += 1;
+            }
+            spawned
+        })
+    };
+    for _ in 0..20 {
+        let index = CatalogIndex::open_with(directory.path(), small_options()).unwrap();
+        index.close().await.unwrap();
+        drop(index);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(spawner.join().unwrap() > 0);
+}
+
 #[tokio::test]
 async fn indexes_of_other_format_versions_are_replaced() {
     let directory = tempfile::tempdir().unwrap();
