@@ -10,7 +10,8 @@ median. Latency: paced_load (civitas-gateway's example) at fixed request rates (
 the slower proxy's throughput; a rate that a target does not sustain is flagged), the same
 connections for each target, interleaved rounds, median of each percentile. It sends on one evenly
 spaced schedule and measures each latency from the request's scheduled time, as wrk2 does, so
-queueing behind a slow answer counts. hey is not used: its rate limit is per worker and all workers
+queueing behind a slow answer counts. Each proxy's CPU per request is measured at the fixed rates
+too: below saturation every request pays for its own wake-ups. hey is not used: its rate limit is per worker and all workers
 tick in lockstep, so at 2,000/s 32 workers fire together every 16 ms and its p99 measures how fast
 such a burst drains.
 """
@@ -40,6 +41,8 @@ UPSTREAM = "upstream (direct)"
 NGINX = "nginx reverse proxy"
 CIVITAS = "civitas gateway"
 HYPER = "bare hyper proxy (civitas' HTTP stack alone)"
+# paced_load's warmup before each fixed-rate measurement, sent at the same rate.
+PACED_WARMUP_SECONDS = 1
 
 
 def free_port():
@@ -187,10 +190,10 @@ def wrk(url, seconds, connections, headers=()):
 
 def paced_load(binary, url, seconds, connections, rate, headers=()):
     """Latency at a fixed rate: `rate` requests/s on one schedule over `connections` connections,
-    after a second of warmup. Returns p50, p99, p99.9 (ms), the achieved rate, the failed count
+    after PACED_WARMUP_SECONDS of warmup. Returns p50, p99, p99.9 (ms), the achieved rate, the failed count
     and how late paced_load sent on average (µs)."""
     command = [binary, "--url", url, "--rate", str(rate), "--seconds", str(seconds),
-               "--connections", str(connections)]
+               "--connections", str(connections), "--warmup", str(PACED_WARMUP_SECONDS)]
     for header in headers:
         command += ["--header", header]
     result = subprocess.run(command, capture_output=True, text=True)
@@ -425,15 +428,24 @@ def main():
         fsync = fdatasync_ms(data_dir)
         slower = min(median[NGINX], median[CIVITAS])
         rates = [arguments.rate] if arguments.rate else [int(share * slower) for share in arguments.rate_shares]
-        # at_rate[rate][name]: the medians of p50, p99, p99.9 and the achieved rate.
+        # at_rate[rate][name]: the medians of p50, p99, p99.9 and the achieved rate;
+        # proxy_cpu_at_rate[rate][name]: the median proxy's CPU µs per request at that rate.
         at_rate = {}
+        proxy_cpu_at_rate = {}
         for rate in rates:
             latency = {name: [] for name in targets}
+            cpu_at_rate = {name: [] for name in targets}
             for round_number in range(arguments.rounds):
                 for name, (url, headers) in targets.items():
+                    own = [own_pid[name]] if name in own_pid else []
+                    before = cpu_seconds(nginx), cpu_seconds(own)
                     with RssSampler(civitas.pid) as sampler:
                         result = paced_load(arguments.paced_load, url, arguments.seconds,
                                             arguments.latency_connections, rate, headers)
+                    after = cpu_seconds(nginx), cpu_seconds(own)
+                    # paced_load sends a second of warmup at the rate before it measures.
+                    requests = result[3] * arguments.seconds + rate * PACED_WARMUP_SECONDS
+                    cpu_at_rate[name].append(tuple((a - b) / requests * 1e6 for a, b in zip(after, before)))
                     if name == CIVITAS:
                         rss += sampler.samples
                     if result[4]:
@@ -443,6 +455,9 @@ def main():
                           f"p99 {result[1]:.2f} ms (sent {result[5]:.0f} µs late on average)", file=sys.stderr)
             at_rate[rate] = {name: tuple(statistics.median(r[i] for r in results) for i in range(4))
                              for name, results in latency.items()}
+            spent = {name: tuple(statistics.median(v[i] for v in values) for i in range(2))
+                     for name, values in cpu_at_rate.items()}
+            proxy_cpu_at_rate[rate] = {name: sum(spent[name]) - spent[UPSTREAM][0] for name in targets}
 
         ledger = api(base, "GET", "/api/v1/ledger")
         nginx_rps = median[NGINX]
@@ -456,13 +471,14 @@ def main():
         for name in targets:
             own = "–" if name == UPSTREAM else f"{proxy_cpu[name]:.0f}"
             print(f"| {name} | {median[name]:,.0f} | {median[name] / nginx_rps:.2f} | {own} |")
-        print("\n| target | fixed rate | p50 ms | p99 ms | p99.9 ms | achieved rate |")
-        print("|---|---:|---:|---:|---:|---:|")
+        print("\n| target | fixed rate | p50 ms | p99 ms | p99.9 ms | achieved rate | proxy's CPU µs/request |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
         for rate, results in at_rate.items():
             for name in targets:
                 p50, p99, p999, achieved = results[name]
+                own = "–" if name == UPSTREAM else f"{proxy_cpu_at_rate[rate][name]:.0f}"
                 print(f"| {name} | {rate:,}/s ({rate / slower:.0%} of the slower proxy) | {p50:.2f} | {p99:.2f} | "
-                      f"{p999:.2f} | {achieved:,.0f} |")
+                      f"{p999:.2f} | {achieved:,.0f} | {own} |")
         ratio = median[CIVITAS] / nginx_rps
         print(f"\n- throughput ratio civitas / nginx: **{ratio:.2f}** (target ≥ 1.0: {'met' if ratio >= 1.0 else 'MISSED'}); "
               f"rounds: civitas {', '.join(f'{v:,.0f}' for v in throughput[CIVITAS])}; nginx {', '.join(f'{v:,.0f}' for v in throughput[NGINX])}")
