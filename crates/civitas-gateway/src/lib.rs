@@ -1415,7 +1415,8 @@ impl Gateway {
     ) -> civitas_ledger::Result<u64> {
         let bytes = record::encode(&Record::Exchange(record));
         let ledger = &self.inner.ledger;
-        match (
+        let started = Instant::now();
+        let appended = match (
             thread_own(|own| own.completions.clone()),
             exchange.durable_later,
         ) {
@@ -1423,7 +1424,12 @@ impl Gateway {
             (Some(via), true) => ledger.append_ordered_via(&via, bytes).await,
             (None, false) => ledger.append(bytes).await,
             (None, true) => ledger.append_ordered(bytes).await,
-        }
+        };
+        self.inner
+            .metrics
+            .ledger_waits
+            .observe(started.elapsed().as_secs_f64());
+        appended
     }
 
     /// The upstream did not answer whole within the service's time limit: 504, recorded.

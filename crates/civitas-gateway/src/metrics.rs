@@ -1,5 +1,6 @@
 //! Prometheus metrics of the gateway: calls and latency by consumer, provider, service and
-//! status, bytes delivered, and the connections open on each gateway thread.
+//! status, bytes delivered, how long calls wait for the ledger, and the connections open on each
+//! gateway thread.
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -32,6 +33,9 @@ pub struct GatewayMetrics {
     pub exchanges: Family<ExchangeLabels, Counter>,
     pub durations: HistogramFamily,
     pub response_bytes: Family<ExchangeLabels, Counter>,
+    /// How long each call waited for its exchange record's append: the share of the latency
+    /// that durable evidence costs.
+    pub ledger_waits: Histogram,
     /// Consumer connections open on each gateway thread.
     pub open_connections: Family<ThreadLabels, Gauge>,
 }
@@ -44,6 +48,7 @@ impl GatewayMetrics {
                 Histogram::new(exponential_buckets(0.0001, 2.0, 18))
             }),
             response_bytes: Family::default(),
+            ledger_waits: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
             open_connections: Family::default(),
         };
         registry.register(
@@ -60,6 +65,12 @@ impl GatewayMetrics {
             "civitas_gateway_response_bytes",
             "Bytes delivered to consumers",
             metrics.response_bytes.clone(),
+        );
+        registry.register(
+            "civitas_gateway_ledger_wait_seconds",
+            "Time a call waited for its exchange record to be appended to the ledger (durably, \
+             unless it was an internal call)",
+            metrics.ledger_waits.clone(),
         );
         registry.register(
             "civitas_gateway_open_connections",

@@ -320,6 +320,11 @@ async fn granted_call_is_filtered_masked_and_receipted(server: TestServer) {
         )),
         "{metrics}"
     );
+    // Every exchange counted waited for its ledger append once.
+    let exchanges: f64 = metric_values(&metrics, "civitas_gateway_exchanges_total{").sum();
+    let waits: f64 = metric_values(&metrics, "civitas_gateway_ledger_wait_seconds_count ").sum();
+    assert!(exchanges >= 1.0, "{metrics}");
+    assert_eq!(waits, exchanges, "{metrics}");
 
     // A non-JSON answer cannot be filtered, so it does not leave.
     let (status, _, text, _) = call_until(
@@ -778,4 +783,12 @@ async fn connections_are_spread_over_the_gateway_threads(server: TestServer) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The values of the metric lines starting with `prefix` (a name and `{` or a space).
+fn metric_values<'a>(metrics: &'a str, prefix: &'a str) -> impl Iterator<Item = f64> + 'a {
+    metrics
+        .lines()
+        .filter(move |line| line.starts_with(prefix))
+        .map(|line| line.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
 }
