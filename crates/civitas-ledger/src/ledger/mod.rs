@@ -131,8 +131,8 @@ pub struct LedgerOptions {
     pub checkpoint_interval: Duration,
     /// The writer stops draining pending appends into one group commit beyond this many bytes.
     pub max_batch_bytes: usize,
-    /// How long the writer may wait for more appends when fewer are queued than its previous group
-    /// commit carried; zero commits whatever is queued at once.
+    /// How long the writer may wait for more appends after a group commit of four or more (see
+    /// the writer's `gather_for`); zero always commits whatever is queued at once.
     pub group_commit_window: Duration,
 }
 

@@ -206,10 +206,11 @@ impl WriterState {
 /// `max_batch_bytes`), writes them together, answers the appends that wait only for their place
 /// in order, syncs once if any append waits for durability, and answers those.
 ///
-/// How long to gather: waiters that were just answered usually append again within
-/// microseconds, but the first of them wakes the writer alone; committing at once would alternate
-/// tiny and large groups and waste half the syncs. So when fewer are queued than the previous
-/// group carried, the writer waits up to `gather_window` for that many. And while appends keep
+/// How long to gather: after a small group commit, not at all (see `gather_for`); what arrives
+/// during a sync makes the next group. After a large one: waiters that were just answered usually
+/// append again within microseconds, but the first of them wakes the writer alone; committing at
+/// once would alternate tiny and large groups and waste half the syncs. So when fewer are queued
+/// than the previous group carried, the writer waits up to `gather_window` for that many. And while appends keep
 /// arriving (one came within twice the usual gap between arrivals, and the next is due before
 /// the window closes) it sleeps to the end of the window and takes what came: under a steady
 /// stream of callers, such as a busy gateway's, each sync then carries what arrived in the whole
@@ -250,7 +251,7 @@ pub(crate) fn run(
         let mut bytes = request_bytes(&first);
         arrivals.arrived(first.sent);
         batch.push(first);
-        let deadline = Instant::now() + gather_window;
+        let deadline = Instant::now() + gather_for(previous_group, gather_window);
         while bytes < max_batch_bytes {
             let next = match receiver.try_recv() {
                 Ok(next) => next,
@@ -321,6 +322,23 @@ pub(crate) fn run(
         let _ = state.guarded(|state| state.sync(shared));
     }
 }
+
+/// How long to gather appends after taking the first, given how many the previous group commit
+/// carried: nothing when that was fewer than `GATHER_FROM`. Such small groups mean the appends
+/// come slowly enough for a sync to be waiting for them rather than the other way round; the
+/// window would then only add to every append's wait (under a gateway's moderate, steady load,
+/// each call's whole window). Gathering pays when groups are large, where fewer syncs are worth
+/// more to a busy machine than a fraction of a sync's time is to each append.
+fn gather_for(previous_group: usize, gather_window: Duration) -> Duration {
+    if previous_group >= GATHER_FROM {
+        gather_window
+    } else {
+        Duration::ZERO
+    }
+}
+
+/// See `gather_for`.
+const GATHER_FROM: usize = 4;
 
 /// The rhythm of arriving appends: the last arrival and the usual gap between arrivals (a
 /// moving average, so that one pause does not end a stream).
@@ -405,6 +423,14 @@ mod tests {
         }
         let last = start + Duration::from_micros(1500) + Duration::from_nanos(200 * 63);
         assert!(!arrivals.streaming(last + Duration::from_micros(50), last + WINDOW));
+    }
+
+    #[test]
+    fn only_a_large_previous_group_is_gathered_for() {
+        assert_eq!(gather_for(1, WINDOW), Duration::ZERO);
+        assert_eq!(gather_for(GATHER_FROM - 1, WINDOW), Duration::ZERO);
+        assert_eq!(gather_for(GATHER_FROM, WINDOW), WINDOW);
+        assert_eq!(gather_for(64, WINDOW), WINDOW);
     }
 
     #[test]
