@@ -206,6 +206,36 @@ def paced_load(binary, url, seconds, connections, rate, headers=()):
             answer["mean_send_error_us"])
 
 
+def ledger_wait_buckets(base):
+    """civitas_gateway_ledger_wait_seconds from civitas' /metrics: [(upper bound s, cumulative count)]."""
+    with urllib.request.urlopen(base + "/metrics") as response:
+        text = response.read().decode()
+    buckets = []
+    for match in re.finditer(r'^civitas_gateway_ledger_wait_seconds_bucket\{le="([^"]+)"\} (\S+)$', text, re.M):
+        buckets.append((float("inf") if match.group(1) == "+Inf" else float(match.group(1)), float(match.group(2))))
+    if not buckets:
+        raise SystemExit("civitas' /metrics has no civitas_gateway_ledger_wait_seconds")
+    return sorted(buckets)
+
+
+def bucket_quantile(before, after, quantile):
+    """The quantile (s) of what a cumulative histogram counted between two readings, interpolated
+    linearly within its bucket; None if it counted nothing."""
+    counts = [(bound, a - b) for (bound, a), (_, b) in zip(after, before)]
+    total = counts[-1][1]
+    if total <= 0:
+        return None
+    wanted = quantile * total
+    lower, below = 0.0, 0.0
+    for bound, cumulative in counts:
+        if cumulative >= wanted:
+            if bound == float("inf"):
+                return lower
+            return lower + (bound - lower) * (wanted - below) / max(cumulative - below, 1e-9)
+        lower, below = bound, cumulative
+    return lower
+
+
 def stat_times(path):
     """The name, and the user and system CPU seconds, in a /proc stat file (of a process or a
     thread)."""
@@ -432,17 +462,24 @@ def main():
         # proxy_cpu_at_rate[rate][name]: the median proxy's CPU µs per request at that rate.
         at_rate = {}
         proxy_cpu_at_rate = {}
+        # ledger_wait_at_rate[rate]: the medians of civitas' p50 and p99 wait for its ledger append.
+        ledger_wait_at_rate = {}
         for rate in rates:
             latency = {name: [] for name in targets}
             cpu_at_rate = {name: [] for name in targets}
+            ledger_waits = []
             for round_number in range(arguments.rounds):
                 for name, (url, headers) in targets.items():
                     own = [own_pid[name]] if name in own_pid else []
                     before = cpu_seconds(nginx), cpu_seconds(own)
+                    waits_before = ledger_wait_buckets(base) if name == CIVITAS else None
                     with RssSampler(civitas.pid) as sampler:
                         result = paced_load(arguments.paced_load, url, arguments.seconds,
                                             arguments.latency_connections, rate, headers)
                     after = cpu_seconds(nginx), cpu_seconds(own)
+                    if waits_before is not None:
+                        waits_after = ledger_wait_buckets(base)
+                        ledger_waits.append(tuple(bucket_quantile(waits_before, waits_after, q) for q in (0.5, 0.99)))
                     # paced_load sends a second of warmup at the rate before it measures.
                     requests = result[3] * arguments.seconds + rate * PACED_WARMUP_SECONDS
                     cpu_at_rate[name].append(tuple((a - b) / requests * 1e6 for a, b in zip(after, before)))
@@ -458,6 +495,7 @@ def main():
             spent = {name: tuple(statistics.median(v[i] for v in values) for i in range(2))
                      for name, values in cpu_at_rate.items()}
             proxy_cpu_at_rate[rate] = {name: sum(spent[name]) - spent[UPSTREAM][0] for name in targets}
+            ledger_wait_at_rate[rate] = tuple(statistics.median(w[i] for w in ledger_waits) for i in range(2))
 
         ledger = api(base, "GET", "/api/v1/ledger")
         nginx_rps = median[NGINX]
@@ -488,6 +526,11 @@ def main():
             print(f"- p99 civitas − nginx at {rate:,}/s: **{gap:+.2f} ms** "
                   f"(target ≤ +1 ms: {'met' if gap <= 1.0 else 'MISSED'})"
                   + ("" if sustained else "; not sustained: an achieved rate fell below 99 % of the fixed one"))
+        for rate, (wait_p50, wait_p99) in ledger_wait_at_rate.items():
+            p50, p99 = at_rate[rate][CIVITAS][:2]
+            print(f"- civitas' wait for its durable ledger append at {rate:,}/s: p50 {wait_p50 * 1e3:.2f} ms, "
+                  f"p99 {wait_p99 * 1e3:.2f} ms, of its p50 {p50:.2f} and p99 {p99:.2f} ms "
+                  "(civitas_gateway_ledger_wait_seconds, interpolated within its √2 buckets, warmup included)")
         print(f"- CPU per request beyond the upstream's ({upstream_cpu:.0f} µs in nginx): nginx proxy "
               f"{proxy_cpu[NGINX]:.0f} µs, civitas {proxy_cpu[CIVITAS]:.0f} µs (median over the wrk rounds; "
               "robust to other load on the machine, unlike requests/s)"
