@@ -210,15 +210,15 @@ impl WriterState {
 /// during a sync makes the next group. After a large one: waiters that were just answered usually
 /// append again within microseconds, but the first of them wakes the writer alone; committing at
 /// once would alternate tiny and large groups and waste half the syncs. So when fewer are queued
-/// than the previous group carried, the writer waits up to `gather_window` for that many. And while appends keep
-/// arriving (one came within twice the usual gap between arrivals, and the next is due before
-/// the window closes) it sleeps to the end of the window and takes what came: under a steady
+/// than the previous group carried, the writer waits up to `gather_window` for that many. And while
+/// appends keep arriving (one came within twice the usual gap between arrivals, and the next is due
+/// before the window closes) it sleeps to the end of the window and takes what came: under a steady
 /// stream of callers, such as a busy gateway's, each sync then carries what arrived in the whole
 /// window instead of what arrived during the previous sync, and syncs (and the wake-ups around
 /// each) take less of the machine. A closed group of callers that all wait for the writer stops
-/// arriving at once, and is committed as soon as that is seen. Records written without a sync
-/// are synced by the next durable append's group or, when none comes within `gather_window`, on
-/// their own. Answers for appends made through a mailbox are left there a group at a time (see
+/// arriving at once, and is committed as soon as that is seen. Records written without a sync are
+/// synced by the next durable append's group or, when none comes within `gather_window`, on their
+/// own. Answers for appends made through a mailbox are left there a group at a time (see
 /// `completions`).
 pub(crate) fn run(
     shared: &Shared,
