@@ -10,10 +10,10 @@ median. Latency: paced_load (civitas-gateway's example) at fixed request rates (
 the slower proxy's throughput; a rate that a target does not sustain is flagged), the same
 connections for each target, interleaved rounds, median of each percentile. It sends on one evenly
 spaced schedule and measures each latency from the request's scheduled time, as wrk2 does, so
-queueing behind a slow answer counts. Each proxy's CPU per request is measured at the fixed rates
-too: below saturation every request pays for its own wake-ups. hey is not used: its rate limit is per worker and all workers
-tick in lockstep, so at 2,000/s 32 workers fire together every 16 ms and its p99 measures how fast
-such a burst drains.
+queueing behind a slow answer counts. Each proxy's CPU per request is measured at the fixed
+rates too: below saturation every request pays for its own wake-ups. hey is not used: its rate
+limit is per worker and all workers tick in lockstep, so at 2,000/s 32 workers fire together
+every 16 ms and its p99 measures how fast such a burst drains.
 """
 
 import argparse
@@ -190,8 +190,8 @@ def wrk(url, seconds, connections, headers=()):
 
 def paced_load(binary, url, seconds, connections, rate, headers=()):
     """Latency at a fixed rate: `rate` requests/s on one schedule over `connections` connections,
-    after PACED_WARMUP_SECONDS of warmup. Returns p50, p99, p99.9 (ms), the achieved rate, the failed count
-    and how late paced_load sent on average (µs)."""
+    after PACED_WARMUP_SECONDS of warmup. Returns p50, p99, p99.9 (ms), the achieved rate, the
+    failed count and how late paced_load sent on average (µs)."""
     command = [binary, "--url", url, "--rate", str(rate), "--seconds", str(seconds),
                "--connections", str(connections), "--warmup", str(PACED_WARMUP_SECONDS)]
     for header in headers:
@@ -257,6 +257,28 @@ THREAD_GROUPS = (
     ("ledger writer", ("ledger-",)),
     ("main runtime and store (personal-data index, API)", ("tokio-", "sqlx-", "civitas")),
 )
+
+
+def cpu_spent(nginx, own):
+    """CPU seconds so far of (nginx's processes, the target's own process)."""
+    return cpu_seconds(nginx), cpu_seconds(own)
+
+
+def per_request_us(before, after, requests):
+    """What `cpu_spent` counted between two readings, in µs per request."""
+    return tuple((a - b) / requests * 1e6 for a, b in zip(after, before))
+
+
+def proxy_cpu_us(samples, targets):
+    """Each target's proxy CPU µs per request beyond the upstream's own, from per-round
+    `per_request_us` samples: the median of each part, less what the upstream run spent in
+    nginx (the upstream itself). Also returns that upstream cost."""
+    medians = {name: tuple(statistics.median(v[i] for v in values) for i in range(2))
+               for name, values in samples.items()}
+    upstream = medians[UPSTREAM][0]
+    proxy = {name: sum(medians[name]) - upstream for name in targets}
+    proxy[UPSTREAM] = 0.0
+    return proxy, upstream
 
 
 def thread_cpu_seconds(pid):
@@ -422,14 +444,14 @@ def main():
         for round_number in range(arguments.rounds):
             for name, (url, headers) in targets.items():
                 own = [own_pid[name]] if name in own_pid else []
-                before = cpu_seconds(nginx), cpu_seconds(own)
+                before = cpu_spent(nginx, own)
                 threads_before = thread_cpu_seconds(civitas.pid)
                 with RssSampler(civitas.pid) as sampler:
                     rps, failures = wrk(url, arguments.seconds, arguments.connections, headers)
-                after = cpu_seconds(nginx), cpu_seconds(own)
+                after = cpu_spent(nginx, own)
                 threads_after = thread_cpu_seconds(civitas.pid)
                 requests = rps * arguments.seconds
-                cpu[name].append(tuple((a - b) / requests * 1e6 for a, b in zip(after, before)))
+                cpu[name].append(per_request_us(before, after, requests))
                 if name == CIVITAS:
                     civitas_threads.append({
                         group: tuple((a - b) / requests * 1e6
@@ -441,12 +463,7 @@ def main():
                 throughput[name].append(rps)
                 print(f"round {round_number + 1} wrk {name}: {rps:,.0f}/s", file=sys.stderr)
         median = {name: statistics.median(values) for name, values in throughput.items()}
-        # Per request: (nginx's processes, the target's own process) in microseconds of CPU.
-        cpu_per_request = {name: tuple(statistics.median(v[i] for v in values) for i in range(2))
-                           for name, values in cpu.items()}
-        upstream_cpu = cpu_per_request[UPSTREAM][0]
-        proxy_cpu = {name: sum(cpu_per_request[name]) - upstream_cpu for name in targets}
-        proxy_cpu[UPSTREAM] = 0.0
+        proxy_cpu, upstream_cpu = proxy_cpu_us(cpu, targets)
 
         if arguments.profile:
             perf = subprocess.Popen(["perf", "record", "-F", "999", "-g", "-o", arguments.profile, "-p", str(civitas.pid)],
@@ -471,18 +488,18 @@ def main():
             for round_number in range(arguments.rounds):
                 for name, (url, headers) in targets.items():
                     own = [own_pid[name]] if name in own_pid else []
-                    before = cpu_seconds(nginx), cpu_seconds(own)
+                    before = cpu_spent(nginx, own)
                     waits_before = ledger_wait_buckets(base) if name == CIVITAS else None
                     with RssSampler(civitas.pid) as sampler:
                         result = paced_load(arguments.paced_load, url, arguments.seconds,
                                             arguments.latency_connections, rate, headers)
-                    after = cpu_seconds(nginx), cpu_seconds(own)
+                    after = cpu_spent(nginx, own)
                     if waits_before is not None:
                         waits_after = ledger_wait_buckets(base)
                         ledger_waits.append(tuple(bucket_quantile(waits_before, waits_after, q) for q in (0.5, 0.99)))
                     # paced_load sends a second of warmup at the rate before it measures.
                     requests = result[3] * arguments.seconds + rate * PACED_WARMUP_SECONDS
-                    cpu_at_rate[name].append(tuple((a - b) / requests * 1e6 for a, b in zip(after, before)))
+                    cpu_at_rate[name].append(per_request_us(before, after, requests))
                     if name == CIVITAS:
                         rss += sampler.samples
                     if result[4]:
@@ -492,9 +509,7 @@ def main():
                           f"p99 {result[1]:.2f} ms (sent {result[5]:.0f} µs late on average)", file=sys.stderr)
             at_rate[rate] = {name: tuple(statistics.median(r[i] for r in results) for i in range(4))
                              for name, results in latency.items()}
-            spent = {name: tuple(statistics.median(v[i] for v in values) for i in range(2))
-                     for name, values in cpu_at_rate.items()}
-            proxy_cpu_at_rate[rate] = {name: sum(spent[name]) - spent[UPSTREAM][0] for name in targets}
+            proxy_cpu_at_rate[rate] = proxy_cpu_us(cpu_at_rate, targets)[0]
             ledger_wait_at_rate[rate] = tuple(statistics.median(w[i] for w in ledger_waits) for i in range(2))
 
         ledger = api(base, "GET", "/api/v1/ledger")

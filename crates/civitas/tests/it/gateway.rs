@@ -722,11 +722,11 @@ async fn open_connections(server: &TestServer) -> Vec<i64> {
     let metrics = server.get_text("/metrics").await;
     let mut open = Vec::new();
     for thread in 0.. {
-        let name = format!("civitas_gateway_open_connections{{thread=\"{thread}\"}} ");
-        let Some(line) = metrics.lines().find(|line| line.starts_with(&name)) else {
+        let prefix = format!("civitas_gateway_open_connections{{thread=\"{thread}\"}} ");
+        let Some(value) = metric_values(&metrics, &prefix).next() else {
             break;
         };
-        open.push(line[name.len()..].trim().parse().unwrap());
+        open.push(value as i64);
     }
     open
 }
