@@ -34,7 +34,8 @@ import urllib.request
 ADMIN_KEY = "cvk_bench-admin-key-0123456789"
 PROVIDER = "11320100013201004T"
 CONSUMER = "11320100013201020G"
-CITIZEN = "320102199001011234"
+# A valid ID number (its check digit holds): the gateway indexes every call that delivers it.
+CITIZEN = "320102199001011232"
 RESOURCE = "320100-B01-000001"
 
 UPSTREAM = "upstream (direct)"
@@ -154,8 +155,9 @@ def setup_exchange(base, upstream_port):
     return api(base, "POST", "/api/v1/keys", {"owner": {"kind": "system", "organization": CONSUMER, "system": "portal"}})["key"]
 
 
-def check_gateway(url, key):
-    """One call through the gateway: masked, receipted."""
+def check_gateway(url, key, base=None):
+    """One call through the gateway: masked, receipted, and (given the API's base URL) found in
+    the personal-data access index under the person whose data it delivered."""
     deadline = time.time() + 10
     while True:
         request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
@@ -169,9 +171,12 @@ def check_gateway(url, key):
             if time.time() > deadline:
                 raise SystemExit(f"the gateway refused the check call: {error.code} {error.read().decode()}") from None
             time.sleep(0.2)
-    assert answer["id_number"] == "320102********1234" and answer["name"] == "王*" and answer["mobile"] != "13812345678", answer
+    assert answer["id_number"] == "320102********1232" and answer["name"] == "王*" and answer["mobile"] != "13812345678", answer
     assert len(answer["history"]) == 14, answer
     assert "civitas-receipt" in headers and "civitas-exchange-id" in headers, headers
+    if base is not None:
+        report = api(base, "GET", f"/api/v1/audit/subjects/{CITIZEN}")
+        assert report["accesses"], report
 
 
 def wrk(url, seconds, connections, headers=()):
@@ -426,7 +431,7 @@ def main():
                     break
                 except OSError:
                     time.sleep(0.05)
-        check_gateway(targets[CIVITAS][0], key)
+        check_gateway(targets[CIVITAS][0], key, base)
         size = len(urllib.request.urlopen(targets[UPSTREAM][0]).read())
         load_before = loadavg()
         print(f"upstream answer: {size} bytes; load average {load_before}", file=sys.stderr)

@@ -18,16 +18,18 @@ use civitas_core::{
     catalog::{ResourceCode, ResourceKind},
     service::{FieldMapping, Service, ServiceDraft},
 };
-use civitas_store::{GrantUsage, SubjectAccess};
+use civitas_gateway::SubjectAccess;
+use civitas_store::GrantUsage;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::{
     AppState,
     auth::Caller,
     error::{ApiError, ApiResult, Problem},
-    extract::Json,
+    extract::{Json, Query},
+    paging,
 };
 
 pub fn routes() -> Router<AppState> {
@@ -479,29 +481,51 @@ async fn grant_usage(
 pub struct SubjectReport {
     /// The keyed hash the index is kept by; the ID number itself is never stored.
     pub subject: String,
+    /// Oldest first.
     #[schema(value_type = Vec<Object>)]
     pub accesses: Vec<SubjectAccess>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SubjectQuery {
+    /// Page size, 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/audit/subjects/{id_number}", tag = "audit",
-    params(("id_number" = String, Path, description = "A citizen ID number (GB 11643)")),
-    description = "Which systems received this person's data, when, under which grant, with the ledger index of each exchange (its receipt is at /api/v1/ledger/receipts/{index}). Auditors only.",
+    params(("id_number" = String, Path, description = "A citizen ID number (GB 11643)"), SubjectQuery),
+    description = "Which systems received this person's data, when, under which grant, with the ledger index of each exchange (its receipt is at /api/v1/ledger/receipts/{index}), oldest first, a page at a time. Auditors only.",
     responses((status = 200, body = SubjectReport), (status = 403, body = Problem), (status = 422, body = Problem)))]
 async fn subject_accesses(
     State(state): State<AppState>,
     caller: Caller,
     Path(id_number): Path<String>,
+    Query(query): Query<SubjectQuery>,
 ) -> ApiResult<axum::Json<SubjectReport>> {
     caller.permit(Action::ReadAudit, None)?;
     let id = CitizenId::parse(&id_number).map_err(|error| ApiError::invalid("id_number", error))?;
-    // The index may be a moment behind the ledger: catch up first so that the answer covers
-    // every exchange acknowledged before this request.
-    state
+    let page = paging(query.limit, query.cursor.as_deref())?;
+    if page
+        .after
+        .as_deref()
+        .is_some_and(|after| after.parse::<u64>().is_err())
+    {
+        return Err(ApiError::invalid("cursor", "not a cursor of this listing"));
+    }
+    let found = state
         .gateway
-        .index_ledger()
+        .subject_accesses(&id, &page)
         .await
         .map_err(ApiError::Internal)?;
-    let subject = state.gateway.subject_hash(id.as_str());
-    let accesses = state.store.subject_accesses(&subject).await?;
-    Ok(axum::Json(SubjectReport { subject, accesses }))
+    let crate::PageOf { items, next_cursor } = crate::PageOf::from(found);
+    Ok(axum::Json(SubjectReport {
+        subject: state.gateway.subject_hash(id.as_str()),
+        accesses: items,
+        next_cursor,
+    }))
 }

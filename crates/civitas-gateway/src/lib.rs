@@ -38,7 +38,7 @@ use civitas_ledger::{
         self, Decision as RecordDecision, ExchangeRecord, Record, ScenarioRunRecord, Sha256Digest,
     },
 };
-use civitas_store::{GrantUsage, ScenarioRun, Store, SubjectAccess};
+use civitas_store::{GrantUsage, Page, PageRequest, ScenarioRun, Store, SubjectDelivery};
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
@@ -307,37 +307,21 @@ fn empty_sha256() -> [u8; 32] {
 }
 
 /// What the store's indexes derived from the ledger need of a record: they read every record
-/// the gateway writes, so this parses only the type and what the personal-data access index
-/// keeps of exchange records ([`record::decode`] would build and re-encode whole records);
-/// scenario runs, far fewer, are then decoded whole.
+/// the gateway writes, so this parses only the type and the subjects of exchange records
+/// ([`record::decode`] would build and re-encode whole records); scenario runs, far fewer, are
+/// then decoded whole.
 #[derive(serde::Deserialize)]
 struct IndexedView {
     #[serde(rename = "type")]
     kind: String,
     #[serde(default)]
     subjects: Vec<String>,
-    at: Option<Timestamp>,
-    consumer: Option<String>,
-    provider: Option<String>,
-    service: Option<String>,
-    resource: Option<String>,
-    grant: Option<String>,
-}
-
-/// An exchange record's subjects with what the index keeps of the exchange.
-struct RecordSubjects {
-    subjects: Vec<String>,
-    at: Timestamp,
-    consumer: String,
-    provider: String,
-    service: String,
-    resource: String,
-    grant: Option<String>,
 }
 
 /// A ledger record the store's derived indexes take something from.
 enum IndexedRecord {
-    Exchange(RecordSubjects),
+    /// An exchange's subjects: the keyed hashes of the ID numbers it delivered data about.
+    Exchange(Vec<String>),
     ScenarioRun,
 }
 
@@ -356,16 +340,26 @@ impl IndexedView {
         if view.kind != "exchange" || view.subjects.is_empty() {
             return None;
         }
-        Some(IndexedRecord::Exchange(RecordSubjects {
-            subjects: view.subjects,
-            at: view.at?,
-            consumer: view.consumer?,
-            provider: view.provider?,
-            service: view.service?,
-            resource: view.resource?,
-            grant: view.grant,
-        }))
+        Some(IndexedRecord::Exchange(view.subjects))
     }
+}
+
+/// One exchange's delivery of a person's data, as an audit of the person shows it: from the
+/// exchange's ledger record, found through the personal-data access index.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SubjectAccess {
+    /// Keyed hash of the citizen ID number.
+    pub subject: String,
+    /// The exchange's record in the ledger; its receipt is at `/api/v1/ledger/receipts/{index}`.
+    pub ledger_index: u64,
+    pub exchange_id: String,
+    pub at: Timestamp,
+    /// `{org}/{system}` of the system that received the data.
+    pub consumer: String,
+    pub provider: String,
+    pub service: String,
+    pub resource: String,
+    pub grant: Option<String>,
 }
 
 /// The store's row of a scenario run, from the run's ledger record: its details hold the
@@ -427,6 +421,24 @@ fn new_exchange_id() -> String {
     uuid::Builder::from_unix_timestamp_millis(millis, &random)
         .into_uuid()
         .to_string()
+}
+
+/// The 32 bytes a subject hash in an exchange record spells in lower-case hexadecimal.
+fn unhex32(text: &str) -> Option<[u8; 32]> {
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let text = text.as_bytes();
+    if text.len() != 64 {
+        return None;
+    }
+    let mut bytes = [0; 32];
+    for (byte, pair) in bytes.iter_mut().zip(text.chunks_exact(2)) {
+        *byte = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(bytes)
 }
 
 /// Lower-case hexadecimal, as the store keeps key hashes and the ledger subject hashes.
@@ -670,24 +682,18 @@ impl Gateway {
                 let ledger = ledger.clone();
                 tokio::task::spawn_blocking(move || ledger.read_range(next..end)).await??
             };
-            let mut accesses = Vec::new();
+            let mut deliveries = Vec::new();
             let mut runs = Vec::new();
             for (offset, bytes) in records.iter().enumerate() {
                 let ledger_index = next + offset as u64;
                 match IndexedView::read(bytes) {
-                    Some(IndexedRecord::Exchange(exchange)) => {
-                        for subject in exchange.subjects {
-                            accesses.push(SubjectAccess {
-                                subject,
+                    Some(IndexedRecord::Exchange(subjects)) => {
+                        deliveries.extend(subjects.iter().filter_map(|subject| {
+                            Some(SubjectDelivery {
+                                subject: unhex32(subject)?,
                                 ledger_index,
-                                at: exchange.at,
-                                consumer: exchange.consumer.clone(),
-                                provider: exchange.provider.clone(),
-                                service: exchange.service.clone(),
-                                resource: exchange.resource.clone(),
-                                grant: exchange.grant.clone(),
-                            });
-                        }
+                            })
+                        }));
                     }
                     Some(IndexedRecord::ScenarioRun) => {
                         if let Ok(Record::ScenarioRun(run)) = record::decode(bytes) {
@@ -697,18 +703,75 @@ impl Gateway {
                     None => {}
                 }
             }
-            store.add_ledger_index(&accesses, &runs, end).await?;
+            store.add_ledger_index(&deliveries, &runs, end).await?;
             next = end;
         }
         Ok(())
     }
 
-    /// The keyed hash of a citizen ID number, as the access index stores it.
+    /// The keyed hash of a citizen ID number, in hexadecimal as exchange records hold it.
     pub fn subject_hash(&self, id_number: &str) -> String {
+        hex(&self.subject_key_hash(id_number))
+    }
+
+    fn subject_key_hash(&self, id_number: &str) -> [u8; 32] {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.inner.config.subject_key)
             .expect("any key length");
         mac.update(id_number.as_bytes());
-        hex(&mac.finalize().into_bytes())
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Which exchanges delivered data about the person with this ID number, oldest first, a
+    /// page at a time: found in the personal-data access index (brought up to the ledger first,
+    /// so that every exchange acknowledged before the call is covered) and read from their
+    /// ledger records.
+    pub async fn subject_accesses(
+        &self,
+        id_number: &CitizenId,
+        page: &PageRequest,
+    ) -> anyhow::Result<Page<SubjectAccess>> {
+        self.index_ledger().await?;
+        let key_hash = self.subject_key_hash(id_number.as_str());
+        let subject = hex(&key_hash);
+        let Page { items, next_cursor } =
+            self.inner.store.subject_deliveries(&key_hash, page).await?;
+        let ledger = self.inner.ledger.clone();
+        let records = tokio::task::spawn_blocking(move || {
+            items
+                .into_iter()
+                .map(|index| Ok((index, ledger.read(index)?)))
+                .collect::<civitas_ledger::Result<Vec<_>>>()
+        })
+        .await??;
+        let mut accesses = Vec::with_capacity(records.len());
+        for (ledger_index, bytes) in records {
+            let Record::Exchange(exchange) = record::decode(&bytes)? else {
+                anyhow::bail!(
+                    "the access index names ledger record {ledger_index}, which is not an exchange"
+                );
+            };
+            // The record's own list is the evidence; the index only points at it.
+            if !exchange.subjects.contains(&subject) {
+                anyhow::bail!(
+                    "the access index names ledger record {ledger_index}, which does not list the subject"
+                );
+            }
+            accesses.push(SubjectAccess {
+                subject: subject.clone(),
+                ledger_index,
+                exchange_id: exchange.exchange_id,
+                at: exchange.at,
+                consumer: exchange.consumer,
+                provider: exchange.provider,
+                service: exchange.service,
+                resource: exchange.resource,
+                grant: exchange.grant,
+            });
+        }
+        Ok(Page {
+            items: accesses,
+            next_cursor,
+        })
     }
 
     /// Serves the gateway on `listener` (with TLS when `tls` is given) until `stopped` turns
@@ -1955,20 +2018,12 @@ mod tests {
             masked: vec![],
             subjects: vec!["aa".into(), "bb".into()],
         };
-        let Some(IndexedRecord::Exchange(read)) =
+        let Some(IndexedRecord::Exchange(subjects)) =
             IndexedView::read(&record::encode(&Record::Exchange(exchange.clone())))
         else {
             panic!("an exchange with subjects")
         };
-        assert_eq!(read.subjects, ["aa", "bb"]);
-        assert_eq!(
-            (read.at, read.consumer.as_str(), read.provider.as_str()),
-            (exchange.at, "c/s", "p/s")
-        );
-        assert_eq!(
-            (read.service.as_str(), read.resource.as_str(), read.grant),
-            ("svc", "320100-B01-000001", Some("g".to_owned()))
-        );
+        assert_eq!(subjects, ["aa", "bb"]);
         let without = ExchangeRecord {
             subjects: vec![],
             ..exchange
@@ -1983,6 +2038,20 @@ mod tests {
             details: json!({"subjects": ["aa"], "consumer": "c/s"}),
         });
         assert!(IndexedView::read(&record::encode(&admin)).is_none());
+    }
+
+    #[test]
+    fn subject_hashes_read_back_from_their_hexadecimal() {
+        let bytes: [u8; 32] = std::array::from_fn(|at| (at * 37 + 5) as u8);
+        assert_eq!(unhex32(&hex(&bytes)), Some(bytes));
+        let text = hex(&bytes);
+        assert_eq!(unhex32(&text[..62]), None, "too short");
+        assert_eq!(
+            unhex32(&text.to_uppercase()),
+            None,
+            "records spell hashes in lower case"
+        );
+        assert_eq!(unhex32(&format!("{}g", &text[..63])), None);
     }
 
     #[test]

@@ -12,8 +12,8 @@ use jiff::Timestamp;
 use serde_json::json;
 
 use crate::{
-    Result, ScenarioRun, Store, StoreError, audit::record, micros, read_pool, timestamp,
-    values_placeholders, write_tx,
+    Page, PageRequest, Result, ScenarioRun, Store, StoreError, audit::record, micros, read_pool,
+    timestamp, values_placeholders, write_tx,
 };
 
 fn corrupt<E: std::fmt::Display>(error: E) -> StoreError {
@@ -92,31 +92,12 @@ struct CertificateRow {
     revoked_at: Option<i64>,
 }
 
-#[derive(sqlx::FromRow)]
-struct SubjectRow {
-    subject: String,
-    ledger_index: i64,
-    at: i64,
-    consumer: String,
-    provider: String,
-    service: String,
-    resource: String,
-    grant_id: Option<String>,
-}
-
-/// One exchange's delivery of a person's data, for the personal-data access index.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct SubjectAccess {
-    /// Keyed hash of the citizen ID number.
-    pub subject: String,
+/// An entry of the personal-data access index: an exchange (its ledger index) delivered data
+/// about the person whose ID number has this keyed hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubjectDelivery {
+    pub subject: [u8; 32],
     pub ledger_index: u64,
-    pub at: Timestamp,
-    /// `{org}/{system}` of the system that received the data.
-    pub consumer: String,
-    pub provider: String,
-    pub service: String,
-    pub resource: String,
-    pub grant: Option<String>,
 }
 
 /// Calls of one grant on one day.
@@ -484,32 +465,28 @@ impl Store {
     /// Adds what a span of ledger records contributes to the store's derived indexes (entries
     /// of the personal-data access index and scenario runs) and records how far into the ledger
     /// they have read, in one transaction, so that a restart continues where it stopped. Adding a
-    /// span twice changes nothing.
+    /// span twice changes nothing. An entry of the access index is only the keyed hash of a
+    /// person's ID number and the ledger index of an exchange that delivered their data: the
+    /// exchange's record holds the rest.
     pub async fn add_ledger_index(
         &self,
-        accesses: &[SubjectAccess],
+        deliveries: &[SubjectDelivery],
         runs: &[ScenarioRun],
         next_ledger_index: u64,
     ) -> Result<()> {
         let backend = self.backend();
         write_tx!(self, |tx| {
-            for chunk in accesses.chunks(500) {
-                let placeholders = values_placeholders(backend, chunk.len(), 8);
+            for chunk in deliveries.chunks(1000) {
+                let placeholders = values_placeholders(backend, chunk.len(), 2);
                 let sql = format!(
-                    "INSERT INTO subject_access (subject, ledger_index, at, consumer, provider, service, resource, grant_id)
+                    "INSERT INTO subject_deliveries (subject, ledger_index)
                      VALUES {placeholders} ON CONFLICT (subject, ledger_index) DO NOTHING"
                 );
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for entry in chunk {
+                for delivery in chunk {
                     query = query
-                        .bind(&entry.subject)
-                        .bind(entry.ledger_index as i64)
-                        .bind(micros(entry.at))
-                        .bind(&entry.consumer)
-                        .bind(&entry.provider)
-                        .bind(&entry.service)
-                        .bind(&entry.resource)
-                        .bind(&entry.grant);
+                        .bind(&delivery.subject[..])
+                        .bind(delivery.ledger_index as i64);
                 }
                 query.execute(&mut *tx).await?;
             }
@@ -552,30 +529,31 @@ impl Store {
         Ok(next as u64)
     }
 
-    /// Every recorded delivery of data about the person with this keyed hash, oldest first.
-    pub async fn subject_accesses(&self, subject: &str) -> Result<Vec<SubjectAccess>> {
-        let rows: Vec<SubjectRow> = read_pool!(self, |pool| {
-            sqlx::query_as(
-                "SELECT subject, ledger_index, at, consumer, provider, service, resource, grant_id
-                 FROM subject_access WHERE subject = $1 ORDER BY ledger_index LIMIT 10000",
+    /// The ledger indexes of the exchanges that delivered data about the person with this keyed
+    /// hash, oldest first, a page at a time.
+    pub async fn subject_deliveries(
+        &self,
+        subject: &[u8; 32],
+        page: &PageRequest,
+    ) -> Result<Page<u64>> {
+        let after: i64 = match &page.after {
+            Some(cursor) => cursor
+                .parse()
+                .map_err(|_| StoreError::invalid("cursor", "not a cursor of this listing"))?,
+            None => -1,
+        };
+        let indexes: Vec<i64> = read_pool!(self, |pool| {
+            sqlx::query_scalar(
+                "SELECT ledger_index FROM subject_deliveries
+                 WHERE subject = $1 AND ledger_index > $2 ORDER BY ledger_index LIMIT $3",
             )
-            .bind(subject)
+            .bind(&subject[..])
+            .bind(after)
+            .bind(page.fetch_limit())
             .fetch_all(pool)
             .await?
         });
-        rows.into_iter()
-            .map(|row| {
-                Ok(SubjectAccess {
-                    subject: row.subject,
-                    ledger_index: row.ledger_index as u64,
-                    at: timestamp(row.at)?,
-                    consumer: row.consumer,
-                    provider: row.provider,
-                    service: row.service,
-                    resource: row.resource,
-                    grant: row.grant_id,
-                })
-            })
-            .collect()
+        let indexes = indexes.into_iter().map(|index| index as u64).collect();
+        Ok(page.page(indexes, u64::to_string))
     }
 }

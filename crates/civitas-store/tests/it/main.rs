@@ -6,6 +6,7 @@ mod audit;
 mod catalog;
 mod keys;
 mod registry;
+mod subjects;
 
 use civitas_core::{
     RegionCode, Uscc,
@@ -104,14 +105,14 @@ async fn sqlite_history_survives_the_move_of_current_versions() {
         .await
         .unwrap();
     store.close().await;
-    // Back to the schema before migration 7, then rows as that schema's code wrote them: each
-    // version in `resource_versions`, the current one in `resources` as well.
+    // Back to the schema before migration 7 (undoing 8 on the way), then rows as that schema's
+    // code wrote them: each version in `resource_versions`, the current one in `resources` too.
     let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path);
     let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-    for statement in [
+    for statement in subjects::BEFORE_MIGRATION_8.into_iter().chain([
         "DELETE FROM _sqlx_migrations WHERE version >= 7",
         "ALTER TABLE resources DROP COLUMN changed_by",
-    ] {
+    ]) {
         sqlx::query(statement).execute(&pool).await.unwrap();
     }
     let version_1 = serde_json::to_string(&catalog::draft(1, 1)).unwrap();

@@ -209,19 +209,35 @@ pub async fn call_until(
     }
 }
 
+/// Calls until the gateway answers 200 (its routes settle within two seconds of a change), and
+/// hands back the answer's headers and body.
+pub async fn call_ok(
+    server: &TestServer,
+    key: &str,
+    path: &str,
+) -> (reqwest::header::HeaderMap, String) {
+    let (status, headers, text, _) = call_until(server, key, path, Duration::from_secs(2), |s| {
+        s == StatusCode::OK
+    })
+    .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    (headers, text)
+}
+
+/// The ledger index an answer's `Civitas-Receipt` header names.
+fn receipt_index(headers: &reqwest::header::HeaderMap) -> u64 {
+    headers["civitas-receipt"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 async fn granted_call_is_filtered_masked_and_receipted(server: TestServer) {
     let upstream = start_upstream().await;
     let city = city(&server, upstream, json!({})).await;
     let path = format!("/x/{}/fund-core/accounts/accounts/{CITIZEN}", city.provider);
-    let (status, headers, text, _) = call_until(
-        &server,
-        &city.consumer_key,
-        &path,
-        Duration::from_secs(2),
-        |s| s == StatusCode::OK,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{text}");
+    let (headers, text) = call_ok(&server, &city.consumer_key, &path).await;
     let body: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(
         body,
@@ -234,11 +250,7 @@ async fn granted_call_is_filtered_masked_and_receipted(server: TestServer) {
         "not granted (monthly_deposit, amounts) and unmapped (internal_note) fields are gone; personal ones are masked"
     );
     let exchange_id = headers["civitas-exchange-id"].to_str().unwrap().to_owned();
-    let index: u64 = headers["civitas-receipt"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let index = receipt_index(&headers);
 
     // The receipt verifies with the node's verifier key alone, against the record's bytes.
     let auditor = server
@@ -285,6 +297,47 @@ async fn granted_call_is_filtered_masked_and_receipted(server: TestServer) {
     assert_eq!(accesses[0]["consumer"], format!("{}/portal", city.consumer));
     assert_eq!(accesses[0]["grant"], city.grant.as_str());
     assert_eq!(accesses[0]["ledger_index"], index);
+    assert_eq!(accesses[0]["exchange_id"], exchange_id.as_str());
+    assert_eq!(accesses[0]["at"], exchange["at"]);
+    assert_eq!(report["next_cursor"], Value::Null);
+    // Page by page, oldest first.
+    let mut indexes = vec![index];
+    for _ in 0..2 {
+        let (headers, _) = call_ok(&server, &city.consumer_key, &path).await;
+        indexes.push(receipt_index(&headers));
+    }
+    let (status, first) = server
+        .get(
+            &format!("/api/v1/audit/subjects/{CITIZEN}?limit=2"),
+            &auditor,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let cursor = first["next_cursor"].as_str().expect("a next page");
+    let (status, second) = server
+        .get(
+            &format!("/api/v1/audit/subjects/{CITIZEN}?limit=2&cursor={cursor}"),
+            &auditor,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert_eq!(second["next_cursor"], Value::Null);
+    let paged: Vec<u64> = [&first, &second]
+        .iter()
+        .flat_map(|page| page["accesses"].as_array().unwrap())
+        .map(|access| access["ledger_index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(paged, indexes);
+    let (status, bad) = server
+        .get(
+            &format!("/api/v1/audit/subjects/{CITIZEN}?cursor=bm90LWEtbnVtYmVy"),
+            &auditor,
+        )
+        .await;
+    assert_eq!(
+        (status, bad["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("cursor"))
+    );
     let (status, bad) = server
         .get("/api/v1/audit/subjects/110105194912310021", &auditor)
         .await;
@@ -311,7 +364,7 @@ async fn granted_call_is_filtered_masked_and_receipted(server: TestServer) {
             &city.officer,
         )
         .await;
-    assert_eq!(usage[0]["calls"], 1, "{usage}");
+    assert_eq!(usage[0]["calls"], 3, "{usage}");
     let metrics = server.get_text("/metrics").await;
     assert!(
         metrics.contains(&format!(
@@ -348,14 +401,7 @@ async fn denials_limits_and_revocation(server: TestServer) {
     )
     .await;
     let path = format!("/x/{}/fund-core/accounts/accounts/{CITIZEN}", city.provider);
-    call_until(
-        &server,
-        &city.consumer_key,
-        &path,
-        Duration::from_secs(2),
-        |s| s == StatusCode::OK,
-    )
-    .await;
+    call_ok(&server, &city.consumer_key, &path).await;
 
     // No grant: 403, recorded in the ledger.
     let (status, headers, text, _) = call_until(
@@ -372,11 +418,7 @@ async fn denials_limits_and_revocation(server: TestServer) {
         (problem["code"].as_str(), problem["rule"].as_str()),
         (Some("denied"), Some("no_grant"))
     );
-    let index: u64 = headers["civitas-receipt"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let index = receipt_index(&headers);
     let (_, record) = server
         .get(&format!("/api/v1/ledger/records/{index}"), ADMIN_KEY)
         .await;
