@@ -350,8 +350,11 @@ impl IndexedView {
 pub struct SubjectAccess {
     /// Keyed hash of the citizen ID number.
     pub subject: String,
-    /// The exchange's record in the ledger; its receipt is at `/api/v1/ledger/receipts/{index}`.
+    /// The exchange's record in the ledger (its bytes are at `/api/v1/ledger/records/{index}`).
     pub ledger_index: u64,
+    /// The record's receipt: its leaf hash, a signed checkpoint covering it and the inclusion
+    /// proof, which verify with the node's verifier key alone.
+    pub receipt: civitas_ledger::Receipt,
     pub exchange_id: String,
     pub at: Timestamp,
     /// `{org}/{system}` of the system that received the data.
@@ -722,9 +725,9 @@ impl Gateway {
     }
 
     /// Which exchanges delivered data about the person with this ID number, oldest first, a
-    /// page at a time: found in the personal-data access index (brought up to the ledger first,
-    /// so that every exchange acknowledged before the call is covered) and read from their
-    /// ledger records.
+    /// page at a time, each with its receipt: found in the personal-data access index (brought
+    /// up to the ledger first, so that every exchange acknowledged before the call is covered)
+    /// and read from their ledger records.
     pub async fn subject_accesses(
         &self,
         id_number: &CitizenId,
@@ -759,6 +762,7 @@ impl Gateway {
             accesses.push(SubjectAccess {
                 subject: subject.clone(),
                 ledger_index,
+                receipt: self.inner.ledger.receipt(ledger_index).await?,
                 exchange_id: exchange.exchange_id,
                 at: exchange.at,
                 consumer: exchange.consumer,

@@ -299,6 +299,16 @@ async fn granted_call_is_filtered_masked_and_receipted(server: TestServer) {
     assert_eq!(accesses[0]["ledger_index"], index);
     assert_eq!(accesses[0]["exchange_id"], exchange_id.as_str());
     assert_eq!(accesses[0]["at"], exchange["at"]);
+    let inline: Receipt = serde_json::from_value(accesses[0]["receipt"].clone()).unwrap();
+    assert_eq!(inline.index, index);
+    inline
+        .verify(Some(&bytes), node["verifier_key"].as_str().unwrap())
+        .expect("the report's receipt verifies against the exchange record");
+    assert!(
+        inline
+            .verify(Some(b"{}"), node["verifier_key"].as_str().unwrap())
+            .is_err()
+    );
     assert_eq!(report["next_cursor"], Value::Null);
     // Page by page, oldest first.
     let mut indexes = vec![index];
