@@ -338,16 +338,20 @@ async fn granted_call_is_filtered_masked_and_receipted(server: TestServer) {
         .map(|access| access["ledger_index"].as_u64().unwrap())
         .collect();
     assert_eq!(paged, indexes);
-    let (status, bad) = server
-        .get(
-            &format!("/api/v1/audit/subjects/{CITIZEN}?cursor=bm90LWEtbnVtYmVy"),
-            &auditor,
-        )
-        .await;
-    assert_eq!(
-        (status, bad["field"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("cursor"))
-    );
+    // Cursors of "not-a-number" and of 2^64 - 1, past any ledger index the store can hold.
+    for cursor in ["bm90LWEtbnVtYmVy", "MTg0NDY3NDQwNzM3MDk1NTE2MTU"] {
+        let (status, bad) = server
+            .get(
+                &format!("/api/v1/audit/subjects/{CITIZEN}?cursor={cursor}"),
+                &auditor,
+            )
+            .await;
+        assert_eq!(
+            (status, bad["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("cursor")),
+            "{bad}"
+        );
+    }
     let (status, bad) = server
         .get("/api/v1/audit/subjects/110105194912310021", &auditor)
         .await;
