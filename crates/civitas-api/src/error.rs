@@ -151,6 +151,17 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// An error of a component that answers `anyhow` (the gateway): a store error inside it keeps
+    /// its meaning (a bad cursor stays a 422), anything else is internal.
+    pub fn from_component(error: anyhow::Error) -> ApiError {
+        match error.downcast::<StoreError>() {
+            Ok(store) => store.into(),
+            Err(other) => ApiError::Internal(other),
+        }
+    }
+}
+
 impl From<Denied> for ApiError {
     fn from(denied: Denied) -> ApiError {
         ApiError::Forbidden(denied.to_string())

@@ -490,5 +490,5 @@ async fn catch_up(state: &AppState) -> ApiResult<()> {
         .gateway
         .index_ledger()
         .await
-        .map_err(ApiError::Internal)
+        .map_err(ApiError::from_component)
 }

@@ -510,20 +510,11 @@ async fn subject_accesses(
     caller.permit(Action::ReadAudit, None)?;
     let id = CitizenId::parse(&id_number).map_err(|error| ApiError::invalid("id_number", error))?;
     let page = paging(query.limit, query.cursor.as_deref())?;
-    // A cursor is the ledger index of the previous page's last row, which the store keeps as a
-    // signed 64-bit number.
-    if page
-        .after
-        .as_deref()
-        .is_some_and(|after| after.parse::<i64>().map_or(true, |index| index < 0))
-    {
-        return Err(ApiError::invalid("cursor", "not a cursor of this listing"));
-    }
     let found = state
         .gateway
         .subject_accesses(&id, &page)
         .await
-        .map_err(ApiError::Internal)?;
+        .map_err(ApiError::from_component)?;
     let crate::PageOf { items, next_cursor } = crate::PageOf::from(found);
     Ok(axum::Json(SubjectReport {
         subject: state.gateway.subject_hash(id.as_str()),

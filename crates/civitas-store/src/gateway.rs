@@ -536,10 +536,13 @@ impl Store {
         subject: &[u8; 32],
         page: &PageRequest,
     ) -> Result<Page<u64>> {
+        // A cursor is the ledger index of the previous page's last row.
         let after: i64 = match &page.after {
             Some(cursor) => cursor
                 .parse()
-                .map_err(|_| StoreError::invalid("cursor", "not a cursor of this listing"))?,
+                .ok()
+                .filter(|index| *index >= 0)
+                .ok_or_else(|| StoreError::invalid("cursor", "not a cursor of this listing"))?,
             None => -1,
         };
         let indexes: Vec<i64> = read_pool!(self, |pool| {

@@ -1,4 +1,4 @@
-use civitas_store::{PageRequest, Store, StoreUrl, SubjectDelivery};
+use civitas_store::{PageRequest, Store, StoreError, StoreUrl, SubjectDelivery};
 
 use crate::conformance;
 
@@ -55,12 +55,16 @@ async fn subject_deliveries_page_oldest_first(store: Store) {
             .items
             .is_empty()
     );
-    assert!(
-        store
-            .subject_deliveries(&[1; 32], &page(2, Some("seven")))
+    for cursor in ["seven", "-1", "18446744073709551615"] {
+        let error = store
+            .subject_deliveries(&[1; 32], &page(2, Some(cursor)))
             .await
-            .is_err()
-    );
+            .unwrap_err();
+        assert!(
+            matches!(&error, StoreError::Invalid { field, .. } if field == "cursor"),
+            "{cursor}: {error}"
+        );
+    }
 }
 
 /// The schema before migration 8 kept a whole row per delivery; the hashes it spelled in
