@@ -1,0 +1,907 @@
+//! One call through the gateway, in order: route, decide, limit, forward, filter, record durably,
+//! answer. Every outcome, refusals and upstream failures included, ends in an exchange record.
+
+use std::{
+    collections::BTreeSet,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use civitas_access::{
+    decide,
+    decision::{ConsumerFacts, Decision, DecisionRequest, LocalTime, ResourceFacts},
+};
+use civitas_core::{CitizenId, access::SystemRef};
+use civitas_ledger::record::{
+    self, Decision as RecordDecision, ExchangeRecord, Record, Sha256Digest,
+};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper::body::{Body as _, Incoming};
+use jiff::Timestamp;
+
+use crate::{
+    BULK_ROWS_HEADER, Caller, EXCHANGE_ID_HEADER, Gateway, ITEMS_HEADER, RECEIPT_HEADER,
+    body::{self, GatewayBody, TallyBody, full, sha256},
+    deadline,
+    filter::Treatment,
+    limits::Admission,
+    metrics::ExchangeLabels,
+    problem::Problem,
+    snapshot::CompiledService,
+    thread_own,
+};
+
+/// What one exchange did, for its ledger record.
+pub(crate) struct Exchange {
+    pub(crate) id: String,
+    pub(crate) started: Instant,
+    pub(crate) at: Timestamp,
+    pub(crate) consumer: SystemRef,
+    pub(crate) service: Arc<CompiledService>,
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) grant: Option<String>,
+    pub(crate) rule: Option<String>,
+    pub(crate) allowed: bool,
+    pub(crate) request_bytes: u64,
+    pub(crate) request_sha256: [u8; 32],
+    pub(crate) items: BTreeSet<String>,
+    pub(crate) masked: BTreeSet<String>,
+    /// An internal call ([`Gateway::call_as`]): the record need only be in order when the call
+    /// answers, since its caller's own durable record follows it.
+    pub(crate) durable_later: bool,
+    /// The citizen ID numbers the exchange concerns, in plaintext: only their keyed hashes are
+    /// recorded ([`Gateway::exchange_record`]), each computed once.
+    pub(crate) subjects: BTreeSet<String>,
+}
+
+impl Exchange {
+    /// An exchange that has decided nothing yet, at the current time, with a new id.
+    pub(crate) fn begin(
+        consumer: &SystemRef,
+        service: Arc<CompiledService>,
+        method: &str,
+        path: String,
+        started: Instant,
+        durable_later: bool,
+    ) -> Exchange {
+        Exchange {
+            id: new_exchange_id(),
+            started,
+            at: Timestamp::now(),
+            consumer: consumer.clone(),
+            service,
+            method: method.to_owned(),
+            path,
+            grant: None,
+            rule: None,
+            allowed: false,
+            request_bytes: 0,
+            request_sha256: empty_sha256(),
+            items: BTreeSet::new(),
+            masked: BTreeSet::new(),
+            durable_later,
+            subjects: BTreeSet::new(),
+        }
+    }
+}
+
+fn empty_sha256() -> [u8; 32] {
+    static EMPTY: std::sync::LazyLock<[u8; 32]> = std::sync::LazyLock::new(|| sha256(&[]));
+    *EMPTY
+}
+
+/// A new exchange id: a time-ordered UUID (version 7) whose 74 random bits come from a
+/// per-thread SplitMix64 sequence seeded by the operating system, so that an id costs no system
+/// call. Ids name exchanges; they are not secrets.
+fn new_exchange_id() -> String {
+    thread_local! {
+        static STATE: std::cell::Cell<u64> = std::cell::Cell::new({
+            let mut seed = [0; 8];
+            getrandom::fill(&mut seed).expect("the operating system provides randomness");
+            u64::from_le_bytes(seed)
+        });
+    }
+    fn next(state: &std::cell::Cell<u64>) -> u64 {
+        let mut z = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        state.set(z);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    let (first, second) = STATE.with(|state| (next(state), next(state)));
+    let mut random = [0; 10];
+    random[..8].copy_from_slice(&first.to_le_bytes());
+    random[8..].copy_from_slice(&second.to_le_bytes()[..2]);
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64);
+    uuid::Builder::from_unix_timestamp_millis(millis, &random)
+        .into_uuid()
+        .to_string()
+}
+
+/// Replaces every valid citizen ID number in `text` by its masked form, so that paths and
+/// queries recorded in the ledger carry no plaintext ID numbers. Tokens are runs of ASCII
+/// letters and digits; only those of an ID number's length are parsed.
+fn redact_citizen_ids(text: &str, found: &mut BTreeSet<String>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        let token_end = rest
+            .find(|character: char| !character.is_ascii_alphanumeric())
+            .unwrap_or(rest.len());
+        let (token, after) = rest.split_at(token_end);
+        match (token.len() == 18).then(|| CitizenId::parse(token)) {
+            Some(Ok(id)) => {
+                out.push_str(&civitas_access::mask::mask_citizen_id(id.as_str()));
+                if !found.contains(id.as_str()) {
+                    found.insert(id.as_str().to_owned());
+                }
+            }
+            _ => out.push_str(token),
+        }
+        let separators_end = after
+            .find(|character: char| character.is_ascii_alphanumeric())
+            .unwrap_or(after.len());
+        out.push_str(&after[..separators_end]);
+        rest = &after[separators_end..];
+    }
+    out
+}
+
+impl Gateway {
+    /// The whole pipeline for one call.
+    pub async fn handle(
+        &self,
+        caller: Caller,
+        request: Request<GatewayBody>,
+    ) -> Response<GatewayBody> {
+        let started = Instant::now();
+        let (parts, request_body) = request.into_parts();
+        let path = parts.uri.path().to_owned();
+        let query = parts.uri.query().map(str::to_owned);
+        let Some(rest) = path.strip_prefix("/x/") else {
+            return Problem::new(
+                StatusCode::NOT_FOUND,
+                "no_route",
+                format!("gateway paths are /x/ORG/SYSTEM/SERVICE/…, not {path}"),
+            )
+            .response(None);
+        };
+        let mut segments = rest.splitn(4, '/');
+        let (Some(organization), Some(system), Some(service_code)) =
+            (segments.next(), segments.next(), segments.next())
+        else {
+            return Problem::new(
+                StatusCode::NOT_FOUND,
+                "no_route",
+                "gateway paths are /x/ORG/SYSTEM/SERVICE/…",
+            )
+            .response(None);
+        };
+        let service_path = format!("/{}", segments.next().unwrap_or(""));
+        // An internal call's record need only be in order (see `call_as`).
+        let durable_later = matches!(caller, Caller::Internal(_));
+        let consumer = match self.authenticate(&caller, &parts.headers) {
+            Ok(consumer) => consumer,
+            Err(problem) => {
+                let mut response = problem.response(None);
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return response;
+            }
+        };
+        if service_code == "video"
+            && parts.method == Method::POST
+            && let Some(device) = service_path
+                .strip_prefix('/')
+                .and_then(|p| p.strip_suffix("/play"))
+        {
+            return self
+                .play(
+                    consumer,
+                    organization,
+                    system,
+                    device,
+                    started,
+                    durable_later,
+                )
+                .await;
+        }
+        // `{org}/{system}/{code}`, the service's name, as the path spells it.
+        let service_name = &rest[..organization.len() + system.len() + service_code.len() + 2];
+        let Some(service) = self
+            .inner
+            .snapshot
+            .read()
+            .expect("snapshot lock")
+            .service_named(service_name)
+        else {
+            return Problem::new(
+                StatusCode::NOT_FOUND,
+                "no_service",
+                format!("no active service {organization}/{system}/{service_code}"),
+            )
+            .response(None);
+        };
+        let mut subjects_plain = BTreeSet::new();
+        let recorded_path = match &query {
+            Some(query) => {
+                redact_citizen_ids(&format!("{service_path}?{query}"), &mut subjects_plain)
+            }
+            None => redact_citizen_ids(&service_path, &mut subjects_plain),
+        };
+        let mut exchange = Exchange::begin(
+            &consumer,
+            service.clone(),
+            parts.method.as_str(),
+            recorded_path,
+            started,
+            durable_later,
+        );
+        exchange.subjects = subjects_plain;
+
+        if !service.allows_method(parts.method.as_str()) {
+            exchange.rule = Some("method_not_allowed".into());
+            let problem = Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{} does not allow {}", service.name, parts.method),
+            );
+            return self.refuse(exchange, problem).await;
+        }
+        if !service.allows_path(&service_path) {
+            exchange.rule = Some("path_not_allowed".into());
+            let problem = Problem::new(
+                StatusCode::NOT_FOUND,
+                "path_not_allowed",
+                format!("{} offers no {service_path}", service.name),
+            );
+            return self.refuse(exchange, problem).await;
+        }
+
+        // Decide.
+        let now = exchange.at;
+        let requested_items = parts
+            .headers
+            .get(ITEMS_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .map(|value| {
+                value
+                    .split(',')
+                    .map(|item| item.trim().to_owned())
+                    .filter(|item| !item.is_empty())
+                    .collect()
+            });
+        let expected_rows = parts
+            .headers
+            .get(BULK_ROWS_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok());
+        let Some(decision) = self.decide_for(
+            &consumer,
+            service.resource.clone(),
+            requested_items,
+            expected_rows,
+            now,
+        ) else {
+            return self.refuse_unknown_consumer(exchange).await;
+        };
+        let (grant_id, deliver, mask) = match decision {
+            Decision::Deny { reason, rule } => {
+                exchange.rule = Some(rule.clone());
+                let problem = Problem::new(
+                    StatusCode::FORBIDDEN,
+                    "denied",
+                    format!(
+                        "{} may not read {} ({reason}, decided by {rule})",
+                        consumer, service.resource.code
+                    ),
+                );
+                return self.refuse(exchange, problem).await;
+            }
+            Decision::Allow {
+                grant_id,
+                rule,
+                deliver,
+                mask,
+                ..
+            } => {
+                exchange.grant = Some(grant_id.clone());
+                exchange.rule = Some(rule);
+                (grant_id, deliver, mask)
+            }
+        };
+
+        // The grant's rate and daily quota.
+        let (rate, quota) = {
+            let snapshot = self.inner.snapshot.read().expect("snapshot lock");
+            snapshot
+                .grants
+                .get(&grant_id)
+                .map(|grant| (grant.requests_per_second, grant.calls_per_day))
+                .unwrap_or((None, None))
+        };
+        if let Some(rate) = rate
+            && let Err(wait) = self.inner.rates.take(&grant_id, rate, Instant::now())
+        {
+            exchange.rule = Some(format!("rate_limit:{grant_id}"));
+            let mut problem = Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("grant {grant_id} allows {rate} requests per second"),
+            );
+            problem.retry_after = Some(wait);
+            return self.refuse(exchange, problem).await;
+        }
+        if !self.with_today(|day| self.inner.daily.admit(&grant_id, day, quota)) {
+            exchange.rule = Some(format!("quota:{grant_id}"));
+            let local = self.inner.config.utc_offset.to_datetime(Timestamp::now());
+            let seconds_left = 86_400
+                - (i64::from(local.hour()) * 3600
+                    + i64::from(local.minute()) * 60
+                    + i64::from(local.second()));
+            let mut problem = Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "quota_exhausted",
+                format!("grant {grant_id} allows {} calls a day", quota.unwrap_or(0)),
+            );
+            problem.retry_after = Some(Duration::from_secs(seconds_left.max(1) as u64));
+            return self.refuse(exchange, problem).await;
+        }
+        exchange.allowed = true;
+
+        // The circuit breaker.
+        let admission = self.inner.breakers.admit(&service.name, Instant::now());
+        if let Admission::Open(wait) = admission {
+            exchange.rule = Some("circuit_open".into());
+            exchange.allowed = false;
+            let mut problem = Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "circuit_open",
+                format!(
+                    "{} failed repeatedly; calls fail fast until a probe succeeds",
+                    service.name
+                ),
+            );
+            problem.retry_after = Some(wait);
+            return self.refuse(exchange, problem).await;
+        }
+
+        // Forward.
+        let upstream_path = match &query {
+            Some(query) => format!("{service_path}?{query}"),
+            None => service_path.clone(),
+        };
+        let uri = match service.upstream_uri(&upstream_path) {
+            Ok(uri) => uri,
+            Err(error) => {
+                exchange.allowed = false;
+                exchange.rule = Some("bad_path".into());
+                return self
+                    .refuse(
+                        exchange,
+                        Problem::new(StatusCode::BAD_REQUEST, "bad_path", error.to_string()),
+                    )
+                    .await;
+            }
+        };
+        // A request without a body (most calls are GETs) needs no tally: its size and digest
+        // are those of nothing, which the exchange starts with.
+        let (upstream_body, request_tally) = if request_body.is_end_stream() {
+            (body::empty(), None)
+        } else {
+            let (tallied, tally) = TallyBody::new(request_body);
+            (tallied.boxed_unsync(), Some(tally))
+        };
+        let mut upstream_request = Request::builder().method(parts.method.clone()).uri(uri);
+        for (name, value) in &parts.headers {
+            if is_hop_by_hop(name) || *name == header::AUTHORIZATION || *name == header::HOST {
+                continue;
+            }
+            upstream_request = upstream_request.header(name, value);
+        }
+        upstream_request = upstream_request
+            .header("civitas-consumer", consumer.to_string())
+            .header(EXCHANGE_ID_HEADER, exchange.id.as_str());
+        let upstream_request = upstream_request
+            .body(upstream_body)
+            .expect("a valid upstream request");
+        let sent = Instant::now();
+        let outcome = Self::within(service.timeout, self.send_upstream(upstream_request)).await;
+        if let Some(tally) = request_tally {
+            let tally = tally.current();
+            exchange.request_bytes = tally.bytes;
+            exchange.request_sha256 = tally.sha256;
+        }
+        let upstream_response = match outcome {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => {
+                self.inner.breakers.failed(&service.name, Instant::now());
+                exchange.rule = Some("upstream_refused".into());
+                let problem = Problem::new(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_refused",
+                    format!("{} could not be reached: {error}", service.name),
+                );
+                return self.refuse(exchange, problem).await;
+            }
+            Err(deadline::Elapsed) => return self.timed_out(exchange, &service).await,
+        };
+        if upstream_response.status().is_server_error() {
+            self.inner.breakers.failed(&service.name, Instant::now());
+        } else {
+            self.inner.breakers.succeeded(&service.name);
+        }
+        let (upstream_parts, upstream_body) = upstream_response.into_parts();
+        let is_json = upstream_parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| {
+                let mime = value.split(';').next().unwrap_or("").trim();
+                mime == "application/json" || mime.ends_with("+json")
+            });
+        let treatment_of = |item: &str| -> Treatment {
+            if let Some(masked) = mask.iter().find(|masked| masked.code == item) {
+                Treatment::Mask(masked.kind)
+            } else if deliver.iter().any(|delivered| delivered == item) {
+                Treatment::Deliver
+            } else {
+                Treatment::Drop
+            }
+        };
+        if is_json {
+            // The whole answer must arrive within the service's time limit.
+            let limited =
+                http_body_util::Limited::new(upstream_body, self.inner.config.max_json_bytes);
+            let left = service.timeout.saturating_sub(sent.elapsed());
+            let bytes = match Self::within(left, limited.collect()).await {
+                Ok(Ok(collected)) => collected.to_bytes(),
+                Err(deadline::Elapsed) => return self.timed_out(exchange, &service).await,
+                Ok(Err(error)) => {
+                    exchange.rule = Some("upstream_body".into());
+                    let problem = Problem::new(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream_body",
+                        format!(
+                            "{}'s answer could not be read whole for filtering: {error}",
+                            service.name
+                        ),
+                    );
+                    return self.refuse(exchange, problem).await;
+                }
+            };
+            let delivered_body = if bytes.is_empty() {
+                bytes
+            } else {
+                let filtered = service.tree.filter_json(&bytes, &treatment_of, &|item| {
+                    service.citizen_id_items.contains(item)
+                });
+                let (filtered, delivered) = match filtered {
+                    Ok(filtered) => filtered,
+                    Err(error) => {
+                        exchange.rule = Some("upstream_malformed_json".into());
+                        let problem = Problem::new(
+                            StatusCode::BAD_GATEWAY,
+                            "upstream_malformed_json",
+                            format!("{} answered malformed JSON: {error}", service.name),
+                        );
+                        return self.refuse(exchange, problem).await;
+                    }
+                };
+                exchange.items = delivered.items;
+                exchange.masked = delivered.masked;
+                exchange.subjects.extend(delivered.citizen_ids);
+                Bytes::from(filtered)
+            };
+            let mut response = Response::new(full(delivered_body.clone()));
+            *response.status_mut() = upstream_parts.status;
+            copy_end_to_end_headers(&upstream_parts.headers, response.headers_mut());
+            response.headers_mut().remove(header::CONTENT_LENGTH);
+            return self
+                .complete(
+                    exchange,
+                    response,
+                    delivered_body.len() as u64,
+                    sha256(&delivered_body),
+                )
+                .await;
+        }
+
+        // A non-JSON answer cannot be filtered field by field: it passes only when the grant
+        // delivers every item of the resource as it is.
+        let unfilterable = service
+            .resource
+            .items
+            .iter()
+            .any(|item| treatment_of(&item.code) != Treatment::Deliver);
+        if unfilterable && upstream_parts.status.is_success() {
+            exchange.allowed = false;
+            exchange.rule = Some("unfilterable_answer".into());
+            let problem = Problem::new(
+                StatusCode::BAD_GATEWAY,
+                "unfilterable_answer",
+                format!(
+                    "{} answered in a format that cannot be filtered to the granted items",
+                    service.name
+                ),
+            );
+            return self.refuse(exchange, problem).await;
+        }
+        exchange.items = service
+            .resource
+            .items
+            .iter()
+            .map(|item| item.code.clone())
+            .collect();
+        self.stream(exchange, upstream_parts, upstream_body).await
+    }
+
+    /// The access decision for `consumer` on `resource` at `now`, from the grants and policies
+    /// in memory; `None` when the consumer's organization is unknown. `expected_rows` makes the
+    /// call a bulk read.
+    pub(crate) fn decide_for(
+        &self,
+        consumer: &SystemRef,
+        resource: ResourceFacts,
+        requested_items: Option<Vec<String>>,
+        expected_rows: Option<u64>,
+        now: Timestamp,
+    ) -> Option<Decision> {
+        let snapshot = self.inner.snapshot.read().expect("snapshot lock");
+        let organization = snapshot.organizations.get(&consumer.organization)?;
+        let request = DecisionRequest {
+            consumer: ConsumerFacts {
+                system: consumer.clone(),
+                region: organization.region,
+                level: organization.level,
+            },
+            resource,
+            requested_items,
+            at: now,
+            local_time: LocalTime::at_offset(now, self.inner.config.utc_offset),
+            bulk: expected_rows.is_some(),
+            expected_rows: expected_rows.unwrap_or(0),
+        };
+        Some(decide(&request, &snapshot.grants, &snapshot.policies))
+    }
+
+    /// Refuses (and records) a call from a system whose organization the node does not know.
+    pub(crate) async fn refuse_unknown_consumer(
+        &self,
+        mut exchange: Exchange,
+    ) -> Response<GatewayBody> {
+        exchange.rule = Some("unknown_consumer".into());
+        let problem = Problem::new(
+            StatusCode::FORBIDDEN,
+            "denied",
+            "the calling system's organization is unknown",
+        );
+        self.refuse(exchange, problem).await
+    }
+
+    /// Appends an exchange's record before its answer: durably, or for an internal call only in
+    /// order (see [`Gateway::call_as`]).
+    async fn append_record(
+        &self,
+        exchange: &Exchange,
+        record: ExchangeRecord,
+    ) -> civitas_ledger::Result<u64> {
+        let bytes = record::encode(&Record::Exchange(record));
+        let ledger = &self.inner.ledger;
+        let started = Instant::now();
+        let appended = match (
+            thread_own(|own| own.completions.clone()),
+            exchange.durable_later,
+        ) {
+            (Some(via), false) => ledger.append_via(&via, bytes).await,
+            (Some(via), true) => ledger.append_ordered_via(&via, bytes).await,
+            (None, false) => ledger.append(bytes).await,
+            (None, true) => ledger.append_ordered(bytes).await,
+        };
+        self.inner
+            .metrics
+            .ledger_waits
+            .observe(started.elapsed().as_secs_f64());
+        appended
+    }
+
+    /// The upstream did not answer whole within the service's time limit: 504, recorded.
+    async fn timed_out(
+        &self,
+        mut exchange: Exchange,
+        service: &CompiledService,
+    ) -> Response<GatewayBody> {
+        self.inner.breakers.failed(&service.name, Instant::now());
+        exchange.rule = Some("upstream_timeout".into());
+        let problem = Problem::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_timeout",
+            format!(
+                "{} did not answer within {} ms",
+                service.name,
+                service.timeout.as_millis()
+            ),
+        );
+        self.refuse(exchange, problem).await
+    }
+
+    /// Records a refusal (or failure) in the ledger and answers with the problem.
+    pub(crate) async fn refuse(
+        &self,
+        mut exchange: Exchange,
+        problem: Problem,
+    ) -> Response<GatewayBody> {
+        exchange.allowed = exchange.allowed && problem.status.is_success();
+        let body = problem.body(exchange.rule.as_deref());
+        let digest = sha256(&body);
+        let mut response = problem.response(exchange.rule.as_deref());
+        *response.body_mut() = full(body.clone());
+        self.complete(exchange, response, body.len() as u64, digest)
+            .await
+    }
+
+    /// Appends the exchange record, waits for it to be durable (for an internal call, only in
+    /// order), and answers.
+    pub(crate) async fn complete(
+        &self,
+        mut exchange: Exchange,
+        mut response: Response<GatewayBody>,
+        response_bytes: u64,
+        response_sha256: [u8; 32],
+    ) -> Response<GatewayBody> {
+        let status = response.status();
+        let record =
+            self.exchange_record(&mut exchange, status, response_bytes, response_sha256, None);
+        let index = match self.append_record(&exchange, record).await {
+            Ok(index) => index,
+            Err(error) => return ledger_unavailable(&error),
+        };
+        if let Some(grant) = &exchange.grant
+            && exchange.allowed
+        {
+            self.inner.daily.add_bytes(grant, response_bytes);
+        }
+        self.observe(&exchange, status, response_bytes);
+        let headers = response.headers_mut();
+        headers.insert(
+            EXCHANGE_ID_HEADER,
+            HeaderValue::from_str(&exchange.id).expect("a uuid is a header value"),
+        );
+        headers.insert(RECEIPT_HEADER, HeaderValue::from(index));
+        response
+    }
+
+    /// Streams a non-JSON answer: the exchange record (with the request's digest) is made
+    /// durable before the answer's headers go out, and a completion record with the answer's
+    /// size and digest follows when the body has been sent.
+    async fn stream(
+        &self,
+        mut exchange: Exchange,
+        upstream_parts: http::response::Parts,
+        upstream_body: Incoming,
+    ) -> Response<GatewayBody> {
+        let status = upstream_parts.status;
+        let opening = self.exchange_record(
+            &mut exchange,
+            status,
+            0,
+            empty_sha256(),
+            Some("stream_start"),
+        );
+        let index = match self.append_record(&exchange, opening).await {
+            Ok(index) => index,
+            Err(error) => return ledger_unavailable(&error),
+        };
+        let (tallied, tally) = TallyBody::new(upstream_body);
+        let mut response = Response::new(http_body_util::BodyExt::boxed_unsync(tallied));
+        *response.status_mut() = status;
+        copy_end_to_end_headers(&upstream_parts.headers, response.headers_mut());
+        response.headers_mut().insert(
+            EXCHANGE_ID_HEADER,
+            HeaderValue::from_str(&exchange.id).expect("a uuid is a header value"),
+        );
+        response
+            .headers_mut()
+            .insert(RECEIPT_HEADER, HeaderValue::from(index));
+        let gateway = self.clone();
+        // On the runtime the gateway was made on, which outlives the gateway's threads: a
+        // completion record still being appended when they stop is not dropped with them.
+        self.inner.background.spawn(async move {
+            let tally = tally.finished().await;
+            let completion = gateway.exchange_record(
+                &mut exchange,
+                status,
+                tally.bytes,
+                tally.sha256,
+                Some("stream_complete"),
+            );
+            if let Err(error) = gateway
+                .inner
+                .ledger
+                .append(record::encode(&Record::Exchange(completion)))
+                .await
+            {
+                tracing::error!(%error, exchange = exchange.id, "stream completion record not appended");
+            }
+            if let Some(grant) = &exchange.grant {
+                gateway.inner.daily.add_bytes(grant, tally.bytes);
+            }
+            gateway.observe(&exchange, status, tally.bytes);
+        });
+        response
+    }
+
+    /// The ledger record of `exchange`. Only keyed hashes of the subjects' ID numbers are
+    /// recorded. Without a `phase` the record is the exchange's only one, and takes the
+    /// exchange's rule, method, path and items instead of copying them.
+    fn exchange_record(
+        &self,
+        exchange: &mut Exchange,
+        status: StatusCode,
+        response_bytes: u64,
+        response_sha256: [u8; 32],
+        phase: Option<&str>,
+    ) -> ExchangeRecord {
+        let only = phase.is_none();
+        let take_or_clone = |text: &mut String| {
+            if only {
+                std::mem::take(text)
+            } else {
+                text.clone()
+            }
+        };
+        let rule = match (phase, &mut exchange.rule) {
+            (Some(phase), Some(rule)) => Some(format!("{rule};{phase}")),
+            (Some(phase), None) => Some(phase.to_owned()),
+            (None, rule) => rule.take(),
+        };
+        let method = take_or_clone(&mut exchange.method);
+        let path = take_or_clone(&mut exchange.path);
+        let (items, masked) = if only {
+            (
+                std::mem::take(&mut exchange.items).into_iter().collect(),
+                std::mem::take(&mut exchange.masked).into_iter().collect(),
+            )
+        } else {
+            (
+                exchange.items.iter().cloned().collect(),
+                exchange.masked.iter().cloned().collect(),
+            )
+        };
+        let mut subjects: Vec<String> = exchange
+            .subjects
+            .iter()
+            .map(|id| self.subject_hash(id))
+            .collect();
+        // The record lists them in order, as a set of hashes.
+        subjects.sort_unstable();
+        ExchangeRecord {
+            at: exchange.at,
+            exchange_id: exchange.id.clone(),
+            consumer: exchange.consumer.to_string(),
+            provider: exchange.service.service.provider.to_string(),
+            service: exchange.service.service.draft.code.to_string(),
+            resource: exchange.service.resource.code.to_string(),
+            grant: exchange.grant.clone(),
+            decision: if exchange.allowed {
+                RecordDecision::Allow
+            } else {
+                RecordDecision::Deny
+            },
+            rule,
+            method,
+            path,
+            status: status.as_u16(),
+            request_bytes: exchange.request_bytes,
+            response_bytes,
+            request_sha256: Sha256Digest(exchange.request_sha256),
+            response_sha256: Sha256Digest(response_sha256),
+            latency_us: exchange.started.elapsed().as_micros() as u64,
+            items,
+            masked,
+            subjects,
+        }
+    }
+
+    fn observe(&self, exchange: &Exchange, status: StatusCode, response_bytes: u64) {
+        let labels = ExchangeLabels {
+            consumer: exchange.consumer.to_string(),
+            provider: exchange.service.service.provider.to_string(),
+            service: exchange.service.service.draft.code.to_string(),
+            status: status.as_u16(),
+        };
+        let metrics = &self.inner.metrics;
+        metrics.exchanges.get_or_create(&labels).inc();
+        metrics
+            .durations
+            .get_or_create(&labels)
+            .observe(exchange.started.elapsed().as_secs_f64());
+        metrics
+            .response_bytes
+            .get_or_create(&labels)
+            .inc_by(response_bytes);
+    }
+}
+
+/// The answer to a call whose exchange record could not be appended: no exchange is
+/// acknowledged before its record is durable.
+fn ledger_unavailable(error: &civitas_ledger::Error) -> Response<GatewayBody> {
+    tracing::error!(%error, "exchange record not appended; refusing the answer");
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "ledger_unavailable",
+        "the exchange could not be recorded, so it is not delivered",
+    )
+    .response(None)
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
+fn copy_end_to_end_headers(from: &HeaderMap, to: &mut HeaderMap) {
+    for (name, value) in from {
+        if !is_hop_by_hop(name) {
+            to.append(name.clone(), value.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exchange_ids_are_distinct_time_ordered_uuids() {
+        let ids: BTreeSet<String> = (0..10_000).map(|_| new_exchange_id()).collect();
+        assert_eq!(ids.len(), 10_000);
+        for id in ids.iter().take(10) {
+            let uuid = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(uuid.get_version_num(), 7);
+            let (seconds, _) = uuid.get_timestamp().unwrap().to_unix();
+            assert!(seconds.abs_diff(Timestamp::now().as_second() as u64) < 60);
+        }
+    }
+
+    #[test]
+    fn citizen_ids_in_paths_are_redacted() {
+        let check = |text: &str, expected: &str, ids: &[&str]| {
+            let mut found = BTreeSet::new();
+            assert_eq!(redact_citizen_ids(text, &mut found), expected);
+            assert_eq!(found.iter().map(String::as_str).collect::<Vec<_>>(), ids);
+        };
+        check("", "", &[]);
+        check(
+            "/persons/11010519491231002X",
+            "/persons/110105********002X",
+            &["11010519491231002X"],
+        );
+        check(
+            "/p?owner=11010519491231002x&again=11010519491231002X/",
+            "/p?owner=110105********002X&again=110105********002X/",
+            &["11010519491231002X"],
+        );
+        // Not ID numbers: a wrong check character, a longer token, a birth date that is none.
+        check(
+            "//110105194912310021/11010519491231002X9/110105194913310023",
+            "//110105194912310021/11010519491231002X9/110105194913310023",
+            &[],
+        );
+    }
+}

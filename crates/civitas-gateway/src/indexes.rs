@@ -1,0 +1,353 @@
+//! The store's indexes derived from the ledger: the personal-data access index (which exchanges
+//! delivered data about which person, by keyed hash) and the scenario runs. Both are fed from the
+//! ledger's records in the background and can always be rebuilt from it; the subject report
+//! answers from the index and proves each answer with the exchange's ledger record and receipt.
+
+use civitas_core::CitizenId;
+use civitas_ledger::record::{self, Record, ScenarioRunRecord};
+use civitas_store::{Page, PageRequest, ScenarioRun, SubjectDelivery};
+use hmac::{Hmac, Mac};
+use jiff::Timestamp;
+use sha2::Sha256;
+
+use crate::{Gateway, hex};
+
+/// Ledger records per transaction of the store's indexes derived from the ledger: the store has
+/// one writer, and a smaller transaction keeps the writes of requests in flight from waiting long
+/// behind it.
+const LEDGER_INDEX_BATCH: u64 = 200;
+
+/// What the store's indexes derived from the ledger need of a record: they read every record
+/// the gateway writes, so this parses only the type and the subjects of exchange records
+/// ([`record::decode`] would build and re-encode whole records); scenario runs, far fewer, are
+/// then decoded whole.
+#[derive(serde::Deserialize)]
+struct IndexedView {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    subjects: Vec<String>,
+}
+
+/// A ledger record the store's derived indexes take something from.
+enum IndexedRecord {
+    /// An exchange's subjects: the keyed hashes of the ID numbers it delivered data about.
+    Exchange(Vec<String>),
+    ScenarioRun,
+}
+
+impl IndexedView {
+    /// The subjects of an exchange record with any, or that the record is a scenario run;
+    /// `None` for every other record.
+    fn read(bytes: &[u8]) -> Option<IndexedRecord> {
+        let (&version, json) = bytes.split_first()?;
+        if version != record::ENCODING_V1 {
+            return None;
+        }
+        let view: IndexedView = serde_json::from_slice(json).ok()?;
+        if view.kind == "scenario_run" {
+            return Some(IndexedRecord::ScenarioRun);
+        }
+        if view.kind != "exchange" || view.subjects.is_empty() {
+            return None;
+        }
+        Some(IndexedRecord::Exchange(view.subjects))
+    }
+}
+
+/// One exchange's delivery of a person's data, as an audit of the person shows it: from the
+/// exchange's ledger record, found through the personal-data access index.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SubjectAccess {
+    /// Keyed hash of the citizen ID number.
+    pub subject: String,
+    /// The exchange's record in the ledger (its bytes are at `/api/v1/ledger/records/{index}`).
+    pub ledger_index: u64,
+    /// The record's receipt: its leaf hash, a signed checkpoint covering it and the inclusion
+    /// proof, which verify with the node's verifier key alone.
+    pub receipt: civitas_ledger::Receipt,
+    pub exchange_id: String,
+    pub at: Timestamp,
+    /// `{org}/{system}` of the system that received the data.
+    pub consumer: String,
+    pub provider: String,
+    pub service: String,
+    pub resource: String,
+    pub grant: Option<String>,
+}
+
+/// The store's row of a scenario run, from the run's ledger record: its details hold the
+/// citizen's consent reference and the whole result (records written before the result was
+/// kept whole hold the values, rules and reason, which then stand as the result).
+fn scenario_run_of(run: ScenarioRunRecord, ledger_index: u64) -> ScenarioRun {
+    let mut details = run.details;
+    let consent = match details.get_mut("consent").map(serde_json::Value::take) {
+        Some(serde_json::Value::String(consent)) => consent,
+        _ => String::new(),
+    };
+    let result = match details.get_mut("result").map(serde_json::Value::take) {
+        Some(result) if !result.is_null() => result,
+        _ => {
+            if let Some(object) = details.as_object_mut() {
+                object.remove("consent");
+            }
+            details
+        }
+    };
+    ScenarioRun {
+        id: run.run_id,
+        scenario: run.scenario,
+        version: run.version,
+        subject: run.subject,
+        consent,
+        outcome: run.outcome,
+        result,
+        ledger_index,
+        at: run.at,
+    }
+}
+
+/// The 32 bytes a subject hash in an exchange record spells in lower-case hexadecimal.
+fn unhex32(text: &str) -> Option<[u8; 32]> {
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let text = text.as_bytes();
+    if text.len() != 64 {
+        return None;
+    }
+    let mut bytes = [0; 32];
+    for (byte, pair) in bytes.iter_mut().zip(text.chunks_exact(2)) {
+        *byte = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(bytes)
+}
+
+impl Gateway {
+    /// Brings the store's indexes derived from the ledger up to the ledger's current size: the
+    /// personal-data access index (the subjects of exchange records) and the scenario runs (from
+    /// their run records), in transactions of `LEDGER_INDEX_BATCH` records. Both can always be
+    /// rebuilt from the ledger; reading them after this call sees every durable record.
+    pub async fn index_ledger(&self) -> anyhow::Result<()> {
+        let store = &self.inner.store;
+        let ledger = &self.inner.ledger;
+        let mut next = store.ledger_index_next().await?;
+        let size = ledger.size();
+        while next < size {
+            let end = (next + LEDGER_INDEX_BATCH).min(size);
+            let records = {
+                let ledger = ledger.clone();
+                tokio::task::spawn_blocking(move || ledger.read_range(next..end)).await??
+            };
+            let mut deliveries = Vec::new();
+            let mut runs = Vec::new();
+            for (offset, bytes) in records.iter().enumerate() {
+                let ledger_index = next + offset as u64;
+                match IndexedView::read(bytes) {
+                    Some(IndexedRecord::Exchange(subjects)) => {
+                        deliveries.extend(subjects.iter().filter_map(|subject| {
+                            Some(SubjectDelivery {
+                                subject: unhex32(subject)?,
+                                ledger_index,
+                            })
+                        }));
+                    }
+                    Some(IndexedRecord::ScenarioRun) => {
+                        if let Ok(Record::ScenarioRun(run)) = record::decode(bytes) {
+                            runs.push(scenario_run_of(run, ledger_index));
+                        }
+                    }
+                    None => {}
+                }
+            }
+            store.add_ledger_index(&deliveries, &runs, end).await?;
+            next = end;
+        }
+        Ok(())
+    }
+
+    /// The keyed hash of a citizen ID number, in hexadecimal as exchange records hold it.
+    pub fn subject_hash(&self, id_number: &str) -> String {
+        hex(&self.subject_key_hash(id_number))
+    }
+
+    fn subject_key_hash(&self, id_number: &str) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.inner.config.subject_key)
+            .expect("any key length");
+        mac.update(id_number.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Which exchanges delivered data about the person with this ID number, oldest first, a
+    /// page at a time, each with its receipt: found in the personal-data access index (brought
+    /// up to the ledger first, so that every exchange acknowledged before the call is covered)
+    /// and read from their ledger records.
+    pub async fn subject_accesses(
+        &self,
+        id_number: &CitizenId,
+        page: &PageRequest,
+    ) -> anyhow::Result<Page<SubjectAccess>> {
+        self.index_ledger().await?;
+        let key_hash = self.subject_key_hash(id_number.as_str());
+        let subject = hex(&key_hash);
+        let Page { items, next_cursor } =
+            self.inner.store.subject_deliveries(&key_hash, page).await?;
+        let ledger = self.inner.ledger.clone();
+        let records = tokio::task::spawn_blocking(move || {
+            items
+                .into_iter()
+                .map(|index| Ok((index, ledger.read(index)?)))
+                .collect::<civitas_ledger::Result<Vec<_>>>()
+        })
+        .await??;
+        let mut accesses = Vec::with_capacity(records.len());
+        for (ledger_index, bytes) in records {
+            let Record::Exchange(exchange) = record::decode(&bytes)? else {
+                anyhow::bail!(
+                    "the access index names ledger record {ledger_index}, which is not an exchange"
+                );
+            };
+            // The record's own list is the evidence; the index only points at it.
+            if !exchange.subjects.contains(&subject) {
+                anyhow::bail!(
+                    "the access index names ledger record {ledger_index}, which does not list the subject"
+                );
+            }
+            accesses.push(SubjectAccess {
+                subject: subject.clone(),
+                ledger_index,
+                receipt: self.inner.ledger.receipt(ledger_index).await?,
+                exchange_id: exchange.exchange_id,
+                at: exchange.at,
+                consumer: exchange.consumer,
+                provider: exchange.provider,
+                service: exchange.service,
+                resource: exchange.resource,
+                grant: exchange.grant,
+            });
+        }
+        Ok(Page {
+            items: accesses,
+            next_cursor,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use civitas_ledger::record::{
+        AdminRecord, Decision as RecordDecision, ExchangeRecord, Sha256Digest,
+    };
+    use serde_json::json;
+
+    #[test]
+    fn the_index_reads_the_subjects_of_exchange_records_only() {
+        let exchange = ExchangeRecord {
+            at: Timestamp::from_second(1_795_622_399).unwrap(),
+            exchange_id: "e".into(),
+            consumer: "c/s".into(),
+            provider: "p/s".into(),
+            service: "svc".into(),
+            resource: "320100-B01-000001".into(),
+            grant: Some("g".into()),
+            decision: RecordDecision::Allow,
+            rule: None,
+            method: "GET".into(),
+            path: "/".into(),
+            status: 200,
+            request_bytes: 0,
+            response_bytes: 0,
+            request_sha256: Sha256Digest([0; 32]),
+            response_sha256: Sha256Digest([0; 32]),
+            latency_us: 1,
+            items: vec!["name".into()],
+            masked: vec![],
+            subjects: vec!["aa".into(), "bb".into()],
+        };
+        let Some(IndexedRecord::Exchange(subjects)) =
+            IndexedView::read(&record::encode(&Record::Exchange(exchange.clone())))
+        else {
+            panic!("an exchange with subjects")
+        };
+        assert_eq!(subjects, ["aa", "bb"]);
+        let without = ExchangeRecord {
+            subjects: vec![],
+            ..exchange
+        };
+        assert!(IndexedView::read(&record::encode(&Record::Exchange(without))).is_none());
+        let admin = Record::Admin(AdminRecord {
+            at: Timestamp::from_second(1_795_622_399).unwrap(),
+            actor: "user:alice".into(),
+            action: "organization.create".into(),
+            object_kind: "organization".into(),
+            object_id: "x".into(),
+            details: json!({"subjects": ["aa"], "consumer": "c/s"}),
+        });
+        assert!(IndexedView::read(&record::encode(&admin)).is_none());
+    }
+
+    #[test]
+    fn subject_hashes_read_back_from_their_hexadecimal() {
+        let bytes: [u8; 32] = std::array::from_fn(|at| (at * 37 + 5) as u8);
+        assert_eq!(unhex32(&hex(&bytes)), Some(bytes));
+        let text = hex(&bytes);
+        assert_eq!(unhex32(&text[..62]), None, "too short");
+        assert_eq!(
+            unhex32(&text.to_uppercase()),
+            None,
+            "records spell hashes in lower case"
+        );
+        assert_eq!(unhex32(&format!("{}g", &text[..63])), None);
+    }
+
+    #[test]
+    fn scenario_run_records_give_the_stores_rows() {
+        let run = ScenarioRunRecord {
+            at: Timestamp::from_second(1_795_622_399).unwrap(),
+            run_id: "r-1".into(),
+            scenario: "rental".into(),
+            version: 2,
+            subject: "ab12".into(),
+            outcome: "approve".into(),
+            exchanges: vec![3, 4],
+            details: json!({
+                "consent": "c-9",
+                "result": { "outcome": "approve", "values": { "amount": 4500 } },
+            }),
+        };
+        let bytes = record::encode(&Record::ScenarioRun(run.clone()));
+        assert!(matches!(
+            IndexedView::read(&bytes),
+            Some(IndexedRecord::ScenarioRun)
+        ));
+        let row = scenario_run_of(run.clone(), 7);
+        assert_eq!(
+            (row.id.as_str(), row.scenario.as_str(), row.version),
+            ("r-1", "rental", 2)
+        );
+        assert_eq!(
+            (
+                row.subject.as_str(),
+                row.consent.as_str(),
+                row.outcome.as_str()
+            ),
+            ("ab12", "c-9", "approve")
+        );
+        assert_eq!(row.result["values"]["amount"], 4500);
+        assert_eq!((row.ledger_index, row.at), (7, run.at));
+        // Records from before the result was kept whole: their details stand as the result.
+        let older = ScenarioRunRecord {
+            details: json!({ "consent": "c-1", "values": {}, "reason": "a rule did not hold" }),
+            ..run
+        };
+        let row = scenario_run_of(older, 8);
+        assert_eq!(row.consent, "c-1");
+        assert_eq!(
+            row.result,
+            json!({ "values": {}, "reason": "a rule did not hold" })
+        );
+    }
+}
