@@ -242,9 +242,18 @@ impl Store {
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(10))
                     .pragma("cache_size", "-65536");
+                // The writer's cache keeps the pages it last wrote. The gateway's indexes of
+                // the ledger only append, so those pages are seldom read again; at the readers'
+                // 64 MiB that cache grew with every call into most of a busy node's memory. A
+                // quarter of it imports a million catalog directories as fast.
                 let writer = SqlitePoolOptions::new()
                     .max_connections(1)
-                    .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
+                    .connect_with(
+                        options
+                            .clone()
+                            .pragma("wal_autocheckpoint", "0")
+                            .pragma("cache_size", "-16384"),
+                    )
                     .await?;
                 sqlx::migrate!("migrations/sqlite").run(&writer).await?;
                 let checkpointer = SqlitePoolOptions::new()
