@@ -26,13 +26,19 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// The process can serve: the store answers.
+/// The process can serve: the store answers and the ledger takes appends (after a failed write
+/// it refuses them all, and with them every change and exchange that must be recorded).
 async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
     state
         .store
         .ping()
         .await
         .map_err(|error| ApiError::Unavailable(format!("store unreachable: {error}")))?;
+    if let Some(failure) = state.ledger.failure() {
+        return Err(ApiError::Unavailable(format!(
+            "the ledger refuses appends: {failure}"
+        )));
+    }
     Ok("ready\n")
 }
 

@@ -164,6 +164,9 @@ impl Gateway {
         let path = parts.uri.path().to_owned();
         let query = parts.uri.query().map(str::to_owned);
         let Some(rest) = path.strip_prefix("/x/") else {
+            if let Some(answer) = self.probe(&parts.method, &path) {
+                return answer;
+            }
             return Problem::new(
                 StatusCode::NOT_FOUND,
                 "no_route",
@@ -540,6 +543,50 @@ impl Gateway {
             .map(|item| item.code.clone())
             .collect();
         self.stream(exchange, upstream_parts, upstream_body).await
+    }
+
+    /// `GET /healthz` (the gateway is up) and `GET /readyz` (it can answer calls: its ledger
+    /// takes appends) on the gateway's own listener, for the load balancer in front of it;
+    /// `None` for any other path. Neither is an exchange, so neither is recorded.
+    fn probe(&self, method: &Method, path: &str) -> Option<Response<GatewayBody>> {
+        if path != "/healthz" && path != "/readyz" {
+            return None;
+        }
+        if method != Method::GET && method != Method::HEAD {
+            let mut response = Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{path} answers GET and HEAD, not {method}"),
+            )
+            .response(None);
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return Some(response);
+        }
+        if path == "/readyz"
+            && let Some(failure) = self.inner.ledger.failure()
+        {
+            return Some(
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ledger_unavailable",
+                    format!("the ledger refuses appends, so no call can be answered: {failure}"),
+                )
+                .response(None),
+            );
+        }
+        let text = if path == "/healthz" {
+            "ok\n"
+        } else {
+            "ready\n"
+        };
+        let mut response = Response::new(full(Bytes::from_static(text.as_bytes())));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        Some(response)
     }
 
     /// The access decision for `consumer` on `resource` at `now`, from the grants and policies

@@ -28,7 +28,7 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, mpsc};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -294,6 +294,9 @@ pub(crate) struct Shared {
     pub(crate) checkpoint_wakeup: Condvar,
     pub(crate) signer: NoteSigner,
     pub(crate) verifier_key: String,
+    /// Why the writer refuses appends, once a write or sync has failed (until the ledger is
+    /// opened again, which recovers what the files really hold).
+    pub(crate) failure: OnceLock<String>,
     /// Held for its exclusive lock, released when the last thread lets go of `Shared`.
     _lock: File,
 }
@@ -579,6 +582,7 @@ impl Ledger {
             checkpoint_wakeup: Condvar::new(),
             verifier_key: signer.verifier_key(),
             signer,
+            failure: OnceLock::new(),
             _lock: lock_file,
         });
         // Every open ledger has a checkpoint, so `latest_checkpoint` never has to say "none".
@@ -720,6 +724,12 @@ impl Ledger {
     /// The number of durable records, which is also the size of the tree over them.
     pub fn size(&self) -> u64 {
         self.shared().size()
+    }
+
+    /// Why appends are refused, if a write or sync of the ledger's files has failed: from then
+    /// on every append fails, until the ledger is opened again.
+    pub fn failure(&self) -> Option<&str> {
+        self.shared().failure.get().map(String::as_str)
     }
 
     fn check_index(&self, index: u64) -> Result<u64> {

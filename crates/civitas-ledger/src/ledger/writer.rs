@@ -41,9 +41,6 @@ pub(crate) struct WriterState {
     partial_group: Vec<Hash>,
     /// Level-4 nodes of the incomplete tile at the right edge.
     partial_tile: Vec<Hash>,
-    /// Set after a failed write or sync: the kernel may have dropped the dirty pages, so nothing
-    /// written afterwards could be trusted to sit on top of what the file really holds.
-    failure: Option<String>,
     frames: Vec<u8>,
     offsets: Vec<u8>,
     leaves: Vec<u8>,
@@ -72,7 +69,6 @@ impl WriterState {
             zeroed_end: records_file_length.max(records_end),
             partial_group,
             partial_tile: groups.map(perfect_root).collect(),
-            failure: None,
             frames: Vec::new(),
             offsets: Vec::new(),
             leaves: Vec::new(),
@@ -82,15 +78,21 @@ impl WriterState {
         }
     }
 
-    /// Runs `step` unless an earlier write or sync failed, and remembers its failure.
-    fn guarded<T>(&mut self, step: impl FnOnce(&mut Self) -> Result<T>) -> Result<T, String> {
-        if let Some(failure) = &self.failure {
+    /// Runs `step` unless an earlier write or sync failed, and keeps its failure in
+    /// `Shared::failure`: the kernel may have dropped the dirty pages, so nothing written
+    /// afterwards could be trusted to sit on top of what the file really holds.
+    fn guarded<T>(
+        &mut self,
+        shared: &Shared,
+        step: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<T, String> {
+        if let Some(failure) = shared.failure.get() {
             return Err(failure.clone());
         }
         step(self).map_err(|error| {
             tracing::error!(%error, "ledger append failed; refusing further appends");
             let message = error.to_string();
-            self.failure = Some(message.clone());
+            let _ = shared.failure.set(message.clone());
             message
         })
     }
@@ -237,7 +239,7 @@ pub(crate) fn run(
             match receiver.recv_timeout(gather_window) {
                 Ok(first) => first,
                 Err(RecvTimeoutError::Timeout) => {
-                    let _ = state.guarded(|state| state.sync(shared));
+                    let _ = state.guarded(shared, |state| state.sync(shared));
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -283,7 +285,7 @@ pub(crate) fn run(
             batch.push(next);
         }
         previous_group = batch.len();
-        let written = state.guarded(|state| state.write(shared, &batch));
+        let written = state.guarded(shared, |state| state.write(shared, &batch));
         let first_index = match written {
             Ok(first_index) => first_index,
             Err(message) => {
@@ -308,7 +310,7 @@ pub(crate) fn run(
         if durable.is_empty() {
             continue;
         }
-        let synced = state.guarded(|state| state.sync(shared));
+        let synced = state.guarded(shared, |state| state.sync(shared));
         for (reply, range) in durable.drain(..) {
             let answer = match &synced {
                 Ok(()) => Ok(range),
@@ -319,7 +321,7 @@ pub(crate) fn run(
         answers.deliver();
     }
     if state.unsynced {
-        let _ = state.guarded(|state| state.sync(shared));
+        let _ = state.guarded(shared, |state| state.sync(shared));
     }
 }
 

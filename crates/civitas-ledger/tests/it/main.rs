@@ -2,5 +2,6 @@
 
 mod checkpoint_independent;
 mod crash;
+mod failure;
 mod ledger;
 mod merkle_known_answers;

@@ -21,6 +21,7 @@ on_both_stores!(
     upstream_failures_and_circuit_breaker,
     video_playback_urls,
     connections_are_spread_over_the_gateway_threads,
+    the_gateway_answers_health_and_readiness_probes,
 );
 
 pub const CITIZEN: &str = "11010519491231002X";
@@ -847,4 +848,46 @@ fn metric_values<'a>(metrics: &'a str, prefix: &'a str) -> impl Iterator<Item = 
         .lines()
         .filter(move |line| line.starts_with(prefix))
         .map(|line| line.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+}
+
+async fn the_gateway_answers_health_and_readiness_probes(server: TestServer) {
+    let gateway = gateway_url(&server);
+    for (path, text) in [("/healthz", "ok\n"), ("/readyz", "ready\n")] {
+        let answer = server
+            .client
+            .get(format!("{gateway}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::OK, "{path}");
+        // A probe is not an exchange: nothing is recorded for it.
+        assert!(answer.headers().get("civitas-receipt").is_none(), "{path}");
+        assert!(answer.headers().get("civitas-exchange-id").is_none());
+        assert_eq!(answer.text().await.unwrap(), text);
+        let head = server
+            .client
+            .head(format!("{gateway}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.status(), StatusCode::OK, "HEAD {path}");
+        let post = server
+            .client
+            .post(format!("{gateway}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED, "POST {path}");
+        assert_eq!(post.headers()["allow"], "GET, HEAD");
+        let problem: Value = post.json().await.unwrap();
+        assert_eq!(problem["code"], "method_not_allowed");
+    }
+    // Other paths outside /x/ are still no route.
+    let elsewhere = server
+        .client
+        .get(format!("{gateway}/healthz/more"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), StatusCode::NOT_FOUND);
 }
