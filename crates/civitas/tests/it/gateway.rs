@@ -735,41 +735,43 @@ async fn video_playback_urls(server: TestServer) {
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 }
 
-/// Reads a header-free HTTP/1.1 answer over a TLS stream.
+/// Reads a header-free HTTP/1.1 answer over a TLS stream. Each step has ten seconds, so that a
+/// connection the server neither answers nor closes fails the test, naming the step, instead of
+/// hanging it.
 pub async fn tls_get(
     addr: SocketAddr,
     config: Arc<rustls::ClientConfig>,
     path: &str,
 ) -> Result<(StatusCode, String), String> {
     use http_body_util::BodyExt;
+    async fn step<T, E: std::fmt::Display>(
+        name: &str,
+        future: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, String> {
+        match tokio::time::timeout(Duration::from_secs(10), future).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(format!("{name}: {error}")),
+            Err(_) => Err(format!("{name}: no answer within 10 s")),
+        }
+    }
     let connector = tokio_rustls::TlsConnector::from(config);
-    let tcp = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
+    let tcp = step("connect", tokio::net::TcpStream::connect(addr)).await?;
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let tls = connector
-        .connect(name, tcp)
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .map_err(|e| format!("http: {e}"))?;
+    let tls = step("handshake", connector.connect(name, tcp)).await?;
+    let (mut sender, connection) = step(
+        "http",
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)),
+    )
+    .await?;
     tokio::spawn(connection);
     let request = hyper::Request::get(path)
         .header("host", "localhost")
         .body(http_body_util::Empty::<bytes::Bytes>::new())
         .unwrap();
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| format!("request: {e}"))?;
+    let response = step("request", sender.send_request(request)).await?;
     let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
+    let body = step("body", response.into_body().collect())
+        .await?
         .to_bytes();
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
