@@ -50,12 +50,21 @@ fn client_config(ca_pem: &str, identity: Option<(&str, &str)>) -> Arc<rustls::Cl
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_admits_only_this_nodes_certificates() {
+    // One CI run hung in this test, idle, with nothing in flight. Should that happen again, the
+    // test fails after two minutes, and the phases it printed (shown with the failure) say where.
+    tokio::time::timeout(Duration::from_secs(120), mutual_tls_phases())
+        .await
+        .expect("the test finished within two minutes; its last phase is printed above");
+}
+
+async fn mutual_tls_phases() {
     let server = TestServer::start_sqlite_with(|config| {
         config.gateway_tls = Some(civitas::config::GatewayTls::Mtls)
     })
     .await;
     let upstream = start_upstream().await;
     let city = city(&server, upstream, json!({})).await;
+    eprintln!("phase: city set up");
     let (status, issued) = server
         .post(
             &format!(
@@ -67,6 +76,7 @@ async fn mutual_tls_admits_only_this_nodes_certificates() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{issued}");
+    eprintln!("phase: certificate issued");
     let ca_pem = issued["ca_certificate"].as_str().unwrap();
     let gateway = server.running.as_ref().unwrap().gateway_addr;
     let path = format!("/x/{}/fund-core/accounts/accounts/{CITIZEN}", city.provider);
@@ -91,6 +101,7 @@ async fn mutual_tls_admits_only_this_nodes_certificates() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let body: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body["name"], "欧阳**");
+    eprintln!("phase: a call with the certificate answered");
 
     // A certificate naming the same system but signed by another CA is refused at the handshake.
     let rogue_ca_key = rcgen::KeyPair::generate().unwrap();
@@ -116,6 +127,7 @@ async fn mutual_tls_admits_only_this_nodes_certificates() {
         refused.is_err(),
         "a certificate from another CA must be refused: {refused:?}"
     );
+    eprintln!("phase: another CA's certificate refused");
 
     // No certificate at all, and an API key instead, are refused too.
     let anonymous = tls_get(gateway, client_config(ca_pem, None), &path).await;
@@ -123,6 +135,7 @@ async fn mutual_tls_admits_only_this_nodes_certificates() {
         anonymous.is_err() || anonymous.as_ref().unwrap().0 == StatusCode::UNAUTHORIZED,
         "{anonymous:?}"
     );
+    eprintln!("phase: no certificate refused");
 
     // A revoked certificate stops working within a second.
     let (status, _) = server
@@ -136,6 +149,7 @@ async fn mutual_tls_admits_only_this_nodes_certificates() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
+    eprintln!("phase: certificate revoked");
     let started = Instant::now();
     loop {
         let (status, body) = tls_get(gateway, trusted.clone(), &path).await.unwrap();
