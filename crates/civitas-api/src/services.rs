@@ -510,14 +510,14 @@ async fn subject_accesses(
     caller.permit(Action::ReadAudit, None)?;
     let id = CitizenId::parse(&id_number).map_err(|error| ApiError::invalid("id_number", error))?;
     let page = paging(query.limit, query.cursor.as_deref())?;
-    let found = state
+    let (subject, found) = state
         .gateway
         .subject_accesses(&id, &page)
         .await
         .map_err(ApiError::from_component)?;
     let crate::PageOf { items, next_cursor } = crate::PageOf::from(found);
     Ok(axum::Json(SubjectReport {
-        subject: state.gateway.subject_hash(id.as_str()),
+        subject,
         accesses: items,
         next_cursor,
     }))

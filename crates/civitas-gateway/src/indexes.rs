@@ -183,12 +183,13 @@ impl Gateway {
     /// Which exchanges delivered data about the person with this ID number, oldest first, a
     /// page at a time, each with its receipt: found in the personal-data access index (brought
     /// up to the ledger first, so that every exchange acknowledged before the call is covered)
-    /// and read from their ledger records.
+    /// and read from their ledger records. Returns the person's keyed hash, which the index is
+    /// kept by, with the page.
     pub async fn subject_accesses(
         &self,
         id_number: &CitizenId,
         page: &PageRequest,
-    ) -> anyhow::Result<Page<SubjectAccess>> {
+    ) -> anyhow::Result<(String, Page<SubjectAccess>)> {
         self.index_ledger().await?;
         let key_hash = self.subject_key_hash(id_number.as_str());
         let subject = hex(&key_hash);
@@ -228,10 +229,13 @@ impl Gateway {
                 grant: exchange.grant,
             });
         }
-        Ok(Page {
-            items: accesses,
-            next_cursor,
-        })
+        Ok((
+            subject,
+            Page {
+                items: accesses,
+                next_cursor,
+            },
+        ))
     }
 }
 

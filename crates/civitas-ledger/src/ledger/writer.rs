@@ -84,12 +84,12 @@ impl WriterState {
     fn guarded<T>(
         &mut self,
         shared: &Shared,
-        step: impl FnOnce(&mut Self) -> Result<T>,
+        step: impl FnOnce(&mut Self, &Shared) -> Result<T>,
     ) -> Result<T, String> {
         if let Some(failure) = shared.failure.get() {
             return Err(failure.clone());
         }
-        step(self).map_err(|error| {
+        step(self, shared).map_err(|error| {
             tracing::error!(%error, "ledger append failed; refusing further appends");
             let message = error.to_string();
             let _ = shared.failure.set(message.clone());
@@ -239,7 +239,7 @@ pub(crate) fn run(
             match receiver.recv_timeout(gather_window) {
                 Ok(first) => first,
                 Err(RecvTimeoutError::Timeout) => {
-                    let _ = state.guarded(shared, |state| state.sync(shared));
+                    let _ = state.guarded(shared, WriterState::sync);
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -285,7 +285,7 @@ pub(crate) fn run(
             batch.push(next);
         }
         previous_group = batch.len();
-        let written = state.guarded(shared, |state| state.write(shared, &batch));
+        let written = state.guarded(shared, |state, shared| state.write(shared, &batch));
         let first_index = match written {
             Ok(first_index) => first_index,
             Err(message) => {
@@ -310,7 +310,7 @@ pub(crate) fn run(
         if durable.is_empty() {
             continue;
         }
-        let synced = state.guarded(shared, |state| state.sync(shared));
+        let synced = state.guarded(shared, WriterState::sync);
         for (reply, range) in durable.drain(..) {
             let answer = match &synced {
                 Ok(()) => Ok(range),
@@ -321,7 +321,7 @@ pub(crate) fn run(
         answers.deliver();
     }
     if state.unsynced {
-        let _ = state.guarded(shared, |state| state.sync(shared));
+        let _ = state.guarded(shared, WriterState::sync);
     }
 }
 

@@ -293,8 +293,11 @@ async fn granted_call_is_filtered_masked_and_receipted(server: TestServer) {
         .get(&format!("/api/v1/audit/subjects/{CITIZEN}"), &auditor)
         .await;
     assert_eq!(status, StatusCode::OK, "{report}");
+    // The report names the person by the keyed hash the exchange record lists.
+    assert_eq!(report["subject"], exchange["subjects"][0]);
     let accesses = report["accesses"].as_array().unwrap();
     assert_eq!(accesses.len(), 1);
+    assert_eq!(accesses[0]["subject"], report["subject"]);
     assert_eq!(accesses[0]["consumer"], format!("{}/portal", city.consumer));
     assert_eq!(accesses[0]["grant"], city.grant.as_str());
     assert_eq!(accesses[0]["ledger_index"], index);
