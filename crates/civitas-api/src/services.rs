@@ -18,7 +18,7 @@ use civitas_core::{
     catalog::{ResourceCode, ResourceKind},
     service::{FieldMapping, Service, ServiceDraft},
 };
-use civitas_gateway::SubjectAccess;
+use civitas_gateway::{SubjectAccess, limits::CircuitState};
 use civitas_store::GrantUsage;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -49,6 +49,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/certificates/{serial}/revoke", post(revoke_certificate))
         .route("/ca.pem", get(ca_certificate))
+        .route("/gateway/circuits", get(list_circuits))
         .route("/grants/{id}/usage", get(grant_usage))
         .route("/audit/subjects/{id_number}", get(subject_accesses))
 }
@@ -452,6 +453,21 @@ async fn ca_certificate(State(state): State<AppState>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "application/x-pem-file")],
         state.certificate_authority.certificate_pem().to_owned(),
     )
+}
+
+#[utoipa::path(get, path = "/api/v1/gateway/circuits", tag = "gateway",
+    description = "Services whose calls through this node's gateway have failed since their last \
+        successful call, by name: `state` is `open` while calls fail fast (for `retry_after_ms`), \
+        `half_open` when the next call probes the upstream, and `closed` while failures are \
+        counted toward opening. Each node keeps its own breakers; the metric \
+        `civitas_gateway_circuit_open` gives every node's.",
+    responses((status = 200, body = serde_json::Value), (status = 401, body = Problem)))]
+async fn list_circuits(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<axum::Json<Vec<CircuitState>>> {
+    caller.permit(Action::ReadCatalog, None)?;
+    Ok(axum::Json(state.gateway.circuits()))
 }
 
 #[utoipa::path(get, path = "/api/v1/grants/{id}/usage", tag = "access",

@@ -359,7 +359,10 @@ impl Gateway {
         exchange.allowed = true;
 
         // The circuit breaker.
-        let admission = self.inner.breakers.admit(&service.name, Instant::now());
+        let admission = self
+            .inner
+            .breakers
+            .admit(&service.name, &service.upstream, Instant::now());
         if let Admission::Open(wait) = admission {
             exchange.rule = Some("circuit_open".into());
             exchange.allowed = false;
@@ -424,7 +427,9 @@ impl Gateway {
         let upstream_response = match outcome {
             Ok(Ok(response)) => response,
             Ok(Err(error)) => {
-                self.inner.breakers.failed(&service.name, Instant::now());
+                self.inner
+                    .breakers
+                    .failed(&service.name, &service.upstream, Instant::now());
                 exchange.rule = Some("upstream_refused".into());
                 let problem = Problem::new(
                     StatusCode::BAD_GATEWAY,
@@ -436,7 +441,9 @@ impl Gateway {
             Err(deadline::Elapsed) => return self.timed_out(exchange, &service).await,
         };
         if upstream_response.status().is_server_error() {
-            self.inner.breakers.failed(&service.name, Instant::now());
+            self.inner
+                .breakers
+                .failed(&service.name, &service.upstream, Instant::now());
         } else {
             self.inner.breakers.succeeded(&service.name);
         }
@@ -664,7 +671,9 @@ impl Gateway {
         mut exchange: Exchange,
         service: &CompiledService,
     ) -> Response<GatewayBody> {
-        self.inner.breakers.failed(&service.name, Instant::now());
+        self.inner
+            .breakers
+            .failed(&service.name, &service.upstream, Instant::now());
         exchange.rule = Some("upstream_timeout".into());
         let problem = Problem::new(
             StatusCode::GATEWAY_TIMEOUT,

@@ -53,7 +53,7 @@ use tokio::sync::watch;
 use crate::{
     body::{GatewayBody, full},
     deadline::Deadlines,
-    limits::{CircuitBreakers, DailyCounts, DayCount, RateLimits},
+    limits::{CircuitBreakers, CircuitState, DailyCounts, DayCount, RateLimits},
     metrics::GatewayMetrics,
     problem::Problem,
     snapshot::Snapshot,
@@ -202,6 +202,7 @@ impl Gateway {
     ) -> anyhow::Result<Gateway> {
         let snapshot = Snapshot::load(&store, config.city_region).await?;
         let client = new_upstream_client();
+        let metrics = GatewayMetrics::register(registry);
         let gateway = Gateway {
             inner: Arc::new(Inner {
                 store,
@@ -211,8 +212,8 @@ impl Gateway {
                 client,
                 rates: RateLimits::default(),
                 daily: DailyCounts::default(),
-                breakers: CircuitBreakers::default(),
-                metrics: GatewayMetrics::register(registry),
+                breakers: CircuitBreakers::new(metrics.open_circuits.clone()),
+                metrics,
                 today: std::sync::Mutex::new(Today {
                     date: String::new(),
                     starts: 0,
@@ -350,6 +351,20 @@ impl Gateway {
             .write()
             .expect("snapshot lock")
             .apply(changes)
+    }
+
+    /// Every service whose calls have failed on this node since its last successful one: open
+    /// circuits, half-open ones and closed ones counting failures. Services since deactivated
+    /// or pointed at another upstream are left out (and their breakers forgotten).
+    pub fn circuits(&self) -> Vec<CircuitState> {
+        let snapshot = self.inner.snapshot.read().expect("snapshot lock");
+        self.inner
+            .breakers
+            .states(Instant::now(), |name, upstream| {
+                snapshot
+                    .service_named(name)
+                    .is_some_and(|service| service.upstream == upstream)
+            })
     }
 
     async fn flush_usage(&self) {

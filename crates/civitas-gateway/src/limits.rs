@@ -4,9 +4,17 @@
 
 use std::{
     collections::HashMap,
-    sync::Mutex,
+    sync::{
+        Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
+
+use jiff::Timestamp;
+use prometheus_client::metrics::{family::Family, gauge::Gauge};
+
+use crate::metrics::ServiceLabels;
 
 /// A token bucket allowing `rate` requests per second with bursts of up to `rate`.
 #[derive(Debug)]
@@ -131,18 +139,27 @@ fn count_of<'a>(counts: &'a mut HashMap<String, DayCount>, grant: &str) -> &'a m
 pub const FAILURES_TO_OPEN: u32 = 5;
 pub const OPEN_FOR: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Breaker {
+    /// The upstream base the failures were counted against: a service pointed elsewhere
+    /// starts afresh.
+    upstream: String,
     consecutive_failures: u32,
+    failing_since: Timestamp,
     open_until: Option<Instant>,
     probing: bool,
 }
 
 /// Per-service circuit breakers: after repeated upstream failures calls fail fast with 503 until
-/// a probe succeeds.
+/// a probe succeeds. Only services failing since their last success have a breaker; the others'
+/// calls pass without taking the lock.
 #[derive(Debug, Default)]
 pub struct CircuitBreakers {
     breakers: Mutex<HashMap<String, Breaker>>,
+    /// How many breakers `breakers` holds.
+    tracked: AtomicUsize,
+    /// 1 while a service's circuit is open or half-open, else 0.
+    open: Family<ServiceLabels, Gauge>,
 }
 
 /// Whether a call may go to the upstream.
@@ -155,12 +172,75 @@ pub enum Admission {
     Open(Duration),
 }
 
+/// A circuit's state, as operators see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Circuit {
+    /// Calls pass; failures are being counted.
+    Closed,
+    /// Calls fail fast.
+    Open,
+    /// The open period is over: the next call (or the one in flight) probes the upstream.
+    HalfOpen,
+}
+
+/// A service that has failed since its last successful call, on this node.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CircuitState {
+    /// `{org}/{system}/{code}`.
+    pub service: String,
+    pub upstream: String,
+    pub state: Circuit,
+    pub consecutive_failures: u32,
+    /// When the first of these failures happened.
+    pub failing_since: Timestamp,
+    /// How long calls keep failing fast, while the circuit is open.
+    pub retry_after_ms: Option<u64>,
+}
+
 impl CircuitBreakers {
-    pub fn admit(&self, service: &str, now: Instant) -> Admission {
-        let mut breakers = self.breakers.lock().expect("breakers lock");
+    pub fn new(open: Family<ServiceLabels, Gauge>) -> CircuitBreakers {
+        CircuitBreakers {
+            open,
+            ..CircuitBreakers::default()
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Breaker>> {
+        self.breakers.lock().expect("breakers lock")
+    }
+
+    /// Forgets `service`'s breaker; the caller holds the lock.
+    fn forget(&self, breakers: &mut HashMap<String, Breaker>, service: &str) {
+        if let Some(breaker) = breakers.remove(service) {
+            self.tracked.fetch_sub(1, Ordering::Relaxed);
+            if breaker.open_until.is_some() {
+                self.set_open(service, false);
+            }
+        }
+    }
+
+    fn set_open(&self, service: &str, open: bool) {
+        self.open
+            .get_or_create(&ServiceLabels {
+                service: service.to_owned(),
+            })
+            .set(i64::from(open));
+    }
+
+    /// Whether a call to `service`, which forwards to `upstream`, may go ahead.
+    pub fn admit(&self, service: &str, upstream: &str, now: Instant) -> Admission {
+        if self.tracked.load(Ordering::Relaxed) == 0 {
+            return Admission::Closed;
+        }
+        let mut breakers = self.lock();
         let Some(breaker) = breakers.get_mut(service) else {
             return Admission::Closed;
         };
+        if breaker.upstream != upstream {
+            self.forget(&mut breakers, service);
+            return Admission::Closed;
+        }
         match breaker.open_until {
             None => Admission::Closed,
             Some(until) if now < until => Admission::Open(until - now),
@@ -173,18 +253,75 @@ impl CircuitBreakers {
     }
 
     pub fn succeeded(&self, service: &str) {
-        let mut breakers = self.breakers.lock().expect("breakers lock");
-        breakers.remove(service);
+        if self.tracked.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut breakers = self.lock();
+        self.forget(&mut breakers, service);
     }
 
-    pub fn failed(&self, service: &str, now: Instant) {
-        let mut breakers = self.breakers.lock().expect("breakers lock");
-        let breaker = breakers.entry(service.to_owned()).or_default();
+    pub fn failed(&self, service: &str, upstream: &str, now: Instant) {
+        let mut breakers = self.lock();
+        if breakers
+            .get(service)
+            .is_some_and(|breaker| breaker.upstream != upstream)
+        {
+            self.forget(&mut breakers, service);
+        }
+        let breaker = breakers.entry(service.to_owned()).or_insert_with(|| {
+            self.tracked.fetch_add(1, Ordering::Relaxed);
+            Breaker {
+                upstream: upstream.to_owned(),
+                consecutive_failures: 0,
+                failing_since: Timestamp::now(),
+                open_until: None,
+                probing: false,
+            }
+        });
         breaker.consecutive_failures += 1;
         if breaker.probing || breaker.consecutive_failures >= FAILURES_TO_OPEN {
+            let opens = breaker.open_until.is_none();
             breaker.open_until = Some(now + OPEN_FOR);
             breaker.probing = false;
+            if opens {
+                self.set_open(service, true);
+            }
         }
+    }
+
+    /// Every service failing since its last success, by name; breakers for which `current`
+    /// says no (the service is gone or now forwards elsewhere) are dropped instead.
+    pub fn states(&self, now: Instant, current: impl Fn(&str, &str) -> bool) -> Vec<CircuitState> {
+        let mut breakers = self.lock();
+        let stale: Vec<String> = breakers
+            .iter()
+            .filter(|(service, breaker)| !current(service, &breaker.upstream))
+            .map(|(service, _)| service.clone())
+            .collect();
+        for service in stale {
+            self.forget(&mut breakers, &service);
+        }
+        let mut states: Vec<CircuitState> = breakers
+            .iter()
+            .map(|(service, breaker)| {
+                let (state, retry_after) = match breaker.open_until {
+                    None => (Circuit::Closed, None),
+                    Some(until) if now < until => (Circuit::Open, Some(until - now)),
+                    Some(_) => (Circuit::HalfOpen, None),
+                };
+                CircuitState {
+                    service: service.clone(),
+                    upstream: breaker.upstream.clone(),
+                    state,
+                    consecutive_failures: breaker.consecutive_failures,
+                    failing_since: breaker.failing_since,
+                    retry_after_ms: retry_after
+                        .map(|wait| u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1)),
+                }
+            })
+            .collect();
+        states.sort_by(|a, b| a.service.cmp(&b.service));
+        states
     }
 }
 
@@ -229,22 +366,114 @@ mod tests {
         );
     }
 
+    fn open_gauge(breakers: &CircuitBreakers, service: &str) -> i64 {
+        breakers
+            .open
+            .get_or_create(&ServiceLabels {
+                service: service.to_owned(),
+            })
+            .get()
+    }
+
     #[test]
     fn breaker_opens_after_failures_and_closes_after_a_probe() {
         let breakers = CircuitBreakers::default();
         let start = Instant::now();
         for _ in 0..FAILURES_TO_OPEN {
-            assert_eq!(breakers.admit("s", start), Admission::Closed);
-            breakers.failed("s", start);
+            assert_eq!(breakers.admit("s", "http://u", start), Admission::Closed);
+            assert_eq!(open_gauge(&breakers, "s"), 0);
+            breakers.failed("s", "http://u", start);
         }
-        assert!(matches!(breakers.admit("s", start), Admission::Open(_)));
+        assert!(matches!(
+            breakers.admit("s", "http://u", start),
+            Admission::Open(_)
+        ));
+        assert_eq!(open_gauge(&breakers, "s"), 1);
         let later = start + OPEN_FOR;
-        assert_eq!(breakers.admit("s", later), Admission::Probe);
+        assert_eq!(breakers.admit("s", "http://u", later), Admission::Probe);
         assert!(
-            matches!(breakers.admit("s", later), Admission::Open(_)),
+            matches!(breakers.admit("s", "http://u", later), Admission::Open(_)),
             "one probe at a time"
         );
         breakers.succeeded("s");
-        assert_eq!(breakers.admit("s", later), Admission::Closed);
+        assert_eq!(breakers.admit("s", "http://u", later), Admission::Closed);
+        assert_eq!(open_gauge(&breakers, "s"), 0);
+        assert_eq!(breakers.tracked.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_failed_probe_opens_the_circuit_again() {
+        let breakers = CircuitBreakers::default();
+        let start = Instant::now();
+        for _ in 0..FAILURES_TO_OPEN {
+            breakers.failed("s", "http://u", start);
+        }
+        let later = start + OPEN_FOR;
+        assert_eq!(breakers.admit("s", "http://u", later), Admission::Probe);
+        breakers.failed("s", "http://u", later);
+        assert_eq!(
+            breakers.admit("s", "http://u", later),
+            Admission::Open(OPEN_FOR)
+        );
+        assert_eq!(open_gauge(&breakers, "s"), 1);
+    }
+
+    #[test]
+    fn a_service_pointed_elsewhere_starts_with_a_closed_circuit() {
+        let breakers = CircuitBreakers::default();
+        let start = Instant::now();
+        for _ in 0..FAILURES_TO_OPEN {
+            breakers.failed("s", "http://old", start);
+        }
+        assert_eq!(breakers.admit("s", "http://new", start), Admission::Closed);
+        assert_eq!(open_gauge(&breakers, "s"), 0);
+        // Failures against the new upstream count from one.
+        breakers.failed("s", "http://new", start);
+        let states = breakers.states(start, |_, _| true);
+        assert_eq!(states.len(), 1);
+        assert_eq!(
+            (
+                states[0].upstream.as_str(),
+                states[0].consecutive_failures,
+                states[0].state
+            ),
+            ("http://new", 1, Circuit::Closed)
+        );
+    }
+
+    #[test]
+    fn states_show_each_failing_service_and_forget_stale_ones() {
+        let breakers = CircuitBreakers::default();
+        let start = Instant::now();
+        for _ in 0..FAILURES_TO_OPEN {
+            breakers.failed("org/b/open", "http://b", start);
+        }
+        breakers.failed("org/a/flaky", "http://a", start);
+        breakers.failed("org/c/gone", "http://c", start);
+        let states = breakers.states(start + Duration::from_secs(1), |service, _| {
+            service != "org/c/gone"
+        });
+        let summary: Vec<_> = states
+            .iter()
+            .map(|state| {
+                (
+                    state.service.as_str(),
+                    state.state,
+                    state.consecutive_failures,
+                    state.retry_after_ms,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("org/a/flaky", Circuit::Closed, 1, None),
+                ("org/b/open", Circuit::Open, FAILURES_TO_OPEN, Some(4000)),
+            ]
+        );
+        assert_eq!(breakers.tracked.load(Ordering::Relaxed), 2);
+        let half_open = breakers.states(start + OPEN_FOR, |_, _| true);
+        assert_eq!(half_open[1].state, Circuit::HalfOpen);
+        assert_eq!(half_open[1].retry_after_ms, None);
     }
 }

@@ -1,6 +1,6 @@
 //! Prometheus metrics of the gateway: calls and latency by consumer, provider, service and
-//! status, bytes delivered, how long calls wait for the ledger, and the connections open on each
-//! gateway thread.
+//! status, bytes delivered, how long calls wait for the ledger, the connections open on each
+//! gateway thread, and which services' circuits are open.
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -22,6 +22,11 @@ pub struct ExchangeLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabels {
+    pub service: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ThreadLabels {
     pub thread: u32,
 }
@@ -38,6 +43,8 @@ pub struct GatewayMetrics {
     pub ledger_waits: Histogram,
     /// Consumer connections open on each gateway thread.
     pub open_connections: Family<ThreadLabels, Gauge>,
+    /// 1 while a service's circuit is open (or half-open), 0 once it closed again.
+    pub open_circuits: Family<ServiceLabels, Gauge>,
 }
 
 impl GatewayMetrics {
@@ -56,6 +63,7 @@ impl GatewayMetrics {
                 30,
             )),
             open_connections: Family::default(),
+            open_circuits: Family::default(),
         };
         registry.register(
             "civitas_gateway_exchanges",
@@ -82,6 +90,11 @@ impl GatewayMetrics {
             "civitas_gateway_open_connections",
             "Consumer connections open on each gateway thread",
             metrics.open_connections.clone(),
+        );
+        registry.register(
+            "civitas_gateway_circuit_open",
+            "Whether a service's circuit breaker is open: its calls fail fast until a probe succeeds",
+            metrics.open_circuits.clone(),
         );
         metrics
     }

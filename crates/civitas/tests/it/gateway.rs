@@ -28,6 +28,11 @@ pub const CITIZEN: &str = "11010519491231002X";
 
 /// A real upstream: a housing-fund service with a slow and a failing endpoint.
 pub async fn start_upstream() -> SocketAddr {
+    start_upstream_at("127.0.0.1:0".parse().unwrap()).await
+}
+
+/// [`start_upstream`] on the given address.
+pub async fn start_upstream_at(address: SocketAddr) -> SocketAddr {
     let app = Router::new()
         .route(
             "/accounts/{id}",
@@ -67,7 +72,7 @@ pub async fn start_upstream() -> SocketAddr {
             }),
         )
         .route("/text", get(|| async { "plain text cannot be filtered" }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind(address).await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     addr
@@ -568,32 +573,8 @@ async fn upstream_failures_and_circuit_breaker(server: TestServer) {
     );
 
     // Point the service at a closed port: 502, and after repeated failures a fast 503.
-    let (_, service) = server
-        .get(
-            &format!(
-                "/api/v1/organizations/{}/systems/fund-core/services/accounts",
-                city.provider
-            ),
-            &city.officer,
-        )
-        .await;
-    let mut changed = service.clone();
-    for field in ["provider", "active", "created_at", "updated_at"] {
-        changed.as_object_mut().unwrap().remove(field);
-    }
-    changed["upstream"] = json!(format!("http://{}", closed_port()));
-    let (status, body) = server
-        .request(
-            reqwest::Method::PUT,
-            &format!(
-                "/api/v1/organizations/{}/systems/fund-core/services/accounts",
-                city.provider
-            ),
-            Some(&city.officer),
-            Some(changed),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    let closed = format!("http://{}", closed_port());
+    point_accounts_at(&server, &city, &closed).await;
     let path = format!("/x/{}/fund-core/accounts/accounts/{CITIZEN}", city.provider);
     let (status, _, text, _) = call_until(
         &server,
@@ -629,6 +610,105 @@ async fn upstream_failures_and_circuit_breaker(server: TestServer) {
         started.elapsed() < Duration::from_millis(200),
         "an open circuit fails fast"
     );
+
+    // Operators see the open circuit, in the API and in the metrics.
+    let name = format!("{}/fund-core/accounts", city.provider);
+    let (status, circuits) = server.get("/api/v1/gateway/circuits", &city.officer).await;
+    assert_eq!(status, StatusCode::OK, "{circuits}");
+    let circuit = &circuits[0];
+    assert_eq!(circuits.as_array().unwrap().len(), 1, "{circuits}");
+    assert_eq!(circuit["service"], json!(name), "{circuits}");
+    assert_eq!(circuit["state"], "open", "{circuits}");
+    assert_eq!(circuit["upstream"], json!(closed), "{circuits}");
+    assert!(
+        circuit["consecutive_failures"].as_u64().unwrap() >= 5,
+        "{circuits}"
+    );
+    let retry_after = circuit["retry_after_ms"].as_u64().unwrap();
+    assert!((1..=5000).contains(&retry_after), "{circuits}");
+    assert!(circuit["failing_since"].is_string(), "{circuits}");
+    let (status, _) = server
+        .request(reqwest::Method::GET, "/api/v1/gateway/circuits", None, None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "not for anonymous callers"
+    );
+    let circuit_open = |metrics: &str| {
+        metric_values(
+            metrics,
+            &format!("civitas_gateway_circuit_open{{service=\"{name}\"}} "),
+        )
+        .next()
+    };
+    assert_eq!(circuit_open(&server.get_text("/metrics").await), Some(1.0));
+
+    // The upstream comes back where it was; calls fail fast until the open period is over,
+    // then one call probes it, and its success closes the circuit.
+    let address: SocketAddr = closed.trim_start_matches("http://").parse().unwrap();
+    start_upstream_at(address).await;
+    let (status, _, _, _) =
+        call_until(&server, &city.consumer_key, &path, Duration::ZERO, |_| true).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "still open");
+    tokio::time::sleep(Duration::from_millis(retry_after)).await;
+    let (status, _, text, _) =
+        call_until(&server, &city.consumer_key, &path, Duration::ZERO, |_| true).await;
+    assert_eq!(status, StatusCode::OK, "the probe: {text}");
+    let (_, circuits) = server.get("/api/v1/gateway/circuits", &city.officer).await;
+    assert_eq!(circuits, json!([]));
+    assert_eq!(circuit_open(&server.get_text("/metrics").await), Some(0.0));
+
+    // A circuit opened against one upstream does not hold a service pointed at another: the
+    // officer who fixes the address need not wait out the open period.
+    point_accounts_at(&server, &city, &format!("http://{}", closed_port())).await;
+    let (status, _, text, _) = call_until(
+        &server,
+        &city.consumer_key,
+        &path,
+        Duration::from_secs(3),
+        |s| s == StatusCode::SERVICE_UNAVAILABLE,
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    point_accounts_at(&server, &city, &closed).await;
+    let (status, _, text, _) = call_until(
+        &server,
+        &city.consumer_key,
+        &path,
+        Duration::from_secs(3),
+        |s| s == StatusCode::OK,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "within the open period: {text}");
+    let (_, circuits) = server.get("/api/v1/gateway/circuits", &city.officer).await;
+    assert_eq!(
+        circuits,
+        json!([]),
+        "the old upstream's breaker is forgotten"
+    );
+}
+
+/// Points the city's `accounts` service at `upstream`, as its data officer does.
+async fn point_accounts_at(server: &TestServer, city: &City, upstream: &str) {
+    let path = format!(
+        "/api/v1/organizations/{}/systems/fund-core/services/accounts",
+        city.provider
+    );
+    let (_, mut service) = server.get(&path, &city.officer).await;
+    for field in ["provider", "active", "created_at", "updated_at"] {
+        service.as_object_mut().unwrap().remove(field);
+    }
+    service["upstream"] = json!(upstream);
+    let (status, body) = server
+        .request(
+            reqwest::Method::PUT,
+            &path,
+            Some(&city.officer),
+            Some(service),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }
 
 async fn video_playback_urls(server: TestServer) {
