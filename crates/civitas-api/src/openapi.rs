@@ -84,6 +84,8 @@ Errors are RFC 9457 problem documents with a stable `code`. Authenticate with `A
         services::issue_certificate,
         services::revoke_certificate,
         services::ca_certificate,
+        services::list_certificates,
+        services::get_certificate,
         services::list_circuits,
         services::grant_usage,
         services::subject_accesses,

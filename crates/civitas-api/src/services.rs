@@ -19,7 +19,7 @@ use civitas_core::{
     service::{FieldMapping, Service, ServiceDraft},
 };
 use civitas_gateway::{SubjectAccess, limits::CircuitState};
-use civitas_store::GrantUsage;
+use civitas_store::{CertificateState, ClientCertificate, GrantUsage};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -45,8 +45,9 @@ pub fn routes() -> Router<AppState> {
         .route("/services/mapping-from-openapi", post(mapping_from_openapi))
         .route(
             "/organizations/{org_code}/systems/{system_code}/certificates",
-            post(issue_certificate),
+            post(issue_certificate).get(list_certificates),
         )
+        .route("/certificates/{serial}", get(get_certificate))
         .route("/certificates/{serial}/revoke", post(revoke_certificate))
         .route("/ca.pem", get(ca_certificate))
         .route("/gateway/circuits", get(list_circuits))
@@ -425,6 +426,78 @@ async fn issue_certificate(
     ))
 }
 
+/// Whoever manages the keys of `organization`'s systems, or an auditor, may read its
+/// certificates.
+fn read_certificates_permit(caller: &Caller, organization: &Uscc) -> ApiResult<()> {
+    if caller
+        .permit(Action::ManageKeys, Some(organization))
+        .is_err()
+    {
+        caller.permit(Action::ReadAudit, None)?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct CertificateQuery {
+    /// `active` (neither revoked nor expired), `expired` or `revoked`; all when absent.
+    pub state: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/organizations/{org_code}/systems/{system_code}/certificates", tag = "gateway",
+    params(("org_code" = String, Path), ("system_code" = String, Path), CertificateQuery),
+    description = "The client certificates issued to the system, newest first (serials, validity \
+        and revocation; never keys).",
+    responses((status = 200, body = serde_json::Value), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn list_certificates(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, system)): Path<(String, String)>,
+    Query(query): Query<CertificateQuery>,
+) -> ApiResult<axum::Json<crate::PageOf<ClientCertificate>>> {
+    let system = system_ref(&org, &system)?;
+    read_certificates_permit(&caller, &system.organization)?;
+    let wanted = match query.state.as_deref() {
+        None => None,
+        Some("active") => Some(CertificateState::Active),
+        Some("expired") => Some(CertificateState::Expired),
+        Some("revoked") => Some(CertificateState::Revoked),
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "state",
+                format!("{other:?} is not active, expired or revoked"),
+            ));
+        }
+    };
+    let page = paging(query.limit, query.cursor.as_deref())?;
+    state
+        .store
+        .system(&system.organization, &system.system)
+        .await?;
+    let found = state
+        .store
+        .list_client_certificates(&system, wanted, jiff::Timestamp::now(), &page)
+        .await?;
+    Ok(axum::Json(crate::PageOf::from(found)))
+}
+
+#[utoipa::path(get, path = "/api/v1/certificates/{serial}", tag = "gateway",
+    params(("serial" = String, Path)),
+    responses((status = 200, body = serde_json::Value), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn get_certificate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(serial): Path<String>,
+) -> ApiResult<axum::Json<ClientCertificate>> {
+    let certificate = state.store.client_certificate(&serial).await?;
+    read_certificates_permit(&caller, &certificate.system.organization)?;
+    Ok(axum::Json(certificate))
+}
+
 #[utoipa::path(post, path = "/api/v1/certificates/{serial}/revoke", tag = "gateway",
     params(("serial" = String, Path)),
     description = "Revokes a client certificate; the gateway refuses it within a second.",
@@ -433,7 +506,7 @@ async fn revoke_certificate(
     State(state): State<AppState>,
     caller: Caller,
     Path(serial): Path<String>,
-) -> ApiResult<axum::Json<civitas_store::ClientCertificate>> {
+) -> ApiResult<axum::Json<ClientCertificate>> {
     let certificate = state.store.client_certificate(&serial).await?;
     let permit = caller.permit(Action::ManageKeys, Some(&certificate.system.organization))?;
     let certificate = state

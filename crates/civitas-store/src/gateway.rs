@@ -92,6 +92,33 @@ struct CertificateRow {
     revoked_at: Option<i64>,
 }
 
+impl CertificateRow {
+    fn into_certificate(self) -> Result<ClientCertificate> {
+        Ok(ClientCertificate {
+            serial: self.serial,
+            system: SystemRef {
+                organization: Uscc::parse(&self.organization).map_err(corrupt)?,
+                system: Code::parse(&self.system).map_err(corrupt)?,
+            },
+            not_after: timestamp(self.not_after)?,
+            created_at: timestamp(self.created_at)?,
+            created_by: self.created_by,
+            revoked_at: self.revoked_at.map(timestamp).transpose()?,
+        })
+    }
+}
+
+/// Which client certificates to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CertificateState {
+    /// Neither revoked nor past its end of validity.
+    Active,
+    /// Not revoked, but past its end of validity.
+    Expired,
+    Revoked,
+}
+
 /// An entry of the personal-data access index: an exchange (its ledger index) delivered data
 /// about the person whose ID number has this keyed hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -339,21 +366,65 @@ impl Store {
             .fetch_optional(pool)
             .await?
         });
-        let row = row.ok_or_else(|| StoreError::NotFound {
+        row.ok_or_else(|| StoreError::NotFound {
             kind: "client certificate",
             id: serial.to_owned(),
-        })?;
-        Ok(ClientCertificate {
-            serial: row.serial,
-            system: SystemRef {
-                organization: Uscc::parse(&row.organization).map_err(corrupt)?,
-                system: Code::parse(&row.system).map_err(corrupt)?,
-            },
-            not_after: timestamp(row.not_after)?,
-            created_at: timestamp(row.created_at)?,
-            created_by: row.created_by,
-            revoked_at: row.revoked_at.map(timestamp).transpose()?,
-        })
+        })?
+        .into_certificate()
+    }
+
+    /// A system's client certificates, newest first, optionally only those in `state` at `now`.
+    /// The cursor is the last certificate's issue time and serial.
+    pub async fn list_client_certificates(
+        &self,
+        system: &SystemRef,
+        state: Option<CertificateState>,
+        now: Timestamp,
+        page: &PageRequest,
+    ) -> Result<Page<ClientCertificate>> {
+        let (after_created, after_serial) = match page.after.as_deref() {
+            None => (i64::MAX, String::new()),
+            Some(cursor) => cursor
+                .split_once('.')
+                .and_then(|(created, serial)| Some((created.parse().ok()?, serial.to_owned())))
+                .ok_or_else(|| {
+                    StoreError::invalid("cursor", "not a cursor from a previous page")
+                })?,
+        };
+        let state = state.map(|state| match state {
+            CertificateState::Active => "active",
+            CertificateState::Expired => "expired",
+            CertificateState::Revoked => "revoked",
+        });
+        let rows: Vec<CertificateRow> = read_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT serial, organization, system, not_after, created_at, created_by, revoked_at
+                 FROM client_certificates
+                 WHERE organization = $1 AND system = $2
+                   AND (created_at < $3 OR (created_at = $3 AND serial < $4))
+                   AND ($5 IS NULL
+                        OR ($5 = 'active' AND revoked_at IS NULL AND not_after > $6)
+                        OR ($5 = 'expired' AND revoked_at IS NULL AND not_after <= $6)
+                        OR ($5 = 'revoked' AND revoked_at IS NOT NULL))
+                 ORDER BY created_at DESC, serial DESC LIMIT $7",
+            )
+            .bind(system.organization.as_str())
+            .bind(system.system.as_str())
+            .bind(after_created)
+            .bind(&after_serial)
+            .bind(state)
+            .bind(micros(now))
+            .bind(page.fetch_limit())
+            .fetch_all(pool)
+            .await?
+        });
+        let certificates = rows
+            .into_iter()
+            .map(CertificateRow::into_certificate)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page.page(certificates, |certificate| {
+            format!("{}.{}", micros(certificate.created_at), certificate.serial)
+        }))
     }
 
     pub async fn revoke_client_certificate(

@@ -221,7 +221,7 @@ fn check_user_scope(role: Role, organization: Option<&Uscc>) -> Result<()> {
     match (role.is_scoped_to_organization(), organization) {
         (true, None) => Err(StoreError::invalid(
             "organization",
-            format!("a {role} belongs to an organization"),
+            format!("a user with the role {role} belongs to an organization"),
         )),
         (false, Some(_)) => Err(StoreError::invalid(
             "organization",

@@ -22,6 +22,7 @@ on_both_stores!(
     video_playback_urls,
     connections_are_spread_over_the_gateway_threads,
     the_gateway_answers_health_and_readiness_probes,
+    client_certificates_are_listed_and_read,
 );
 
 pub const CITIZEN: &str = "11010519491231002X";
@@ -975,4 +976,165 @@ async fn the_gateway_answers_health_and_readiness_probes(server: TestServer) {
         .await
         .unwrap();
     assert_eq!(elsewhere.status(), StatusCode::NOT_FOUND);
+}
+
+async fn client_certificates_are_listed_and_read(server: TestServer) {
+    let consumer = server.create_org(2, None).await;
+    let other = server.create_org(3, None).await;
+    server.create_system(&consumer, "portal").await;
+    server.create_system(&consumer, "other").await;
+    let developer = server
+        .user_with_key("cert-dev", "developer", Some(&consumer))
+        .await;
+    let outsider = server
+        .user_with_key("outsider", "developer", Some(&other))
+        .await;
+    let auditor = server
+        .user_with_key("cert-auditor", "auditor", Some(&other))
+        .await;
+    let certificates = format!("/api/v1/organizations/{consumer}/systems/portal/certificates");
+    let mut serials = Vec::new();
+    for _ in 0..3 {
+        let (status, issued) = server
+            .post(&certificates, &developer, json!({ "valid_days": 30 }))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{issued}");
+        serials.push(issued["serial"].as_str().unwrap().to_owned());
+    }
+    // A certificate of another system is not listed with these.
+    let (status, _) = server
+        .post(
+            &format!("/api/v1/organizations/{consumer}/systems/other/certificates"),
+            &developer,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, revoked) = server
+        .post(
+            &format!("/api/v1/certificates/{}/revoke", serials[1]),
+            &developer,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{revoked}");
+
+    let serials_of = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| item["serial"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut all = serials.clone();
+    all.sort();
+    for key in [&developer, &auditor] {
+        let (status, page) = server.get(&certificates, key).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let mut listed = serials_of(&page);
+        listed.sort();
+        assert_eq!(listed, all, "{page}");
+        assert!(page["next_cursor"].is_null(), "{page}");
+        assert!(
+            !page.to_string().contains("PRIVATE KEY"),
+            "a listing never holds keys"
+        );
+    }
+    let (_, page) = server.get(&certificates, &developer).await;
+    let created: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["created_at"].as_str().unwrap())
+        .collect();
+    let mut newest_first = created.clone();
+    newest_first.sort_by(|a, b| {
+        b.parse::<jiff::Timestamp>()
+            .unwrap()
+            .cmp(&a.parse::<jiff::Timestamp>().unwrap())
+    });
+    assert_eq!(created, newest_first, "newest first: {page}");
+
+    // Pages of one follow the same order and meet every certificate once.
+    let mut paged = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(cursor) => format!("{certificates}?limit=1&cursor={cursor}"),
+            None => format!("{certificates}?limit=1"),
+        };
+        let (status, page) = server.get(&path, &developer).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        paged.extend(serials_of(&page));
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(
+        paged,
+        serials_of(&server.get(&certificates, &developer).await.1)
+    );
+
+    for (state, expected) in [
+        ("active", vec![serials[0].clone(), serials[2].clone()]),
+        ("revoked", vec![serials[1].clone()]),
+        ("expired", vec![]),
+    ] {
+        let (status, page) = server
+            .get(&format!("{certificates}?state={state}"), &developer)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let mut listed = serials_of(&page);
+        listed.sort();
+        let mut expected = expected;
+        expected.sort();
+        assert_eq!(listed, expected, "{state}: {page}");
+    }
+    let (status, problem) = server
+        .get(&format!("{certificates}?state=valid"), &developer)
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert!(problem.to_string().contains("state"), "{problem}");
+    let (status, problem) = server
+        .get(
+            &format!("{certificates}?cursor=bm90LWEtY3Vyc29y"),
+            &developer,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+
+    // One certificate by its serial.
+    let (status, one) = server
+        .get(&format!("/api/v1/certificates/{}", serials[1]), &auditor)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    assert_eq!(one["serial"], json!(serials[1]));
+    assert_eq!(
+        one["system"],
+        json!({ "organization": consumer.to_string(), "system": "portal" }),
+        "{one}"
+    );
+    assert!(one["revoked_at"].is_string(), "{one}");
+    assert_eq!(one["revoked_at"], revoked["revoked_at"]);
+
+    // Another organization's developer sees neither; unknown things are 404.
+    let (status, _) = server.get(&certificates, &outsider).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = server
+        .get(&format!("/api/v1/certificates/{}", serials[0]), &outsider)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = server
+        .get("/api/v1/certificates/00ff00ff", &developer)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = server
+        .get(
+            &format!("/api/v1/organizations/{consumer}/systems/absent/certificates"),
+            &developer,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
