@@ -29,6 +29,32 @@ fn progress_bar(total: u64) -> indicatif::ProgressBar {
     bar
 }
 
+/// GET requests to a running node, with the API key when one is given.
+pub(crate) struct NodeClient<'a> {
+    client: reqwest::Client,
+    base: &'a str,
+    api_key: Option<&'a str>,
+}
+
+impl<'a> NodeClient<'a> {
+    pub(crate) fn new(base: &'a str, api_key: Option<&'a str>) -> NodeClient<'a> {
+        NodeClient {
+            client: reqwest::Client::new(),
+            base: base.trim_end_matches('/'),
+            api_key,
+        }
+    }
+
+    /// A GET of `path` (from the base URL's root).
+    pub(crate) fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        let request = self.client.get(format!("{}{path}", self.base));
+        match self.api_key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        }
+    }
+}
+
 /// The verifier key of the node whose data dir this is, from its key file and code.
 pub fn local_verifier_key(data_dir: &Path, node_code: &str) -> anyhow::Result<String> {
     let path = data_dir.join(crate::node::NODE_KEY_FILE);
@@ -72,15 +98,8 @@ pub async fn verify_remote(
     verifier_key: Option<&str>,
 ) -> anyhow::Result<Outcome> {
     let started = Instant::now();
-    let client = reqwest::Client::new();
-    let base = base.trim_end_matches('/');
-    let get = |path: String| {
-        let mut request = client.get(format!("{base}{path}"));
-        if let Some(key) = api_key {
-            request = request.bearer_auth(key);
-        }
-        request
-    };
+    let node = NodeClient::new(base, api_key);
+    let get = |path: String| node.get(&path);
     let verifier_key = match verifier_key {
         Some(key) => key.to_owned(),
         None => {

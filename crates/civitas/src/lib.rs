@@ -7,5 +7,6 @@ pub mod demo;
 pub mod indexing;
 pub mod ledger_verify;
 pub mod node;
+pub mod receipt_check;
 pub mod scenario_test;
 pub mod server;

@@ -15,7 +15,7 @@ use civitas::{
     config::{Config, LogFormat, Settings},
     demo,
     indexing::IndexFollower,
-    ledger_verify, server,
+    ledger_verify, receipt_check, server,
 };
 use civitas_store::{PageRequest, ResourceFilter, Store};
 use clap::{Parser, Subcommand};
@@ -133,6 +133,39 @@ enum LedgerCommand {
         #[command(flatten)]
         config: Config,
     },
+    /// Check one record's receipt (a gateway answer's `Civitas-Receipt`, or a subject report's)
+    /// with nothing but the node's verifier key: the checkpoint's signature, the inclusion proof
+    /// and, given the record, its hash. With --url and --index the receipt is fetched from a
+    /// running node, and the node's latest checkpoint is proven consistent with it.
+    CheckReceipt {
+        /// The receipt as JSON, as `/api/v1/ledger/receipts/{index}` gives it; `-` reads
+        /// standard input.
+        #[arg(required_unless_present = "url", conflicts_with = "url")]
+        receipt: Option<PathBuf>,
+        /// The record's bytes, to check that the receipt is for them.
+        #[arg(long, value_name = "FILE")]
+        record: Option<PathBuf>,
+        /// Fetch the receipt of --index from a running node at this base URL.
+        #[arg(long, value_name = "URL", requires = "index")]
+        url: Option<String>,
+        /// The record's ledger index (the `Civitas-Receipt` header).
+        #[arg(long, requires = "url")]
+        index: Option<u64>,
+        /// An API key for --url; one that may read the audit trail also has the record's bytes
+        /// fetched and checked.
+        #[arg(
+            long,
+            env = "CIVITAS_API_KEY",
+            value_name = "KEY",
+            hide_env_values = true
+        )]
+        api_key: Option<String>,
+        /// The node's verifier key (`name+hash+base64key`), from a source you trust. The node
+        /// publishes it at /api/v1/node, but a key taken from the node being checked proves
+        /// nothing against that node.
+        #[arg(long, value_name = "KEY")]
+        verifier_key: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -184,6 +217,18 @@ fn main() -> ExitCode {
                     config,
                 },
         } => verify_ledger(config, url, api_key, verifier_key).map(|()| ExitCode::SUCCESS),
+        Command::Ledger {
+            command:
+                LedgerCommand::CheckReceipt {
+                    receipt,
+                    record,
+                    url,
+                    index,
+                    api_key,
+                    verifier_key,
+                },
+        } => check_receipt(receipt, record, url.zip(index), api_key, &verifier_key)
+            .map(|()| ExitCode::SUCCESS),
         Command::Catalog {
             command:
                 CatalogCommand::Import {
@@ -444,6 +489,34 @@ fn verify_ledger(
         }
     };
     println!("{}", ledger_verify::summary(&outcome));
+    Ok(())
+}
+
+fn check_receipt(
+    receipt: Option<PathBuf>,
+    record: Option<PathBuf>,
+    remote: Option<(String, u64)>,
+    api_key: Option<String>,
+    verifier_key: &str,
+) -> anyhow::Result<()> {
+    let record = record
+        .map(|path| std::fs::read(&path).with_context(|| format!("reading {}", path.display())))
+        .transpose()?;
+    let checked = match (remote, receipt) {
+        (Some((url, index)), _) => runtime()?.block_on(receipt_check::check_remote(
+            &url,
+            index,
+            api_key.as_deref(),
+            record,
+            verifier_key,
+        ))?,
+        (None, Some(path)) => {
+            let receipt = receipt_check::read_receipt(&path)?;
+            receipt_check::check(&receipt, record.as_deref(), verifier_key)?
+        }
+        (None, None) => anyhow::bail!("give a receipt file, or --url and --index"),
+    };
+    println!("{}", checked.report());
     Ok(())
 }
 

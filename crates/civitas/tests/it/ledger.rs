@@ -278,3 +278,190 @@ async fn verify_catches_tampering(server: TestServer) {
     assert!(!output.status.success());
     assert!(stderr.contains("failed at record 5"), "{stderr}");
 }
+
+/// Runs `civitas ledger check-receipt` with `args`, feeding `stdin`.
+fn check_receipt(args: &[&str], stdin: &[u8]) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_civitas"))
+        .args(["ledger", "check-receipt"])
+        .args(args)
+        .env_remove("CIVITAS_API_KEY")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_check_from_the_command_line() {
+    let server = TestServer::start_sqlite().await;
+    let org = server.create_org(1, None).await;
+    server.create_system(&org, "portal").await;
+    let auditor = server.user_with_key("auditor", "auditor", Some(&org)).await;
+    let developer = server.user_with_key("dev", "developer", Some(&org)).await;
+    let (_, events) = server.get("/api/v1/audit/events?limit=100", &auditor).await;
+    let index = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|event| event["action"] == "organization.create")
+        .unwrap()["ledger_index"]
+        .as_u64()
+        .unwrap();
+    let (_, node) = server
+        .request(Method::GET, "/api/v1/node", None, None)
+        .await;
+    let key = node["verifier_key"].as_str().unwrap().to_owned();
+    let (status, receipt) = server
+        .get(&format!("/api/v1/ledger/receipts/{index}"), &developer)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{receipt}");
+    let (_, record) = server
+        .get(&format!("/api/v1/ledger/records/{index}"), &auditor)
+        .await;
+    let bytes = STANDARD.decode(record["bytes"].as_str().unwrap()).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, contents: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, contents).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let receipt_file = write("receipt.json", receipt.to_string().as_bytes());
+    let record_file = write("record.bin", &bytes);
+    let mut forged = bytes.clone();
+    forged[10] ^= 1;
+    let forged_file = write("forged.bin", &forged);
+    let text = |output: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    };
+
+    // A receipt alone, from a file and from standard input.
+    for (file, stdin) in [
+        (receipt_file.as_str(), &b""[..]),
+        ("-", receipt.to_string().as_bytes()),
+    ] {
+        let output = check_receipt(&[file, "--verifier-key", &key], stdin);
+        let said = text(&output);
+        assert!(output.status.success(), "{said}");
+        assert!(
+            said.starts_with(&format!(
+                "receipt ok: record {index} is in the log that cn-js-nanjing signed"
+            )),
+            "{said}"
+        );
+        assert!(said.contains("bytes were not checked"), "{said}");
+    }
+    // With the record's bytes, and with bytes changed by one bit.
+    let output = check_receipt(
+        &[
+            &receipt_file,
+            "--record",
+            &record_file,
+            "--verifier-key",
+            &key,
+        ],
+        b"",
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("hash to the receipt's leaf"));
+    let output = check_receipt(
+        &[
+            &receipt_file,
+            "--record",
+            &forged_file,
+            "--verifier-key",
+            &key,
+        ],
+        b"",
+    );
+    assert!(!output.status.success());
+    assert!(
+        text(&output).contains("record does not hash to the receipt's leaf hash"),
+        "{}",
+        text(&output)
+    );
+    // A receipt claiming another place in the log, or checked with another node's key.
+    let mut moved = receipt.clone();
+    moved["index"] = serde_json::json!(index + 1);
+    let moved_file = write("moved.json", moved.to_string().as_bytes());
+    let output = check_receipt(&[&moved_file, "--verifier-key", &key], b"");
+    assert!(!output.status.success());
+    assert!(
+        text(&output).contains("inclusion proof does not verify"),
+        "{}",
+        text(&output)
+    );
+    let stranger = civitas_ledger::NoteSigner::new(
+        "cn-js-nanjing",
+        ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
+    )
+    .unwrap();
+    let output = check_receipt(
+        &[&receipt_file, "--verifier-key", &stranger.verifier_key()],
+        b"",
+    );
+    assert!(!output.status.success());
+    assert!(
+        text(&output).contains("does not verify"),
+        "{}",
+        text(&output)
+    );
+    let output = check_receipt(&["{not json", "--verifier-key", &key], b"");
+    assert!(!output.status.success());
+    assert!(text(&output).contains("{not json"), "{}", text(&output));
+
+    // From the running node: with an auditor's key the record's bytes are checked too, and the
+    // node's latest checkpoint is proven to extend the receipt's.
+    server.create_system(&org, "later").await;
+    let index_text = index.to_string();
+    for (api_key, record_checked) in [(&auditor, true), (&developer, false)] {
+        let output = check_receipt(
+            &[
+                "--url",
+                &server.base,
+                "--index",
+                &index_text,
+                "--api-key",
+                api_key,
+                "--verifier-key",
+                &key,
+            ],
+            b"",
+        );
+        let said = text(&output);
+        assert!(output.status.success(), "{said}");
+        assert!(said.contains("is consistent with it"), "{said}");
+        assert_eq!(
+            said.contains("hash to the receipt's leaf"),
+            record_checked,
+            "{said}"
+        );
+    }
+    let output = check_receipt(
+        &[
+            "--url",
+            &server.base,
+            "--index",
+            "999999",
+            "--api-key",
+            &auditor,
+            "--verifier-key",
+            &key,
+        ],
+        b"",
+    );
+    assert!(!output.status.success());
+    assert!(text(&output).contains("record 999999"), "{}", text(&output));
+
+    // Neither a receipt nor a node to ask.
+    let output = check_receipt(&["--verifier-key", &key], b"");
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+}
