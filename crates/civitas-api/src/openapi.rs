@@ -88,6 +88,7 @@ Errors are RFC 9457 problem documents with a stable `code`. Authenticate with `A
         services::get_certificate,
         services::list_circuits,
         services::grant_usage,
+        services::usage_report,
         services::subject_accesses,
         ledger::status,
         ledger::checkpoints,

@@ -19,7 +19,9 @@ use civitas_core::{
     service::{FieldMapping, Service, ServiceDraft},
 };
 use civitas_gateway::{SubjectAccess, limits::CircuitState};
-use civitas_store::{CertificateState, ClientCertificate, GrantUsage};
+use civitas_store::{
+    CertificateState, ClientCertificate, GrantUsage, GrantUsageSummary, UsageFilter, UsageSide,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -52,6 +54,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ca.pem", get(ca_certificate))
         .route("/gateway/circuits", get(list_circuits))
         .route("/grants/{id}/usage", get(grant_usage))
+        .route("/usage", get(usage_report))
         .route("/audit/subjects/{id_number}", get(subject_accesses))
 }
 
@@ -543,15 +546,51 @@ async fn list_circuits(
     Ok(axum::Json(state.gateway.circuits()))
 }
 
+/// A span of days, each `YYYY-MM-DD` in the node's time zone, both inclusive.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct DayRange {
+    /// First day; open when absent.
+    pub from: Option<String>,
+    /// Last day; open when absent.
+    pub to: Option<String>,
+}
+
+impl DayRange {
+    /// The days as given, once each is a date and `from` is not after `to`.
+    fn checked(&self) -> ApiResult<(Option<String>, Option<String>)> {
+        let day = |field: &str, text: &Option<String>| {
+            text.as_deref()
+                .map(|text| {
+                    jiff::civil::Date::strptime("%Y-%m-%d", text).map_err(|_| {
+                        ApiError::invalid(field, format!("{text:?} is not a day (YYYY-MM-DD)"))
+                    })
+                })
+                .transpose()
+        };
+        let (from, to) = (day("from", &self.from)?, day("to", &self.to)?);
+        if let (Some(from), Some(to)) = (from, to)
+            && from > to
+        {
+            return Err(ApiError::invalid("to", "must not be before from"));
+        }
+        Ok((
+            from.map(|day| day.to_string()),
+            to.map(|day| day.to_string()),
+        ))
+    }
+}
+
 #[utoipa::path(get, path = "/api/v1/grants/{id}/usage", tag = "access",
-    params(("id" = String, Path)),
+    params(("id" = String, Path), DayRange),
     description = "Calls, denials and bytes delivered under the grant, per day (newest first; counts reach the store within a second or two).",
-    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem)))]
+    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn grant_usage(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    Query(days): Query<DayRange>,
 ) -> ApiResult<axum::Json<Vec<GrantUsage>>> {
+    let (from, to) = days.checked()?;
     let grant = state.store.grant(&id).await?;
     if caller
         .permit(Action::ReadAccess, Some(&grant.consumer.organization))
@@ -562,7 +601,114 @@ async fn grant_usage(
     {
         caller.permit(Action::ReadAudit, None)?;
     }
-    Ok(axum::Json(state.store.grant_usage(Some(&id), None).await?))
+    Ok(axum::Json(
+        state
+            .store
+            .grant_usage(&id, from.as_deref(), to.as_deref())
+            .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct UsageQuery {
+    /// The organization whose grants to report.
+    pub organization: String,
+    /// `provider`: grants on its resources (the default); `consumer`: grants to its systems.
+    pub side: Option<String>,
+    /// Only grants on this resource.
+    pub resource: Option<String>,
+    /// First day (`YYYY-MM-DD`, inclusive); open when absent.
+    pub from: Option<String>,
+    /// Last day (`YYYY-MM-DD`, inclusive); open when absent.
+    pub to: Option<String>,
+    /// Grants per page, 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Usage of an organization's grants over a span of days.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageReportView {
+    pub organization: String,
+    /// `provider` or `consumer`.
+    pub side: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// Over every grant the report covers, not only this page: grants with any call, calls,
+    /// denials and bytes delivered.
+    pub grants: u64,
+    pub calls: u64,
+    pub denied: u64,
+    pub bytes: u64,
+    /// Grants by id, each summed over the days.
+    #[schema(value_type = Vec<Object>)]
+    pub items: Vec<GrantUsageSummary>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/usage", tag = "access", params(UsageQuery),
+    description = "Calls, denials and bytes delivered under the grants an organization provides \
+        (or, with `side=consumer`, holds), summed per grant over the days asked for, with totals. \
+        Per-day figures of one grant are at `/api/v1/grants/{id}/usage`.",
+    responses((status = 200, body = UsageReportView), (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn usage_report(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<UsageQuery>,
+) -> ApiResult<axum::Json<UsageReportView>> {
+    let organization =
+        Uscc::parse(&query.organization).map_err(|e| ApiError::invalid("organization", e))?;
+    let side = match query.side.as_deref().unwrap_or("provider") {
+        "provider" => UsageSide::Provider,
+        "consumer" => UsageSide::Consumer,
+        other => {
+            return Err(ApiError::invalid(
+                "side",
+                format!("{other:?} is not provider or consumer"),
+            ));
+        }
+    };
+    let resource = query
+        .resource
+        .as_deref()
+        .map(ResourceCode::parse)
+        .transpose()
+        .map_err(|e| ApiError::invalid("resource", e))?;
+    let (from, to) = DayRange {
+        from: query.from,
+        to: query.to,
+    }
+    .checked()?;
+    let page = paging(query.limit, query.cursor.as_deref())?;
+    if caller
+        .permit(Action::ReadAccess, Some(&organization))
+        .is_err()
+    {
+        caller.permit(Action::ReadAudit, None)?;
+    }
+    let filter = UsageFilter {
+        organization,
+        side,
+        resource,
+        from,
+        to,
+    };
+    let report = state.store.usage_report(&filter, &page).await?;
+    let crate::PageOf { items, next_cursor } = crate::PageOf::from(report.page);
+    Ok(axum::Json(UsageReportView {
+        organization: filter.organization.to_string(),
+        side: filter.side.as_str().to_owned(),
+        from: filter.from,
+        to: filter.to,
+        grants: report.grants,
+        calls: report.calls,
+        denied: report.denied,
+        bytes: report.bytes,
+        items,
+        next_cursor,
+    }))
 }
 
 /// Which systems received a person's data.

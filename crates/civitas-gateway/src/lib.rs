@@ -269,7 +269,7 @@ impl Gateway {
 
     async fn load_today(&self) -> anyhow::Result<()> {
         let day = self.today();
-        let usage = self.inner.store.grant_usage(None, Some(&day)).await?;
+        let usage = self.inner.store.usage_on(&day).await?;
         let totals = usage
             .into_iter()
             .map(|usage| {

@@ -127,6 +127,127 @@ pub struct SubjectDelivery {
     pub ledger_index: u64,
 }
 
+/// The usage rows of a report: the days `$1` to `$2` of the grants whose provider (`$3` is
+/// `provider`) or consumer organization is `$4`, on resource `$5` when it is not null.
+macro_rules! usage_of_grants {
+    () => {
+        "FROM grant_usage u JOIN grants g ON g.id = u.grant_id
+         WHERE u.day >= $1 AND u.day <= $2
+           AND CASE WHEN $3 = 'provider' THEN g.provider ELSE g.consumer_organization END = $4
+           AND ($5 IS NULL OR g.resource = $5)"
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct UsageRow {
+    grant_id: String,
+    day: String,
+    calls: i64,
+    denied: i64,
+    bytes: i64,
+}
+
+impl UsageRow {
+    fn into_usage(self) -> GrantUsage {
+        GrantUsage {
+            grant: self.grant_id,
+            day: self.day,
+            calls: self.calls as u64,
+            denied: self.denied as u64,
+            bytes: self.bytes as u64,
+        }
+    }
+}
+
+/// Whose grants a usage report covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageSide {
+    /// Grants on the organization's resources.
+    Provider,
+    /// Grants to the organization's systems.
+    Consumer,
+}
+
+impl UsageSide {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageSide::Provider => "provider",
+            UsageSide::Consumer => "consumer",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct UsageFilter {
+    pub organization: Uscc,
+    pub side: UsageSide,
+    pub resource: Option<ResourceCode>,
+    /// First and last day (`YYYY-MM-DD`, inclusive); open when absent.
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+/// One grant's usage summed over the report's days.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct GrantUsageSummary {
+    pub grant: String,
+    pub consumer: SystemRef,
+    pub provider: Uscc,
+    pub resource: String,
+    pub calls: u64,
+    pub denied: u64,
+    pub bytes: u64,
+    /// Days with any call.
+    pub days: u64,
+    pub first_day: String,
+    pub last_day: String,
+}
+
+/// Totals over every grant the report covers, and a page of the grants.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageReport {
+    pub grants: u64,
+    pub calls: u64,
+    pub denied: u64,
+    pub bytes: u64,
+    pub page: Page<GrantUsageSummary>,
+}
+
+#[derive(sqlx::FromRow)]
+struct UsageSummaryRow {
+    id: String,
+    consumer_organization: String,
+    consumer_system: String,
+    provider: String,
+    resource: String,
+    calls: i64,
+    denied: i64,
+    bytes: i64,
+    days: i64,
+    first_day: String,
+    last_day: String,
+}
+
+impl UsageSummaryRow {
+    fn into_summary(self) -> Result<GrantUsageSummary> {
+        Ok(GrantUsageSummary {
+            grant: self.id,
+            consumer: SystemRef {
+                organization: Uscc::parse(&self.consumer_organization).map_err(corrupt)?,
+                system: Code::parse(&self.consumer_system).map_err(corrupt)?,
+            },
+            provider: Uscc::parse(&self.provider).map_err(corrupt)?,
+            resource: self.resource,
+            calls: self.calls as u64,
+            denied: self.denied as u64,
+            bytes: self.bytes as u64,
+            days: self.days as u64,
+            first_day: self.first_day,
+            last_day: self.last_day,
+        })
+    }
+}
+
 /// Calls of one grant on one day.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct GrantUsage {
@@ -504,33 +625,102 @@ impl Store {
         Ok(())
     }
 
-    /// Usage of one grant, newest day first, or every grant's usage on one day.
-    pub async fn grant_usage(
-        &self,
-        grant: Option<&str>,
-        day: Option<&str>,
-    ) -> Result<Vec<GrantUsage>> {
-        let rows: Vec<(String, String, i64, i64, i64)> = read_pool!(self, |pool| {
+    /// Every grant's usage on `day`: what the gateway's daily quotas count from after a restart.
+    pub async fn usage_on(&self, day: &str) -> Result<Vec<GrantUsage>> {
+        let rows: Vec<UsageRow> = read_pool!(self, |pool| {
             sqlx::query_as(
-                "SELECT grant_id, day, calls, denied, bytes FROM grant_usage
-                 WHERE ($1 IS NULL OR grant_id = $1) AND ($2 IS NULL OR day = $2)
-                 ORDER BY day DESC, grant_id LIMIT 1000",
+                "SELECT grant_id, day, calls, denied, bytes FROM grant_usage WHERE day = $1",
             )
-            .bind(grant)
             .bind(day)
             .fetch_all(pool)
             .await?
         });
-        Ok(rows
+        Ok(rows.into_iter().map(UsageRow::into_usage).collect())
+    }
+
+    /// One grant's usage per day, newest first, on the days from `from` to `to` (both
+    /// inclusive, `YYYY-MM-DD`; open when absent).
+    pub async fn grant_usage(
+        &self,
+        grant: &str,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<Vec<GrantUsage>> {
+        let rows: Vec<UsageRow> = read_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT grant_id, day, calls, denied, bytes FROM grant_usage
+                 WHERE grant_id = $1 AND day >= $2 AND day <= $3
+                 ORDER BY day DESC",
+            )
+            .bind(grant)
+            .bind(from.unwrap_or(""))
+            .bind(to.unwrap_or("9999-12-31"))
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows.into_iter().map(UsageRow::into_usage).collect())
+    }
+
+    /// The usage of the grants an organization provides or consumes, summed per grant over a
+    /// span of days: the totals, and a page of grants by id.
+    pub async fn usage_report(
+        &self,
+        filter: &UsageFilter,
+        page: &PageRequest,
+    ) -> Result<UsageReport> {
+        let side = filter.side.as_str();
+        let from = filter.from.as_deref().unwrap_or("");
+        let to = filter.to.as_deref().unwrap_or("9999-12-31");
+        let resource = filter.resource.as_ref().map(ResourceCode::as_str);
+        let (totals, rows): ((i64, i64, i64, i64), Vec<UsageSummaryRow>) = read_pool!(
+            self,
+            |pool| {
+                let totals = sqlx::query_as(concat!(
+                    "SELECT COUNT(DISTINCT g.id), CAST(COALESCE(SUM(u.calls), 0) AS BIGINT),
+                        CAST(COALESCE(SUM(u.denied), 0) AS BIGINT),
+                        CAST(COALESCE(SUM(u.bytes), 0) AS BIGINT) ",
+                    usage_of_grants!()
+                ))
+                .bind(from)
+                .bind(to)
+                .bind(side)
+                .bind(filter.organization.as_str())
+                .bind(resource)
+                .fetch_one(pool)
+                .await?;
+                let rows = sqlx::query_as(concat!(
+                "SELECT g.id, g.consumer_organization, g.consumer_system, g.provider, g.resource,
+                        CAST(SUM(u.calls) AS BIGINT) AS calls, CAST(SUM(u.denied) AS BIGINT) AS denied,
+                        CAST(SUM(u.bytes) AS BIGINT) AS bytes, COUNT(*) AS days,
+                        MIN(u.day) AS first_day, MAX(u.day) AS last_day ",
+                usage_of_grants!(),
+                " AND g.id > $6
+                 GROUP BY g.id, g.consumer_organization, g.consumer_system, g.provider, g.resource
+                 ORDER BY g.id LIMIT $7"
+            ))
+            .bind(from)
+            .bind(to)
+            .bind(side)
+            .bind(filter.organization.as_str())
+            .bind(resource)
+            .bind(page.after.as_deref().unwrap_or(""))
+            .bind(page.fetch_limit())
+            .fetch_all(pool)
+            .await?;
+                (totals, rows)
+            }
+        );
+        let grants = rows
             .into_iter()
-            .map(|(grant, day, calls, denied, bytes)| GrantUsage {
-                grant,
-                day,
-                calls: calls as u64,
-                denied: denied as u64,
-                bytes: bytes as u64,
-            })
-            .collect())
+            .map(UsageSummaryRow::into_summary)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(UsageReport {
+            grants: totals.0 as u64,
+            calls: totals.1 as u64,
+            denied: totals.2 as u64,
+            bytes: totals.3 as u64,
+            page: page.page(grants, |summary| summary.grant.clone()),
+        })
     }
 
     /// Adds what a span of ledger records contributes to the store's derived indexes (entries

@@ -28,7 +28,10 @@ use sqlx::{
 pub use access::{ApplicationFilter, GrantFilter, GrantTerms, NewApplication};
 pub use audit::{AuditEvent, AuditFilter};
 pub use catalog::{ImportOutcome, ResourceFilter, ResourceVersion, WriteMode};
-pub use gateway::{CertificateState, ClientCertificate, GrantUsage, SubjectDelivery};
+pub use gateway::{
+    CertificateState, ClientCertificate, GrantUsage, GrantUsageSummary, SubjectDelivery,
+    UsageFilter, UsageReport, UsageSide,
+};
 pub use keys::{Authenticated, NewApiKey};
 pub use registry::{
     NewOrganization, NewSystem, NewUser, OrganizationFilter, OrganizationUpdate, SystemFilter,

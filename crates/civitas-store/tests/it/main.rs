@@ -7,6 +7,7 @@ mod catalog;
 mod keys;
 mod registry;
 mod subjects;
+mod usage;
 
 use civitas_core::{
     RegionCode, Uscc,

@@ -389,6 +389,106 @@ async fn granted_call_is_filtered_masked_and_receipted(server: TestServer) {
         )
         .await;
     assert_eq!(usage[0]["calls"], 3, "{usage}");
+    let day = usage[0]["day"].as_str().unwrap().to_owned();
+    let grant_usage = |query: String| {
+        let path = format!("/api/v1/grants/{}/usage?{query}", city.grant);
+        let officer = city.officer.clone();
+        let server = &server;
+        async move { server.get(&path, &officer).await }
+    };
+    let (_, same) = grant_usage(format!("from={day}&to={day}")).await;
+    assert_eq!(same, usage, "one day's span holds that day");
+    let (status, before) = grant_usage("to=2000-01-01".into()).await;
+    assert_eq!((status, before), (StatusCode::OK, json!([])));
+    for (query, field) in [
+        ("from=2026-12-02&to=2026-12-01", "to"),
+        ("from=yesterday", "from"),
+    ] {
+        let (status, problem) = grant_usage(query.into()).await;
+        assert_eq!(
+            (status, problem["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some(field)),
+            "{problem}"
+        );
+    }
+    // The provider's report sums the grant's days; the consumer's shows the same grant.
+    let (status, report) = server
+        .get(
+            &format!("/api/v1/usage?organization={}&from={day}", city.provider),
+            &city.officer,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(
+        (&report["grants"], &report["calls"], &report["side"]),
+        (&json!(1), &json!(3), &json!("provider")),
+        "{report}"
+    );
+    let item = &report["items"][0];
+    assert_eq!(item["grant"], json!(city.grant), "{report}");
+    assert_eq!(
+        item["consumer"],
+        json!({ "organization": city.consumer, "system": "portal" }),
+        "{report}"
+    );
+    assert_eq!(
+        (
+            &item["calls"],
+            &item["days"],
+            &item["first_day"],
+            &item["last_day"]
+        ),
+        (&json!(3), &json!(1), &json!(day), &json!(day)),
+        "{report}"
+    );
+    let auditor = server
+        .user_with_key(
+            "usage-auditor",
+            "auditor",
+            Some(&city.provider.parse().unwrap()),
+        )
+        .await;
+    let (status, consumed) = server
+        .get(
+            &format!("/api/v1/usage?organization={}&side=consumer", city.consumer),
+            &auditor,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{consumed}");
+    assert_eq!(consumed["items"], report["items"], "{consumed}");
+    let (_, none) = server
+        .get(
+            &format!("/api/v1/usage?organization={}", city.consumer),
+            &auditor,
+        )
+        .await;
+    assert_eq!(
+        (&none["grants"], &none["calls"], &none["items"]),
+        (&json!(0), &json!(0), &json!([])),
+        "the consumer provides nothing: {none}"
+    );
+    let (status, _) = server
+        .get(
+            &format!("/api/v1/usage?organization={}&side=consumer", city.consumer),
+            &city.officer,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "not the officer's organization"
+    );
+    let (status, problem) = server
+        .get(
+            &format!("/api/v1/usage?organization={}&side=both", city.provider),
+            &city.officer,
+        )
+        .await;
+    assert_eq!(
+        (status, problem["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("side")),
+        "{problem}"
+    );
     let metrics = server.get_text("/metrics").await;
     assert!(
         metrics.contains(&format!(
