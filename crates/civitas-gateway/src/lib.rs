@@ -287,9 +287,11 @@ impl Gateway {
         Ok(())
     }
 
-    /// Keeps the in-memory snapshot current, flushes usage counts, and feeds the personal-data
-    /// access index, until `stopped` turns true. `changes` is woken by the API after access
-    /// changes so they apply at once; otherwise the store is polled four times a second.
+    /// Keeps the in-memory snapshot current, flushes usage counts each second, and feeds the
+    /// personal-data access index, until `stopped` turns true. `changes` is woken by the API
+    /// after access changes so they apply at once; otherwise the store is polled four times a
+    /// second. Calls still finishing when it stops are counted after it: whoever stops the
+    /// gateway calls [`flush_usage`](Self::flush_usage) once the gateway's threads are done.
     pub async fn maintain(
         &self,
         changes: Arc<tokio::sync::Notify>,
@@ -302,10 +304,7 @@ impl Gateway {
             tokio::select! {
                 _ = poll.tick() => {}
                 _ = changes.notified() => {}
-                _ = stopped.changed() => {
-                    self.flush_usage().await;
-                    return;
-                }
+                _ = stopped.changed() => return,
             }
             if let Err(error) = self.refresh().await {
                 tracing::warn!(error = format!("{error:#}"), "gateway refresh failed");
@@ -367,23 +366,28 @@ impl Gateway {
             })
     }
 
-    async fn flush_usage(&self) {
-        let (day, unflushed) = self.inner.daily.take_unflushed();
-        if unflushed.is_empty() {
-            return;
-        }
-        let usage: Vec<GrantUsage> = unflushed
-            .into_iter()
-            .map(|(grant, count)| GrantUsage {
-                grant,
-                day: day.clone(),
-                calls: count.calls,
-                denied: count.denied,
-                bytes: count.bytes,
+    /// Writes the usage counted since the last flush to the store; what cannot be written is
+    /// kept for the next.
+    pub async fn flush_usage(&self) {
+        let taken = self.inner.daily.take_unflushed();
+        let usage: Vec<GrantUsage> = taken
+            .iter()
+            .flat_map(|(day, counts)| {
+                counts.iter().map(move |(grant, count)| GrantUsage {
+                    grant: grant.clone(),
+                    day: day.clone(),
+                    calls: count.calls,
+                    denied: count.denied,
+                    bytes: count.bytes,
+                })
             })
             .collect();
+        if usage.is_empty() {
+            return;
+        }
         if let Err(error) = self.inner.store.add_grant_usage(&usage).await {
-            tracing::warn!(%error, "grant usage not written");
+            tracing::warn!(%error, "grant usage not written; kept for the next flush");
+            self.inner.daily.put_back(taken);
         }
     }
 

@@ -74,7 +74,23 @@ pub struct DailyCounts {
 struct DailyInner {
     day: String,
     totals: HashMap<String, DayCount>,
-    unflushed: HashMap<String, DayCount>,
+    /// Counts not yet written to the store, by the day they belong to: at midnight the day
+    /// just ended keeps its own until the next flush.
+    unflushed: Vec<(String, HashMap<String, DayCount>)>,
+}
+
+impl DailyInner {
+    /// The unflushed counts of the current day.
+    fn unflushed(&mut self) -> &mut HashMap<String, DayCount> {
+        if self
+            .unflushed
+            .last()
+            .is_none_or(|(day, _)| *day != self.day)
+        {
+            self.unflushed.push((self.day.clone(), HashMap::new()));
+        }
+        &mut self.unflushed.last_mut().expect("just pushed").1
+    }
 }
 
 impl DailyCounts {
@@ -90,7 +106,6 @@ impl DailyCounts {
         if inner.day != day {
             inner.day = day.to_owned();
             inner.totals.clear();
-            // Unflushed counts of the previous day stay, keyed by their day at flush time.
         }
     }
 
@@ -102,11 +117,11 @@ impl DailyCounts {
         let total = count_of(&mut inner.totals, grant);
         if quota.is_some_and(|quota| total.calls >= quota) {
             total.denied += 1;
-            count_of(&mut inner.unflushed, grant).denied += 1;
+            count_of(inner.unflushed(), grant).denied += 1;
             return false;
         }
         total.calls += 1;
-        count_of(&mut inner.unflushed, grant).calls += 1;
+        count_of(inner.unflushed(), grant).calls += 1;
         true
     }
 
@@ -115,14 +130,38 @@ impl DailyCounts {
         if let Some(total) = inner.totals.get_mut(grant) {
             total.bytes += bytes;
         }
-        count_of(&mut inner.unflushed, grant).bytes += bytes;
+        count_of(inner.unflushed(), grant).bytes += bytes;
     }
 
-    /// Takes what has not been written to the store yet, with the day it belongs to.
-    pub fn take_unflushed(&self) -> (String, HashMap<String, DayCount>) {
+    /// Takes what has not been written to the store yet, by the day it belongs to.
+    pub fn take_unflushed(&self) -> Vec<(String, HashMap<String, DayCount>)> {
         let mut inner = self.inner.lock().expect("daily counts lock");
-        let day = inner.day.clone();
-        (day, std::mem::take(&mut inner.unflushed))
+        std::mem::take(&mut inner.unflushed)
+    }
+
+    /// Puts back counts taken by [`take_unflushed`](Self::take_unflushed) that could not be
+    /// written, to be written with the next flush (adding to what was counted since).
+    pub fn put_back(&self, taken: Vec<(String, HashMap<String, DayCount>)>) {
+        let mut inner = self.inner.lock().expect("daily counts lock");
+        for (day, counts) in taken {
+            let at = match inner
+                .unflushed
+                .binary_search_by(|(other, _)| other.cmp(&day))
+            {
+                Ok(at) => at,
+                Err(at) => {
+                    inner.unflushed.insert(at, (day, HashMap::new()));
+                    at
+                }
+            };
+            let into = &mut inner.unflushed[at].1;
+            for (grant, count) in counts {
+                let sum = count_of(into, &grant);
+                sum.calls += count.calls;
+                sum.denied += count.denied;
+                sum.bytes += count.bytes;
+            }
+        }
     }
 }
 
@@ -355,15 +394,45 @@ mod tests {
             counts.admit("g", "2026-11-26", Some(2)),
             "a new day starts afresh"
         );
-        let (_, unflushed) = counts.take_unflushed();
+        counts.add_bytes("g", 10);
+        let unflushed = counts.take_unflushed();
+        let by_day: Vec<(&str, &DayCount)> = unflushed
+            .iter()
+            .map(|(day, counts)| (day.as_str(), &counts["g"]))
+            .collect();
         assert_eq!(
-            unflushed["g"],
-            DayCount {
-                calls: 3,
-                denied: 1,
-                bytes: 0
-            }
+            by_day,
+            [
+                (
+                    "2026-11-25",
+                    &DayCount {
+                        calls: 2,
+                        denied: 1,
+                        bytes: 0
+                    }
+                ),
+                (
+                    "2026-11-26",
+                    &DayCount {
+                        calls: 1,
+                        denied: 0,
+                        bytes: 10
+                    }
+                )
+            ],
+            "the day just ended keeps its own counts"
         );
+        assert!(counts.take_unflushed().is_empty());
+
+        // Counts that could not be written come back, with what was counted since.
+        assert!(counts.admit("g", "2026-11-26", Some(2)));
+        counts.put_back(unflushed);
+        let again = counts.take_unflushed();
+        let days: Vec<(&str, u64)> = again
+            .iter()
+            .map(|(day, counts)| (day.as_str(), counts["g"].calls))
+            .collect();
+        assert_eq!(days, [("2026-11-25", 2), ("2026-11-26", 2)]);
     }
 
     fn open_gauge(breakers: &CircuitBreakers, service: &str) -> i64 {

@@ -41,6 +41,7 @@ pub struct RunningServer {
     store: Store,
     ledger: Ledger,
     search: CatalogIndex,
+    gateway: Gateway,
 }
 
 impl RunningServer {
@@ -55,6 +56,10 @@ impl RunningServer {
         for task in self.tasks {
             task.await.context("server task panicked")??;
         }
+        // The gateway's threads are done: every call they carried is counted. Its handle of the
+        // ledger goes with it, before the last one below.
+        self.gateway.flush_usage().await;
+        drop(self.gateway);
         if let Err(error) = self.search.close().await {
             tracing::warn!(%error, "closing the search index");
         }
@@ -241,6 +246,7 @@ pub async fn start(
         store,
         ledger,
         search,
+        gateway,
     })
 }
 

@@ -23,6 +23,7 @@ on_both_stores!(
     connections_are_spread_over_the_gateway_threads,
     the_gateway_answers_health_and_readiness_probes,
     client_certificates_are_listed_and_read,
+    the_daily_quota_holds_across_a_restart,
 );
 
 pub const CITIZEN: &str = "11010519491231002X";
@@ -1237,4 +1238,54 @@ async fn client_certificates_are_listed_and_read(server: TestServer) {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// Calls counted in the gateway's memory reach the store when the node stops, and a restarted
+/// node counts today's quota from them.
+async fn the_daily_quota_holds_across_a_restart(server: TestServer) {
+    let upstream = start_upstream().await;
+    let city = city(&server, upstream, json!({ "calls_per_day": 3 })).await;
+    let path = format!("/x/{}/fund-core/accounts/accounts/{CITIZEN}", city.provider);
+    let (status, _, text, _) = call_until(
+        &server,
+        &city.consumer_key,
+        &path,
+        Duration::from_secs(2),
+        |s| s == StatusCode::OK,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let (status, _, _, _) =
+        call_until(&server, &city.consumer_key, &path, Duration::ZERO, |_| true).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // At once, before the gateway's periodic flush.
+    let server = server.restart().await;
+    let (status, _, text, _) = call_until(
+        &server,
+        &city.consumer_key,
+        &path,
+        Duration::from_secs(2),
+        |s| s == StatusCode::OK,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "the third call of the day: {text}");
+    let (status, headers, text, _) =
+        call_until(&server, &city.consumer_key, &path, Duration::ZERO, |_| true).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{text}");
+    assert!(text.contains("quota_exhausted"), "{text}");
+    assert!(headers.contains_key("retry-after"));
+
+    let server = server.restart().await;
+    let (_, usage) = server
+        .get(
+            &format!("/api/v1/grants/{}/usage", city.grant),
+            &city.officer,
+        )
+        .await;
+    assert_eq!(
+        (&usage[0]["calls"], &usage[0]["denied"]),
+        (&json!(3), &json!(1)),
+        "{usage}"
+    );
 }
