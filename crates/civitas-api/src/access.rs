@@ -349,6 +349,12 @@ async fn approve(
                         format!("{item} was not applied for; an approval can only narrow"),
                     ));
                 }
+                if items[..index].contains(item) {
+                    return Err(ApiError::invalid(
+                        format!("items[{index}]"),
+                        format!("{item} is named twice"),
+                    ));
+                }
             }
             if items.is_empty() && !application.items.is_empty() {
                 return Err(ApiError::invalid(

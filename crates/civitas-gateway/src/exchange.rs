@@ -22,7 +22,8 @@ use hyper::body::{Body as _, Incoming};
 use jiff::Timestamp;
 
 use crate::{
-    BULK_ROWS_HEADER, Caller, EXCHANGE_ID_HEADER, Gateway, ITEMS_HEADER, RECEIPT_HEADER,
+    BULK_ROWS_HEADER, CONSUMER_HEADER, Caller, EXCHANGE_ID_HEADER, Gateway, ITEMS_HEADER,
+    RECEIPT_HEADER,
     body::{self, GatewayBody, TallyBody, full, sha256},
     deadline,
     filter::Treatment,
@@ -257,6 +258,19 @@ impl Gateway {
             );
             return self.refuse(exchange, problem).await;
         }
+        if let Some(segment) = traversing_segment(&service_path) {
+            exchange.rule = Some("bad_path".into());
+            let problem = Problem::new(
+                StatusCode::BAD_REQUEST,
+                "bad_path",
+                format!(
+                    "the path segment {segment:?} could lead outside {}; dot segments and \
+                     encoded slashes are refused",
+                    service.name
+                ),
+            );
+            return self.refuse(exchange, problem).await;
+        }
         if !service.allows_path(&service_path) {
             exchange.rule = Some("path_not_allowed".into());
             let problem = Problem::new(
@@ -404,19 +418,34 @@ impl Gateway {
             let (tallied, tally) = TallyBody::new(request_body);
             (tallied.boxed_unsync(), Some(tally))
         };
-        let mut upstream_request = Request::builder().method(parts.method.clone()).uri(uri);
-        for (name, value) in &parts.headers {
-            if is_hop_by_hop(name) || *name == header::AUTHORIZATION || *name == header::HOST {
-                continue;
-            }
-            upstream_request = upstream_request.header(name, value);
-        }
-        upstream_request = upstream_request
-            .header("civitas-consumer", consumer.to_string())
-            .header(EXCHANGE_ID_HEADER, exchange.id.as_str());
-        let upstream_request = upstream_request
+        let mut upstream_request = Request::builder()
+            .method(parts.method.clone())
+            .uri(uri)
             .body(upstream_body)
             .expect("a valid upstream request");
+        let headers = upstream_request.headers_mut();
+        for (name, value) in end_to_end(&parts.headers) {
+            if *name == header::AUTHORIZATION
+                || *name == header::HOST
+                || *name == header::ACCEPT_ENCODING
+            {
+                continue;
+            }
+            headers.append(name.clone(), value.clone());
+        }
+        headers.insert(
+            CONSUMER_HEADER,
+            HeaderValue::from_str(&consumer.to_string()).expect("codes are header values"),
+        );
+        headers.insert(
+            EXCHANGE_ID_HEADER,
+            HeaderValue::from_str(&exchange.id).expect("a uuid is a header value"),
+        );
+        // A JSON answer is filtered as text: it must come uncompressed.
+        headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
         let sent = Instant::now();
         let outcome = Self::within(service.timeout, self.send_upstream(upstream_request)).await;
         if let Some(tally) = request_tally {
@@ -897,6 +926,22 @@ fn ledger_unavailable(error: &civitas_ledger::Error) -> Response<GatewayBody> {
     .response(None)
 }
 
+/// The first segment of a service path that an upstream could resolve to a place outside the
+/// service: `.` and `..` (RFC 3986 §5.2.4), also percent-encoded, and any segment holding an
+/// encoded slash or backslash, which some servers decode into separators after the gateway has
+/// matched the path against the service's patterns.
+fn traversing_segment(path: &str) -> Option<&str> {
+    path.split('/').find(|segment| {
+        let lower = segment.to_ascii_lowercase();
+        let dots = lower.replace("%2e", ".");
+        dots == "."
+            || dots == ".."
+            || lower.contains("%2f")
+            || lower.contains("%5c")
+            || lower.contains('\\')
+    })
+}
+
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
@@ -911,11 +956,30 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
+/// The headers of `headers` that pass through the gateway: not hop-by-hop (RFC 9110 §7.6.1),
+/// including those the `Connection` header names, and not the gateway's own `civitas-` headers,
+/// which only the gateway sets (a consumer cannot pose as another system to the upstream, nor an
+/// upstream hand out receipts).
+fn end_to_end(headers: &HeaderMap) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+    let connection_named: Vec<&str> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .collect();
+    headers.iter().filter(move |(name, _)| {
+        !is_hop_by_hop(name)
+            && !name.as_str().starts_with("civitas-")
+            && !connection_named
+                .iter()
+                .any(|named| name.as_str().eq_ignore_ascii_case(named))
+    })
+}
+
 fn copy_end_to_end_headers(from: &HeaderMap, to: &mut HeaderMap) {
-    for (name, value) in from {
-        if !is_hop_by_hop(name) {
-            to.append(name.clone(), value.clone());
-        }
+    for (name, value) in end_to_end(from) {
+        to.append(name.clone(), value.clone());
     }
 }
 
@@ -932,6 +996,31 @@ mod tests {
             assert_eq!(uuid.get_version_num(), 7);
             let (seconds, _) = uuid.get_timestamp().unwrap().to_unix();
             assert!(seconds.abs_diff(Timestamp::now().as_second() as u64) < 60);
+        }
+    }
+
+    #[test]
+    fn paths_that_could_leave_the_service_are_found() {
+        for path in [
+            "/../admin",
+            "/accounts/..",
+            "/a/./b",
+            "/%2e%2e/admin",
+            "/.%2E/admin",
+            "/a%2fb",
+            "/a%5Cb",
+            "/a\\b",
+        ] {
+            assert!(traversing_segment(path).is_some(), "{path}");
+        }
+        for path in [
+            "/",
+            "/accounts/110105",
+            "/a..b/c",
+            "/v1.2/x",
+            "/.well-known/x",
+        ] {
+            assert_eq!(traversing_segment(path), None, "{path}");
         }
     }
 

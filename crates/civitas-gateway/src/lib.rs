@@ -62,6 +62,8 @@ use crate::{
 /// Headers of every answer that carried an exchange.
 pub const EXCHANGE_ID_HEADER: &str = "civitas-exchange-id";
 pub const RECEIPT_HEADER: &str = "civitas-receipt";
+/// The header that tells the upstream which system calls, `{org}/{system}`.
+pub const CONSUMER_HEADER: &str = "civitas-consumer";
 /// Optional request headers: the items wanted (comma-separated), and a bulk read's row count.
 pub const ITEMS_HEADER: &str = "civitas-items";
 pub const BULK_ROWS_HEADER: &str = "civitas-bulk-rows";
@@ -349,7 +351,8 @@ impl Gateway {
             .snapshot
             .write()
             .expect("snapshot lock")
-            .apply(changes)
+            .apply(changes);
+        Ok(())
     }
 
     /// Every service whose calls have failed on this node since its last successful one: open

@@ -337,9 +337,9 @@ impl Snapshot {
         &self.positions
     }
 
-    /// Loads everything from the store.
-    pub async fn load(store: &Store, city: RegionCode) -> anyhow::Result<Snapshot> {
-        let mut snapshot = Snapshot {
+    /// A snapshot of nothing, before the store's first change.
+    fn empty(city: RegionCode) -> Snapshot {
+        Snapshot {
             keys: HashMap::new(),
             organizations: HashMap::new(),
             services: HashMap::new(),
@@ -350,7 +350,12 @@ impl Snapshot {
                 credentials: "none".into(),
                 ..Positions::default()
             },
-        };
+        }
+    }
+
+    /// Loads everything from the store.
+    pub async fn load(store: &Store, city: RegionCode) -> anyhow::Result<Snapshot> {
+        let mut snapshot = Snapshot::empty(city);
         // From nothing: every part of the store counts as changed ("none" never matches a
         // credentials fingerprint, which makes services load too).
         let from = snapshot.positions.clone();
@@ -358,18 +363,24 @@ impl Snapshot {
         if all.policies.is_none() {
             all.policies = Some(load_policies(store, city).await?);
         }
-        snapshot.apply(all)?;
+        snapshot.apply(all);
         Ok(snapshot)
     }
 
     /// Applies fetched changes.
-    pub fn apply(&mut self, changes: Changes) -> anyhow::Result<()> {
+    pub fn apply(&mut self, changes: Changes) {
         if let Some((keys, organizations)) = changes.credentials {
             self.keys = keys;
             self.organizations = organizations;
         }
         for grant in changes.grants {
-            self.grants.upsert(grant)?;
+            // A grant the decision function cannot take (the store should never hold one) is
+            // left out, so that its calls are denied, rather than stop every later change.
+            let id = grant.id.clone();
+            if let Err(error) = self.grants.upsert(grant) {
+                self.grants.remove(&id);
+                tracing::error!(grant = %id, %error, "grant left out of the gateway");
+            }
         }
         self.revoked_certificates
             .extend(changes.revoked_certificates);
@@ -380,6 +391,77 @@ impl Snapshot {
             self.policies = policies;
         }
         self.positions = changes.positions;
-        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use civitas_core::{
+        Code,
+        access::{Grant, GrantedItem},
+        catalog::ResourceCode,
+    };
+
+    use super::*;
+
+    fn grant(id: &str, items: &[&str]) -> Grant {
+        let provider: Uscc = "11320100MB0000019F".parse().unwrap();
+        Grant {
+            id: id.into(),
+            application: None,
+            consumer: SystemRef {
+                organization: "11320100MB0000027A".parse().unwrap(),
+                system: Code::parse("portal").unwrap(),
+            },
+            resource: ResourceCode::parse("320100-B01-000001").unwrap(),
+            provider,
+            items: items
+                .iter()
+                .map(|code| GrantedItem {
+                    code: (*code).into(),
+                    plaintext: false,
+                })
+                .collect(),
+            valid_from: Timestamp::from_second(0).unwrap(),
+            valid_until: Timestamp::from_second(4_000_000_000).unwrap(),
+            calls_per_day: None,
+            requests_per_second: None,
+            revoked_at: None,
+            revoked_by: None,
+            revoke_reason: None,
+            created_at: Timestamp::from_second(0).unwrap(),
+        }
+    }
+
+    fn changes(access_sequence: u64, grants: Vec<Grant>) -> Changes {
+        Changes {
+            positions: Positions {
+                access_sequence,
+                ..Positions::default()
+            },
+            credentials: None,
+            grants,
+            revoked_certificates: Vec::new(),
+            services: None,
+            policies: None,
+        }
+    }
+
+    #[test]
+    fn a_grant_the_index_refuses_is_left_out_and_the_rest_applies() {
+        let mut snapshot = Snapshot::empty(RegionCode::parse("320100").unwrap());
+        snapshot.apply(changes(1, vec![grant("g1", &["name"])]));
+        assert!(snapshot.grants.get("g1").is_some());
+        // g1 changes into something the index refuses; g2 comes after it in the same changes.
+        snapshot.apply(changes(
+            2,
+            vec![grant("g1", &["name", "name"]), grant("g2", &["balance"])],
+        ));
+        assert!(
+            snapshot.grants.get("g1").is_none(),
+            "its earlier version is not kept either"
+        );
+        assert!(snapshot.grants.get("g2").is_some());
+        assert_eq!(snapshot.positions().access_sequence, 2);
     }
 }

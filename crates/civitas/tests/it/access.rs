@@ -342,6 +342,8 @@ async fn access_bad_input_and_wrong_actors(server: TestServer) {
     }
     let narrowing = [
         (json!({ "items": ["salary"] }), "items[0]"),
+        // A grant naming an item twice is one the gateway could not take.
+        (json!({ "items": ["name", "name"] }), "items[1]"),
         (json!({ "valid_days": 91 }), "valid_days"),
         (
             json!({ "plaintext_items": ["balance"] }),

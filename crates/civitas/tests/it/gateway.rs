@@ -24,6 +24,7 @@ on_both_stores!(
     the_gateway_answers_health_and_readiness_probes,
     client_certificates_are_listed_and_read,
     the_daily_quota_holds_across_a_restart,
+    the_gateway_s_own_headers_cannot_be_forged,
 );
 
 pub const CITIZEN: &str = "11010519491231002X";
@@ -1288,4 +1289,107 @@ async fn the_daily_quota_holds_across_a_restart(server: TestServer) {
         (&json!(3), &json!(1)),
         "{usage}"
     );
+}
+
+/// Consumers cannot pose as another system to the upstream, nor upstreams hand out receipts:
+/// `civitas-` headers and hop-by-hop ones stop at the gateway in both directions.
+async fn the_gateway_s_own_headers_cannot_be_forged(server: TestServer) {
+    let seen: Arc<std::sync::Mutex<Option<axum::http::HeaderMap>>> = Arc::default();
+    let recorder = seen.clone();
+    let app = Router::new().route(
+        "/accounts/{id}",
+        get(
+            move |Path(id): Path<String>, headers: axum::http::HeaderMap| async move {
+                *recorder.lock().unwrap() = Some(headers);
+                (
+                    [("civitas-receipt", "999999"), ("x-upstream", "u")],
+                    axum::Json(json!({ "id_number": id, "balance": 1.0 })),
+                )
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let city = city(&server, upstream, json!({})).await;
+    let url = format!(
+        "{}/x/{}/fund-core/accounts/accounts/{CITIZEN}",
+        gateway_url(&server),
+        city.provider
+    );
+    let started = Instant::now();
+    let response = loop {
+        let response = server
+            .client
+            .get(&url)
+            .bearer_auth(&city.consumer_key)
+            .header("civitas-consumer", format!("{}/other", city.consumer))
+            .header("civitas-exchange-id", "forged")
+            .header("accept-encoding", "gzip")
+            .header("connection", "keep-alive, x-private")
+            .header("x-private", "for the gateway only")
+            .header("x-trace", "t-1")
+            .send()
+            .await
+            .unwrap();
+        if response.status() == StatusCode::OK || started.elapsed() > Duration::from_secs(2) {
+            break response;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(response.status(), StatusCode::OK);
+    let receipts: Vec<_> = response
+        .headers()
+        .get_all("civitas-receipt")
+        .iter()
+        .collect();
+    assert_eq!(receipts.len(), 1, "{receipts:?}");
+    assert_ne!(
+        receipts[0], "999999",
+        "the upstream's receipt does not pass"
+    );
+    assert_eq!(response.headers()["x-upstream"], "u");
+    let exchange_id = response.headers()["civitas-exchange-id"].clone();
+
+    let seen = seen.lock().unwrap().take().unwrap();
+    let all = |name: &str| -> Vec<String> {
+        seen.get_all(name)
+            .iter()
+            .map(|value| value.to_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        all("civitas-consumer"),
+        [format!("{}/portal", city.consumer)]
+    );
+    assert_eq!(
+        all("civitas-exchange-id"),
+        [exchange_id.to_str().unwrap().to_owned()]
+    );
+    assert_eq!(all("accept-encoding"), ["identity"]);
+    assert_eq!(all("x-trace"), ["t-1"]);
+    assert!(all("x-private").is_empty(), "named by Connection");
+    assert!(all("authorization").is_empty());
+
+    // Dot segments are refused before they reach the upstream, however spelled (sent raw, as
+    // HTTP clients would resolve them first).
+    let address = server.running.as_ref().unwrap().gateway_addr;
+    for path in [
+        "accounts/../../admin",
+        "%2e%2e/%2E%2E/admin",
+        "accounts/a%2f..%2fadmin",
+    ] {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        let request = format!(
+            "GET /x/{}/fund-core/accounts/{path} HTTP/1.1\r\nhost: gateway\r\n\
+             authorization: Bearer {}\r\nconnection: close\r\n\r\n",
+            city.provider, city.consumer_key
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
+        assert!(answer.contains("bad_path"), "{path}: {answer}");
+    }
 }
