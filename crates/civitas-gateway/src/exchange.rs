@@ -124,12 +124,16 @@ fn new_exchange_id() -> String {
         .to_string()
 }
 
-/// Replaces every valid citizen ID number in `text` by its masked form, so that paths and
-/// queries recorded in the ledger carry no plaintext ID numbers. Tokens are runs of ASCII
-/// letters and digits; only those of an ID number's length are parsed.
+/// Replaces every valid citizen ID number in `text` (a path with its query, as sent) by its
+/// masked form, so that paths and queries recorded in the ledger carry no plaintext ID numbers.
+/// The text is percent-decoded first (`+` too, as in a query), so an encoded separator such as
+/// `%2C` cannot hide the ID number next to it; the record holds the decoded text. Tokens are
+/// runs of ASCII letters and digits; only those of an ID number's length are parsed.
 fn redact_citizen_ids(text: &str, found: &mut BTreeSet<String>) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
+    let plus_as_space = text.replace('+', " ");
+    let decoded = percent_encoding::percent_decode_str(&plus_as_space).decode_utf8_lossy();
+    let mut out = String::with_capacity(decoded.len());
+    let mut rest = decoded.as_ref();
     while !rest.is_empty() {
         let token_end = rest
             .find(|character: char| !character.is_ascii_alphanumeric())
@@ -1040,6 +1044,17 @@ mod tests {
         check(
             "/p?owner=11010519491231002x&again=11010519491231002X/",
             "/p?owner=110105********002X&again=110105********002X/",
+            &["11010519491231002X"],
+        );
+        // Encoded separators do not hide an ID number; the record holds the decoded text.
+        check(
+            "/p?ids=11010519491231002X%2C11010519491231002x&n=%E5%BC%A0+三",
+            "/p?ids=110105********002X,110105********002X&n=张 三",
+            &["11010519491231002X"],
+        );
+        check(
+            "/p/%3A11010519491231002X%22",
+            "/p/:110105********002X\"",
             &["11010519491231002X"],
         );
         // Not ID numbers: a wrong check character, a longer token, a birth date that is none.

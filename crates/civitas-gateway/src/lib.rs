@@ -431,6 +431,11 @@ impl Gateway {
                 if snapshot.revoked_certificates.contains(serial) {
                     return Err(unauthenticated("the client certificate is revoked"));
                 }
+                if !snapshot.active_systems.contains(system) {
+                    return Err(unauthenticated(
+                        "the client certificate's system or its organization is deactivated",
+                    ));
+                }
                 Ok(system.clone())
             }
             Caller::Anonymous => {

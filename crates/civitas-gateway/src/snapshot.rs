@@ -121,6 +121,9 @@ pub struct OrganizationFacts {
 pub struct Snapshot {
     /// Key hash → the system and when the key expires.
     pub keys: KeyMap,
+    /// Active systems of active organizations: a client certificate of any other system is
+    /// refused, as its keys are.
+    pub active_systems: HashSet<SystemRef>,
     pub organizations: HashMap<Uscc, OrganizationFacts>,
     /// `{org}/{system}/{code}` → service.
     pub services: HashMap<String, Arc<CompiledService>>,
@@ -142,11 +145,18 @@ pub struct Positions {
     pub credentials: String,
 }
 
+/// Who may call, as the store says after a change of keys, systems or organizations.
+struct Credentials {
+    keys: KeyMap,
+    active_systems: HashSet<SystemRef>,
+    organizations: HashMap<Uscc, OrganizationFacts>,
+}
+
 /// What changed in the store since some positions, fetched without touching the snapshot so
 /// that no lock is held while the store is read.
 pub struct Changes {
     positions: Positions,
-    credentials: Option<(KeyMap, HashMap<Uscc, OrganizationFacts>)>,
+    credentials: Option<Credentials>,
     grants: Vec<civitas_core::access::Grant>,
     revoked_certificates: Vec<String>,
     services: Option<HashMap<String, Arc<CompiledService>>>,
@@ -280,7 +290,11 @@ pub async fn fetch_changes(
                 )
             })
             .collect();
-        changes.credentials = Some((keys, organizations.clone()));
+        changes.credentials = Some(Credentials {
+            keys,
+            active_systems: store.active_systems().await?.into_iter().collect(),
+            organizations: organizations.clone(),
+        });
     }
     if positions.access_sequence != from.access_sequence {
         let mut cursor = from.access_sequence;
@@ -341,6 +355,7 @@ impl Snapshot {
     fn empty(city: RegionCode) -> Snapshot {
         Snapshot {
             keys: HashMap::new(),
+            active_systems: HashSet::new(),
             organizations: HashMap::new(),
             services: HashMap::new(),
             grants: GrantIndex::new(),
@@ -369,9 +384,10 @@ impl Snapshot {
 
     /// Applies fetched changes.
     pub fn apply(&mut self, changes: Changes) {
-        if let Some((keys, organizations)) = changes.credentials {
-            self.keys = keys;
-            self.organizations = organizations;
+        if let Some(credentials) = changes.credentials {
+            self.keys = credentials.keys;
+            self.active_systems = credentials.active_systems;
+            self.organizations = credentials.organizations;
         }
         for grant in changes.grants {
             // A grant the decision function cannot take (the store should never hold one) is

@@ -3,6 +3,7 @@
 
 use civitas_core::{
     Code, Uscc,
+    access::SystemRef,
     authz::Permit,
     registry::{ApiKey, KeyOwner, Principal, Role, UserName},
 };
@@ -345,6 +346,28 @@ impl Store {
     /// The hashes of every usable system key, with the system each belongs to and when the key
     /// expires: keys not revoked or expired, of active systems of active organizations. The
     /// gateway holds them in memory.
+    /// Every active system of an active organization: the systems that may call the gateway,
+    /// whether with a key or a client certificate.
+    pub async fn active_systems(&self) -> Result<Vec<SystemRef>> {
+        let rows: Vec<(String, String)> = read_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT s.organization, s.code FROM systems s
+                 JOIN organizations o ON o.code = s.organization
+                 WHERE s.active AND o.active",
+            )
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter()
+            .map(|(organization, system)| {
+                Ok(SystemRef {
+                    organization: Uscc::parse(&organization).map_err(StoreError::corrupt)?,
+                    system: Code::parse(&system).map_err(StoreError::corrupt)?,
+                })
+            })
+            .collect()
+    }
+
     pub async fn system_key_hashes(
         &self,
         now: Timestamp,

@@ -163,6 +163,52 @@ async fn mutual_tls_phases() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    eprintln!("phase: revoked certificate refused");
+
+    // A deactivated system's certificates stop working too, as its keys do.
+    let (status, second) = server
+        .post(
+            &format!(
+                "/api/v1/organizations/{}/systems/portal/certificates",
+                city.consumer
+            ),
+            ADMIN_KEY,
+            json!({ "valid_days": 30 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{second}");
+    let second = client_config(
+        ca_pem,
+        Some((
+            second["certificate"].as_str().unwrap(),
+            second["private_key"].as_str().unwrap(),
+        )),
+    );
+    let (status, body) = tls_get(gateway, second.clone(), &path).await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = server
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/organizations/{}/systems/portal", city.consumer),
+            Some(ADMIN_KEY),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let started = Instant::now();
+    loop {
+        let (status, body) = tls_get(gateway, second.clone(), &path).await.unwrap();
+        if status == StatusCode::UNAUTHORIZED {
+            assert!(body.contains("deactivated"), "{body}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "deactivation took too long: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("phase: a deactivated system's certificate refused");
 }
 
 fn peak_rss_kib(pid: u32) -> u64 {
