@@ -85,6 +85,10 @@ pub struct GatewayConfig {
     pub playback_validity: Duration,
     /// Whether API keys are accepted (false when client certificates are required).
     pub accept_api_keys: bool,
+    /// How long a consumer has to send a request's head (and finish a TLS handshake), counted
+    /// from when the gateway starts waiting for it: a keep-alive connection idle that long is
+    /// closed, so neither a slow sender nor a vanished peer holds a connection for long.
+    pub header_timeout: Duration,
 }
 
 /// Who is calling.

@@ -189,6 +189,7 @@ impl Gateway {
         mut stopped: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let header_timeout = self.inner.config.header_timeout;
         loop {
             let (stream, peer, open) = tokio::select! {
                 next = connections.next() => match next {
@@ -205,7 +206,7 @@ impl Gateway {
             let gateway = self.clone();
             match &tls {
                 None => {
-                    let connection = hyper::server::conn::http1::Builder::new().serve_connection(
+                    let connection = http1_builder(header_timeout).serve_connection(
                         TokioIo::new(stream),
                         connection_service(gateway, Caller::Anonymous),
                     );
@@ -222,13 +223,20 @@ impl Gateway {
                     let watcher = graceful.watcher();
                     tokio::spawn(async move {
                         let _open = open;
-                        let stream = match acceptor.accept(stream).await {
-                            Ok(stream) => stream,
-                            Err(error) => {
-                                tracing::debug!(%error, %peer, "TLS handshake refused");
-                                return;
-                            }
-                        };
+                        let stream =
+                            match tokio::time::timeout(header_timeout, acceptor.accept(stream))
+                                .await
+                            {
+                                Ok(Ok(stream)) => stream,
+                                Ok(Err(error)) => {
+                                    tracing::debug!(%error, %peer, "TLS handshake refused");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!(%peer, "TLS handshake not finished in time");
+                                    return;
+                                }
+                            };
                         let caller = match stream
                             .get_ref()
                             .1
@@ -244,11 +252,10 @@ impl Gateway {
                             },
                             None => Caller::Anonymous,
                         };
-                        let connection = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(
-                                TokioIo::new(stream),
-                                connection_service(gateway, caller),
-                            );
+                        let connection = http1_builder(header_timeout).serve_connection(
+                            TokioIo::new(stream),
+                            connection_service(gateway, caller),
+                        );
                         if let Err(error) = watcher.watch(connection).await {
                             tracing::debug!(%error, "gateway connection ended");
                         }
@@ -265,6 +272,15 @@ impl Gateway {
         }
         Ok(())
     }
+}
+
+/// The HTTP/1 server settings of every gateway connection.
+fn http1_builder(header_timeout: Duration) -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    builder
 }
 
 /// The per-connection service: every request of the connection goes through [`Gateway::handle`]

@@ -43,6 +43,12 @@ pub struct Config {
     #[arg(long, env = "CIVITAS_GATEWAY_THREADS", value_name = "N")]
     pub gateway_threads: Option<usize>,
 
+    /// Seconds a gateway consumer has to send a request's head (and finish a TLS handshake),
+    /// counted from when the gateway starts waiting; a keep-alive connection idle that long is
+    /// closed [default: 30].
+    #[arg(long, env = "CIVITAS_GATEWAY_HEADER_TIMEOUT", value_name = "SECONDS")]
+    pub gateway_header_timeout: Option<u64>,
+
     /// TLS on the gateway listener: off, on (client certificates optional, API keys accepted) or
     /// mtls (client certificates from the node's CA required) [default: off].
     #[arg(long, env = "CIVITAS_GATEWAY_TLS", value_name = "MODE")]
@@ -98,6 +104,7 @@ pub struct Settings {
     pub public_url: Option<String>,
     pub gateway_listen: SocketAddr,
     pub gateway_threads: usize,
+    pub gateway_header_timeout: std::time::Duration,
     pub gateway_tls: GatewayTls,
     pub store: StoreUrl,
     pub node_code: NodeCode,
@@ -133,6 +140,7 @@ impl Config {
             public_url: self.public_url.or(lower.public_url),
             gateway_listen: self.gateway_listen.or(lower.gateway_listen),
             gateway_threads: self.gateway_threads.or(lower.gateway_threads),
+            gateway_header_timeout: self.gateway_header_timeout.or(lower.gateway_header_timeout),
             gateway_tls: self.gateway_tls.or(lower.gateway_tls),
             store: self.store.or(lower.store),
             node_code: self.node_code.or(lower.node_code),
@@ -176,6 +184,10 @@ impl Config {
                 Some(0) => bail!("gateway_threads must be at least 1"),
                 Some(threads) => threads,
                 None => std::thread::available_parallelism().map_or(1, |cores| cores.get()),
+            },
+            gateway_header_timeout: match self.gateway_header_timeout.unwrap_or(30) {
+                0 => bail!("gateway_header_timeout must be at least 1 second"),
+                seconds => std::time::Duration::from_secs(seconds),
             },
             gateway_tls: self.gateway_tls.unwrap_or(GatewayTls::Off),
             store,

@@ -131,7 +131,7 @@ enum LedgerCommand {
         #[arg(long, value_name = "KEY")]
         verifier_key: Option<String>,
         #[command(flatten)]
-        config: Config,
+        config: Box<Config>,
     },
     /// Check one record's receipt (a gateway answer's `Civitas-Receipt`, or a subject report's)
     /// with nothing but the node's verifier key: the checkpoint's signature, the inclusion proof
@@ -216,7 +216,7 @@ fn main() -> ExitCode {
                     verifier_key,
                     config,
                 },
-        } => verify_ledger(config, url, api_key, verifier_key).map(|()| ExitCode::SUCCESS),
+        } => verify_ledger(*config, url, api_key, verifier_key).map(|()| ExitCode::SUCCESS),
         Command::Ledger {
             command:
                 LedgerCommand::CheckReceipt {
@@ -528,6 +528,10 @@ fn print_settings(settings: &Settings) {
     }
     println!("gateway_listen = {}", settings.gateway_listen);
     println!("gateway_threads = {}", settings.gateway_threads);
+    println!(
+        "gateway_header_timeout = {}",
+        settings.gateway_header_timeout.as_secs()
+    );
     println!("gateway_tls = {:?}", settings.gateway_tls);
     println!("store = {}", settings.store);
     println!("node_code = {}", settings.node_code);

@@ -136,6 +136,7 @@ pub async fn start(
         max_json_bytes: 16 << 20,
         playback_validity: std::time::Duration::from_secs(300),
         accept_api_keys: settings.gateway_tls != GatewayTls::Mtls,
+        header_timeout: settings.gateway_header_timeout,
     };
     let gateway = Gateway::new(store.clone(), ledger.clone(), gateway_config, &mut registry)
         .await

@@ -1393,3 +1393,42 @@ async fn the_gateway_s_own_headers_cannot_be_forged(server: TestServer) {
         assert!(answer.contains("bad_path"), "{path}: {answer}");
     }
 }
+
+/// A consumer that sends half a request head, or leaves a keep-alive connection idle, is cut off
+/// after the header timeout: neither holds a gateway connection for long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_connections_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server =
+        TestServer::start_sqlite_with(|config| config.gateway_header_timeout = Some(1)).await;
+    let address = server.running.as_ref().unwrap().gateway_addr;
+    let mut idle = tokio::net::TcpStream::connect(address).await.unwrap();
+    assert!(ask(&mut idle).await.starts_with("HTTP/1.1 404"));
+    let mut slow = tokio::net::TcpStream::connect(address).await.unwrap();
+    slow.write_all(b"GET /x/ HTTP/1.1\r\nhost: gat")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    for stream in [&mut idle, &mut slow] {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest))
+            .await
+            .expect("the gateway closes the connection");
+        assert!(read.is_ok(), "{read:?}");
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(500) && elapsed < Duration::from_secs(5),
+        "{elapsed:?}"
+    );
+    // Both are counted out of the threads' open connections.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while open_connections(&server).await.iter().sum::<i64>() != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            open_connections(&server).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
