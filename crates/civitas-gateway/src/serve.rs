@@ -284,7 +284,10 @@ fn http1_builder(header_timeout: Duration) -> hyper::server::conn::http1::Builde
 }
 
 /// The per-connection service: every request of the connection goes through [`Gateway::handle`]
-/// with the connection's caller.
+/// with the connection's caller, in a task of its own on the connection's thread. A consumer
+/// that goes away mid-call drops only the wait for the answer: the call still ends as every call
+/// does, with its exchange record (the upstream may already have acted on it) and with its
+/// circuit breaker probe settled.
 fn connection_service(
     gateway: Gateway,
     caller: Caller,
@@ -299,7 +302,16 @@ fn connection_service(
         let caller = caller.clone();
         async move {
             let request = request.map(|body| body.map_err(Into::into).boxed_unsync());
-            Ok(gateway.handle(caller, request).await)
+            let call = tokio::spawn(async move { gateway.handle(caller, request).await });
+            Ok(call.await.unwrap_or_else(|error| {
+                tracing::error!(%error, "a gateway call ended without an answer");
+                crate::problem::Problem::new(
+                    http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the call ended without an answer",
+                )
+                .response(None)
+            }))
         }
     })
 }

@@ -25,6 +25,7 @@ on_both_stores!(
     client_certificates_are_listed_and_read,
     the_daily_quota_holds_across_a_restart,
     the_gateway_s_own_headers_cannot_be_forged,
+    a_call_its_consumer_abandons_still_ends_and_is_recorded,
 );
 
 pub const CITIZEN: &str = "11010519491231002X";
@@ -1431,4 +1432,67 @@ async fn slow_and_idle_connections_are_closed() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A consumer that gives up on a call does not leave it half done: the call still ends, its
+/// exchange is recorded, and a circuit breaker probe it carried is settled (else the circuit
+/// would stay half-open, failing every call fast, for as long as the node runs).
+async fn a_call_its_consumer_abandons_still_ends_and_is_recorded(server: TestServer) {
+    let upstream = start_upstream().await;
+    let city = city(&server, upstream, json!({})).await;
+    let closed = format!("http://{}", closed_port());
+    point_accounts_at(&server, &city, &closed).await;
+    let path = format!("/x/{}/fund-core/accounts/accounts/{CITIZEN}", city.provider);
+    let (status, _, text, _) = call_until(
+        &server,
+        &city.consumer_key,
+        &path,
+        Duration::from_secs(3),
+        |s| s == StatusCode::SERVICE_UNAVAILABLE,
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    let (_, circuits) = server.get("/api/v1/gateway/circuits", &city.officer).await;
+    let retry_after = circuits[0]["retry_after_ms"].as_u64().unwrap();
+    // The upstream is back, but slow: the probe will run into the service's time limit.
+    start_upstream_at(closed.trim_start_matches("http://").parse().unwrap()).await;
+    tokio::time::sleep(Duration::from_millis(retry_after + 50)).await;
+    let timeouts = |metrics: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|line| {
+                line.starts_with("civitas_gateway_exchanges_total{")
+                    && line.contains("status=\"504\"")
+            })
+            .map(|line| line.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    };
+    let before = timeouts(&server.get_text("/metrics").await);
+    let abandoned = server
+        .client
+        .get(format!(
+            "{}/x/{}/fund-core/accounts/slow",
+            gateway_url(&server),
+            city.provider
+        ))
+        .bearer_auth(&city.consumer_key)
+        .timeout(Duration::from_millis(100))
+        .send()
+        .await;
+    assert!(abandoned.is_err(), "the consumer gave up: {abandoned:?}");
+    // The probe ran on: it failed, so the circuit is open again rather than stuck half-open,
+    // and the call has its record.
+    let started = Instant::now();
+    loop {
+        let (_, circuits) = server.get("/api/v1/gateway/circuits", &city.officer).await;
+        if circuits[0]["state"] == "open" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "the abandoned probe was never settled: {circuits}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(timeouts(&server.get_text("/metrics").await), before + 1.0);
 }
