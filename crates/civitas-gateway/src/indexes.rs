@@ -27,6 +27,12 @@ struct IndexedView {
     kind: String,
     #[serde(default)]
     subjects: Vec<String>,
+    #[serde(default)]
+    decision: Option<record::Decision>,
+    #[serde(default)]
+    status: u16,
+    #[serde(default)]
+    rule: Option<String>,
 }
 
 /// A ledger record the store's derived indexes take something from.
@@ -48,7 +54,16 @@ impl IndexedView {
         if view.kind == "scenario_run" {
             return Some(IndexedRecord::ScenarioRun);
         }
-        if view.kind != "exchange" || view.subjects.is_empty() {
+        // The index answers who received a person's data: an exchange that was refused or
+        // failed delivered none, and a streamed answer is indexed once, by the record of its
+        // completion (its opening record carries the same subjects).
+        let delivered = view.decision == Some(record::Decision::Allow)
+            && (200..300).contains(&view.status)
+            && !view
+                .rule
+                .as_deref()
+                .is_some_and(|rule| rule.ends_with("stream_start"));
+        if view.kind != "exchange" || view.subjects.is_empty() || !delivered {
             return None;
         }
         Some(IndexedRecord::Exchange(view.subjects))

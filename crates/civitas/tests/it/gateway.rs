@@ -297,7 +297,10 @@ async fn granted_call_is_filtered_masked_and_receipted(server: TestServer) {
         .verify(Some(&bytes), node["verifier_key"].as_str().unwrap())
         .expect("the receipt verifies");
 
-    // Who received this person's data.
+    // Who received this person's data: not a system whose call for it was refused.
+    let (status, _, _, _) =
+        call_until(&server, &city.other_key, &path, Duration::ZERO, |_| true).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, report) = server
         .get(&format!("/api/v1/audit/subjects/{CITIZEN}"), &auditor)
         .await;
