@@ -339,39 +339,8 @@ impl Gateway {
         };
 
         // The grant's rate and daily quota.
-        let (rate, quota) = {
-            let snapshot = self.inner.snapshot.read().expect("snapshot lock");
-            snapshot
-                .grants
-                .get(&grant_id)
-                .map(|grant| (grant.requests_per_second, grant.calls_per_day))
-                .unwrap_or((None, None))
-        };
-        if let Some(rate) = rate
-            && let Err(wait) = self.inner.rates.take(&grant_id, rate, Instant::now())
-        {
-            exchange.rule = Some(format!("rate_limit:{grant_id}"));
-            let mut problem = Problem::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!("grant {grant_id} allows {rate} requests per second"),
-            );
-            problem.retry_after = Some(wait);
-            return self.refuse(exchange, problem).await;
-        }
-        if !self.with_today(|day| self.inner.daily.admit(&grant_id, day, quota)) {
-            exchange.rule = Some(format!("quota:{grant_id}"));
-            let local = self.inner.config.utc_offset.to_datetime(Timestamp::now());
-            let seconds_left = 86_400
-                - (i64::from(local.hour()) * 3600
-                    + i64::from(local.minute()) * 60
-                    + i64::from(local.second()));
-            let mut problem = Problem::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "quota_exhausted",
-                format!("grant {grant_id} allows {} calls a day", quota.unwrap_or(0)),
-            );
-            problem.retry_after = Some(Duration::from_secs(seconds_left.max(1) as u64));
+        if let Err((rule, problem)) = self.within_limits(&grant_id) {
+            exchange.rule = Some(rule);
             return self.refuse(exchange, problem).await;
         }
         exchange.allowed = true;
@@ -829,6 +798,45 @@ impl Gateway {
     /// The ledger record of `exchange`. Only keyed hashes of the subjects' ID numbers are
     /// recorded. Without a `phase` the record is the exchange's only one, and takes the
     /// exchange's rule, method, path and items instead of copying them.
+    /// Counts a call against `grant_id`'s rate and daily quota, or says which limit refuses it
+    /// (the rule to record and the 429 to answer).
+    pub(crate) fn within_limits(&self, grant_id: &str) -> Result<(), (String, Problem)> {
+        let (rate, quota) = {
+            let snapshot = self.inner.snapshot.read().expect("snapshot lock");
+            snapshot
+                .grants
+                .get(grant_id)
+                .map(|grant| (grant.requests_per_second, grant.calls_per_day))
+                .unwrap_or((None, None))
+        };
+        if let Some(rate) = rate
+            && let Err(wait) = self.inner.rates.take(grant_id, rate, Instant::now())
+        {
+            let mut problem = Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("grant {grant_id} allows {rate} requests per second"),
+            );
+            problem.retry_after = Some(wait);
+            return Err((format!("rate_limit:{grant_id}"), problem));
+        }
+        if !self.with_today(|day| self.inner.daily.admit(grant_id, day, quota)) {
+            let local = self.inner.config.utc_offset.to_datetime(Timestamp::now());
+            let seconds_left = 86_400
+                - (i64::from(local.hour()) * 3600
+                    + i64::from(local.minute()) * 60
+                    + i64::from(local.second()));
+            let mut problem = Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "quota_exhausted",
+                format!("grant {grant_id} allows {} calls a day", quota.unwrap_or(0)),
+            );
+            problem.retry_after = Some(Duration::from_secs(seconds_left.max(1) as u64));
+            return Err((format!("quota:{grant_id}"), problem));
+        }
+        Ok(())
+    }
+
     fn exchange_record(
         &self,
         exchange: &mut Exchange,

@@ -107,8 +107,12 @@ impl Gateway {
                 self.refuse(exchange, problem).await
             }
             Decision::Allow { grant_id, rule, .. } => {
-                exchange.grant = Some(grant_id);
+                exchange.grant = Some(grant_id.clone());
                 exchange.rule = Some(rule);
+                if let Err((rule, problem)) = self.within_limits(&grant_id) {
+                    exchange.rule = Some(rule);
+                    return self.refuse(exchange, problem).await;
+                }
                 exchange.allowed = true;
                 let expires = now
                     + jiff::SignedDuration::try_from(self.inner.config.playback_validity)

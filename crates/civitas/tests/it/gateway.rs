@@ -923,6 +923,22 @@ async fn video_playback_urls(server: TestServer) {
         .await
         .unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    // A playback URL counts against the grant like any call (its rate and daily quota too).
+    let grant = outcome["grant"]["id"].as_str().unwrap();
+    let started = Instant::now();
+    loop {
+        let (_, usage) = server
+            .get(&format!("/api/v1/grants/{grant}/usage"), &developer)
+            .await;
+        if usage[0]["calls"] == 1 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "the playback was not counted: {usage}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Reads a header-free HTTP/1.1 answer over a TLS stream. Each step has ten seconds, so that a
