@@ -89,6 +89,8 @@ pub struct GatewayConfig {
     /// from when the gateway starts waiting for it: a keep-alive connection idle that long is
     /// closed, so neither a slow sender nor a vanished peer holds a connection for long.
     pub header_timeout: Duration,
+    /// TLS of calls to `https://` upstreams ([`tls::upstream_config`]).
+    pub upstream_tls: Arc<rustls::ClientConfig>,
 }
 
 /// Who is calling.
@@ -122,7 +124,7 @@ struct Inner {
     background: tokio::runtime::Handle,
 }
 
-type UpstreamClient = Client<HttpConnector, GatewayBody>;
+type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, GatewayBody>;
 
 /// What a gateway thread keeps for its own calls (see [`Gateway::serve_threads`]).
 struct ThreadOwn {
@@ -145,11 +147,19 @@ fn thread_own<T>(read: impl FnOnce(&ThreadOwn) -> T) -> Option<T> {
 }
 
 /// A pooled keep-alive client: connections made on the current runtime and driven by it.
-fn new_upstream_client() -> UpstreamClient {
+/// A pooled keep-alive client for `http://` and `https://` upstreams (see
+/// [`tls::upstream_config`] for whom it trusts).
+fn new_upstream_client(tls: &rustls::ClientConfig) -> UpstreamClient {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(Duration::from_secs(3)));
     connector.set_nodelay(true);
     connector.set_keepalive(Some(Duration::from_secs(60)));
+    connector.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls.clone())
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(512)
@@ -207,7 +217,7 @@ impl Gateway {
         registry: &mut prometheus_client::registry::Registry,
     ) -> anyhow::Result<Gateway> {
         let snapshot = Snapshot::load(&store, config.city_region).await?;
-        let client = new_upstream_client();
+        let client = new_upstream_client(&config.upstream_tls);
         let metrics = GatewayMetrics::register(registry);
         let gateway = Gateway {
             inner: Arc::new(Inner {

@@ -112,7 +112,9 @@ impl Gateway {
                                 tokio::spawn(deadlines.clone().sweep());
                                 THREAD_OWN.with(|own| {
                                     own.get_or_init(|| ThreadOwn {
-                                        upstream: new_upstream_client(),
+                                        upstream: new_upstream_client(
+                                            &gateway.inner.config.upstream_tls,
+                                        ),
                                         completions,
                                         deadlines,
                                     });

@@ -209,6 +209,32 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// The TLS settings of the gateway's calls to `https://` upstreams: it trusts the system's root
+/// certificates and the node's own CA, whose server certificates providers may use
+/// ([`CertificateAuthority::issue_server`]).
+pub fn upstream_config(ca: &CertificateAuthority) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let mut roots = RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for error in &native.errors {
+        tracing::warn!(%error, "a system root certificate could not be read");
+    }
+    let (added, ignored) = roots.add_parsable_certificates(native.certs);
+    if ignored > 0 {
+        tracing::warn!(ignored, "system root certificates left out");
+    }
+    tracing::debug!(added, "system root certificates trusted for upstreams");
+    for cert in CertificateDer::pem_slice_iter(ca.certificate_pem().as_bytes()) {
+        roots.add(cert?)?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// The system a verified client certificate names, and the certificate's serial.
 pub fn identity_of(certificate: &[u8]) -> anyhow::Result<(SystemRef, String)> {
     let (_, parsed) = x509_parser::parse_x509_certificate(certificate)

@@ -137,6 +137,7 @@ pub async fn start(
         playback_validity: std::time::Duration::from_secs(300),
         accept_api_keys: settings.gateway_tls != GatewayTls::Mtls,
         header_timeout: settings.gateway_header_timeout,
+        upstream_tls: civitas_gateway::tls::upstream_config(&certificate_authority)?,
     };
     let gateway = Gateway::new(store.clone(), ledger.clone(), gateway_config, &mut registry)
         .await

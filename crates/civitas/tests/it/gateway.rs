@@ -797,7 +797,7 @@ async fn upstream_failures_and_circuit_breaker(server: TestServer) {
 }
 
 /// Points the city's `accounts` service at `upstream`, as its data officer does.
-async fn point_accounts_at(server: &TestServer, city: &City, upstream: &str) {
+pub async fn point_accounts_at(server: &TestServer, city: &City, upstream: &str) {
     let path = format!(
         "/api/v1/organizations/{}/systems/fund-core/services/accounts",
         city.provider

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::{
-    gateway::{CITIZEN, city, start_upstream, tls_get},
+    gateway::{CITIZEN, call_until, city, point_accounts_at, start_upstream, tls_get},
     support::{ADMIN_KEY, TestServer},
 };
 
@@ -439,4 +439,117 @@ fn generated_bytes(
             (left - length, counter.wrapping_add(1)),
         ))
     })
+}
+
+/// A JSON upstream over TLS with the given server certificate: the housing-fund account of the
+/// ID number a path ends with.
+async fn start_tls_upstream(cert_pem: &str, key_pem: &str) -> std::net::SocketAddr {
+    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service =
+                    hyper::service::service_fn(|request: hyper::Request<hyper::body::Incoming>| {
+                        let id = request
+                            .uri()
+                            .path()
+                            .rsplit('/')
+                            .next()
+                            .unwrap_or("")
+                            .to_owned();
+                        async move {
+                            let body =
+                                json!({ "id_number": id, "name": "欧阳娜娜", "balance": 1.0 });
+                            Ok::<_, std::convert::Infallible>(
+                                hyper::Response::builder()
+                                    .header("content-type", "application/json")
+                                    .body(http_body_util::Full::new(bytes::Bytes::from(
+                                        body.to_string(),
+                                    )))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    address
+}
+
+/// Services may forward to `https://` upstreams: ones whose certificate the node's CA (or the
+/// system's trusted roots) signed are called; others are refused as unreachable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_upstreams_are_called_when_their_certificate_is_trusted() {
+    let server = TestServer::start_sqlite().await;
+    let upstream = start_upstream().await;
+    let city = city(&server, upstream, json!({})).await;
+    let ca = civitas_gateway::tls::CertificateAuthority::load_or_create(
+        &server.settings.data_dir,
+        server.settings.node_code.as_str(),
+    )
+    .unwrap();
+    let (cert, key) = ca.issue_server(vec!["localhost".into()]).unwrap();
+    let trusted = start_tls_upstream(&cert, &key).await;
+    point_accounts_at(
+        &server,
+        &city,
+        &format!("https://localhost:{}", trusted.port()),
+    )
+    .await;
+    let path = format!("/x/{}/fund-core/accounts/accounts/{CITIZEN}", city.provider);
+    let (status, headers, text, _) = call_until(
+        &server,
+        &city.consumer_key,
+        &path,
+        Duration::from_secs(3),
+        |s| s == StatusCode::OK,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["name"], "欧阳**", "filtered and masked as over http");
+    assert!(headers.contains_key("civitas-receipt"));
+
+    // A certificate no trusted CA signed.
+    let stranger = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let untrusted =
+        start_tls_upstream(&stranger.cert.pem(), &stranger.signing_key.serialize_pem()).await;
+    point_accounts_at(
+        &server,
+        &city,
+        &format!("https://localhost:{}", untrusted.port()),
+    )
+    .await;
+    let (status, _, text, _) = call_until(
+        &server,
+        &city.consumer_key,
+        &path,
+        Duration::from_secs(3),
+        |s| s == StatusCode::BAD_GATEWAY,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{text}");
+    assert!(text.contains("upstream_refused"), "{text}");
 }
