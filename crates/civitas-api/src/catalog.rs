@@ -124,12 +124,15 @@ async fn update_resource(
         .store
         .write_resources(&permit, std::slice::from_ref(&draft), WriteMode::Update)
         .await?;
-    if outcome.unchanged == 1 && current.active {
-        return Ok(axum::Json(current));
-    }
+    let Some(resource) = written.pop() else {
+        // Nothing to write: the draft is what is stored, perhaps only since a moment ago (a
+        // concurrent change may have made it so after `current` was read).
+        debug_assert_eq!(outcome.unchanged, 1);
+        return Ok(axum::Json(state.store.resource(&code).await?));
+    };
     state.audit_changed().await;
     state.catalog_changed();
-    Ok(axum::Json(written.remove(0)))
+    Ok(axum::Json(resource))
 }
 
 #[utoipa::path(delete, path = "/api/v1/resources/{code}", tag = "catalog",
