@@ -494,7 +494,7 @@ pub struct UpdateSystem {
 
 #[utoipa::path(patch, path = "/api/v1/organizations/{org_code}/systems/{system_code}", tag = "registry",
     params(("org_code" = String, Path), ("system_code" = String, Path)), request_body = UpdateSystem,
-    responses((status = 200, body = System), (status = 404, body = Problem)))]
+    responses((status = 200, body = System), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn update_system(
     State(state): State<AppState>,
     caller: Caller,

@@ -17,7 +17,7 @@ use crate::{
 /// (national → provincial → municipal → district → street) are far shallower.
 const MAX_HIERARCHY_DEPTH: usize = 64;
 
-/// Longest description of a system.
+/// Longest description of a system, when it is registered and when it is changed.
 const MAX_DESCRIPTION_CHARS: usize = 4000;
 
 #[derive(Debug, Clone)]
@@ -610,6 +610,9 @@ impl Store {
     ) -> Result<System> {
         if let Some(name) = &update.name {
             check_text("name", name, 200)?;
+        }
+        if let Some(description) = &update.description {
+            check_description(description)?;
         }
         let id = format!("{organization}/{code}");
         write_tx!(self, |tx| {

@@ -14,6 +14,7 @@ on_both_stores!(
     operations_endpoints,
     changes_are_audited,
     text_with_nul_is_invalid_input,
+    system_descriptions_are_capped_on_update,
 );
 
 fn assert_problem(response: &(StatusCode, Value), status: StatusCode, code: &str) {
@@ -705,4 +706,27 @@ async fn text_with_nul_is_invalid_input(server: TestServer) {
             assert_eq!(labelled.0, StatusCode::CREATED, "{}", labelled.1);
         }
     }
+}
+
+/// A description is capped at 4,000 characters when it is changed, as when it is registered.
+async fn system_descriptions_are_capped_on_update(server: TestServer) {
+    let org = server.create_org(1, None).await;
+    server.create_system(&org, "portal").await;
+    let path = format!("/api/v1/organizations/{org}/systems/portal");
+    let longest = "述".repeat(4000);
+    let (status, system) = server
+        .patch(&path, ADMIN_KEY, json!({ "description": longest }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{system}");
+    let too_long = server
+        .patch(
+            &path,
+            ADMIN_KEY,
+            json!({ "description": "述".repeat(4001) }),
+        )
+        .await;
+    assert_problem(&too_long, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+    assert_eq!(too_long.1["field"], "description", "{}", too_long.1);
+    let (_, unchanged) = server.get(&path, ADMIN_KEY).await;
+    assert_eq!(unchanged["description"], json!(longest));
 }
