@@ -50,7 +50,7 @@ pub fn routes() -> Router<AppState> {
 
 /// Whether the caller may see access records between `consumer` and `provider`: people of
 /// either organization, auditors and platform admins.
-fn check_read(caller: &Caller, consumer: &Uscc, provider: &Uscc) -> ApiResult<()> {
+pub(crate) fn check_read(caller: &Caller, consumer: &Uscc, provider: &Uscc) -> ApiResult<()> {
     if caller.permit(Action::ReadAccess, Some(consumer)).is_ok()
         || caller.permit(Action::ReadAccess, Some(provider)).is_ok()
         || caller.permit(Action::ReadAudit, None).is_ok()

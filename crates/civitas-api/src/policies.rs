@@ -25,6 +25,7 @@ use utoipa::ToSchema;
 
 use crate::{
     AppState,
+    access::check_read,
     auth::Caller,
     error::{ApiError, ApiResult, Problem},
     extract::Json,
@@ -177,8 +178,8 @@ pub struct ExplainResponse {
 }
 
 #[utoipa::path(post, path = "/api/v1/policy/explain", tag = "access", request_body = ExplainRequest,
-    description = "What the gateway would decide for this request, and why: the grants considered, each item's fate, each platform policy evaluated.",
-    responses((status = 200, body = ExplainResponse), (status = 422, body = Problem)))]
+    description = "What the gateway would decide for this request, and why: the grants considered, each item's fate, each platform policy evaluated. The explanation shows the grants between the consumer's organization and the resource's provider, so only those who may read them get it: people of either organization, auditors and platform admins; anyone else is refused (403).",
+    responses((status = 200, body = ExplainResponse), (status = 403, body = Problem), (status = 422, body = Problem)))]
 async fn explain_request(
     State(state): State<AppState>,
     caller: Caller,
@@ -199,6 +200,13 @@ async fn explain_request(
                 format!("no organization {}", request.consumer.organization),
             )
         })?;
+    // The explanation names the grants, their items and masking: it is access records between
+    // the two organizations. Without the grants it would still tell whether one exists.
+    check_read(
+        &caller,
+        &request.consumer.organization,
+        &resource.draft.provider,
+    )?;
     let provider = state.store.organization(&resource.draft.provider).await?;
     let filter = GrantFilter {
         consumer_organization: Some(request.consumer.organization.clone()),

@@ -494,7 +494,7 @@ pub struct UpdateSystem {
 
 #[utoipa::path(patch, path = "/api/v1/organizations/{org_code}/systems/{system_code}", tag = "registry",
     params(("org_code" = String, Path), ("system_code" = String, Path)), request_body = UpdateSystem,
-    responses((status = 200, body = System), (status = 404, body = Problem)))]
+    responses((status = 200, body = System), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn update_system(
     State(state): State<AppState>,
     caller: Caller,
@@ -583,22 +583,33 @@ fn check_password(password: &str) -> ApiResult<()> {
     Ok(())
 }
 
-/// The permit to manage a user with `role` in `organization`: platform admins are managed by
-/// platform admins only, everyone else by their organization's admin.
+/// The permit to manage a user with `role` in `organization`: platform admins and auditors are
+/// managed by platform admins only, everyone else by their organization's admin.
+///
+/// An auditor reads the audit trail of every organization, so whoever makes someone an auditor,
+/// or sets an auditor's password or keys, grants platform-wide reading: that is the platform's
+/// call, not one organization's.
 fn user_permit(
     caller: &Caller,
     role: Role,
     organization: Option<&Uscc>,
 ) -> ApiResult<civitas_core::authz::Permit> {
-    let target = if role == Role::PlatformAdmin {
-        None
-    } else {
-        organization
-    };
-    caller.permit(Action::ManageUsers, target)
+    match role {
+        Role::PlatformAdmin => caller.permit(Action::ManageUsers, None),
+        Role::Auditor => caller.permit(Action::ManageUsers, None).map_err(|_| {
+            ApiError::Forbidden(
+                "only a platform admin may manage auditors, who read every organization's records"
+                    .into(),
+            )
+        }),
+        Role::OrgAdmin | Role::DataOfficer | Role::Developer => {
+            caller.permit(Action::ManageUsers, organization)
+        }
+    }
 }
 
 #[utoipa::path(post, path = "/api/v1/users", tag = "registry", request_body = CreateUser,
+    description = "Creates a user (an organization's admin, in their organization). Auditors read every organization's records, so only platform admins create auditors and platform admins.",
     responses((status = 201, body = User), (status = 409, body = Problem), (status = 422, body = Problem)))]
 async fn create_user(
     State(state): State<AppState>,
@@ -687,6 +698,7 @@ pub struct UpdateUser {
 }
 
 #[utoipa::path(patch, path = "/api/v1/users/{name}", tag = "registry",
+    description = "Changes a user. The caller must be allowed to manage the user both as they are and as they will be: making a user an auditor, or changing an auditor, is for platform admins only.",
     params(("name" = String, Path)), request_body = UpdateUser,
     responses((status = 200, body = User), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn update_user(
@@ -775,8 +787,12 @@ pub struct CreateKey {
     pub expires_in_days: Option<u32>,
 }
 
-/// The permit to manage keys of `owner`: one's own keys, or those of users and systems of an
-/// organization one administers.
+/// The permit to manage keys of `owner`: one's own keys; another user's keys for whoever may
+/// manage that user; a system's keys for whoever manages its organization's keys.
+///
+/// A user's key acts as that user, so issuing, reading or revoking another user's keys is
+/// managing the user: a developer, who manages the organization's system keys, must not be able
+/// to act as its org admin.
 async fn key_permit(
     state: &AppState,
     caller: &Caller,
@@ -790,10 +806,7 @@ async fn key_permit(
                 return caller.permit(Action::ManageOwnKeys, None);
             }
             let user = state.store.user(name).await?;
-            if user.role == Role::PlatformAdmin {
-                return caller.permit(Action::ManageKeys, None);
-            }
-            caller.permit(Action::ManageKeys, user.organization.as_ref())
+            user_permit(caller, user.role, user.organization.as_ref())
         }
         KeyOwner::System { organization, .. } => {
             caller.permit(Action::ManageKeys, Some(organization))
@@ -802,6 +815,7 @@ async fn key_permit(
 }
 
 #[utoipa::path(post, path = "/api/v1/keys", tag = "registry", request_body = CreateKey,
+    description = "Issues an API key: one's own; another user's for whoever manages that user (their organization's admin; for auditors and platform admins, a platform admin); a system's for whoever manages its organization's keys.",
     responses((status = 201, body = IssuedKeyResponse), (status = 403, body = Problem), (status = 422, body = Problem)))]
 async fn create_key(
     State(state): State<AppState>,
@@ -841,7 +855,8 @@ async fn create_key(
 pub struct KeyQuery {
     /// Keys of this user.
     pub user: Option<String>,
-    /// Keys of this organization (with `system`: of that system only).
+    /// Keys of this organization, its users' and its systems' (for its admins); with `system`:
+    /// of that system only (for whoever manages the organization's keys).
     pub organization: Option<String>,
     pub system: Option<String>,
     /// Page size, 1 to 1000 (default 100).
@@ -851,7 +866,7 @@ pub struct KeyQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/keys", tag = "registry", params(KeyQuery),
-    description = "Lists key metadata (never the keys). Without filters: the caller's own keys.",
+    description = "Lists key metadata (never the keys). Without filters: the caller's own keys. Another user's keys are listed for whoever manages that user (an auditor's or a platform admin's: a platform admin); an organization's keys as a whole, which include its users' keys, for its admins.",
     responses((status = 200, body = PageOf<ApiKey>)))]
 async fn list_keys(
     State(state): State<AppState>,
@@ -904,8 +919,9 @@ async fn list_keys(
         (Some(owner), _) => {
             key_permit(&state, &caller, owner).await?;
         }
+        // The organization's listing holds its users' keys too: it is for whoever manages them.
         (None, organization) => {
-            caller.permit(Action::ManageKeys, organization.as_ref())?;
+            caller.permit(Action::ManageUsers, organization.as_ref())?;
         }
     }
     let page = state

@@ -448,39 +448,78 @@ pub struct RunsQuery {
     pub id_number: String,
 }
 
+/// Which runs a caller may read: a system only the runs of scenario versions it is the front end
+/// of (`Some` with its `{org}/{system}`), since a run carries a citizen's computed personal
+/// results and every system may start runs; people only with the audit trail's permission
+/// (auditors and platform admins), who see every run (`None`).
+fn run_reader(caller: &Caller) -> ApiResult<Option<String>> {
+    match &caller.principal {
+        Principal::System {
+            organization,
+            system,
+        } => {
+            caller.permit(Action::RunScenarios, None)?;
+            Ok(Some(
+                SystemRef {
+                    organization: organization.clone(),
+                    system: system.clone(),
+                }
+                .to_string(),
+            ))
+        }
+        Principal::User { .. } => {
+            caller.permit(Action::ReadAudit, None)?;
+            Ok(None)
+        }
+    }
+}
+
 #[utoipa::path(get, path = "/api/v1/scenario-runs", tag = "scenarios", params(RunsQuery),
-    description = "A citizen's runs, newest first, for the citizen's own view in a front-end app (the front-end system asks) or for auditors.",
-    responses((status = 200, body = Vec<Object>), (status = 422, body = Problem)))]
+    description = "A citizen's runs, newest first, for the citizen's own view in a front-end app or for auditors. A system sees only the runs of scenarios it is the front end of: another system gets an empty list, like a citizen without runs. People need the audit trail's permission (auditors and platform admins).",
+    responses((status = 200, body = Vec<Object>), (status = 403, body = Problem), (status = 422, body = Problem)))]
 async fn runs_of_citizen(
     State(state): State<AppState>,
     caller: Caller,
     Query(query): Query<RunsQuery>,
 ) -> ApiResult<axum::Json<Vec<ScenarioRun>>> {
-    if caller.permit(Action::RunScenarios, None).is_err() {
-        caller.permit(Action::ReadAudit, None)?;
-    }
+    let front_end = run_reader(&caller)?;
     let id = civitas_core::CitizenId::parse(&query.id_number)
         .map_err(|e| ApiError::invalid("id_number", e))?;
     let subject = state.gateway.subject_hash(id.as_str());
     catch_up(&state).await?;
     Ok(axum::Json(
-        state.store.scenario_runs_of(&subject, 100).await?,
+        state
+            .store
+            .scenario_runs_of(&subject, front_end.as_deref(), 100)
+            .await?,
     ))
 }
 
 #[utoipa::path(get, path = "/api/v1/scenario-runs/{id}", tag = "scenarios",
+    description = "One run, for the front-end system of its scenario version, auditors and platform admins; any other caller is refused (403).",
     params(("id" = String, Path)),
-    responses((status = 200, body = Object), (status = 404, body = Problem)))]
+    responses((status = 200, body = Object), (status = 403, body = Problem), (status = 404, body = Problem)))]
 async fn run_by_id(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<ScenarioRun>> {
-    if caller.permit(Action::RunScenarios, None).is_err() {
-        caller.permit(Action::ReadAudit, None)?;
-    }
+    let front_end = run_reader(&caller)?;
     catch_up(&state).await?;
-    Ok(axum::Json(state.store.scenario_run(&id).await?))
+    let run = state.store.scenario_run(&id).await?;
+    if let Some(front_end) = front_end {
+        let version = state
+            .store
+            .scenario_version(&run.scenario, Some(run.version))
+            .await?;
+        if version.front_end != front_end {
+            return Err(ApiError::Forbidden(format!(
+                "only the front end of {} version {}, auditors and platform admins see its runs",
+                run.scenario, run.version
+            )));
+        }
+    }
+    Ok(axum::Json(run))
 }
 
 /// Indexes the runs recorded in the ledger since the last time, so that a run is listed as soon

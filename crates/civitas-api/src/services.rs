@@ -18,7 +18,10 @@ use civitas_core::{
     catalog::{ResourceCode, ResourceKind},
     service::{FieldMapping, Service, ServiceDraft},
 };
-use civitas_gateway::{SubjectAccess, limits::CircuitState};
+use civitas_gateway::{
+    SubjectAccess,
+    limits::{Circuit, CircuitState},
+};
 use civitas_store::{
     CertificateState, ClientCertificate, GrantUsage, GrantUsageSummary, UsageFilter, UsageSide,
 };
@@ -156,38 +159,110 @@ async fn put_service(
     Ok((status, axum::Json(service)))
 }
 
+/// Whether the caller may see the upstreams of `provider`'s services: internal addresses,
+/// possibly with credentials in them, are for the provider's people who manage its services,
+/// auditors and platform admins, not for everyone who reads the catalog.
+fn may_see_upstreams(caller: &Caller, provider: &Uscc) -> bool {
+    caller
+        .permit(Action::ManageResources, Some(provider))
+        .is_ok()
+        || caller.permit(Action::ReadAudit, None).is_ok()
+}
+
+/// A service as it is read through the API: `upstream` only for those who
+/// [may see it](may_see_upstreams), absent for everyone else.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServiceView {
+    pub provider: SystemRef,
+    #[schema(value_type = String)]
+    pub code: Code,
+    #[schema(value_type = String)]
+    pub resource: ResourceCode,
+    /// Base URL of the upstream; only for the provider's people who manage its services,
+    /// auditors and platform admins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    pub methods: Vec<String>,
+    pub paths: Vec<String>,
+    pub fields: Vec<FieldMapping>,
+    pub timeout_ms: u32,
+    pub active: bool,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: jiff::Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: jiff::Timestamp,
+}
+
+impl ServiceView {
+    fn new(service: Service, show_upstream: bool) -> ServiceView {
+        let ServiceDraft {
+            code,
+            resource,
+            upstream,
+            methods,
+            paths,
+            fields,
+            timeout_ms,
+        } = service.draft;
+        ServiceView {
+            provider: service.provider,
+            code,
+            resource,
+            upstream: show_upstream.then_some(upstream),
+            methods,
+            paths,
+            fields,
+            timeout_ms,
+            active: service.active,
+            created_at: service.created_at,
+            updated_at: service.updated_at,
+        }
+    }
+}
+
 #[utoipa::path(get, path = "/api/v1/organizations/{org_code}/systems/{system_code}/services/{service_code}", tag = "gateway",
     params(("org_code" = String, Path), ("system_code" = String, Path), ("service_code" = String, Path)),
-    responses((status = 200, body = Service), (status = 404, body = Problem)))]
+    description = "The service. Its `upstream` is shown only to the provider's people who manage its services, auditors and platform admins.",
+    responses((status = 200, body = ServiceView), (status = 404, body = Problem)))]
 async fn get_service(
     State(state): State<AppState>,
     caller: Caller,
     Path((org, system, code)): Path<(String, String, String)>,
-) -> ApiResult<axum::Json<Service>> {
+) -> ApiResult<axum::Json<ServiceView>> {
     caller.permit(Action::ReadCatalog, None)?;
     let provider = system_ref(&org, &system)?;
     let code = Code::parse(&code).map_err(|e| ApiError::NotFound {
         kind: "service",
         id: e.to_string(),
     })?;
-    Ok(axum::Json(state.store.service(&provider, &code).await?))
+    let service = state.store.service(&provider, &code).await?;
+    let show_upstream = may_see_upstreams(&caller, &provider.organization);
+    Ok(axum::Json(ServiceView::new(service, show_upstream)))
 }
 
 #[utoipa::path(get, path = "/api/v1/organizations/{org_code}/systems/{system_code}/services", tag = "gateway",
     params(("org_code" = String, Path), ("system_code" = String, Path)),
-    responses((status = 200, body = Vec<Service>)))]
+    description = "The system's services. Their `upstream` is shown only to the provider's people who manage its services, auditors and platform admins.",
+    responses((status = 200, body = Vec<ServiceView>)))]
 async fn list_services(
     State(state): State<AppState>,
     caller: Caller,
     Path((org, system)): Path<(String, String)>,
-) -> ApiResult<axum::Json<Vec<Service>>> {
+) -> ApiResult<axum::Json<Vec<ServiceView>>> {
     caller.permit(Action::ReadCatalog, None)?;
     let provider = system_ref(&org, &system)?;
     state
         .store
         .system(&provider.organization, &provider.system)
         .await?;
-    Ok(axum::Json(state.store.services(Some(&provider)).await?))
+    let show_upstream = may_see_upstreams(&caller, &provider.organization);
+    let services = state.store.services(Some(&provider)).await?;
+    Ok(axum::Json(
+        services
+            .into_iter()
+            .map(|service| ServiceView::new(service, show_upstream))
+            .collect(),
+    ))
 }
 
 #[utoipa::path(delete, path = "/api/v1/organizations/{org_code}/systems/{system_code}/services/{service_code}", tag = "gateway",
@@ -531,19 +606,57 @@ async fn ca_certificate(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
+/// A circuit as the API shows it: the gateway's [`CircuitState`], with `upstream` only for those
+/// who [may see the provider's upstreams](may_see_upstreams).
+#[derive(Debug, Serialize)]
+pub struct CircuitView {
+    /// `{org}/{system}/{code}`.
+    pub service: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    pub state: Circuit,
+    pub consecutive_failures: u32,
+    pub failing_since: jiff::Timestamp,
+    pub retry_after_ms: Option<u64>,
+}
+
 #[utoipa::path(get, path = "/api/v1/gateway/circuits", tag = "gateway",
     description = "Services whose calls through this node's gateway have failed since their last \
         successful call, by name: `state` is `open` while calls fail fast (for `retry_after_ms`), \
         `half_open` when the next call probes the upstream, and `closed` while failures are \
         counted toward opening. Each node keeps its own breakers; the metric \
-        `civitas_gateway_circuit_open` gives every node's.",
+        `civitas_gateway_circuit_open` gives every node's. A circuit's `upstream` is shown only \
+        to the provider's people who manage its services, auditors and platform admins.",
     responses((status = 200, body = serde_json::Value), (status = 401, body = Problem)))]
 async fn list_circuits(
     State(state): State<AppState>,
     caller: Caller,
-) -> ApiResult<axum::Json<Vec<CircuitState>>> {
+) -> ApiResult<axum::Json<Vec<CircuitView>>> {
     caller.permit(Action::ReadCatalog, None)?;
-    Ok(axum::Json(state.gateway.circuits()))
+    let circuits = state
+        .gateway
+        .circuits()
+        .into_iter()
+        .map(|circuit: CircuitState| {
+            // The service's name starts with its provider's code; a name that does not parse
+            // names no provider the caller could be one of.
+            let show_upstream = circuit
+                .service
+                .split('/')
+                .next()
+                .and_then(|provider| Uscc::parse(provider).ok())
+                .is_some_and(|provider| may_see_upstreams(&caller, &provider));
+            CircuitView {
+                service: circuit.service,
+                upstream: show_upstream.then_some(circuit.upstream),
+                state: circuit.state,
+                consecutive_failures: circuit.consecutive_failures,
+                failing_since: circuit.failing_since,
+                retry_after_ms: circuit.retry_after_ms,
+            }
+        })
+        .collect();
+    Ok(axum::Json(circuits))
 }
 
 /// A span of days, each `YYYY-MM-DD` in the node's time zone, both inclusive.

@@ -581,6 +581,8 @@ impl ResourceDraft {
     }
 }
 
+/// Checks a text of a draft. NUL is refused: PostgreSQL cannot store it, and a draft must be
+/// valid on either backend.
 fn check_text(
     field: &str,
     value: &str,
@@ -594,6 +596,12 @@ fn check_text(
         return Err(draft_error(
             field,
             format!("must have at most {max_chars} characters"),
+        ));
+    }
+    if value.contains('\0') {
+        return Err(draft_error(
+            field,
+            "must not contain the NUL character (U+0000)",
         ));
     }
     Ok(())

@@ -60,7 +60,28 @@ pub enum StoreError {
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(#[source] sqlx::Error),
+}
+
+/// The SQLSTATEs PostgreSQL answers for text it cannot hold: a NUL character in `TEXT`
+/// (`22021`, character_not_in_repertoire) or escaped in `JSONB` (`22P05`,
+/// untranslatable_character). SQLite stores such text.
+const UNSTORABLE_TEXT_STATES: [&str; 2] = ["22021", "22P05"];
+
+impl From<sqlx::Error> for StoreError {
+    /// Text with a NUL character is the input's fault, not the store's, whichever field it came
+    /// in: it is invalid input (`body`, as no field is known here), never a database failure.
+    /// The store's own validators name the field where they check it.
+    fn from(error: sqlx::Error) -> StoreError {
+        if let sqlx::Error::Database(database) = &error
+            && database
+                .code()
+                .is_some_and(|code| UNSTORABLE_TEXT_STATES.contains(&code.as_ref()))
+        {
+            return StoreError::invalid("body", "text must not contain the NUL character (U+0000)");
+        }
+        StoreError::Database(error)
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -85,7 +106,7 @@ pub(crate) fn duplicate_as(kind: &'static str, id: &str) -> impl FnOnce(sqlx::Er
         sqlx::Error::Database(database) if database.is_unique_violation() => {
             StoreError::Duplicate { kind, id }
         }
-        _ => StoreError::Database(error),
+        _ => error.into(),
     }
 }
 

@@ -17,6 +17,9 @@ use crate::{
 /// (national → provincial → municipal → district → street) are far shallower.
 const MAX_HIERARCHY_DEPTH: usize = 64;
 
+/// Longest description of a system, when it is registered and when it is changed.
+const MAX_DESCRIPTION_CHARS: usize = 4000;
+
 #[derive(Debug, Clone)]
 pub struct NewOrganization {
     pub code: Uscc,
@@ -204,6 +207,8 @@ macro_rules! user_columns {
     };
 }
 
+/// Checks a name: one line of text. Control characters have no place in one, and PostgreSQL
+/// cannot store NUL at all, so refusing them here keeps both backends alike and names the field.
 fn check_text(field: &str, value: &str, max_chars: usize) -> Result<()> {
     if value.trim().is_empty() {
         return Err(StoreError::invalid(field, "must not be empty"));
@@ -212,6 +217,30 @@ fn check_text(field: &str, value: &str, max_chars: usize) -> Result<()> {
         return Err(StoreError::invalid(
             field,
             format!("must have at most {max_chars} characters"),
+        ));
+    }
+    if value.contains(char::is_control) {
+        return Err(StoreError::invalid(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a system's description: free text of several lines, so only NUL, which PostgreSQL
+/// cannot store, is refused.
+fn check_description(value: &str) -> Result<()> {
+    if value.chars().count() > MAX_DESCRIPTION_CHARS {
+        return Err(StoreError::invalid(
+            "description",
+            format!("must have at most {MAX_DESCRIPTION_CHARS} characters"),
+        ));
+    }
+    if value.contains('\0') {
+        return Err(StoreError::invalid(
+            "description",
+            "must not contain the NUL character (U+0000)",
         ));
     }
     Ok(())
@@ -505,12 +534,7 @@ impl Store {
         new: &NewSystem,
     ) -> Result<System> {
         check_text("name", &new.name, 200)?;
-        if new.description.chars().count() > 4000 {
-            return Err(StoreError::invalid(
-                "description",
-                "must have at most 4000 characters",
-            ));
-        }
+        check_description(&new.description)?;
         let id = format!("{organization}/{}", new.code);
         write_tx!(self, |tx| {
             match organization_active!(&mut *tx, organization.as_str()) {
@@ -586,6 +610,9 @@ impl Store {
     ) -> Result<System> {
         if let Some(name) = &update.name {
             check_text("name", name, 200)?;
+        }
+        if let Some(description) = &update.description {
+            check_description(description)?;
         }
         let id = format!("{organization}/{code}");
         write_tx!(self, |tx| {

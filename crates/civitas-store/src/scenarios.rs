@@ -213,16 +213,27 @@ impl Store {
         rows.into_iter().map(VersionRow::into_version).collect()
     }
 
-    /// The runs about one subject (a keyed hash), newest first.
-    pub async fn scenario_runs_of(&self, subject: &str, limit: u32) -> Result<Vec<ScenarioRun>> {
+    /// The runs about one subject (a keyed hash), newest first; with `front_end`
+    /// (`{org}/{system}`), only runs of scenario versions whose front end that system is.
+    pub async fn scenario_runs_of(
+        &self,
+        subject: &str,
+        front_end: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ScenarioRun>> {
         let sql = concat!(
             "SELECT ",
             run_columns!(),
-            " FROM scenario_runs WHERE subject = $1 ORDER BY at DESC LIMIT $2"
+            " FROM scenario_runs WHERE subject = $1",
+            " AND ($2 IS NULL OR EXISTS (SELECT 1 FROM scenarios s",
+            " WHERE s.code = scenario_runs.scenario AND s.version = scenario_runs.version",
+            " AND s.front_end = $2))",
+            " ORDER BY at DESC LIMIT $3"
         );
         let rows: Vec<RunRow> = read_pool!(self, |pool| {
             sqlx::query_as(sql)
                 .bind(subject)
+                .bind(front_end)
                 .bind(i64::from(limit))
                 .fetch_all(pool)
                 .await?

@@ -1,5 +1,5 @@
 //! Who may do what, table-driven: every role × every action × own vs other organization, through
-//! HTTP.
+//! HTTP; and the rules that guard against taking on another's powers (keys, auditors).
 
 use civitas_core::Uscc;
 use reqwest::{Method, StatusCode};
@@ -7,7 +7,11 @@ use serde_json::json;
 
 use crate::support::{ADMIN_KEY, TestServer, on_both_stores, uscc};
 
-on_both_stores!(roles_times_actions_times_scope);
+on_both_stores!(
+    roles_times_actions_times_scope,
+    another_users_keys_are_managed_by_who_manages_the_user,
+    only_platform_admins_make_and_change_auditors
+);
 
 #[derive(Debug, Clone, Copy)]
 enum Act {
@@ -161,4 +165,143 @@ async fn roles_times_actions_times_scope(server: TestServer) {
     );
     assert_ne!(own, other);
     assert_eq!(own, uscc(1));
+}
+
+fn assert_forbidden(response: &(StatusCode, serde_json::Value), what: &str) {
+    assert_eq!(response.0, StatusCode::FORBIDDEN, "{what}: {}", response.1);
+    assert_eq!(response.1["code"], "forbidden", "{what}: {}", response.1);
+}
+
+/// A user's key acts as that user: a developer, who manages the organization's system keys, must
+/// not issue, read or revoke its admin's keys, which would let them act as the admin.
+async fn another_users_keys_are_managed_by_who_manages_the_user(server: TestServer) {
+    let org = server.create_org(1, None).await;
+    server.create_system(&org, "base").await;
+    let boss = server.user_with_key("boss", "org_admin", Some(&org)).await;
+    let developer = server.user_with_key("dev", "developer", Some(&org)).await;
+    let user_key = |name: &str| json!({ "owner": { "kind": "user", "name": name } });
+
+    let issued = server
+        .post("/api/v1/keys", &developer, user_key("boss"))
+        .await;
+    assert_forbidden(&issued, "a developer issuing the org admin's key");
+    let listed = server.get("/api/v1/keys?user=boss", &developer).await;
+    assert_forbidden(&listed, "a developer listing the org admin's keys");
+    let whole = server
+        .get(&format!("/api/v1/keys?organization={org}"), &developer)
+        .await;
+    assert_forbidden(&whole, "a developer listing all of the organization's keys");
+    let (_, own) = server.get("/api/v1/keys", &boss).await;
+    let boss_key_id = own["items"][0]["id"].as_str().unwrap().to_owned();
+    let read = server
+        .get(&format!("/api/v1/keys/{boss_key_id}"), &developer)
+        .await;
+    assert_forbidden(&read, "a developer reading the org admin's key");
+    let revoked = server
+        .delete(&format!("/api/v1/keys/{boss_key_id}"), &developer)
+        .await;
+    assert_forbidden(&revoked, "a developer revoking the org admin's key");
+    let (status, me) = server.get("/api/v1/me", &boss).await;
+    assert_eq!(
+        (status, me["name"].as_str()),
+        (StatusCode::OK, Some("boss"))
+    );
+
+    // The org admin manages their users' keys and sees the organization's.
+    let (status, body) = server.post("/api/v1/keys", &boss, user_key("dev")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = server.get("/api/v1/keys?user=dev", &boss).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = server
+        .get(&format!("/api/v1/keys?organization={org}"), &boss)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // The developer still manages system keys and their own.
+    let (status, system_key) = server
+        .post(
+            "/api/v1/keys",
+            &developer,
+            json!({ "owner": { "kind": "system", "organization": org, "system": "base" } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{system_key}");
+    let (status, body) = server
+        .get(
+            &format!("/api/v1/keys?organization={org}&system=base"),
+            &developer,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let system_key_id = system_key["api_key"]["id"].as_str().unwrap();
+    let (status, body) = server
+        .delete(&format!("/api/v1/keys/{system_key_id}"), &developer)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = server
+        .post("/api/v1/keys", &developer, json!({ "label": "laptop" }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // An auditor's keys read every organization's records: only a platform admin issues them.
+    server.user_with_key("aud", "auditor", Some(&org)).await;
+    let issued = server.post("/api/v1/keys", &boss, user_key("aud")).await;
+    assert_forbidden(&issued, "an org admin issuing an auditor's key");
+    let (status, body) = server
+        .post("/api/v1/keys", ADMIN_KEY, user_key("aud"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+/// Auditors read every organization's records: an org admin may neither make one nor change one.
+async fn only_platform_admins_make_and_change_auditors(server: TestServer) {
+    let org = server.create_org(1, None).await;
+    let boss = server.user_with_key("boss", "org_admin", Some(&org)).await;
+    let new_user = |name: &str, role: &str| json!({ "name": name, "display_name": name, "role": role, "organization": org });
+
+    let created = server
+        .post("/api/v1/users", &boss, new_user("aud", "auditor"))
+        .await;
+    assert_forbidden(&created, "an org admin creating an auditor");
+    let (status, _) = server.get("/api/v1/users/aud", ADMIN_KEY).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was created");
+    let (status, body) = server
+        .post("/api/v1/users", &boss, new_user("dev", "developer"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let promoted = server
+        .patch("/api/v1/users/dev", &boss, json!({ "role": "auditor" }))
+        .await;
+    assert_forbidden(&promoted, "an org admin promoting a user to auditor");
+    let (_, dev) = server.get("/api/v1/users/dev", ADMIN_KEY).await;
+    assert_eq!(dev["role"], "developer", "{dev}");
+
+    let (status, body) = server
+        .post("/api/v1/users", ADMIN_KEY, new_user("aud", "auditor"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let demoted = server
+        .patch("/api/v1/users/aud", &boss, json!({ "role": "developer" }))
+        .await;
+    assert_forbidden(&demoted, "an org admin changing an auditor's role");
+    let password = server
+        .patch(
+            "/api/v1/users/aud",
+            &boss,
+            json!({ "password": "the org admin's choice" }),
+        )
+        .await;
+    assert_forbidden(&password, "an org admin setting an auditor's password");
+    let (_, aud) = server.get("/api/v1/users/aud", ADMIN_KEY).await;
+    assert_eq!(aud["role"], "auditor", "{aud}");
+
+    let (status, body) = server
+        .patch("/api/v1/users/dev", ADMIN_KEY, json!({ "role": "auditor" }))
+        .await;
+    assert_eq!(
+        (status, body["role"].as_str()),
+        (StatusCode::OK, Some("auditor")),
+        "{body}"
+    );
 }

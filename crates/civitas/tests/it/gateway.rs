@@ -26,6 +26,7 @@ on_both_stores!(
     the_daily_quota_holds_across_a_restart,
     the_gateway_s_own_headers_cannot_be_forged,
     a_call_its_consumer_abandons_still_ends_and_is_recorded,
+    service_upstreams_are_for_the_provider,
 );
 
 pub const CITIZEN: &str = "11010519491231002X";
@@ -298,8 +299,15 @@ async fn granted_call_is_filtered_masked_and_receipted(server: TestServer) {
         .expect("the receipt verifies");
 
     // Who received this person's data: not a system whose call for it was refused.
-    let (status, _, _, _) =
-        call_until(&server, &city.other_key, &path, Duration::ZERO, |_| true).await;
+    // (The key reaches the gateway within a second of being made.)
+    let (status, _, _, _) = call_until(
+        &server,
+        &city.other_key,
+        &path,
+        Duration::from_secs(2),
+        |s| s == StatusCode::FORBIDDEN,
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, report) = server
         .get(&format!("/api/v1/audit/subjects/{CITIZEN}"), &auditor)
@@ -734,6 +742,16 @@ async fn upstream_failures_and_circuit_breaker(server: TestServer) {
     let retry_after = circuit["retry_after_ms"].as_u64().unwrap();
     assert!((1..=5000).contains(&retry_after), "{circuits}");
     assert!(circuit["failing_since"].is_string(), "{circuits}");
+    // The upstream is the provider's internal address: a consumer's developer sees the circuit
+    // without it.
+    let consumer_developer = key_of_user(&server, "dev").await;
+    let (status, seen) = server
+        .get("/api/v1/gateway/circuits", &consumer_developer)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{seen}");
+    assert_eq!(seen[0]["service"], json!(name), "{seen}");
+    assert_eq!(seen[0]["state"], "open", "{seen}");
+    assert!(seen[0].get("upstream").is_none(), "{seen}");
     let (status, _) = server
         .request(reqwest::Method::GET, "/api/v1/gateway/circuits", None, None)
         .await;
@@ -794,6 +812,69 @@ async fn upstream_failures_and_circuit_breaker(server: TestServer) {
         json!([]),
         "the old upstream's breaker is forgotten"
     );
+}
+
+/// A new API key for the user `name`, issued by the platform admin.
+async fn key_of_user(server: &TestServer, name: &str) -> String {
+    let (status, body) = server
+        .post(
+            "/api/v1/keys",
+            ADMIN_KEY,
+            json!({ "owner": { "kind": "user", "name": name } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["key"].as_str().unwrap().to_owned()
+}
+
+/// A service's upstream is an internal address, possibly with credentials: the provider's people
+/// who manage its services see it, auditors and platform admins too, other readers of the
+/// catalog do not.
+async fn service_upstreams_are_for_the_provider(server: TestServer) {
+    let upstream = start_upstream().await;
+    let city = city(&server, upstream, json!({})).await;
+    let services = format!(
+        "/api/v1/organizations/{}/systems/fund-core/services",
+        city.provider
+    );
+    let service = format!("{services}/accounts");
+    let consumer_developer = key_of_user(&server, "dev").await;
+    let auditor = server
+        .user_with_key("aud", "auditor", Some(&city.consumer.parse().unwrap()))
+        .await;
+    let expected = json!(format!("http://{upstream}"));
+
+    for (who, key) in [
+        ("the consumer's developer", consumer_developer.as_str()),
+        ("a consumer system", city.consumer_key.as_str()),
+    ] {
+        let (status, one) = server.get(&service, key).await;
+        assert_eq!(status, StatusCode::OK, "{who}: {one}");
+        assert_eq!(one["code"], "accounts", "{who}: {one}");
+        assert!(one.get("upstream").is_none(), "{who}: {one}");
+        let (status, all) = server.get(&services, key).await;
+        assert_eq!(status, StatusCode::OK, "{who}: {all}");
+        assert_eq!(all[0]["code"], "accounts", "{who}: {all}");
+        assert!(all[0].get("upstream").is_none(), "{who}: {all}");
+    }
+    for (who, key) in [
+        ("the provider's officer", city.officer.as_str()),
+        ("an auditor", auditor.as_str()),
+        ("the platform admin", ADMIN_KEY),
+    ] {
+        let (status, one) = server.get(&service, key).await;
+        assert_eq!(
+            (status, &one["upstream"]),
+            (StatusCode::OK, &expected),
+            "{who}: {one}"
+        );
+        let (status, all) = server.get(&services, key).await;
+        assert_eq!(
+            (status, &all[0]["upstream"]),
+            (StatusCode::OK, &expected),
+            "{who}: {all}"
+        );
+    }
 }
 
 /// Points the city's `accounts` service at `upstream`, as its data officer does.

@@ -11,7 +11,10 @@ use crate::{
     support::{ADMIN_KEY, TestServer, on_both_stores, uscc},
 };
 
-on_both_stores!(policies_are_validated_explained_and_enforced);
+on_both_stores!(
+    policies_are_validated_explained_and_enforced,
+    explain_is_only_for_the_parties_to_the_grants
+);
 
 const PERSONAL_STAYS_IN_CITY: &str = r#"@description("personal items never leave for a system outside the city")
 forbid (principal, action, resource)
@@ -163,4 +166,58 @@ async fn policies_are_validated_explained_and_enforced(server: TestServer) {
     })
     .await;
     assert_eq!(status, StatusCode::OK, "{text}");
+}
+
+/// An explanation lists the grants between the consumer's organization and the provider (ids,
+/// items, masking): it is for those two organizations' people, auditors and platform admins.
+async fn explain_is_only_for_the_parties_to_the_grants(server: TestServer) {
+    let upstream = start_upstream().await;
+    let city = city(&server, upstream, json!({})).await;
+    let request = json!({ "consumer": { "organization": city.consumer, "system": "portal" }, "resource": "320100-B01-000001" });
+
+    let stranger_org = server.create_org(3, None).await;
+    let stranger = server
+        .user_with_key("stranger", "developer", Some(&stranger_org))
+        .await;
+    let (status, problem) = server
+        .post("/api/v1/policy/explain", &stranger, request.clone())
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden")),
+        "{problem}"
+    );
+    assert!(!problem.to_string().contains(&city.grant), "{problem}");
+    // A system, even of the consumer's organization, reads the catalog but not its grants.
+    let (status, problem) = server
+        .post("/api/v1/policy/explain", &city.other_key, request.clone())
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden")),
+        "{problem}"
+    );
+
+    // The provider's officer, the consumer's people and auditors see the grant.
+    let consumer_developer = server
+        .user_with_key(
+            "consumer-dev",
+            "developer",
+            Some(&city.consumer.parse().unwrap()),
+        )
+        .await;
+    let auditor = server
+        .user_with_key("aud", "auditor", Some(&stranger_org))
+        .await;
+    for key in [&city.officer, &consumer_developer, &auditor] {
+        let (status, explained) = server
+            .post("/api/v1/policy/explain", key, request.clone())
+            .await;
+        assert_eq!(status, StatusCode::OK, "{explained}");
+        assert_eq!(
+            explained["explanation"]["decision"]["outcome"], "allow",
+            "{explained}"
+        );
+        assert!(explained.to_string().contains(&city.grant), "{explained}");
+    }
 }

@@ -13,6 +13,8 @@ on_both_stores!(
     restart_keeps_everything_and_revocation_is_immediate,
     operations_endpoints,
     changes_are_audited,
+    text_with_nul_is_invalid_input,
+    system_descriptions_are_capped_on_update,
 );
 
 fn assert_problem(response: &(StatusCode, Value), status: StatusCode, code: &str) {
@@ -648,4 +650,83 @@ async fn changes_are_audited(server: TestServer) {
     let developer = server.user_with_key("dev", "developer", Some(&org)).await;
     let forbidden = server.get("/api/v1/audit/events", &developer).await;
     assert_problem(&forbidden, StatusCode::FORBIDDEN, "forbidden");
+}
+
+/// PostgreSQL cannot store NUL in text (SQLite can): a NUL in input is the client's mistake on
+/// either backend, answered 422 and changing nothing, never a 500.
+async fn text_with_nul_is_invalid_input(server: TestServer) {
+    let org = server.create_org(1, None).await;
+    let path = format!("/api/v1/organizations/{org}");
+    let renamed = server
+        .patch(&path, ADMIN_KEY, json!({ "name": "数据\u{0}局" }))
+        .await;
+    assert_problem(&renamed, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+    assert_eq!(renamed.1["field"], "name", "{}", renamed.1);
+    let (_, unchanged) = server.get(&path, ADMIN_KEY).await;
+    assert_eq!(unchanged["name"], "测试局1", "{unchanged}");
+    let tab = server
+        .patch(&path, ADMIN_KEY, json!({ "name_en": "Data\tBureau" }))
+        .await;
+    assert_problem(&tab, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+    assert_eq!(tab.1["field"], "name_en", "{}", tab.1);
+
+    let systems = format!("{path}/systems");
+    let described = server
+        .post(
+            &systems,
+            ADMIN_KEY,
+            json!({ "code": "portal", "name": "门户", "description": "a\u{0}b" }),
+        )
+        .await;
+    assert_problem(
+        &described,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+    );
+    assert_eq!(described.1["field"], "description", "{}", described.1);
+    let (_, listed) = server.get(&systems, ADMIN_KEY).await;
+    assert_eq!(listed["items"], json!([]), "{listed}");
+
+    // A field no validator checks: PostgreSQL's refusal is still invalid input, not a failure
+    // of the node; SQLite keeps the text as it came.
+    let labelled = server
+        .post("/api/v1/keys", ADMIN_KEY, json!({ "label": "a\u{0}b" }))
+        .await;
+    match &server.settings.store {
+        civitas_store::StoreUrl::Postgres(_) => {
+            assert_problem(&labelled, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+            assert_eq!(labelled.1["field"], "body", "{}", labelled.1);
+            let (_, keys) = server.get("/api/v1/keys", ADMIN_KEY).await;
+            assert!(
+                !keys.to_string().contains("a\\u0000b"),
+                "no key was issued: {keys}"
+            );
+        }
+        civitas_store::StoreUrl::Sqlite(_) => {
+            assert_eq!(labelled.0, StatusCode::CREATED, "{}", labelled.1);
+        }
+    }
+}
+
+/// A description is capped at 4,000 characters when it is changed, as when it is registered.
+async fn system_descriptions_are_capped_on_update(server: TestServer) {
+    let org = server.create_org(1, None).await;
+    server.create_system(&org, "portal").await;
+    let path = format!("/api/v1/organizations/{org}/systems/portal");
+    let longest = "述".repeat(4000);
+    let (status, system) = server
+        .patch(&path, ADMIN_KEY, json!({ "description": longest }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{system}");
+    let too_long = server
+        .patch(
+            &path,
+            ADMIN_KEY,
+            json!({ "description": "述".repeat(4001) }),
+        )
+        .await;
+    assert_problem(&too_long, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+    assert_eq!(too_long.1["field"], "description", "{}", too_long.1);
+    let (_, unchanged) = server.get(&path, ADMIN_KEY).await;
+    assert_eq!(unchanged["description"], json!(longest));
 }

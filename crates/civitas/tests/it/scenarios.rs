@@ -15,7 +15,8 @@ use crate::support::{ADMIN_KEY, TestServer, on_both_stores};
 
 on_both_stores!(
     shipped_scenarios_decide_like_the_registers_say,
-    broken_definitions_and_bad_inputs_are_refused
+    broken_definitions_and_bad_inputs_are_refused,
+    a_citizens_runs_are_for_their_front_end_and_auditors
 );
 
 pub async fn reference_city(
@@ -300,4 +301,71 @@ async fn broken_definitions_and_bad_inputs_are_refused(server: TestServer) {
         .post(path, ADMIN_KEY, json!({ "inputs": { "id_number": example.id_number, "name": example.name, "months": 3 }, "consent": "c" }))
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+/// A run carries the citizen's computed personal results, and every system may start runs (of
+/// the scenarios it is the front end of): another system must not read them.
+async fn a_citizens_runs_are_for_their_front_end_and_auditors(server: TestServer) {
+    let (population, _services, city) = reference_city(&server).await;
+    let example = &population
+        .examples(Scenario::HousingFundRentalWithdrawal, 1)
+        .approve[0];
+    let (status, run) = server
+        .post(
+            "/api/v1/scenarios/housing-fund-rental-withdrawal/runs",
+            &city.city_app_key,
+            json!({ "inputs": inputs(Scenario::HousingFundRentalWithdrawal, example), "consent": "consent-2026-0100" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    let run_id = run["run_id"].as_str().unwrap();
+    let runs_path = format!("/api/v1/scenario-runs?id_number={}", example.id_number);
+    let run_path = format!("/api/v1/scenario-runs/{run_id}");
+
+    // The scenario's front end sees the run.
+    let (status, runs) = server.get(&runs_path, &city.city_app_key).await;
+    assert_eq!(status, StatusCode::OK, "{runs}");
+    assert_eq!(runs[0]["id"], run["run_id"], "{runs}");
+    let (status, by_id) = server.get(&run_path, &city.city_app_key).await;
+    assert_eq!(status, StatusCode::OK, "{by_id}");
+
+    // Another system (here the scenario's consumer, which makes the calls but is not the front
+    // end) sees none of the citizen's runs, and is refused the run itself.
+    let (status, other) = server
+        .post(
+            "/api/v1/keys",
+            ADMIN_KEY,
+            json!({ "owner": { "kind": "system", "organization": "11320100013201020G", "system": "rental-withdrawal" } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{other}");
+    let other_key = other["key"].as_str().unwrap();
+    let (status, runs) = server.get(&runs_path, other_key).await;
+    assert_eq!((status, &runs), (StatusCode::OK, &json!([])));
+    let (status, problem) = server.get(&run_path, other_key).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden")),
+        "{problem}"
+    );
+
+    // An auditor sees every run; other people none.
+    let organization = "11320100013201020G".parse().unwrap();
+    let auditor = server
+        .user_with_key("aud", "auditor", Some(&organization))
+        .await;
+    let (status, runs) = server.get(&runs_path, &auditor).await;
+    assert_eq!(status, StatusCode::OK, "{runs}");
+    assert_eq!(runs[0]["id"], run["run_id"], "{runs}");
+    let (status, by_id) = server.get(&run_path, &auditor).await;
+    assert_eq!(status, StatusCode::OK, "{by_id}");
+    let developer = server
+        .user_with_key("dev", "developer", Some(&organization))
+        .await;
+    let (status, problem) = server.get(&runs_path, &developer).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden")),
+        "{problem}"
+    );
 }
