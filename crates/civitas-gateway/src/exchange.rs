@@ -126,12 +126,11 @@ fn new_exchange_id() -> String {
 
 /// Replaces every valid citizen ID number in `text` (a path with its query, as sent) by its
 /// masked form, so that paths and queries recorded in the ledger carry no plaintext ID numbers.
-/// The text is percent-decoded first (`+` too, as in a query), so an encoded separator such as
-/// `%2C` cannot hide the ID number next to it; the record holds the decoded text. Tokens are
-/// runs of ASCII letters and digits; only those of an ID number's length are parsed.
+/// The text is percent-decoded first, so an encoded separator such as `%2C` cannot hide the ID
+/// number next to it; the record holds the decoded text. Tokens are runs of ASCII letters and
+/// digits; only those of an ID number's length are parsed.
 fn redact_citizen_ids(text: &str, found: &mut BTreeSet<String>) -> String {
-    let plus_as_space = text.replace('+', " ");
-    let decoded = percent_encoding::percent_decode_str(&plus_as_space).decode_utf8_lossy();
+    let decoded = percent_encoding::percent_decode_str(text).decode_utf8_lossy();
     let mut out = String::with_capacity(decoded.len());
     let mut rest = decoded.as_ref();
     while !rest.is_empty() {
@@ -795,9 +794,6 @@ impl Gateway {
         response
     }
 
-    /// The ledger record of `exchange`. Only keyed hashes of the subjects' ID numbers are
-    /// recorded. Without a `phase` the record is the exchange's only one, and takes the
-    /// exchange's rule, method, path and items instead of copying them.
     /// Counts a call against `grant_id`'s rate and daily quota, or says which limit refuses it
     /// (the rule to record and the 429 to answer).
     pub(crate) fn within_limits(&self, grant_id: &str) -> Result<(), (String, Problem)> {
@@ -837,6 +833,9 @@ impl Gateway {
         Ok(())
     }
 
+    /// The ledger record of `exchange`. Only keyed hashes of the subjects' ID numbers are
+    /// recorded. Without a `phase` the record is the exchange's only one, and takes the
+    /// exchange's rule, method, path and items instead of copying them.
     fn exchange_record(
         &self,
         exchange: &mut Exchange,
@@ -944,6 +943,10 @@ fn ledger_unavailable(error: &civitas_ledger::Error) -> Response<GatewayBody> {
 /// matched the path against the service's patterns.
 fn traversing_segment(path: &str) -> Option<&str> {
     path.split('/').find(|segment| {
+        // Most segments hold none of these: they cost no allocation.
+        if !segment.contains(['.', '%', '\\']) {
+            return false;
+        }
         let lower = segment.to_ascii_lowercase();
         let dots = lower.replace("%2e", ".");
         dots == "."
@@ -1057,7 +1060,7 @@ mod tests {
         // Encoded separators do not hide an ID number; the record holds the decoded text.
         check(
             "/p?ids=11010519491231002X%2C11010519491231002x&n=%E5%BC%A0+三",
-            "/p?ids=110105********002X,110105********002X&n=张 三",
+            "/p?ids=110105********002X,110105********002X&n=张+三",
             &["11010519491231002X"],
         );
         check(
