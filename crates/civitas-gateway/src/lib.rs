@@ -146,9 +146,9 @@ fn thread_own<T>(read: impl FnOnce(&ThreadOwn) -> T) -> Option<T> {
     THREAD_OWN.with(|own| own.get().map(read))
 }
 
-/// A pooled keep-alive client: connections made on the current runtime and driven by it.
 /// A pooled keep-alive client for `http://` and `https://` upstreams (see
-/// [`tls::upstream_config`] for whom it trusts).
+/// [`tls::upstream_config`] for whom it trusts): connections made on the current runtime and
+/// driven by it.
 fn new_upstream_client(tls: &rustls::ClientConfig) -> UpstreamClient {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(Duration::from_secs(3)));

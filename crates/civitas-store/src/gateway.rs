@@ -109,8 +109,7 @@ impl CertificateRow {
 }
 
 /// Which client certificates to list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CertificateState {
     /// Neither revoked nor past its end of validity.
     Active,
