@@ -121,6 +121,8 @@ async fn put_policy(
         )
         .await?;
     state.audit_changed().await;
+    // The gateway decides with the policies: wake it rather than leave it to its next poll.
+    state.access_changed();
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -149,6 +151,7 @@ async fn deactivate_policy(
         .put_policy(&permit, &id, &current.description, &current.text, false)
         .await?;
     state.audit_changed().await;
+    state.access_changed();
     Ok(axum::Json(policy))
 }
 

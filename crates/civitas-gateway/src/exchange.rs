@@ -544,12 +544,16 @@ impl Gateway {
             );
             return self.refuse(exchange, problem).await;
         }
-        exchange.items = service
-            .resource
-            .items
-            .iter()
-            .map(|item| item.code.clone())
-            .collect();
+        // A successful answer delivers the resource's items; an error answer (a 404 page, say)
+        // passes as the upstream sent it but delivers none of them.
+        if upstream_parts.status.is_success() {
+            exchange.items = service
+                .resource
+                .items
+                .iter()
+                .map(|item| item.code.clone())
+                .collect();
+        }
         self.stream(exchange, upstream_parts, upstream_body).await
     }
 

@@ -76,7 +76,11 @@ pub async fn start_upstream_at(address: SocketAddr) -> SocketAddr {
                 )
             }),
         )
-        .route("/text", get(|| async { "plain text cannot be filtered" }));
+        .route("/text", get(|| async { "plain text cannot be filtered" }))
+        .route(
+            "/gone",
+            get(|| async { (axum::http::StatusCode::NOT_FOUND, "no such account") }),
+        );
     let listener = tokio::net::TcpListener::bind(address).await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -137,7 +141,7 @@ pub async fn city(server: &TestServer, upstream: SocketAddr, grant_terms: Value)
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let service = json!({
         "code": "accounts", "resource": "320100-B01-000001", "upstream": format!("http://{upstream}"),
-        "methods": ["GET"], "paths": ["/accounts/{id}", "/slow", "/slow-body", "/text"], "timeout_ms": 300,
+        "methods": ["GET"], "paths": ["/accounts/{id}", "/slow", "/slow-body", "/text", "/gone"], "timeout_ms": 300,
         "fields": [
             { "item": "id_number", "path": "$.id_number" },
             { "item": "name", "path": "$.name" },
@@ -528,6 +532,30 @@ async fn granted_call_is_filtered_masked_and_receipted(server: TestServer) {
     .await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{text}");
     assert!(text.contains("unfilterable_answer"));
+    // An error answer passes as sent, but its record lists no item as delivered.
+    let (status, headers, text, _) = call_until(
+        &server,
+        &city.consumer_key,
+        &format!("/x/{}/fund-core/accounts/gone", city.provider),
+        Duration::ZERO,
+        |_| true,
+    )
+    .await;
+    assert_eq!(
+        (status, text.as_str()),
+        (StatusCode::NOT_FOUND, "no such account")
+    );
+    let index = receipt_index(&headers);
+    let (_, record) = server
+        .get(&format!("/api/v1/ledger/records/{index}"), &auditor)
+        .await;
+    let record = &record["record"];
+    assert_eq!(
+        record["exchange_id"],
+        headers["civitas-exchange-id"].to_str().unwrap()
+    );
+    assert_eq!(record["status"], 404, "{record}");
+    assert_eq!(record["items"], json!([]), "{record}");
 }
 
 async fn denials_limits_and_revocation(server: TestServer) {
