@@ -337,6 +337,16 @@ impl Gateway {
             }
         };
 
+        // A service whose circuit is open fails fast before the call counts against the
+        // grant's rate and daily quota: retries during an outage do not use up a day's calls.
+        if let Some(wait) =
+            self.inner
+                .breakers
+                .open_for(&service.name, &service.upstream, Instant::now())
+        {
+            return self.circuit_open(exchange, &service, wait).await;
+        }
+
         // The grant's rate and daily quota.
         if let Err((rule, problem)) = self.within_limits(&grant_id) {
             exchange.rule = Some(rule);
@@ -344,24 +354,15 @@ impl Gateway {
         }
         exchange.allowed = true;
 
-        // The circuit breaker.
+        // The circuit breaker: this call may be the probe of a circuit whose open period is
+        // over (or, rarely, find it opened since the look above).
         let admission = self
             .inner
             .breakers
             .admit(&service.name, &service.upstream, Instant::now());
         if let Admission::Open(wait) = admission {
-            exchange.rule = Some("circuit_open".into());
             exchange.allowed = false;
-            let mut problem = Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "circuit_open",
-                format!(
-                    "{} failed repeatedly; calls fail fast until a probe succeeds",
-                    service.name
-                ),
-            );
-            problem.retry_after = Some(wait);
-            return self.refuse(exchange, problem).await;
+            return self.circuit_open(exchange, &service, wait).await;
         }
 
         // Forward.
@@ -668,6 +669,26 @@ impl Gateway {
             .ledger_waits
             .observe(started.elapsed().as_secs_f64());
         appended
+    }
+
+    /// The service's circuit is open: 503 with the time until calls may try again, recorded.
+    async fn circuit_open(
+        &self,
+        mut exchange: Exchange,
+        service: &CompiledService,
+        wait: Duration,
+    ) -> Response<GatewayBody> {
+        exchange.rule = Some("circuit_open".into());
+        let mut problem = Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "circuit_open",
+            format!(
+                "{} failed repeatedly; calls fail fast until a probe succeeds",
+                service.name
+            ),
+        );
+        problem.retry_after = Some(wait);
+        self.refuse(exchange, problem).await
     }
 
     /// The upstream did not answer whole within the service's time limit: 504, recorded.

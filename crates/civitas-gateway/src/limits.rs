@@ -267,6 +267,25 @@ impl CircuitBreakers {
             .set(i64::from(open));
     }
 
+    /// How long calls to `service` keep failing fast, without changing anything: `None` when
+    /// a call may go ahead now (the circuit is closed, or its open period is over and no probe
+    /// is out, so that the next admitted call probes).
+    pub fn open_for(&self, service: &str, upstream: &str, now: Instant) -> Option<Duration> {
+        if self.tracked.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let breakers = self.lock();
+        let breaker = breakers.get(service)?;
+        if breaker.upstream != upstream {
+            return None;
+        }
+        match breaker.open_until {
+            Some(until) if now < until => Some(until - now),
+            Some(_) if breaker.probing => Some(Duration::from_secs(1)),
+            _ => None,
+        }
+    }
+
     /// Whether a call to `service`, which forwards to `upstream`, may go ahead.
     pub fn admit(&self, service: &str, upstream: &str, now: Instant) -> Admission {
         if self.tracked.load(Ordering::Relaxed) == 0 {
@@ -458,12 +477,20 @@ mod tests {
             Admission::Open(_)
         ));
         assert_eq!(open_gauge(&breakers, "s"), 1);
+        assert_eq!(breakers.open_for("s", "http://u", start), Some(OPEN_FOR));
+        assert_eq!(breakers.open_for("s", "http://elsewhere", start), None);
         let later = start + OPEN_FOR;
+        assert_eq!(
+            breakers.open_for("s", "http://u", later),
+            None,
+            "the next call may probe"
+        );
         assert_eq!(breakers.admit("s", "http://u", later), Admission::Probe);
         assert!(
             matches!(breakers.admit("s", "http://u", later), Admission::Open(_)),
             "one probe at a time"
         );
+        assert!(breakers.open_for("s", "http://u", later).is_some());
         breakers.succeeded("s");
         assert_eq!(breakers.admit("s", "http://u", later), Admission::Closed);
         assert_eq!(open_gauge(&breakers, "s"), 0);

@@ -26,6 +26,7 @@ on_both_stores!(
     the_daily_quota_holds_across_a_restart,
     the_gateway_s_own_headers_cannot_be_forged,
     a_call_its_consumer_abandons_still_ends_and_is_recorded,
+    an_open_circuit_does_not_use_up_the_grant_s_calls,
     service_upstreams_are_for_the_provider,
 );
 
@@ -1623,4 +1624,46 @@ async fn a_call_its_consumer_abandons_still_ends_and_is_recorded(server: TestSer
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(timeouts(&server.get_text("/metrics").await), before + 1.0);
+}
+
+/// Calls refused because the service's circuit is open never reached the upstream: they do not
+/// count against the grant's daily quota, so a consumer retrying through an outage still has its
+/// day's calls when the service is back.
+async fn an_open_circuit_does_not_use_up_the_grant_s_calls(server: TestServer) {
+    let upstream = start_upstream().await;
+    let city = city(&server, upstream, json!({ "calls_per_day": 1000 })).await;
+    point_accounts_at(&server, &city, &format!("http://{}", closed_port())).await;
+    let path = format!("/x/{}/fund-core/accounts/accounts/{CITIZEN}", city.provider);
+    let (status, _, text, _) = call_until(
+        &server,
+        &city.consumer_key,
+        &path,
+        Duration::from_secs(3),
+        |s| s == StatusCode::SERVICE_UNAVAILABLE,
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    let calls = || async {
+        // Counts reach the store within a second or so.
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        let (_, usage) = server
+            .get(
+                &format!("/api/v1/grants/{}/usage", city.grant),
+                &city.officer,
+            )
+            .await;
+        usage[0]["calls"].as_u64().unwrap()
+    };
+    let before = calls().await;
+    assert!(
+        before >= 5,
+        "the failures that opened the circuit count: {before}"
+    );
+    for _ in 0..10 {
+        let (status, _, text, _) =
+            call_until(&server, &city.consumer_key, &path, Duration::ZERO, |_| true).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+        assert!(text.contains("circuit_open"), "{text}");
+    }
+    assert_eq!(calls().await, before, "refused by the open circuit");
 }
