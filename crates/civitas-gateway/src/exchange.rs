@@ -253,16 +253,14 @@ impl Gateway {
         exchange.subjects = subjects_plain;
 
         if !service.allows_method(parts.method.as_str()) {
-            exchange.rule = Some("method_not_allowed".into());
             let problem = Problem::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 format!("{} does not allow {}", service.name, parts.method),
             );
-            return self.refuse(exchange, problem).await;
+            return self.refuse_for(exchange, problem).await;
         }
         if let Some(segment) = traversing_segment(&service_path) {
-            exchange.rule = Some("bad_path".into());
             let problem = Problem::new(
                 StatusCode::BAD_REQUEST,
                 "bad_path",
@@ -272,16 +270,15 @@ impl Gateway {
                     service.name
                 ),
             );
-            return self.refuse(exchange, problem).await;
+            return self.refuse_for(exchange, problem).await;
         }
         if !service.allows_path(&service_path) {
-            exchange.rule = Some("path_not_allowed".into());
             let problem = Problem::new(
                 StatusCode::NOT_FOUND,
                 "path_not_allowed",
                 format!("{} offers no {service_path}", service.name),
             );
-            return self.refuse(exchange, problem).await;
+            return self.refuse_for(exchange, problem).await;
         }
 
         // Decide.
@@ -313,16 +310,8 @@ impl Gateway {
         };
         let (grant_id, deliver, mask) = match decision {
             Decision::Deny { reason, rule } => {
-                exchange.rule = Some(rule.clone());
-                let problem = Problem::new(
-                    StatusCode::FORBIDDEN,
-                    "denied",
-                    format!(
-                        "{} may not read {} ({reason}, decided by {rule})",
-                        consumer, service.resource.code
-                    ),
-                );
-                return self.refuse(exchange, problem).await;
+                let what = format!("read {}", service.resource.code);
+                return self.refuse_denied(exchange, &what, &reason, rule).await;
             }
             Decision::Allow {
                 grant_id,
@@ -374,13 +363,8 @@ impl Gateway {
             Ok(uri) => uri,
             Err(error) => {
                 exchange.allowed = false;
-                exchange.rule = Some("bad_path".into());
-                return self
-                    .refuse(
-                        exchange,
-                        Problem::new(StatusCode::BAD_REQUEST, "bad_path", error.to_string()),
-                    )
-                    .await;
+                let problem = Problem::new(StatusCode::BAD_REQUEST, "bad_path", error.to_string());
+                return self.refuse_for(exchange, problem).await;
             }
         };
         // A request without a body (most calls are GETs) needs no tally: its size and digest
@@ -432,13 +416,12 @@ impl Gateway {
                 self.inner
                     .breakers
                     .failed(&service.name, &service.upstream, Instant::now());
-                exchange.rule = Some("upstream_refused".into());
                 let problem = Problem::new(
                     StatusCode::BAD_GATEWAY,
                     "upstream_refused",
                     format!("{} could not be reached: {error}", service.name),
                 );
-                return self.refuse(exchange, problem).await;
+                return self.refuse_for(exchange, problem).await;
             }
             Err(deadline::Elapsed) => return self.timed_out(exchange, &service).await,
         };
@@ -476,7 +459,6 @@ impl Gateway {
                 Ok(Ok(collected)) => collected.to_bytes(),
                 Err(deadline::Elapsed) => return self.timed_out(exchange, &service).await,
                 Ok(Err(error)) => {
-                    exchange.rule = Some("upstream_body".into());
                     let problem = Problem::new(
                         StatusCode::BAD_GATEWAY,
                         "upstream_body",
@@ -485,7 +467,7 @@ impl Gateway {
                             service.name
                         ),
                     );
-                    return self.refuse(exchange, problem).await;
+                    return self.refuse_for(exchange, problem).await;
                 }
             };
             let delivered_body = if bytes.is_empty() {
@@ -497,13 +479,12 @@ impl Gateway {
                 let (filtered, delivered) = match filtered {
                     Ok(filtered) => filtered,
                     Err(error) => {
-                        exchange.rule = Some("upstream_malformed_json".into());
                         let problem = Problem::new(
                             StatusCode::BAD_GATEWAY,
                             "upstream_malformed_json",
                             format!("{} answered malformed JSON: {error}", service.name),
                         );
-                        return self.refuse(exchange, problem).await;
+                        return self.refuse_for(exchange, problem).await;
                     }
                 };
                 exchange.items = delivered.items;
@@ -534,7 +515,6 @@ impl Gateway {
             .any(|item| treatment_of(&item.code) != Treatment::Deliver);
         if unfilterable && upstream_parts.status.is_success() {
             exchange.allowed = false;
-            exchange.rule = Some("unfilterable_answer".into());
             let problem = Problem::new(
                 StatusCode::BAD_GATEWAY,
                 "unfilterable_answer",
@@ -543,7 +523,7 @@ impl Gateway {
                     service.name
                 ),
             );
-            return self.refuse(exchange, problem).await;
+            return self.refuse_for(exchange, problem).await;
         }
         // A successful answer delivers the resource's items; an error answer (a 404 page, say)
         // passes as the upstream sent it but delivers none of them.
@@ -645,6 +625,27 @@ impl Gateway {
         self.refuse(exchange, problem).await
     }
 
+    /// Refuses (and records) a call the decision denied: 403 naming what the consumer may not
+    /// do (`what`, such as "read 320100-B01-000001"), why, and the rule that decided.
+    pub(crate) async fn refuse_denied(
+        &self,
+        mut exchange: Exchange,
+        what: &str,
+        reason: &civitas_access::DenyReason,
+        rule: String,
+    ) -> Response<GatewayBody> {
+        let problem = Problem::new(
+            StatusCode::FORBIDDEN,
+            "denied",
+            format!(
+                "{} may not {what} ({reason}, decided by {rule})",
+                exchange.consumer
+            ),
+        );
+        exchange.rule = Some(rule);
+        self.refuse(exchange, problem).await
+    }
+
     /// Appends an exchange's record before its answer: durably, or for an internal call only in
     /// order (see [`Gateway::call_as`]).
     async fn append_record(
@@ -674,11 +675,10 @@ impl Gateway {
     /// The service's circuit is open: 503 with the time until calls may try again, recorded.
     async fn circuit_open(
         &self,
-        mut exchange: Exchange,
+        exchange: Exchange,
         service: &CompiledService,
         wait: Duration,
     ) -> Response<GatewayBody> {
-        exchange.rule = Some("circuit_open".into());
         let mut problem = Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "circuit_open",
@@ -688,19 +688,18 @@ impl Gateway {
             ),
         );
         problem.retry_after = Some(wait);
-        self.refuse(exchange, problem).await
+        self.refuse_for(exchange, problem).await
     }
 
     /// The upstream did not answer whole within the service's time limit: 504, recorded.
     async fn timed_out(
         &self,
-        mut exchange: Exchange,
+        exchange: Exchange,
         service: &CompiledService,
     ) -> Response<GatewayBody> {
         self.inner
             .breakers
             .failed(&service.name, &service.upstream, Instant::now());
-        exchange.rule = Some("upstream_timeout".into());
         let problem = Problem::new(
             StatusCode::GATEWAY_TIMEOUT,
             "upstream_timeout",
@@ -710,6 +709,17 @@ impl Gateway {
                 service.timeout.as_millis()
             ),
         );
+        self.refuse_for(exchange, problem).await
+    }
+
+    /// Refuses (and records) a call whose rule is the problem's own code: `bad_path`,
+    /// `upstream_refused` and the like.
+    pub(crate) async fn refuse_for(
+        &self,
+        mut exchange: Exchange,
+        problem: Problem,
+    ) -> Response<GatewayBody> {
+        exchange.rule = Some(problem.code.into());
         self.refuse(exchange, problem).await
     }
 

@@ -189,6 +189,18 @@ struct Breaker {
     probing: bool,
 }
 
+impl Breaker {
+    /// How long calls keep failing fast: while the circuit is open, and while its one probe is
+    /// out; `None` when a call may go ahead.
+    fn wait(&self, now: Instant) -> Option<Duration> {
+        match self.open_until {
+            Some(until) if now < until => Some(until - now),
+            Some(_) if self.probing => Some(Duration::from_secs(1)),
+            _ => None,
+        }
+    }
+}
+
 /// Per-service circuit breakers: after repeated upstream failures calls fail fast with 503 until
 /// a probe succeeds. Only services failing since their last success have a breaker; the others'
 /// calls pass without taking the lock.
@@ -279,11 +291,7 @@ impl CircuitBreakers {
         if breaker.upstream != upstream {
             return None;
         }
-        match breaker.open_until {
-            Some(until) if now < until => Some(until - now),
-            Some(_) if breaker.probing => Some(Duration::from_secs(1)),
-            _ => None,
-        }
+        breaker.wait(now)
     }
 
     /// Whether a call to `service`, which forwards to `upstream`, may go ahead.
@@ -299,11 +307,10 @@ impl CircuitBreakers {
             self.forget(&mut breakers, service);
             return Admission::Closed;
         }
-        match breaker.open_until {
-            None => Admission::Closed,
-            Some(until) if now < until => Admission::Open(until - now),
-            Some(_) if breaker.probing => Admission::Open(Duration::from_secs(1)),
-            Some(_) => {
+        match breaker.wait(now) {
+            Some(wait) => Admission::Open(wait),
+            None if breaker.open_until.is_none() => Admission::Closed,
+            None => {
                 breaker.probing = true;
                 Admission::Probe
             }

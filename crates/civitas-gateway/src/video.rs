@@ -96,15 +96,8 @@ impl Gateway {
         };
         match decision {
             Decision::Deny { reason, rule } => {
-                exchange.rule = Some(rule.clone());
-                let problem = Problem::new(
-                    StatusCode::FORBIDDEN,
-                    "denied",
-                    format!(
-                        "{consumer} may not play camera {device} ({reason}, decided by {rule})"
-                    ),
-                );
-                self.refuse(exchange, problem).await
+                let what = format!("play camera {device}");
+                self.refuse_denied(exchange, &what, &reason, rule).await
             }
             Decision::Allow { grant_id, rule, .. } => {
                 exchange.grant = Some(grant_id.clone());

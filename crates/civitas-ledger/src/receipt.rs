@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::merkle::{self, Hash, leaf_hash, verify_inclusion};
-use crate::note::{self, NoteVerifier, verify_checkpoint};
+use crate::note::{self, CheckpointBody, NoteVerifier, verify_checkpoint};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -36,8 +36,9 @@ pub struct Receipt {
 
 impl Receipt {
     /// Checks the checkpoint's signature with `verifier_key`, that `record` (when given) hashes
-    /// to the leaf hash, and that the inclusion proof leads from the leaf to the checkpoint root.
-    pub fn verify(&self, record: Option<&[u8]>, verifier_key: &str) -> Result<()> {
+    /// to the leaf hash, and that the inclusion proof leads from the leaf to the checkpoint root;
+    /// the verified checkpoint's contents.
+    pub fn verify(&self, record: Option<&[u8]>, verifier_key: &str) -> Result<CheckpointBody> {
         let verifier = NoteVerifier::parse(verifier_key).map_err(Error::VerifierKey)?;
         let checkpoint =
             verify_checkpoint(&self.checkpoint, &verifier).map_err(Error::Checkpoint)?;
@@ -53,6 +54,7 @@ impl Receipt {
             &self.inclusion_proof,
             &checkpoint.root,
         )
-        .map_err(Error::Proof)
+        .map_err(Error::Proof)?;
+        Ok(checkpoint)
     }
 }

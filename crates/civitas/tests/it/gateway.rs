@@ -225,6 +225,31 @@ pub async fn call_until(
     }
 }
 
+/// Calls the gateway once.
+pub async fn call_once(
+    server: &TestServer,
+    key: &str,
+    path: &str,
+) -> (StatusCode, reqwest::header::HeaderMap, String) {
+    let (status, headers, text, _) = call_until(server, key, path, Duration::ZERO, |_| true).await;
+    (status, headers, text)
+}
+
+/// Calls the gateway until it answers with `expected`, for at most `within`, and insists that it
+/// did; the answer's headers and text.
+pub async fn answered_with(
+    server: &TestServer,
+    key: &str,
+    path: &str,
+    within: Duration,
+    expected: StatusCode,
+) -> (reqwest::header::HeaderMap, String) {
+    let (status, headers, text, _) =
+        call_until(server, key, path, within, |status| status == expected).await;
+    assert_eq!(status, expected, "{path}: {text}");
+    (headers, text)
+}
+
 /// Calls until the gateway answers 200 (its routes settle within two seconds of a change), and
 /// hands back the answer's headers and body.
 pub async fn call_ok(
@@ -305,15 +330,14 @@ async fn granted_call_is_filtered_masked_and_receipted(server: TestServer) {
 
     // Who received this person's data: not a system whose call for it was refused.
     // (The key reaches the gateway within a second of being made.)
-    let (status, _, _, _) = call_until(
+    answered_with(
         &server,
         &city.other_key,
         &path,
         Duration::from_secs(2),
-        |s| s == StatusCode::FORBIDDEN,
+        StatusCode::FORBIDDEN,
     )
     .await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, report) = server
         .get(&format!("/api/v1/audit/subjects/{CITIZEN}"), &auditor)
         .await;
@@ -720,20 +744,18 @@ async fn upstream_failures_and_circuit_breaker(server: TestServer) {
     let closed = format!("http://{}", closed_port());
     point_accounts_at(&server, &city, &closed).await;
     let path = format!("/x/{}/fund-core/accounts/accounts/{CITIZEN}", city.provider);
-    let (status, _, text, _) = call_until(
+    let (_, text) = answered_with(
         &server,
         &city.consumer_key,
         &path,
         Duration::from_secs(2),
-        |s| s == StatusCode::BAD_GATEWAY,
+        StatusCode::BAD_GATEWAY,
     )
     .await;
-    assert_eq!(status, StatusCode::BAD_GATEWAY, "{text}");
     assert!(text.contains("upstream_refused"));
     let mut statuses = Vec::new();
     for _ in 0..6 {
-        let (status, _, _, _) =
-            call_until(&server, &city.consumer_key, &path, Duration::ZERO, |_| true).await;
+        let (status, _, _) = call_once(&server, &city.consumer_key, &path).await;
         statuses.push(status);
     }
     assert_eq!(
@@ -742,8 +764,7 @@ async fn upstream_failures_and_circuit_breaker(server: TestServer) {
         "{statuses:?}"
     );
     let started = Instant::now();
-    let (status, headers, text, _) =
-        call_until(&server, &city.consumer_key, &path, Duration::ZERO, |_| true).await;
+    let (status, headers, text) = call_once(&server, &city.consumer_key, &path).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
         text.contains("circuit_open") && text.contains("accounts"),
@@ -802,12 +823,10 @@ async fn upstream_failures_and_circuit_breaker(server: TestServer) {
     // then one call probes it, and its success closes the circuit.
     let address: SocketAddr = closed.trim_start_matches("http://").parse().unwrap();
     start_upstream_at(address).await;
-    let (status, _, _, _) =
-        call_until(&server, &city.consumer_key, &path, Duration::ZERO, |_| true).await;
+    let (status, _, _) = call_once(&server, &city.consumer_key, &path).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "still open");
     tokio::time::sleep(Duration::from_millis(retry_after)).await;
-    let (status, _, text, _) =
-        call_until(&server, &city.consumer_key, &path, Duration::ZERO, |_| true).await;
+    let (status, _, text) = call_once(&server, &city.consumer_key, &path).await;
     assert_eq!(status, StatusCode::OK, "the probe: {text}");
     let (_, circuits) = server.get("/api/v1/gateway/circuits", &city.officer).await;
     assert_eq!(circuits, json!([]));
@@ -816,25 +835,23 @@ async fn upstream_failures_and_circuit_breaker(server: TestServer) {
     // A circuit opened against one upstream does not hold a service pointed at another: the
     // officer who fixes the address need not wait out the open period.
     point_accounts_at(&server, &city, &format!("http://{}", closed_port())).await;
-    let (status, _, text, _) = call_until(
+    answered_with(
         &server,
         &city.consumer_key,
         &path,
         Duration::from_secs(3),
-        |s| s == StatusCode::SERVICE_UNAVAILABLE,
+        StatusCode::SERVICE_UNAVAILABLE,
     )
     .await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
     point_accounts_at(&server, &city, &closed).await;
-    let (status, _, text, _) = call_until(
+    answered_with(
         &server,
         &city.consumer_key,
         &path,
         Duration::from_secs(3),
-        |s| s == StatusCode::OK,
+        StatusCode::OK,
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "within the open period: {text}");
     let (_, circuits) = server.get("/api/v1/gateway/circuits", &city.officer).await;
     assert_eq!(
         circuits,
@@ -1377,32 +1394,28 @@ async fn the_daily_quota_holds_across_a_restart(server: TestServer) {
     let upstream = start_upstream().await;
     let city = city(&server, upstream, json!({ "calls_per_day": 3 })).await;
     let path = format!("/x/{}/fund-core/accounts/accounts/{CITIZEN}", city.provider);
-    let (status, _, text, _) = call_until(
+    answered_with(
         &server,
         &city.consumer_key,
         &path,
         Duration::from_secs(2),
-        |s| s == StatusCode::OK,
+        StatusCode::OK,
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "{text}");
-    let (status, _, _, _) =
-        call_until(&server, &city.consumer_key, &path, Duration::ZERO, |_| true).await;
+    let (status, _, _) = call_once(&server, &city.consumer_key, &path).await;
     assert_eq!(status, StatusCode::OK);
 
     // At once, before the gateway's periodic flush.
     let server = server.restart().await;
-    let (status, _, text, _) = call_until(
+    answered_with(
         &server,
         &city.consumer_key,
         &path,
         Duration::from_secs(2),
-        |s| s == StatusCode::OK,
+        StatusCode::OK,
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "the third call of the day: {text}");
-    let (status, headers, text, _) =
-        call_until(&server, &city.consumer_key, &path, Duration::ZERO, |_| true).await;
+    let (status, headers, text) = call_once(&server, &city.consumer_key, &path).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{text}");
     assert!(text.contains("quota_exhausted"), "{text}");
     assert!(headers.contains_key("retry-after"));
@@ -1572,15 +1585,14 @@ async fn a_call_its_consumer_abandons_still_ends_and_is_recorded(server: TestSer
     let closed = format!("http://{}", closed_port());
     point_accounts_at(&server, &city, &closed).await;
     let path = format!("/x/{}/fund-core/accounts/accounts/{CITIZEN}", city.provider);
-    let (status, _, text, _) = call_until(
+    answered_with(
         &server,
         &city.consumer_key,
         &path,
         Duration::from_secs(3),
-        |s| s == StatusCode::SERVICE_UNAVAILABLE,
+        StatusCode::SERVICE_UNAVAILABLE,
     )
     .await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
     let (_, circuits) = server.get("/api/v1/gateway/circuits", &city.officer).await;
     let retry_after = circuits[0]["retry_after_ms"].as_u64().unwrap();
     // The upstream is back, but slow: the probe will run into the service's time limit.
@@ -1634,15 +1646,14 @@ async fn an_open_circuit_does_not_use_up_the_grant_s_calls(server: TestServer) {
     let city = city(&server, upstream, json!({ "calls_per_day": 1000 })).await;
     point_accounts_at(&server, &city, &format!("http://{}", closed_port())).await;
     let path = format!("/x/{}/fund-core/accounts/accounts/{CITIZEN}", city.provider);
-    let (status, _, text, _) = call_until(
+    answered_with(
         &server,
         &city.consumer_key,
         &path,
         Duration::from_secs(3),
-        |s| s == StatusCode::SERVICE_UNAVAILABLE,
+        StatusCode::SERVICE_UNAVAILABLE,
     )
     .await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
     let calls = || async {
         // Counts reach the store within a second or so.
         tokio::time::sleep(Duration::from_millis(1300)).await;
@@ -1660,8 +1671,7 @@ async fn an_open_circuit_does_not_use_up_the_grant_s_calls(server: TestServer) {
         "the failures that opened the circuit count: {before}"
     );
     for _ in 0..10 {
-        let (status, _, text, _) =
-            call_until(&server, &city.consumer_key, &path, Duration::ZERO, |_| true).await;
+        let (status, _, text) = call_once(&server, &city.consumer_key, &path).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
         assert!(text.contains("circuit_open"), "{text}");
     }
