@@ -63,10 +63,15 @@ pub(crate) fn check_read(caller: &Caller, consumer: &Uscc, provider: &Uscc) -> A
     ))
 }
 
-fn text_field(field: &str, value: &str, max_chars: usize) -> ApiResult<()> {
+pub(crate) fn text_field(field: &str, value: &str, max_chars: usize) -> ApiResult<()> {
     if value.trim().is_empty() {
         return Err(ApiError::invalid(field, "must not be empty"));
     }
+    capped(field, value, max_chars)
+}
+
+/// Refuses a text longer than `max_chars` characters.
+fn capped(field: &str, value: &str, max_chars: usize) -> ApiResult<()> {
     if value.chars().count() > max_chars {
         return Err(ApiError::invalid(
             field,
@@ -382,6 +387,9 @@ async fn approve(
             "a quota of zero grants nothing; reject instead",
         ));
     }
+    if let Some(note) = &request.note {
+        capped("note", note, 2000)?;
+    }
     let resource = state.store.resource(&application.resource).await?;
     for (index, item) in request.plaintext_items.iter().enumerate() {
         let personal = resource
@@ -464,6 +472,9 @@ async fn withdraw(
     Path(id): Path<String>,
     Json(request): Json<WithdrawRequest>,
 ) -> ApiResult<axum::Json<Application>> {
+    if let Some(reason) = &request.reason {
+        capped("reason", reason, 2000)?;
+    }
     let application = state.store.application(&id).await?;
     let permit = caller.permit(
         Action::ApplyForAccess,

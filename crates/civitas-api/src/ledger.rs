@@ -16,7 +16,7 @@ use civitas_ledger::{
     record::{self, AdminRecord, Record},
     tiles::{self, TileKind},
 };
-use civitas_store::Store;
+use civitas_store::{AuditEvent, Store};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -74,24 +74,41 @@ pub async fn ship_audit_events(store: &Store, ledger: &Ledger) -> anyhow::Result
         if events.is_empty() {
             return Ok(shipped);
         }
-        let records = events
-            .iter()
-            .map(|event| {
-                record::encode(&Record::Admin(AdminRecord {
-                    at: event.at,
-                    actor: event.actor.clone(),
-                    action: event.action.clone(),
-                    object_kind: event.object_kind.clone(),
-                    object_id: event.object_id.clone(),
-                    details: event.details.clone(),
-                }))
-            })
-            .collect();
+        let records = events.iter().map(admin_record).collect();
         let indexes = ledger.append_batch(records).await?;
         let pairs: Vec<(i64, u64)> = events.iter().map(|e| e.id).zip(indexes).collect();
         store.mark_audit_events_shipped(&pairs).await?;
         shipped += pairs.len();
     }
+}
+
+/// An audit event's ledger record. An event whose details would make the record larger than the
+/// ledger takes (a request body of up to 4 MB can carry a long text) is recorded with a digest
+/// in place of its details, `{"oversized": {"sha256": …, "bytes": …}}`, over the JSON of the
+/// details as the audit trail serves them: the record still commits to them, and one such event
+/// cannot stop the outbox, and with it every later event, from reaching the ledger.
+fn admin_record(event: &AuditEvent) -> Vec<u8> {
+    let record = |details: serde_json::Value| {
+        record::encode(&Record::Admin(AdminRecord {
+            at: event.at,
+            actor: event.actor.clone(),
+            action: event.action.clone(),
+            object_kind: event.object_kind.clone(),
+            object_id: event.object_id.clone(),
+            details,
+        }))
+    };
+    let whole = record(event.details.clone());
+    if whole.len() <= record::MAX_RECORD_BYTES {
+        return whole;
+    }
+    let details = serde_json::to_vec(&event.details).expect("json values always serialize");
+    record(serde_json::json!({
+        "oversized": {
+            "sha256": record::Sha256Digest::of(&details).to_hex(),
+            "bytes": details.len(),
+        }
+    }))
 }
 
 async fn checkpoint_text(State(state): State<AppState>) -> Response {
@@ -376,4 +393,50 @@ async fn receipt(
 ) -> ApiResult<axum::Json<Receipt>> {
     drop(caller);
     Ok(axum::Json(state.ledger.receipt(index).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(details: serde_json::Value) -> AuditEvent {
+        AuditEvent {
+            id: 1,
+            at: jiff::Timestamp::UNIX_EPOCH,
+            actor: "user:admin".into(),
+            action: "application.withdraw".into(),
+            object_kind: "application".into(),
+            object_id: "app-1".into(),
+            details,
+            ledger_index: None,
+        }
+    }
+
+    fn details_of(bytes: &[u8]) -> serde_json::Value {
+        match record::decode(bytes).unwrap() {
+            Record::Admin(admin) => admin.details,
+            other => panic!("not an admin record: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_event_that_fits_is_recorded_whole() {
+        let details = serde_json::json!({ "reason": "用途已变更" });
+        assert_eq!(details_of(&admin_record(&event(details.clone()))), details);
+    }
+
+    #[test]
+    fn an_oversized_event_is_recorded_with_a_digest_of_its_details() {
+        let details = serde_json::json!({ "reason": "撤".repeat(30_000) });
+        let bytes = admin_record(&event(details.clone()));
+        assert!(bytes.len() <= record::MAX_RECORD_BYTES, "{}", bytes.len());
+        let json = serde_json::to_vec(&details).unwrap();
+        assert_eq!(
+            details_of(&bytes),
+            serde_json::json!({ "oversized": {
+                "sha256": record::Sha256Digest::of(&json).to_hex(),
+                "bytes": json.len(),
+            }})
+        );
+    }
 }

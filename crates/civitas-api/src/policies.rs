@@ -26,6 +26,7 @@ use utoipa::ToSchema;
 use crate::{
     AppState,
     access::check_read,
+    access::text_field,
     auth::Caller,
     error::{ApiError, ApiResult, Problem},
     extract::Json,
@@ -79,6 +80,9 @@ async fn schema() -> &'static str {
     PlatformPolicies::schema_text()
 }
 
+/// The longest policy text taken: far more than one `forbid` policy needs.
+const MAX_POLICY_CHARS: usize = 10_000;
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyRequest {
@@ -105,9 +109,8 @@ async fn put_policy(
 ) -> ApiResult<(StatusCode, axum::Json<PlatformPolicy>)> {
     let permit = caller.permit(Action::ManagePolicies, None)?;
     let id = policy_id(&id)?;
-    if request.description.trim().is_empty() {
-        return Err(ApiError::invalid("description", "must not be empty"));
-    }
+    text_field("description", &request.description, 2000)?;
+    text_field("text", &request.text, MAX_POLICY_CHARS)?;
     PlatformPolicies::validate(id.as_str(), &request.text)
         .map_err(|error| ApiError::invalid("text", error))?;
     let (policy, created) = state

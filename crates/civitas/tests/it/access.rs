@@ -218,6 +218,20 @@ async fn application_workflow(server: TestServer) {
         )
         .await;
     let third = third["application"]["id"].as_str().unwrap().to_owned();
+    // A reason is capped like a rejection's: the change is recorded whole in the ledger.
+    let long = server
+        .post(
+            &format!("/api/v1/applications/{third}/withdraw"),
+            &developer,
+            json!({ "reason": "撤".repeat(2001) }),
+        )
+        .await;
+    assert_eq!(
+        (long.0, long.1["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("reason")),
+        "{}",
+        long.1
+    );
     let (status, withdrawn) = server
         .post(
             &format!("/api/v1/applications/{third}/withdraw"),
