@@ -847,7 +847,7 @@ pub struct SubjectQuery {
 
 #[utoipa::path(get, path = "/api/v1/audit/subjects/{id_number}", tag = "audit",
     params(("id_number" = String, Path, description = "A citizen ID number (GB 11643)"), SubjectQuery),
-    description = "Which systems received this person's data, when, under which grant, with the ledger index and receipt of each exchange (the record's bytes, which its receipt verifies, are at /api/v1/ledger/records/{index}), oldest first, a page at a time. Auditors only.",
+    description = "Which systems received this person's data, when, under which grant, with the ledger index and receipt of each exchange (the record's bytes, which its receipt verifies, are at /api/v1/ledger/records/{index}), oldest first, a page at a time. When the exchange concerned more people than its record lists, `listed_at` is the index of its exchange_subjects record that lists this person. Auditors only.",
     responses((status = 200, body = SubjectReport), (status = 403, body = Problem), (status = 422, body = Problem)))]
 async fn subject_accesses(
     State(state): State<AppState>,

@@ -13,9 +13,7 @@ use civitas_access::{
     decision::{ConsumerFacts, Decision, DecisionRequest, LocalTime, ResourceFacts},
 };
 use civitas_core::{CitizenId, access::SystemRef};
-use civitas_ledger::record::{
-    self, Decision as RecordDecision, ExchangeRecord, Record, Sha256Digest,
-};
+use civitas_ledger::record::{self, Decision as RecordDecision, ExchangeRecord, Sha256Digest};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
@@ -156,6 +154,10 @@ fn redact_citizen_ids(text: &str, found: &mut BTreeSet<String>) -> String {
     out
 }
 
+/// The longest path and query a call may have, as nginx's default buffers for a request line:
+/// a call's record holds its path, and a record is at most 64 KiB.
+const MAX_TARGET_BYTES: usize = 8 * 1024;
+
 impl Gateway {
     /// The whole pipeline for one call.
     pub async fn handle(
@@ -178,6 +180,23 @@ impl Gateway {
             )
             .response(None);
         };
+        let target = parts
+            .uri
+            .path_and_query()
+            .map_or(0, |target| target.as_str().len());
+        if target > MAX_TARGET_BYTES {
+            // Refused before a service is chosen, like an unknown one, so not recorded: its
+            // record could not hold the path.
+            return Problem::new(
+                StatusCode::URI_TOO_LONG,
+                "uri_too_long",
+                format!(
+                    "the request's path and query are {target} bytes; the gateway takes at most \
+                     {MAX_TARGET_BYTES}"
+                ),
+            )
+            .response(None);
+        }
         let mut segments = rest.splitn(4, '/');
         let (Some(organization), Some(system), Some(service_code)) =
             (segments.next(), segments.next(), segments.next())
@@ -653,17 +672,24 @@ impl Gateway {
         exchange: &Exchange,
         record: ExchangeRecord,
     ) -> civitas_ledger::Result<u64> {
-        let bytes = record::encode(&Record::Exchange(record));
+        let mut records = record::encode_exchange(record);
         let ledger = &self.inner.ledger;
         let started = Instant::now();
-        let appended = match (
-            thread_own(|own| own.completions.clone()),
-            exchange.durable_later,
-        ) {
-            (Some(via), false) => ledger.append_via(&via, bytes).await,
-            (Some(via), true) => ledger.append_ordered_via(&via, bytes).await,
-            (None, false) => ledger.append(bytes).await,
-            (None, true) => ledger.append_ordered(bytes).await,
+        let appended = if records.len() > 1 {
+            // An answer about more people than one record lists (rare): its records go in one
+            // durable write.
+            ledger.append_batch(records).await.map(|range| range.start)
+        } else {
+            let bytes = records.pop().expect("an exchange's record");
+            match (
+                thread_own(|own| own.completions.clone()),
+                exchange.durable_later,
+            ) {
+                (Some(via), false) => ledger.append_via(&via, bytes).await,
+                (Some(via), true) => ledger.append_ordered_via(&via, bytes).await,
+                (None, false) => ledger.append(bytes).await,
+                (None, true) => ledger.append_ordered(bytes).await,
+            }
         };
         self.inner
             .metrics
@@ -816,7 +842,7 @@ impl Gateway {
             if let Err(error) = gateway
                 .inner
                 .ledger
-                .append(record::encode(&Record::Exchange(completion)))
+                .append_batch(record::encode_exchange(completion))
                 .await
             {
                 tracing::error!(%error, exchange = exchange.id, "stream completion record not appended");
@@ -937,6 +963,7 @@ impl Gateway {
             items,
             masked,
             subjects,
+            subjects_continued: 0,
         }
     }
 

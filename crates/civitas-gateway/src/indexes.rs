@@ -33,40 +33,56 @@ struct IndexedView {
     status: u16,
     #[serde(default)]
     rule: Option<String>,
+    #[serde(default)]
+    part: u32,
 }
 
 /// A ledger record the store's derived indexes take something from.
+#[derive(Debug, PartialEq)]
 enum IndexedRecord {
-    /// An exchange's subjects: the keyed hashes of the ID numbers it delivered data about.
-    Exchange(Vec<String>),
+    /// An exchange's subjects, the keyed hashes of the ID numbers it was about, and whether it
+    /// delivered data about them.
+    Exchange {
+        subjects: Vec<String>,
+        delivered: bool,
+    },
+    /// More subjects of the exchange whose record is `part` records before this one.
+    MoreSubjects {
+        part: u32,
+        subjects: Vec<String>,
+    },
     ScenarioRun,
 }
 
 impl IndexedView {
-    /// The subjects of an exchange record with any, or that the record is a scenario run;
-    /// `None` for every other record.
+    /// The subjects of an exchange record or of its continuation, or that the record is a
+    /// scenario run; `None` for every other record.
     fn read(bytes: &[u8]) -> Option<IndexedRecord> {
         let (&version, json) = bytes.split_first()?;
         if version != record::ENCODING_V1 {
             return None;
         }
         let view: IndexedView = serde_json::from_slice(json).ok()?;
-        if view.kind == "scenario_run" {
-            return Some(IndexedRecord::ScenarioRun);
+        match view.kind.as_str() {
+            "scenario_run" => Some(IndexedRecord::ScenarioRun),
+            "exchange_subjects" => Some(IndexedRecord::MoreSubjects {
+                part: view.part,
+                subjects: view.subjects,
+            }),
+            // The index answers who received a person's data: an exchange that was refused or
+            // failed delivered none, and a streamed answer is indexed once, by the record of its
+            // completion (its opening record carries the same subjects).
+            "exchange" => Some(IndexedRecord::Exchange {
+                delivered: view.decision == Some(record::Decision::Allow)
+                    && (200..300).contains(&view.status)
+                    && !view
+                        .rule
+                        .as_deref()
+                        .is_some_and(|rule| rule.ends_with("stream_start")),
+                subjects: view.subjects,
+            }),
+            _ => None,
         }
-        // The index answers who received a person's data: an exchange that was refused or
-        // failed delivered none, and a streamed answer is indexed once, by the record of its
-        // completion (its opening record carries the same subjects).
-        let delivered = view.decision == Some(record::Decision::Allow)
-            && (200..300).contains(&view.status)
-            && !view
-                .rule
-                .as_deref()
-                .is_some_and(|rule| rule.ends_with("stream_start"));
-        if view.kind != "exchange" || view.subjects.is_empty() || !delivered {
-            return None;
-        }
-        Some(IndexedRecord::Exchange(view.subjects))
     }
 }
 
@@ -78,6 +94,11 @@ pub struct SubjectAccess {
     pub subject: String,
     /// The exchange's record in the ledger (its bytes are at `/api/v1/ledger/records/{index}`).
     pub ledger_index: u64,
+    /// When the exchange concerned more people than its record lists: the index of its
+    /// `exchange_subjects` record that lists this person (its receipt is at
+    /// `/api/v1/ledger/receipts/{index}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listed_at: Option<u64>,
     /// The record's receipt: its leaf hash, a signed checkpoint covering it and the inclusion
     /// proof, which verify with the node's verifier key alone.
     pub receipt: civitas_ledger::Receipt,
@@ -150,6 +171,9 @@ impl Gateway {
         let ledger = &self.inner.ledger;
         let mut next = store.ledger_index_next().await?;
         let size = ledger.size();
+        // The last exchange record read and whether it delivered: its `exchange_subjects`
+        // records follow it.
+        let mut last_exchange: Option<(u64, bool)> = None;
         while next < size {
             let end = (next + LEDGER_INDEX_BATCH).min(size);
             let records = {
@@ -160,22 +184,52 @@ impl Gateway {
             let mut runs = Vec::new();
             for (offset, bytes) in records.iter().enumerate() {
                 let ledger_index = next + offset as u64;
-                match IndexedView::read(bytes) {
-                    Some(IndexedRecord::Exchange(subjects)) => {
-                        deliveries.extend(subjects.iter().filter_map(|subject| {
-                            Some(SubjectDelivery {
-                                subject: unhex32(subject)?,
-                                ledger_index,
-                            })
-                        }));
+                let listed = match IndexedView::read(bytes) {
+                    Some(IndexedRecord::Exchange {
+                        subjects,
+                        delivered,
+                    }) => {
+                        last_exchange = Some((ledger_index, delivered));
+                        delivered.then_some(subjects)
+                    }
+                    Some(IndexedRecord::MoreSubjects { part, subjects }) => {
+                        let exchange = ledger_index.checked_sub(u64::from(part));
+                        let delivered = match last_exchange {
+                            Some((index, delivered)) if Some(index) == exchange => delivered,
+                            // Its exchange was in an earlier batch or call: read it again.
+                            _ => match exchange {
+                                Some(index) => {
+                                    let ledger = ledger.clone();
+                                    let bytes =
+                                        tokio::task::spawn_blocking(move || ledger.read(index))
+                                            .await??;
+                                    matches!(
+                                        IndexedView::read(&bytes),
+                                        Some(IndexedRecord::Exchange {
+                                            delivered: true,
+                                            ..
+                                        })
+                                    )
+                                }
+                                None => false,
+                            },
+                        };
+                        delivered.then_some(subjects)
                     }
                     Some(IndexedRecord::ScenarioRun) => {
                         if let Ok(Record::ScenarioRun(run)) = record::decode(bytes) {
                             runs.push(scenario_run_of(run, ledger_index));
                         }
+                        None
                     }
-                    None => {}
-                }
+                    None => None,
+                };
+                deliveries.extend(listed.iter().flatten().filter_map(|subject| {
+                    Some(SubjectDelivery {
+                        subject: unhex32(subject)?,
+                        ledger_index,
+                    })
+                }));
             }
             store.add_ledger_index(&deliveries, &runs, end).await?;
             next = end;
@@ -214,26 +268,46 @@ impl Gateway {
         let records = tokio::task::spawn_blocking(move || {
             items
                 .into_iter()
-                .map(|index| Ok((index, ledger.read(index)?)))
-                .collect::<civitas_ledger::Result<Vec<_>>>()
+                .map(|index| {
+                    let listing = record::decode(&ledger.read(index)?)?;
+                    // More subjects of an exchange: the exchange's own record comes with them.
+                    let exchange = match &listing {
+                        Record::ExchangeSubjects(more) => {
+                            let at = index.checked_sub(u64::from(more.part)).ok_or_else(|| {
+                                anyhow::anyhow!("ledger record {index} continues no exchange")
+                            })?;
+                            Some((at, record::decode(&ledger.read(at)?)?))
+                        }
+                        _ => None,
+                    };
+                    Ok((index, listing, exchange))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()
         })
         .await??;
         let mut accesses = Vec::with_capacity(records.len());
-        for (ledger_index, bytes) in records {
-            let Record::Exchange(exchange) = record::decode(&bytes)? else {
-                anyhow::bail!(
-                    "the access index names ledger record {ledger_index}, which is not an exchange"
-                );
-            };
+        for (listed_at, listing, exchange) in records {
             // The record's own list is the evidence; the index only points at it.
-            if !exchange.subjects.contains(&subject) {
-                anyhow::bail!(
-                    "the access index names ledger record {ledger_index}, which does not list the subject"
-                );
-            }
+            let (ledger_index, exchange) = match (listing, exchange) {
+                (Record::Exchange(exchange), None) if exchange.subjects.contains(&subject) => {
+                    (listed_at, exchange)
+                }
+                (Record::ExchangeSubjects(more), Some((at, Record::Exchange(exchange))))
+                    if more.subjects.contains(&subject)
+                        && more.exchange_id == exchange.exchange_id
+                        && more.part <= exchange.subjects_continued =>
+                {
+                    (at, exchange)
+                }
+                _ => anyhow::bail!(
+                    "the access index names ledger record {listed_at}, which does not list the \
+                     subject for an exchange"
+                ),
+            };
             accesses.push(SubjectAccess {
                 subject: subject.clone(),
                 ledger_index,
+                listed_at: (listed_at != ledger_index).then_some(listed_at),
                 receipt: self.inner.ledger.receipt(ledger_index).await?,
                 exchange_id: exchange.exchange_id,
                 at: exchange.at,
@@ -285,18 +359,68 @@ mod tests {
             items: vec!["name".into()],
             masked: vec![],
             subjects: vec!["aa".into(), "bb".into()],
+            subjects_continued: 0,
         };
-        let Some(IndexedRecord::Exchange(subjects)) =
+        let read = |exchange: &ExchangeRecord| {
             IndexedView::read(&record::encode(&Record::Exchange(exchange.clone())))
-        else {
-            panic!("an exchange with subjects")
         };
-        assert_eq!(subjects, ["aa", "bb"]);
-        let without = ExchangeRecord {
-            subjects: vec![],
-            ..exchange
-        };
-        assert!(IndexedView::read(&record::encode(&Record::Exchange(without))).is_none());
+        assert_eq!(
+            read(&exchange),
+            Some(IndexedRecord::Exchange {
+                subjects: vec!["aa".into(), "bb".into()],
+                delivered: true
+            })
+        );
+        for (refused, why) in [
+            (
+                ExchangeRecord {
+                    decision: RecordDecision::Deny,
+                    status: 403,
+                    ..exchange.clone()
+                },
+                "refused",
+            ),
+            (
+                ExchangeRecord {
+                    status: 502,
+                    ..exchange.clone()
+                },
+                "failed",
+            ),
+            (
+                ExchangeRecord {
+                    rule: Some("g;stream_start".into()),
+                    ..exchange.clone()
+                },
+                "a stream's opening",
+            ),
+        ] {
+            assert!(
+                matches!(
+                    read(&refused),
+                    Some(IndexedRecord::Exchange {
+                        delivered: false,
+                        ..
+                    })
+                ),
+                "{why}"
+            );
+        }
+        let more = record::encode(&Record::ExchangeSubjects(
+            civitas_ledger::record::ExchangeSubjectsRecord {
+                at: exchange.at,
+                exchange_id: "e".into(),
+                part: 2,
+                subjects: vec!["cc".into()],
+            },
+        ));
+        assert_eq!(
+            IndexedView::read(&more),
+            Some(IndexedRecord::MoreSubjects {
+                part: 2,
+                subjects: vec!["cc".into()]
+            })
+        );
         let admin = Record::Admin(AdminRecord {
             at: Timestamp::from_second(1_795_622_399).unwrap(),
             actor: "user:alice".into(),

@@ -42,6 +42,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Record {
     Admin(AdminRecord),
     Exchange(ExchangeRecord),
+    ExchangeSubjects(ExchangeSubjectsRecord),
     ScenarioRun(ScenarioRunRecord),
 }
 
@@ -100,6 +101,28 @@ pub struct ExchangeRecord {
     /// exchange was about or delivered, masked or not; never the numbers themselves. The
     /// personal-data access index is built from them.
     pub subjects: Vec<String>,
+    /// How many `exchange_subjects` records follow this one with the rest of its subjects, when
+    /// the exchange concerned more people than one record can list; left out when none do.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub subjects_continued: u32,
+}
+
+/// More of an exchange's subjects, when an answer delivered data about more people than its
+/// exchange record can list: the `part`-th of them is the record right after the exchange's own
+/// at the exchange's ledger index + `part`, and all are appended with it, in one write.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeSubjectsRecord {
+    pub at: Timestamp,
+    pub exchange_id: String,
+    /// 1 for the first record after the exchange's, counting up.
+    pub part: u32,
+    /// Keyed hashes, as in [`ExchangeRecord::subjects`], continuing that list in order.
+    pub subjects: Vec<String>,
+}
+
+fn is_zero(count: &u32) -> bool {
+    *count == 0
 }
 
 /// One run of a cross-department scenario.
@@ -212,6 +235,44 @@ pub fn encode(record: &Record) -> Vec<u8> {
     bytes
 }
 
+/// Encodes an exchange record, followed by as many `exchange_subjects` records as its subjects
+/// need when they do not all fit in one record: the first records to append, in this order, in
+/// one write. An exchange whose record is too large without its subjects stays one record, which
+/// the ledger refuses.
+pub fn encode_exchange(mut exchange: ExchangeRecord) -> Vec<Vec<u8>> {
+    let whole = encode(&Record::Exchange(exchange.clone()));
+    if whole.len() <= MAX_RECORD_BYTES || exchange.subjects.is_empty() {
+        return vec![whole];
+    }
+    let subjects = std::mem::take(&mut exchange.subjects);
+    // Each subject costs its text, two quotes and a comma; the counts are written as the
+    // largest they could be.
+    let widest = subjects.iter().map(String::len).max().unwrap_or(0) + 3;
+    let room = |empty: &[u8]| MAX_RECORD_BYTES.saturating_sub(empty.len()) / widest;
+    exchange.subjects_continued = u32::MAX;
+    let first = room(&encode(&Record::Exchange(exchange.clone())));
+    let part = ExchangeSubjectsRecord {
+        at: exchange.at,
+        exchange_id: exchange.exchange_id.clone(),
+        part: u32::MAX,
+        subjects: Vec::new(),
+    };
+    let per_part = room(&encode(&Record::ExchangeSubjects(part.clone()))).max(1);
+    let (inline, rest) = subjects.split_at(first.min(subjects.len()));
+    let parts: Vec<&[String]> = rest.chunks(per_part).collect();
+    exchange.subjects = inline.to_vec();
+    exchange.subjects_continued = u32::try_from(parts.len()).expect("fewer parts than records");
+    let mut records = vec![encode(&Record::Exchange(exchange))];
+    for (number, subjects) in (1..).zip(parts) {
+        records.push(encode(&Record::ExchangeSubjects(ExchangeSubjectsRecord {
+            part: number,
+            subjects: subjects.to_vec(),
+            ..part.clone()
+        })));
+    }
+    records
+}
+
 /// Decodes a record, accepting only the canonical encoding of a known version.
 pub fn decode(bytes: &[u8]) -> Result<Record> {
     let (&version, json) = bytes.split_first().ok_or(Error::Empty)?;
@@ -263,6 +324,7 @@ mod tests {
             items: vec!["name".into(), "address".into()],
             masked: vec!["address".into()],
             subjects: vec!["5d41402abc4b2a76b9719d911017c592".into()],
+            subjects_continued: 0,
         })
     }
 
@@ -290,6 +352,50 @@ mod tests {
             text.ends_with(r#""latency_us":1234,"items":["name","address"],"masked":["address"],"subjects":["5d41402abc4b2a76b9719d911017c592"]}"#)
         );
         assert_eq!(decode(&bytes).unwrap(), exchange());
+    }
+
+    #[test]
+    fn an_exchange_with_more_subjects_than_fit_continues_in_subjects_records() {
+        let Record::Exchange(mut record) = exchange() else {
+            unreachable!()
+        };
+        assert_eq!(encode_exchange(record.clone()), vec![encode(&exchange())]);
+        let subjects: Vec<String> = (0..3000u32)
+            .map(|n| Sha256Digest::of(&n.to_be_bytes()).to_hex())
+            .collect();
+        record.subjects = subjects.clone();
+        let records = encode_exchange(record.clone());
+        assert!(records.len() > 2, "{} records", records.len());
+        let mut listed = Vec::new();
+        for (number, bytes) in records.iter().enumerate() {
+            assert!(
+                bytes.len() <= MAX_RECORD_BYTES,
+                "record {number}: {}",
+                bytes.len()
+            );
+            match decode(bytes).unwrap() {
+                Record::Exchange(first) => {
+                    assert_eq!(number, 0);
+                    assert_eq!(first.subjects_continued as usize, records.len() - 1);
+                    assert_eq!(first.path, record.path);
+                    listed.extend(first.subjects);
+                }
+                Record::ExchangeSubjects(part) => {
+                    assert_eq!(part.part as usize, number);
+                    assert_eq!(part.exchange_id, record.exchange_id);
+                    listed.extend(part.subjects);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(listed, subjects, "every subject once, in order");
+        // The count is canonical only when it is needed.
+        let text = String::from_utf8(encode(&exchange())).unwrap();
+        let with_zero = text.replace("]}", r#"],"subjects_continued":0}"#);
+        assert!(matches!(
+            decode(with_zero.as_bytes()),
+            Err(Error::NotCanonical)
+        ));
     }
 
     #[test]

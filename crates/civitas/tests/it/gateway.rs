@@ -28,6 +28,7 @@ on_both_stores!(
     a_call_its_consumer_abandons_still_ends_and_is_recorded,
     an_open_circuit_does_not_use_up_the_grant_s_calls,
     service_upstreams_are_for_the_provider,
+    an_answer_about_many_people_is_recorded_whole,
 );
 
 pub const CITIZEN: &str = "11010519491231002X";
@@ -1676,4 +1677,105 @@ async fn an_open_circuit_does_not_use_up_the_grant_s_calls(server: TestServer) {
         assert!(text.contains("circuit_open"), "{text}");
     }
     assert_eq!(calls().await, before, "refused by the open circuit");
+}
+
+/// The ID number of the `n`-th person of a long list, all valid.
+fn person(n: u32) -> String {
+    civitas_core::CitizenId::from_parts("320102", 1950 + n / 1000, 1, 1, n % 1000)
+        .unwrap()
+        .as_str()
+        .to_owned()
+}
+
+/// An answer about more people than one ledger record can list (a record holds about 900 keyed
+/// hashes) is delivered, and its record continues in `exchange_subjects` records written with
+/// it, so that every person's access report finds it. A request target longer than a record
+/// could hold is refused with 414 before it reaches a service.
+async fn an_answer_about_many_people_is_recorded_whole(server: TestServer) {
+    let app = Router::new().route(
+        "/members/{count}",
+        get(|Path(count): Path<u32>| async move {
+            let members: Vec<Value> = (0..count)
+                .map(|n| json!({ "id_number": person(n) }))
+                .collect();
+            axum::Json(json!({ "members": members }))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let city = city(&server, upstream, json!({})).await;
+    let (status, body) = server
+        .request(
+            reqwest::Method::PUT,
+            &format!(
+                "/api/v1/organizations/{}/systems/fund-core/services/accounts",
+                city.provider
+            ),
+            Some(&city.officer),
+            Some(json!({
+                "code": "accounts", "resource": "320100-B01-000001",
+                "upstream": format!("http://{upstream}"), "methods": ["GET"],
+                "paths": ["/members/{count}"], "timeout_ms": 5000,
+                "fields": [{ "item": "id_number", "path": "$.members[*].id_number" }]
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    const PEOPLE: u32 = 2500;
+    let path = format!("/x/{}/fund-core/accounts/members/{PEOPLE}", city.provider);
+    let (headers, text) = call_ok(&server, &city.consumer_key, &path).await;
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["members"].as_array().unwrap().len(), PEOPLE as usize);
+    assert!(!text.contains(&person(7)), "masked");
+    let index = receipt_index(&headers);
+
+    let auditor = server
+        .user_with_key("auditor", "auditor", Some(&city.provider.parse().unwrap()))
+        .await;
+    let (_, first) = server
+        .get(&format!("/api/v1/ledger/records/{index}"), &auditor)
+        .await;
+    let exchange = &first["record"];
+    assert_eq!(exchange["type"], "exchange", "{first}");
+    let parts = exchange["subjects_continued"].as_u64().expect("continued");
+    assert!(parts >= 2, "{parts} parts");
+    let mut listed = exchange["subjects"].as_array().unwrap().len();
+    for part in 1..=parts {
+        let (_, more) = server
+            .get(
+                &format!("/api/v1/ledger/records/{}", index + part),
+                &auditor,
+            )
+            .await;
+        let more = &more["record"];
+        assert_eq!(more["type"], "exchange_subjects", "{more}");
+        assert_eq!(more["part"], part);
+        assert_eq!(more["exchange_id"], exchange["exchange_id"]);
+        listed += more["subjects"].as_array().unwrap().len();
+    }
+    assert_eq!(listed, PEOPLE as usize, "every person once");
+
+    // Every person's report finds the exchange, wherever the record listing them is.
+    let mut continued = 0;
+    for n in [0, 1, 1234, PEOPLE - 1] {
+        let (status, report) = server
+            .get(&format!("/api/v1/audit/subjects/{}", person(n)), &auditor)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{report}");
+        let accesses = report["accesses"].as_array().unwrap();
+        assert_eq!(accesses.len(), 1, "person {n}: {report}");
+        assert_eq!(accesses[0]["ledger_index"], index);
+        assert_eq!(accesses[0]["exchange_id"], exchange["exchange_id"]);
+        if let Some(at) = accesses[0]["listed_at"].as_u64() {
+            assert!((index + 1..=index + parts).contains(&at), "{at}");
+            continued += 1;
+        }
+    }
+    assert!(continued > 0, "some are listed in the continuing records");
+
+    let long = format!("{path}?q={}", "a".repeat(9000));
+    let (status, _, text) = call_once(&server, &city.consumer_key, &long).await;
+    assert_eq!(status, StatusCode::URI_TOO_LONG, "{text}");
+    assert!(text.contains("uri_too_long"), "{text}");
 }
