@@ -239,8 +239,12 @@ pub fn encode(record: &Record) -> Vec<u8> {
 /// need when they do not all fit in one record: the first records to append, in this order, in
 /// one write. An exchange whose record is too large without its subjects stays one record, which
 /// the ledger refuses.
-pub fn encode_exchange(mut exchange: ExchangeRecord) -> Vec<Vec<u8>> {
-    let whole = encode(&Record::Exchange(exchange.clone()));
+pub fn encode_exchange(exchange: ExchangeRecord) -> Vec<Vec<u8>> {
+    let record = Record::Exchange(exchange);
+    let whole = encode(&record);
+    let Record::Exchange(mut exchange) = record else {
+        unreachable!("made an exchange above")
+    };
     if whole.len() <= MAX_RECORD_BYTES || exchange.subjects.is_empty() {
         return vec![whole];
     }
