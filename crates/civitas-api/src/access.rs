@@ -15,8 +15,7 @@ use civitas_core::{
     catalog::{ResourceCode, Sensitivity, SharingType},
 };
 use civitas_store::{
-    ApplicationFilter, AuditEvent, AuditFilter, GrantFilter, GrantTerms, NewApplication,
-    PageRequest,
+    ApplicationFilter, AuditEvent, GrantFilter, GrantTerms, NewApplication, PageRequest,
 };
 use jiff::{Timestamp, ToSpan};
 use serde::{Deserialize, Serialize};
@@ -582,42 +581,34 @@ async fn revoke(
     Ok(axum::Json(grant))
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// Page size, 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
 #[utoipa::path(get, path = "/api/v1/grants/{id}/history", tag = "access",
-    params(("id" = String, Path)),
-    description = "Every recorded event of the grant and of the application that created it, oldest first, each with its ledger index.",
-    responses((status = 200, body = Vec<crate::audit::AuditEventSchema>), (status = 404, body = Problem)))]
+    params(("id" = String, Path), HistoryQuery),
+    description = "Every recorded event of the grant and of the application that created it, as one sequence, oldest first, each with its ledger index; a page at a time.",
+    responses((status = 200, body = PageOf<crate::audit::AuditEventSchema>), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn grant_history(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> ApiResult<axum::Json<Vec<AuditEvent>>> {
+    Query(query): Query<HistoryQuery>,
+) -> ApiResult<axum::Json<PageOf<AuditEvent>>> {
     let grant = state.store.grant(&id).await?;
     check_read(&caller, &grant.consumer.organization, &grant.provider)?;
-    let mut events = Vec::new();
-    let mut objects = vec![("grant", grant.id.clone())];
+    let page = paging(query.limit, query.cursor.as_deref())?;
+    let mut objects = vec![("grant", grant.id.as_str())];
     if let Some(application) = &grant.application {
-        objects.push(("application", application.clone()));
+        objects.push(("application", application.as_str()));
     }
-    for (kind, object) in objects {
-        let filter = AuditFilter {
-            object_kind: Some(kind.to_owned()),
-            object_id: Some(object),
-            actor: None,
-        };
-        let page = state
-            .store
-            .list_audit_events(
-                &filter,
-                &PageRequest {
-                    limit: PageRequest::MAX_LIMIT,
-                    after: None,
-                },
-            )
-            .await?;
-        events.extend(page.items);
-    }
-    events.sort_by_key(|event| event.id);
-    Ok(axum::Json(events))
+    let events = state.store.audit_events_about(&objects, &page).await?;
+    Ok(axum::Json(PageOf::from(events)))
 }
 
 #[utoipa::path(get, path = "/api/v1/organizations/{org_code}/systems/{system_code}/grants", tag = "access",

@@ -24,10 +24,11 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use crate::{
-    AppState,
+    AppState, PageOf,
     auth::Caller,
     error::{ApiError, ApiResult, Problem},
     extract::{Json, Query},
+    paging,
 };
 
 /// Compiled scenarios by code, with the version they were compiled from.
@@ -446,6 +447,10 @@ async fn run(
 pub struct RunsQuery {
     /// The citizen's ID number; runs are found by its keyed hash.
     pub id_number: String,
+    /// Page size, 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
 }
 
 /// Which runs a caller may read: a system only the runs of scenario versions it is the front end
@@ -475,30 +480,30 @@ fn run_reader(caller: &Caller) -> ApiResult<Option<String>> {
 }
 
 #[utoipa::path(get, path = "/api/v1/scenario-runs", tag = "scenarios", params(RunsQuery),
-    description = "A citizen's runs, newest first, for the citizen's own view in a front-end app or for auditors. A system sees only the runs of scenarios it is the front end of: another system gets an empty list, like a citizen without runs. People need the audit trail's permission (auditors and platform admins).",
-    responses((status = 200, body = Vec<Object>), (status = 403, body = Problem), (status = 422, body = Problem)))]
+    description = "A citizen's runs, newest first (runs of the same microsecond by id), a page at a time, for the citizen's own view in a front-end app or for auditors. A system sees only the runs of scenarios it is the front end of: another system gets an empty page, like a citizen without runs. People need the audit trail's permission (auditors and platform admins).",
+    responses((status = 200, body = PageOf<ScenarioRunSchema>), (status = 403, body = Problem), (status = 422, body = Problem)))]
 async fn runs_of_citizen(
     State(state): State<AppState>,
     caller: Caller,
     Query(query): Query<RunsQuery>,
-) -> ApiResult<axum::Json<Vec<ScenarioRun>>> {
+) -> ApiResult<axum::Json<PageOf<ScenarioRun>>> {
     let front_end = run_reader(&caller)?;
     let id = civitas_core::CitizenId::parse(&query.id_number)
         .map_err(|e| ApiError::invalid("id_number", e))?;
+    let page = paging(query.limit, query.cursor.as_deref())?;
     let subject = state.gateway.subject_hash(id.as_str());
     catch_up(&state).await?;
-    Ok(axum::Json(
-        state
-            .store
-            .scenario_runs_of(&subject, front_end.as_deref(), 100)
-            .await?,
-    ))
+    let runs = state
+        .store
+        .scenario_runs_of(&subject, front_end.as_deref(), &page)
+        .await?;
+    Ok(axum::Json(PageOf::from(runs)))
 }
 
 #[utoipa::path(get, path = "/api/v1/scenario-runs/{id}", tag = "scenarios",
     description = "One run, for the front-end system of its scenario version, auditors and platform admins; any other caller is refused (403).",
     params(("id" = String, Path)),
-    responses((status = 200, body = Object), (status = 403, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = ScenarioRunSchema), (status = 403, body = Problem), (status = 404, body = Problem)))]
 async fn run_by_id(
     State(state): State<AppState>,
     caller: Caller,
@@ -530,4 +535,25 @@ async fn catch_up(state: &AppState) -> ApiResult<()> {
         .index_ledger()
         .await
         .map_err(ApiError::from_component)
+}
+
+/// The OpenAPI description of a recorded run.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ScenarioRunSchema {
+    id: String,
+    scenario: String,
+    version: u32,
+    /// The keyed hash of the citizen's ID number, never the number.
+    subject: String,
+    /// The consent reference the front end gave.
+    consent: String,
+    /// `approve`, `deny` or `needs_review`.
+    outcome: String,
+    /// The whole result, as the run answered it.
+    result: serde_json::Value,
+    /// The run's record in the ledger.
+    ledger_index: u64,
+    #[schema(format = DateTime)]
+    at: String,
 }

@@ -4,7 +4,10 @@ use civitas_core::authz::Permit;
 use jiff::Timestamp;
 use serde_json::json;
 
-use crate::{Result, Store, StoreError, audit::record, micros, read_pool, timestamp, write_tx};
+use crate::{
+    Page, PageRequest, Result, Store, StoreError, audit::record, micros, read_pool, timestamp,
+    write_tx,
+};
 
 /// One published version of a scenario definition.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -213,14 +216,24 @@ impl Store {
         rows.into_iter().map(VersionRow::into_version).collect()
     }
 
-    /// The runs about one subject (a keyed hash), newest first; with `front_end`
-    /// (`{org}/{system}`), only runs of scenario versions whose front end that system is.
+    /// The runs about one subject (a keyed hash), newest first (runs recorded in the same
+    /// microsecond by id, descending); with `front_end` (`{org}/{system}`), only runs of scenario
+    /// versions whose front end that system is. The cursor is the last run's time and id.
     pub async fn scenario_runs_of(
         &self,
         subject: &str,
         front_end: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<ScenarioRun>> {
+        page: &PageRequest,
+    ) -> Result<Page<ScenarioRun>> {
+        let (before_at, before_id) = match page.after.as_deref() {
+            None => (i64::MAX, String::new()),
+            Some(cursor) => cursor
+                .split_once('.')
+                .and_then(|(at, id)| Some((at.parse().ok()?, id.to_owned())))
+                .ok_or_else(|| StoreError::invalid("cursor", "not a cursor of this listing"))?,
+        };
+        // `at <= $3` repeats what the keyset condition implies, so that PostgreSQL, like SQLite,
+        // starts its scan of the `(subject, at)` index at the cursor, not at the newest run.
         let sql = concat!(
             "SELECT ",
             run_columns!(),
@@ -228,17 +241,24 @@ impl Store {
             " AND ($2 IS NULL OR EXISTS (SELECT 1 FROM scenarios s",
             " WHERE s.code = scenario_runs.scenario AND s.version = scenario_runs.version",
             " AND s.front_end = $2))",
-            " ORDER BY at DESC LIMIT $3"
+            " AND at <= $3 AND (at < $3 OR (at = $3 AND id < $4))",
+            " ORDER BY at DESC, id DESC LIMIT $5"
         );
         let rows: Vec<RunRow> = read_pool!(self, |pool| {
             sqlx::query_as(sql)
                 .bind(subject)
                 .bind(front_end)
-                .bind(i64::from(limit))
+                .bind(before_at)
+                .bind(&before_id)
+                .bind(page.fetch_limit())
                 .fetch_all(pool)
                 .await?
         });
-        rows.into_iter().map(RunRow::into_run).collect()
+        let runs = rows
+            .into_iter()
+            .map(RunRow::into_run)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page.page(runs, |run| format!("{}.{}", micros(run.at), run.id)))
     }
 
     pub async fn scenario_run(&self, id: &str) -> Result<ScenarioRun> {

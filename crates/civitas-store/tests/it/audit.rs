@@ -1,8 +1,12 @@
-use civitas_store::{AuditFilter, PageRequest, Store};
+use civitas_store::{AuditFilter, PageRequest, Store, StoreError};
 
 use crate::{admin, conformance, new_org, uscc};
 
-conformance!(changes_are_audited_in_order, audit_outbox_ships_once);
+conformance!(
+    changes_are_audited_in_order,
+    audit_outbox_ships_once,
+    events_about_several_objects_page_oldest_first
+);
 
 async fn changes_are_audited_in_order(store: Store) {
     store
@@ -81,4 +85,111 @@ async fn audit_outbox_ships_once(store: Store) {
     let pending_after = store.unshipped_audit_events(10).await.unwrap();
     assert_eq!(pending_after.len(), 1);
     assert_eq!(pending_after[0].id, pending[1].id);
+}
+
+/// The events about any of several objects, in one sequence: every event exactly once, in the
+/// order they happened, whatever the page size.
+async fn events_about_several_objects_page_oldest_first(store: Store) {
+    for n in 1..=3 {
+        store
+            .create_organization(&admin(), &new_org(n, None))
+            .await
+            .unwrap();
+    }
+    for active in [false, true, false] {
+        for n in [2, 1] {
+            store
+                .set_organization_active(&admin(), &uscc(n), active)
+                .await
+                .unwrap();
+        }
+    }
+    let (one, two, three) = (
+        uscc(1).to_string(),
+        uscc(2).to_string(),
+        uscc(3).to_string(),
+    );
+    let objects = [
+        ("organization", one.as_str()),
+        ("organization", two.as_str()),
+        // The kind must match as well as the id.
+        ("system", three.as_str()),
+    ];
+    let everything = store
+        .list_audit_events(
+            &AuditFilter {
+                object_kind: Some("organization".to_owned()),
+                ..Default::default()
+            },
+            &PageRequest {
+                limit: 100,
+                after: None,
+            },
+        )
+        .await
+        .unwrap();
+    let mut expected: Vec<(i64, String)> = everything
+        .items
+        .iter()
+        .filter(|event| event.object_id != three)
+        .map(|event| (event.id, event.object_id.clone()))
+        .collect();
+    expected.reverse();
+    assert_eq!(expected.len(), 8);
+
+    for limit in 1..=9 {
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store
+                .audit_events_about(&objects, &PageRequest { limit, after })
+                .await
+                .unwrap();
+            assert!(page.items.len() <= limit as usize);
+            seen.extend(
+                page.items
+                    .iter()
+                    .map(|event| (event.id, event.object_id.clone())),
+            );
+            match page.next_cursor {
+                Some(cursor) => after = Some(cursor),
+                None => break,
+            }
+        }
+        assert_eq!(seen, expected, "limit {limit}");
+    }
+
+    let first = PageRequest {
+        limit: 10,
+        after: None,
+    };
+    let only_three = store
+        .audit_events_about(&[("organization", three.as_str())], &first)
+        .await
+        .unwrap();
+    assert_eq!(only_three.items.len(), 1);
+    assert!(
+        store
+            .audit_events_about(&[], &first)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    for cursor in ["seven", "-1", "1.5"] {
+        let error = store
+            .audit_events_about(
+                &objects,
+                &PageRequest {
+                    limit: 10,
+                    after: Some(cursor.to_owned()),
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, StoreError::Invalid { field, .. } if field == "cursor"),
+            "{cursor}: {error}"
+        );
+    }
 }

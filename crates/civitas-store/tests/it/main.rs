@@ -6,6 +6,7 @@ mod audit;
 mod catalog;
 mod keys;
 mod registry;
+mod scenarios;
 mod subjects;
 mod usage;
 

@@ -11,6 +11,7 @@ use crate::{
 
 on_both_stores!(
     application_workflow,
+    a_grants_history_pages_oldest_first,
     access_bad_input_and_wrong_actors,
     access_authorization_table
 );
@@ -164,7 +165,9 @@ async fn application_workflow(server: TestServer) {
     let (status, history) = server
         .get(&format!("/api/v1/grants/{grant_id}/history"), &developer)
         .await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(status, StatusCode::OK, "{history}");
+    assert_eq!(history["next_cursor"], Value::Null, "one page: {history}");
+    let history = &history["items"];
     let actions: Vec<_> = history
         .as_array()
         .unwrap()
@@ -251,6 +254,137 @@ async fn application_workflow(server: TestServer) {
         )
         .await;
     assert_eq!(late.0, StatusCode::CONFLICT);
+}
+
+/// A grant's history is its application's events and its own in one sequence, oldest first:
+/// paged at any size it meets each exactly once, and leaves out the events of other applications
+/// made in between. A cursor carries no permission.
+async fn a_grants_history_pages_oldest_first(server: TestServer) {
+    let (provider, consumer) = city(&server).await;
+    let developer = server
+        .user_with_key("dev", "developer", Some(&consumer.parse().unwrap()))
+        .await;
+    let officer = server
+        .user_with_key("officer", "data_officer", Some(&provider.parse().unwrap()))
+        .await;
+    // A second application, made in between, whose events belong to no grant.
+    let mut applications = Vec::new();
+    for _ in 0..2 {
+        let (status, outcome) = server
+            .post(
+                "/api/v1/applications",
+                &developer,
+                apply_body(&consumer, "320100-B01-000001"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{outcome}");
+        applications.push(outcome["application"]["id"].as_str().unwrap().to_owned());
+    }
+    let [application, other] = &applications[..] else {
+        unreachable!("two applications")
+    };
+    let (status, approved) = server
+        .post(
+            &format!("/api/v1/applications/{application}/approve"),
+            &officer,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{approved}");
+    let grant = approved["grant"]["id"].as_str().unwrap().to_owned();
+    let (status, rejected) = server
+        .post(
+            &format!("/api/v1/applications/{other}/reject"),
+            &officer,
+            json!({ "reason": "重复申请" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rejected}");
+    let (status, revoked) = server
+        .post(
+            &format!("/api/v1/grants/{grant}/revoke"),
+            &officer,
+            json!({ "reason": "用途已结束" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{revoked}");
+
+    let history_path = format!("/api/v1/grants/{grant}/history");
+    let (status, whole) = server.get(&history_path, &developer).await;
+    assert_eq!(status, StatusCode::OK, "{whole}");
+    let whole = whole["items"].as_array().unwrap().clone();
+    let events: Vec<_> = whole
+        .iter()
+        .map(|event| {
+            (
+                event["action"].as_str().unwrap(),
+                event["object_id"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("application.create", application.as_str()),
+            ("application.approve", application.as_str()),
+            ("grant.create", grant.as_str()),
+            ("grant.revoke", grant.as_str()),
+        ]
+    );
+    for limit in 1..=5 {
+        let pages = server.pages(&history_path, &developer, limit).await;
+        let expected: Vec<Vec<Value>> = whole
+            .chunks(limit as usize)
+            .map(<[Value]>::to_vec)
+            .collect();
+        assert_eq!(pages, expected, "pages of {limit}");
+    }
+
+    // Another organization's officer is refused a later page as they are the first; the
+    // provider's officer reads it.
+    let (_, first) = server
+        .get(&format!("{history_path}?limit=2"), &developer)
+        .await;
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let stranger_org = server.create_org(3, None).await;
+    let foreign_officer = server
+        .user_with_key("foreign", "data_officer", Some(&stranger_org))
+        .await;
+    let (status, problem) = server
+        .get(&format!("{history_path}?cursor={cursor}"), &foreign_officer)
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden")),
+        "{problem}"
+    );
+    let (status, rest) = server
+        .get(&format!("{history_path}?cursor={cursor}"), &officer)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rest}");
+    assert_eq!(rest["items"], json!(whole[2..]));
+
+    // Bad cursors and page sizes name their field; an unknown grant has no history.
+    for (query, field) in [
+        ("cursor=!!", "cursor"),
+        // `not-a-cursor` in base64: a cursor's encoding, not a cursor's contents.
+        ("cursor=bm90LWEtY3Vyc29y", "cursor"),
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+    ] {
+        let (status, problem) = server
+            .get(&format!("{history_path}?{query}"), &developer)
+            .await;
+        assert_eq!(
+            (status, problem["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some(field)),
+            "{query}: {problem}"
+        );
+    }
+    let (status, problem) = server
+        .get("/api/v1/grants/no-such-grant/history", &developer)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{problem}");
 }
 
 async fn access_bad_input_and_wrong_actors(server: TestServer) {

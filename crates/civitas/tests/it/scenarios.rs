@@ -16,7 +16,8 @@ use crate::support::{ADMIN_KEY, TestServer, on_both_stores};
 on_both_stores!(
     shipped_scenarios_decide_like_the_registers_say,
     broken_definitions_and_bad_inputs_are_refused,
-    a_citizens_runs_are_for_their_front_end_and_auditors
+    a_citizens_runs_are_for_their_front_end_and_auditors,
+    a_citizens_runs_page_newest_first_for_each_reader
 );
 
 pub async fn reference_city(
@@ -135,6 +136,8 @@ async fn shipped_scenarios_decide_like_the_registers_say(server: TestServer) {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{runs}");
+    assert_eq!(runs["next_cursor"], Value::Null, "one page: {runs}");
+    let runs = &runs["items"];
     assert!(runs.as_array().unwrap().len() >= 2);
     assert!(runs[0]["subject"].as_str().unwrap().len() == 64);
     // Listed as soon as answered (the list is indexed from the run's ledger record), newest
@@ -325,7 +328,7 @@ async fn a_citizens_runs_are_for_their_front_end_and_auditors(server: TestServer
     // The scenario's front end sees the run.
     let (status, runs) = server.get(&runs_path, &city.city_app_key).await;
     assert_eq!(status, StatusCode::OK, "{runs}");
-    assert_eq!(runs[0]["id"], run["run_id"], "{runs}");
+    assert_eq!(runs["items"][0]["id"], run["run_id"], "{runs}");
     let (status, by_id) = server.get(&run_path, &city.city_app_key).await;
     assert_eq!(status, StatusCode::OK, "{by_id}");
 
@@ -341,7 +344,10 @@ async fn a_citizens_runs_are_for_their_front_end_and_auditors(server: TestServer
     assert_eq!(status, StatusCode::CREATED, "{other}");
     let other_key = other["key"].as_str().unwrap();
     let (status, runs) = server.get(&runs_path, other_key).await;
-    assert_eq!((status, &runs), (StatusCode::OK, &json!([])));
+    assert_eq!(
+        (status, &runs),
+        (StatusCode::OK, &json!({ "items": [], "next_cursor": null }))
+    );
     let (status, problem) = server.get(&run_path, other_key).await;
     assert_eq!(
         (status, problem["code"].as_str()),
@@ -356,7 +362,7 @@ async fn a_citizens_runs_are_for_their_front_end_and_auditors(server: TestServer
         .await;
     let (status, runs) = server.get(&runs_path, &auditor).await;
     assert_eq!(status, StatusCode::OK, "{runs}");
-    assert_eq!(runs[0]["id"], run["run_id"], "{runs}");
+    assert_eq!(runs["items"][0]["id"], run["run_id"], "{runs}");
     let (status, by_id) = server.get(&run_path, &auditor).await;
     assert_eq!(status, StatusCode::OK, "{by_id}");
     let developer = server
@@ -368,4 +374,194 @@ async fn a_citizens_runs_are_for_their_front_end_and_auditors(server: TestServer
         (StatusCode::FORBIDDEN, Some("forbidden")),
         "{problem}"
     );
+}
+
+/// Paging a citizen's runs meets every run the reader may see exactly once, newest first, and a
+/// cursor carries no permission: whoever's page it came from, the next page is filtered for the
+/// caller like the first.
+async fn a_citizens_runs_page_newest_first_for_each_reader(server: TestServer) {
+    let (population, _services, city) = reference_city(&server).await;
+    let example = &population
+        .examples(Scenario::HousingFundRentalWithdrawal, 1)
+        .approve[0];
+    let fund = "11320100013201020G";
+    let run_as = |key: String, scenario: Scenario, consent: &'static str| {
+        let server = &server;
+        async move {
+            let (status, run) = server
+                .post(
+                    &format!("/api/v1/scenarios/{}/runs", scenario.code()),
+                    &key,
+                    json!({ "inputs": inputs(scenario, example), "consent": consent }),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{run}");
+            run["run_id"].as_str().unwrap().to_owned()
+        }
+    };
+
+    // Two runs by the city app; then the housing fund makes its own system the scenario's front
+    // end, which runs it twice; then two runs of another scenario by the city app.
+    let mut city_app_runs = Vec::new();
+    for consent in ["consent-page-1", "consent-page-2"] {
+        city_app_runs.push(
+            run_as(
+                city.city_app_key.clone(),
+                Scenario::HousingFundRentalWithdrawal,
+                consent,
+            )
+            .await,
+        );
+    }
+    let officer = server
+        .user_with_key("fund-officer", "data_officer", Some(&fund.parse().unwrap()))
+        .await;
+    let city_app_front_end = "front_end:\n  organization: 11320100013201063X\n  system: city-app";
+    let original = reference::SCENARIOS[0].1;
+    assert!(original.contains(city_app_front_end));
+    let response = server
+        .client
+        .put(format!(
+            "{}/api/v1/scenarios/housing-fund-rental-withdrawal",
+            server.base
+        ))
+        .bearer_auth(&officer)
+        .header("content-type", "application/yaml")
+        .body(original.replace(
+            city_app_front_end,
+            &format!("front_end:\n  organization: {fund}\n  system: rental-withdrawal"),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let (status, other) = server
+        .post(
+            "/api/v1/keys",
+            ADMIN_KEY,
+            json!({ "owner": { "kind": "system", "organization": fund, "system": "rental-withdrawal" } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{other}");
+    let other_key = other["key"].as_str().unwrap().to_owned();
+    let mut other_runs = Vec::new();
+    for consent in ["consent-page-3", "consent-page-4"] {
+        other_runs.push(
+            run_as(
+                other_key.clone(),
+                Scenario::HousingFundRentalWithdrawal,
+                consent,
+            )
+            .await,
+        );
+    }
+    for consent in ["consent-page-5", "consent-page-6"] {
+        city_app_runs.push(
+            run_as(
+                city.city_app_key.clone(),
+                Scenario::ElderlyCareAllowance,
+                consent,
+            )
+            .await,
+        );
+    }
+    let mut every_run: Vec<String> = city_app_runs[..2]
+        .iter()
+        .chain(&other_runs)
+        .chain(&city_app_runs[2..])
+        .cloned()
+        .collect();
+    for runs in [&mut city_app_runs, &mut other_runs, &mut every_run] {
+        runs.reverse();
+    }
+
+    let auditor = server
+        .user_with_key("aud", "auditor", Some(&fund.parse().unwrap()))
+        .await;
+    let runs_path = format!("/api/v1/scenario-runs?id_number={}", example.id_number);
+    for limit in 1..=4 {
+        for (reader, key, expected) in [
+            ("city app", city.city_app_key.as_str(), &city_app_runs),
+            ("other system", other_key.as_str(), &other_runs),
+            ("auditor", auditor.as_str(), &every_run),
+        ] {
+            let pages: Vec<Vec<String>> = server
+                .pages(&runs_path, key, limit)
+                .await
+                .iter()
+                .map(|page| {
+                    page.iter()
+                        .map(|run| run["id"].as_str().unwrap().to_owned())
+                        .collect()
+                })
+                .collect();
+            let expected: Vec<Vec<String>> = expected
+                .chunks(limit as usize)
+                .map(<[String]>::to_vec)
+                .collect();
+            assert_eq!(pages, expected, "{reader}, pages of {limit}");
+        }
+    }
+
+    // The auditor's cursor after the newest run, given by the other system, shows it only its
+    // own runs; the other system's cursor after its newer run shows the city app only its older
+    // ones.
+    let (_, auditors_first) = server.get(&format!("{runs_path}&limit=1"), &auditor).await;
+    assert_eq!(auditors_first["items"][0]["id"], json!(every_run[0]));
+    let cursor = auditors_first["next_cursor"].as_str().unwrap();
+    let (status, page) = server
+        .get(&format!("{runs_path}&cursor={cursor}"), &other_key)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["next_cursor"], Value::Null, "{page}");
+    let ids: Vec<_> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| run["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, other_runs);
+    let (_, others_first) = server
+        .get(&format!("{runs_path}&limit=1"), &other_key)
+        .await;
+    let cursor = others_first["next_cursor"].as_str().unwrap();
+    let (status, page) = server
+        .get(&format!("{runs_path}&cursor={cursor}"), &city.city_app_key)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let ids: Vec<_> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| run["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, city_app_runs[2..]);
+    // People without the audit permission are refused a later page as they are the first.
+    let developer = server
+        .user_with_key("dev", "developer", Some(&fund.parse().unwrap()))
+        .await;
+    let (status, problem) = server
+        .get(&format!("{runs_path}&cursor={cursor}"), &developer)
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden")),
+        "{problem}"
+    );
+
+    // Bad cursors and page sizes name their field.
+    for (query, field) in [
+        ("cursor=!!", "cursor"),
+        // `not-a-cursor` in base64: a cursor's encoding, not a cursor's contents.
+        ("cursor=bm90LWEtY3Vyc29y", "cursor"),
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+    ] {
+        let (status, problem) = server.get(&format!("{runs_path}&{query}"), &auditor).await;
+        assert_eq!(
+            (status, problem["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some(field)),
+            "{query}: {problem}"
+        );
+    }
 }

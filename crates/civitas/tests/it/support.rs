@@ -154,6 +154,29 @@ impl TestServer {
         self.request(Method::DELETE, path, Some(key), None).await
     }
 
+    /// Reads a listing as `key` a page of `limit` at a time, following `next_cursor` to the
+    /// end, and answers the items of each page.
+    pub async fn pages(&self, path: &str, key: &str, limit: u32) -> Vec<Vec<Value>> {
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let mut pages = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page_path = match &cursor {
+                Some(cursor) => format!("{path}{separator}limit={limit}&cursor={cursor}"),
+                None => format!("{path}{separator}limit={limit}"),
+            };
+            let (status, page) = self.get(&page_path, key).await;
+            assert_eq!(status, StatusCode::OK, "{page_path}: {page}");
+            let items = page["items"].as_array().unwrap().clone();
+            assert!(items.len() <= limit as usize, "{page_path}: {page}");
+            pages.push(items);
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return pages,
+            }
+        }
+    }
+
     /// Creates an organization as the platform admin and returns its code.
     pub async fn create_org(&self, n: u32, parent: Option<&Uscc>) -> Uscc {
         let code = uscc(n);
