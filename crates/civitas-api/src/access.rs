@@ -669,7 +669,7 @@ async fn resource_grants(
     all_grants(&state, &filter).await.map(axum::Json)
 }
 
-async fn all_grants(state: &AppState, filter: &GrantFilter) -> ApiResult<Vec<Grant>> {
+pub(crate) async fn all_grants(state: &AppState, filter: &GrantFilter) -> ApiResult<Vec<Grant>> {
     let mut grants = Vec::new();
     let mut page = PageRequest {
         limit: PageRequest::MAX_LIMIT,

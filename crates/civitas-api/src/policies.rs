@@ -18,15 +18,14 @@ use civitas_core::{
     authz::Action,
     catalog::{ResourceCode, Sensitivity, guess_mask},
 };
-use civitas_store::{GrantFilter, PageRequest};
+use civitas_store::GrantFilter;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::{
     AppState,
-    access::check_read,
-    access::text_field,
+    access::{all_grants, check_read, text_field},
     auth::Caller,
     error::{ApiError, ApiResult, Problem},
     extract::Json,
@@ -220,17 +219,7 @@ async fn explain_request(
         resource: Some(request.resource.clone()),
         ..GrantFilter::default()
     };
-    let grants = state
-        .store
-        .list_grants(
-            &filter,
-            &PageRequest {
-                limit: PageRequest::MAX_LIMIT,
-                after: None,
-            },
-        )
-        .await?
-        .items;
+    let grants = all_grants(&state, &filter).await?;
     let index = GrantIndex::from_grants(grants).map_err(ApiError::internal)?;
     let city =
         civitas_core::RegionCode::parse(&state.node.city_region).map_err(ApiError::internal)?;
