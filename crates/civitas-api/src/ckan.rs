@@ -48,7 +48,7 @@ impl CkanError {
         }
     }
 
-    fn validation(field: &str, message: impl Into<String>) -> CkanError {
+    pub(crate) fn validation(field: &str, message: impl Into<String>) -> CkanError {
         let message = message.into();
         CkanError {
             status: StatusCode::CONFLICT,
