@@ -74,6 +74,13 @@ pub(crate) async fn providers_of(
         .collect())
 }
 
+/// The open type a caller's listings and counts are limited to: open data for anonymous
+/// callers, whose counts must not tell how many other entries exist; none for any key. The same
+/// rule as `visible_to`, for the store's filters.
+pub fn visible_open_type(caller: &MaybeCaller) -> Option<OpenType> {
+    caller.0.is_none().then_some(OpenType::Open)
+}
+
 pub fn visible_to(caller: &MaybeCaller, resource: &Resource) -> bool {
     match &caller.0 {
         Some(_) => true,
@@ -228,6 +235,7 @@ async fn list_resources(
         kind: query.kind,
         active: Some(query.active.unwrap_or(true)),
         modified_since: query.modified_since,
+        open_type: None,
     };
     let page = state
         .store

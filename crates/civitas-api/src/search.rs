@@ -556,7 +556,10 @@ pub async fn ckan_package_search(
         Some(limit) => (limit as usize).clamp(1, 1000),
         None => 50,
     };
-    if start + rows > civitas_search::MAX_OFFSET_WINDOW {
+    if start
+        .checked_add(rows)
+        .is_none_or(|end| end > civitas_search::MAX_OFFSET_WINDOW)
+    {
         return Err(CkanError::search_query(format!(
             "start + rows may reach {} at most; use /api/v1/search with cursors to walk further",
             civitas_search::MAX_OFFSET_WINDOW

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use civitas_core::{
     Uscc,
     authz::Permit,
-    catalog::{Resource, ResourceCode, ResourceDraft, ResourceKind},
+    catalog::{OpenType, Resource, ResourceCode, ResourceDraft, ResourceKind},
 };
 use jiff::Timestamp;
 use serde_json::json;
@@ -64,6 +64,9 @@ pub struct ResourceFilter {
     pub active: Option<bool>,
     /// Only resources changed at or after this time.
     pub modified_since: Option<Timestamp>,
+    /// Only resources of this open type (anonymous callers see open data only, and counts
+    /// shown to them must not tell how many others exist).
+    pub open_type: Option<OpenType>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -507,7 +510,8 @@ impl Store {
                AND ($3 IS NULL OR kind = $3)
                AND ($4 IS NULL OR active = $4)
                AND ($5 IS NULL OR updated_at >= $5)
-             ORDER BY code LIMIT $6"
+               AND ($6 IS NULL OR open_type = $6)
+             ORDER BY code LIMIT $7"
         );
         let rows: Vec<(String, i64, bool, i64, i64, String)> = read_pool!(self, |pool| {
             sqlx::query_as(sql)
@@ -516,6 +520,7 @@ impl Store {
                 .bind(filter.kind.map(ResourceKind::as_str))
                 .bind(filter.active)
                 .bind(filter.modified_since.map(micros))
+                .bind(filter.open_type.map(OpenType::as_str))
                 .bind(page.fetch_limit())
                 .fetch_all(pool)
                 .await?
@@ -552,16 +557,20 @@ impl Store {
                AND ($2 IS NULL OR kind = $2)
                AND ($3 IS NULL OR active = $3)
                AND ($4 IS NULL OR updated_at >= $4)
-             ORDER BY code LIMIT $5 OFFSET $6"
+               AND ($5 IS NULL OR open_type = $5)
+             ORDER BY code LIMIT $6 OFFSET $7"
         );
+        // An offset past every row gives an empty page, as any offset past the end does.
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
         let rows: Vec<ResourceRow> = read_pool!(self, |pool| {
             sqlx::query_as(sql)
                 .bind(filter.provider.as_ref().map(Uscc::as_str))
                 .bind(filter.kind.map(ResourceKind::as_str))
                 .bind(filter.active)
                 .bind(filter.modified_since.map(micros))
+                .bind(filter.open_type.map(OpenType::as_str))
                 .bind(i64::from(limit))
-                .bind(offset as i64)
+                .bind(offset)
                 .fetch_all(pool)
                 .await?
         });
@@ -576,12 +585,14 @@ impl Store {
                  WHERE ($1 IS NULL OR provider = $1)
                    AND ($2 IS NULL OR kind = $2)
                    AND ($3 IS NULL OR active = $3)
-                   AND ($4 IS NULL OR updated_at >= $4)",
+                   AND ($4 IS NULL OR updated_at >= $4)
+                   AND ($5 IS NULL OR open_type = $5)",
             )
             .bind(filter.provider.as_ref().map(Uscc::as_str))
             .bind(filter.kind.map(ResourceKind::as_str))
             .bind(filter.active)
             .bind(filter.modified_since.map(micros))
+            .bind(filter.open_type.map(OpenType::as_str))
             .fetch_one(pool)
             .await?
         });
@@ -610,12 +621,17 @@ impl Store {
         Ok(codes)
     }
 
-    /// Active resources per provider organization.
-    pub async fn resource_counts_by_provider(&self) -> Result<HashMap<String, u64>> {
+    /// Active resources per provider organization, of `open_type` only when given.
+    pub async fn resource_counts_by_provider(
+        &self,
+        open_type: Option<OpenType>,
+    ) -> Result<HashMap<String, u64>> {
         let rows: Vec<(String, i64)> = read_pool!(self, |pool| {
             sqlx::query_as(
-                "SELECT provider, COUNT(*) FROM resources WHERE active GROUP BY provider",
+                "SELECT provider, COUNT(*) FROM resources
+                 WHERE active AND ($1 IS NULL OR open_type = $1) GROUP BY provider",
             )
+            .bind(open_type.map(OpenType::as_str))
             .fetch_all(pool)
             .await?
         });
@@ -625,12 +641,17 @@ impl Store {
             .collect())
     }
 
-    /// Active resources per classification code.
-    pub async fn resource_counts_by_classification(&self) -> Result<HashMap<String, u64>> {
+    /// Active resources per classification code, of `open_type` only when given.
+    pub async fn resource_counts_by_classification(
+        &self,
+        open_type: Option<OpenType>,
+    ) -> Result<HashMap<String, u64>> {
         let rows: Vec<(String, i64)> = read_pool!(self, |pool| {
             sqlx::query_as(
-                "SELECT classification, COUNT(*) FROM resources WHERE active GROUP BY classification",
+                "SELECT classification, COUNT(*) FROM resources
+                 WHERE active AND ($1 IS NULL OR open_type = $1) GROUP BY classification",
             )
+            .bind(open_type.map(OpenType::as_str))
             .fetch_all(pool)
             .await?
         });

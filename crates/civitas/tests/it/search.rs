@@ -357,6 +357,47 @@ async fn ckan_action_api_and_ckanapi_client(server: TestServer) {
             .iter()
             .any(|g| g["name"] == "b01" && g["package_count"] == 3)
     );
+    // Anonymous callers' counts are of open data only, like their lists.
+    let (_, body) = ckan_call(&server, "organization_list", "all_fields=true", None).await;
+    let counts: Vec<&Value> = body["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|org| &org["package_count"])
+        .collect();
+    assert_eq!(counts, [&json!(1), &json!(1)], "{body}");
+    let (_, body) = ckan_call(
+        &server,
+        "organization_show",
+        &format!("id={}", fund.to_lowercase()),
+        None,
+    )
+    .await;
+    assert_eq!(body["result"]["package_count"], 1, "{body}");
+    let (_, body) = ckan_call(&server, "group_list", "all_fields=true", None).await;
+    assert!(
+        body["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["name"] == "b01" && g["package_count"] == 1),
+        "{body}"
+    );
+    let (_, body) = ckan_call(&server, "group_show", "id=t03", None).await;
+    assert_eq!(body["result"]["package_count"], 1, "{body}");
+    // A start that overflows is refused like any start past the offset window.
+    let (status, body) = ckan_call(
+        &server,
+        "package_search",
+        "start=18446744073709551615&rows=10",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["__type"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("Search Query Error")),
+        "{body}"
+    );
     let (_, body) = ckan_call(&server, "group_show", "id=t03", Some(ADMIN_KEY)).await;
     assert_eq!(body["result"]["title"], "社会保障");
     let (_, body) = ckan_call(&server, "status_show", "", None).await;
