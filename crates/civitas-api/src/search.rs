@@ -133,17 +133,16 @@ async fn feed(
     resources: &[Resource],
     last: u64,
 ) -> anyhow::Result<()> {
-    let unknown: Vec<&str> = resources
+    // The providers are read again for every batch, not kept from earlier ones: an
+    // organization renamed or moved to another level since would otherwise be indexed as it was.
+    let providers: Vec<&str> = resources
         .iter()
         .map(|resource| resource.draft.provider.as_str())
-        .filter(|code| !organizations.contains_key(*code))
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    if !unknown.is_empty() {
-        for organization in store.organizations_by_code(&unknown).await? {
-            organizations.insert(organization.code.as_str().to_owned(), organization);
-        }
+    for organization in store.organizations_by_code(&providers).await? {
+        organizations.insert(organization.code.as_str().to_owned(), organization);
     }
     let mut documents = Vec::with_capacity(resources.len());
     for resource in resources {
@@ -591,6 +590,10 @@ pub async fn ckan_package_search(
         response.hits.iter().map(|hit| hit.code.as_str()).collect()
     };
     let mut resources = state.store.resources_by_code(&codes).await?;
+    // The index follows the store with a lag (and not at all once its feeder stopped): a hit
+    // may name a resource deactivated or closed since, which is answered only if the caller
+    // may still see it now.
+    resources.retain(|resource| resource.active && crate::catalog::visible_to(caller, resource));
     let order: HashMap<&str, usize> = codes.iter().enumerate().map(|(i, c)| (*c, i)).collect();
     resources.sort_by_key(|resource| {
         order
