@@ -643,11 +643,7 @@ async fn organization_show(
     Ok(dict)
 }
 
-async fn group_list(
-    state: &AppState,
-    caller: &MaybeCaller,
-    params: &Params,
-) -> CkanResult<Value> {
+async fn group_list(state: &AppState, caller: &MaybeCaller, params: &Params) -> CkanResult<Value> {
     let all_fields = params.boolean("all_fields")?;
     let counts = state
         .store
@@ -676,11 +672,7 @@ async fn group_list(
         .collect())
 }
 
-async fn group_show(
-    state: &AppState,
-    caller: &MaybeCaller,
-    params: &Params,
-) -> CkanResult<Value> {
+async fn group_show(state: &AppState, caller: &MaybeCaller, params: &Params) -> CkanResult<Value> {
     let id = params.required("id")?;
     let code = ClassificationCode::parse(&id.to_ascii_uppercase())
         .map_err(|_| CkanError::not_found("Not found"))?;

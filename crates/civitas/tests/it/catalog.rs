@@ -536,7 +536,10 @@ async fn send_if_match(
     body: Value,
     if_match: Option<String>,
 ) -> (StatusCode, Value, Option<String>) {
-    let mut request = client.request(method, url).bearer_auth(ADMIN_KEY).json(&body);
+    let mut request = client
+        .request(method, url)
+        .bearer_auth(ADMIN_KEY)
+        .json(&body);
     if let Some(tag) = if_match {
         request = request.header("If-Match", tag);
     }
@@ -697,11 +700,19 @@ async fn concurrent_writes_neither_fail_nor_replace_silently(server: TestServer)
     let (_, stored) = server.get(&path, ADMIN_KEY).await;
     assert_eq!(stored["active"], false);
     let (status, _) = server
-        .request(Method::POST, &format!("{path}/reactivate"), Some(ADMIN_KEY), None)
+        .request(
+            Method::POST,
+            &format!("{path}/reactivate"),
+            Some(ADMIN_KEY),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let (status, stored) = server
         .request(Method::PUT, &path, Some(ADMIN_KEY), Some(edited))
         .await;
-    assert_eq!((status, &stored["name"]), (StatusCode::OK, &json!("停用后修改")));
+    assert_eq!(
+        (status, &stored["name"]),
+        (StatusCode::OK, &json!("停用后修改"))
+    );
 }

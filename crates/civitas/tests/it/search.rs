@@ -465,12 +465,9 @@ async fn repeated_facets_are_counted_once(server: TestServer) {
     catalog(&server).await;
     search_until(&server, "q=", Some(ADMIN_KEY), |r| r["total"] == 5).await;
 
-    let (results, _) = search_until(
-        &server,
-        "facet=tag&facet=tag,tag&facet=kind",
-        None,
-        |r| r["total"] == 2,
-    )
+    let (results, _) = search_until(&server, "facet=tag&facet=tag,tag&facet=kind", None, |r| {
+        r["total"] == 2
+    })
     .await;
     assert_eq!(results["facets"].as_object().unwrap().len(), 2, "{results}");
     let many = vec!["facet=tag"; 20].join("&");
