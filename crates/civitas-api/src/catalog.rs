@@ -3,7 +3,7 @@
 use axum::{
     Router,
     extract::{Path, State},
-    http::StatusCode,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     routing::{get, post},
 };
 use civitas_core::{
@@ -12,7 +12,7 @@ use civitas_core::{
     catalog::{OpenType, Resource, ResourceCode, ResourceDraft, ResourceKind},
     registry::Organization,
 };
-use civitas_store::{ResourceFilter, ResourceVersion, WriteMode};
+use civitas_store::{ResourceFilter, ResourceVersion, StoreError, WriteMode};
 use jiff::Timestamp;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -74,6 +74,13 @@ pub(crate) async fn providers_of(
         .collect())
 }
 
+/// The open type a caller's listings and counts are limited to: open data for anonymous
+/// callers, whose counts must not tell how many other entries exist; none for any key. The same
+/// rule as `visible_to`, for the store's filters.
+pub fn visible_open_type(caller: &MaybeCaller) -> Option<OpenType> {
+    caller.0.is_none().then_some(OpenType::Open)
+}
+
 pub fn visible_to(caller: &MaybeCaller, resource: &Resource) -> bool {
     match &caller.0 {
         Some(_) => true,
@@ -88,7 +95,7 @@ async fn create_resource(
     State(state): State<AppState>,
     caller: Caller,
     Json(draft): Json<ResourceDraft>,
-) -> ApiResult<(StatusCode, axum::Json<Resource>)> {
+) -> ApiResult<(StatusCode, Tagged)> {
     let permit = check_draft(&caller, &draft)?;
     let (_, mut written) = state
         .store
@@ -96,19 +103,53 @@ async fn create_resource(
         .await?;
     state.audit_changed().await;
     state.catalog_changed();
-    Ok((StatusCode::CREATED, axum::Json(written.remove(0))))
+    Ok((StatusCode::CREATED, tagged(written.remove(0))))
+}
+
+/// A resource with its version as a strong `ETag`, which a later `PUT` may send back in
+/// `If-Match`.
+type Tagged = ([(header::HeaderName, HeaderValue); 1], axum::Json<Resource>);
+
+fn tagged(resource: Resource) -> Tagged {
+    let etag = HeaderValue::from_str(&format!("\"{}\"", resource.version))
+        .expect("a number in quotes is a header value");
+    ([(header::ETAG, etag)], axum::Json(resource))
+}
+
+/// The version an update may replace: the one `If-Match` names (one of our `ETag`s, or `*`
+/// for any), which must be `current`'s; without `If-Match`, `current`'s too, since the caller's
+/// permission was checked against it. `None` when `If-Match` names another version.
+fn version_to_replace(headers: &HeaderMap, current: &Resource) -> ApiResult<Option<u32>> {
+    let Some(if_match) = headers.get(header::IF_MATCH) else {
+        return Ok(Some(current.version));
+    };
+    let if_match = if_match
+        .to_str()
+        .map_err(|_| ApiError::invalid("If-Match", "must be entity tags in ASCII"))?;
+    let matches = if_match.split(',').map(str::trim).any(|tag| {
+        tag == "*"
+            || tag
+                .strip_prefix("W/")
+                .unwrap_or(tag)
+                .strip_prefix('"')
+                .and_then(|tag| tag.strip_suffix('"'))
+                .and_then(|version| version.parse::<u32>().ok())
+                == Some(current.version)
+    });
+    Ok(matches.then_some(current.version))
 }
 
 #[utoipa::path(put, path = "/api/v1/resources/{code}", tag = "catalog", request_body = ResourceDraft,
     params(("code" = String, Path)),
-    description = "Replaces a resource's metadata; the previous version stays in its history.",
-    responses((status = 200, body = Resource), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    description = "Replaces a resource's metadata; the previous version stays in its history. Send the `ETag` of the version you changed in `If-Match` to be told (412) when someone changed it meanwhile. A deactivated resource is refused (409): reactivate it first.",
+    responses((status = 200, body = Resource), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem), (status = 422, body = Problem)))]
 async fn update_resource(
     State(state): State<AppState>,
     caller: Caller,
     Path(code): Path<String>,
+    headers: HeaderMap,
     Json(draft): Json<ResourceDraft>,
-) -> ApiResult<axum::Json<Resource>> {
+) -> ApiResult<Tagged> {
     let code = resource_code(&code)?;
     if draft.code != code {
         return Err(ApiError::invalid(
@@ -120,19 +161,33 @@ async fn update_resource(
     // Both the current and the new provider's officers must agree to move a resource.
     caller.permit(Action::ManageResources, Some(&current.draft.provider))?;
     let permit = check_draft(&caller, &draft)?;
-    let (outcome, mut written) = state
+    let Some(expected) = version_to_replace(&headers, &current)? else {
+        return Err(ApiError::PreconditionFailed(format!(
+            "resource {code} is at version {}, which If-Match does not name",
+            current.version
+        )));
+    };
+    let written = state
         .store
-        .write_resources(&permit, std::slice::from_ref(&draft), WriteMode::Update)
-        .await?;
-    let Some(resource) = written.pop() else {
-        // Nothing to write: the draft is what is stored, perhaps only since a moment ago (a
-        // concurrent change may have made it so after `current` was read).
-        debug_assert_eq!(outcome.unchanged, 1);
-        return Ok(axum::Json(state.store.resource(&code).await?));
+        .update_resource(&permit, &draft, expected)
+        .await
+        .map_err(|error| match error {
+            // Changed since `current` was read, which the caller's permission was checked
+            // against: only a precondition the caller set is a 412.
+            StoreError::Stale { .. } if !headers.contains_key(header::IF_MATCH) => {
+                ApiError::Conflict(format!(
+                    "resource {code} changed while this update was checked; read it and retry"
+                ))
+            }
+            other => other.into(),
+        })?;
+    let Some(resource) = written else {
+        // Nothing to write: the draft is what is stored.
+        return Ok(tagged(current));
     };
     state.audit_changed().await;
     state.catalog_changed();
-    Ok(axum::Json(resource))
+    Ok(tagged(resource))
 }
 
 #[utoipa::path(delete, path = "/api/v1/resources/{code}", tag = "catalog",
@@ -184,7 +239,7 @@ async fn get_resource(
     State(state): State<AppState>,
     caller: MaybeCaller,
     Path(code): Path<String>,
-) -> ApiResult<axum::Json<Resource>> {
+) -> ApiResult<Tagged> {
     caller.permit_read()?;
     let code = resource_code(&code)?;
     let resource = state.store.resource(&code).await?;
@@ -194,7 +249,7 @@ async fn get_resource(
             id: code.to_string(),
         });
     }
-    Ok(axum::Json(resource))
+    Ok(tagged(resource))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -228,6 +283,7 @@ async fn list_resources(
         kind: query.kind,
         active: Some(query.active.unwrap_or(true)),
         modified_since: query.modified_since,
+        open_type: None,
     };
     let page = state
         .store

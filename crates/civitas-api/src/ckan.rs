@@ -20,7 +20,12 @@ use civitas_store::{OrganizationFilter, PageRequest};
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
-use crate::{AppState, auth::Caller, auth::MaybeCaller, catalog::visible_to};
+use crate::{
+    AppState,
+    auth::Caller,
+    auth::MaybeCaller,
+    catalog::{visible_open_type, visible_to},
+};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -48,7 +53,7 @@ impl CkanError {
         }
     }
 
-    fn validation(field: &str, message: impl Into<String>) -> CkanError {
+    pub(crate) fn validation(field: &str, message: impl Into<String>) -> CkanError {
         let message = message.into();
         CkanError {
             status: StatusCode::CONFLICT,
@@ -278,10 +283,10 @@ async fn action(
             "package_show" => package_show(&state, &caller, &params).await,
             "package_search" => crate::search::ckan_package_search(&state, &caller, &params).await,
             "resource_show" => resource_show(&state, &caller, &params).await,
-            "organization_list" => organization_list(&state, &params).await,
+            "organization_list" => organization_list(&state, &caller, &params).await,
             "organization_show" => organization_show(&state, &caller, &params).await,
-            "group_list" => group_list(&state, &params).await,
-            "group_show" => group_show(&state, &params).await,
+            "group_list" => group_list(&state, &caller, &params).await,
+            "group_show" => group_show(&state, &caller, &params).await,
             other => Err(CkanError {
                 status: StatusCode::BAD_REQUEST,
                 kind: "Bad Request",
@@ -568,10 +573,17 @@ async fn all_organizations(state: &AppState) -> CkanResult<Vec<Organization>> {
     }
 }
 
-async fn organization_list(state: &AppState, params: &Params) -> CkanResult<Value> {
+async fn organization_list(
+    state: &AppState,
+    caller: &MaybeCaller,
+    params: &Params,
+) -> CkanResult<Value> {
     let all_fields = params.boolean("all_fields")?;
     let organizations = all_organizations(state).await?;
-    let counts = state.store.resource_counts_by_provider().await?;
+    let counts = state
+        .store
+        .resource_counts_by_provider(visible_open_type(caller))
+        .await?;
     let limit = params
         .integer("limit")?
         .map(|l| l as usize)
@@ -603,7 +615,10 @@ async fn organization_show(
     let id = params.required("id")?;
     let code = parse_organization(&id).ok_or_else(|| CkanError::not_found("Not found"))?;
     let organization = state.store.organization(&code).await?;
-    let counts = state.store.resource_counts_by_provider().await?;
+    let counts = state
+        .store
+        .resource_counts_by_provider(visible_open_type(caller))
+        .await?;
     let mut dict = organization_dict(
         &state.public_url,
         &organization,
@@ -613,6 +628,7 @@ async fn organization_show(
         let filter = civitas_store::ResourceFilter {
             provider: Some(code),
             active: Some(true),
+            open_type: visible_open_type(caller),
             ..Default::default()
         };
         let resources: Vec<Resource> = state
@@ -627,9 +643,12 @@ async fn organization_show(
     Ok(dict)
 }
 
-async fn group_list(state: &AppState, params: &Params) -> CkanResult<Value> {
+async fn group_list(state: &AppState, caller: &MaybeCaller, params: &Params) -> CkanResult<Value> {
     let all_fields = params.boolean("all_fields")?;
-    let counts = state.store.resource_counts_by_classification().await?;
+    let counts = state
+        .store
+        .resource_counts_by_classification(visible_open_type(caller))
+        .await?;
     let mut classifications: Vec<ClassificationCode> = ClassificationCode::guide().collect();
     for code in counts.keys() {
         if let Ok(code) = ClassificationCode::parse(code)
@@ -653,11 +672,14 @@ async fn group_list(state: &AppState, params: &Params) -> CkanResult<Value> {
         .collect())
 }
 
-async fn group_show(state: &AppState, params: &Params) -> CkanResult<Value> {
+async fn group_show(state: &AppState, caller: &MaybeCaller, params: &Params) -> CkanResult<Value> {
     let id = params.required("id")?;
     let code = ClassificationCode::parse(&id.to_ascii_uppercase())
         .map_err(|_| CkanError::not_found("Not found"))?;
-    let counts = state.store.resource_counts_by_classification().await?;
+    let counts = state
+        .store
+        .resource_counts_by_classification(visible_open_type(caller))
+        .await?;
     let mut dict = group_dict(code);
     dict["package_count"] = json!(counts.get(&code.to_string()).copied().unwrap_or(0));
     Ok(dict)

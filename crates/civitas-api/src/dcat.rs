@@ -21,7 +21,7 @@ use serde::Deserialize;
 use crate::{
     AppState,
     auth::MaybeCaller,
-    catalog::visible_to,
+    catalog::{visible_open_type, visible_to},
     error::{ApiError, ApiResult},
     extract::Query,
     rdf::{Graph, Term},
@@ -102,17 +102,22 @@ async fn catalog(
     if page == 0 {
         return Err(ApiError::invalid("page", "pages are numbered from 1"));
     }
+    // Anonymous harvesters see open data only: the store filters the page and counts the total
+    // alike, so full pages hold PAGE_SIZE datasets and the counts tell nothing of the others.
     let filter = ResourceFilter {
         active: Some(true),
         modified_since: query.modified_since,
+        open_type: visible_open_type(&caller),
         ..ResourceFilter::default()
     };
-    // Anonymous harvesters see open data only; filtering after the fetch keeps the store query
-    // simple, so anonymous pages may hold fewer than PAGE_SIZE datasets.
+    let offset = (page - 1)
+        .checked_mul(u64::from(PAGE_SIZE))
+        .filter(|offset| i64::try_from(*offset).is_ok())
+        .ok_or_else(|| ApiError::invalid("page", "is too large"))?;
     let total = state.store.count_resources(&filter).await?;
     let resources: Vec<Resource> = state
         .store
-        .resources_at_offset(&filter, (page - 1) * u64::from(PAGE_SIZE), PAGE_SIZE)
+        .resources_at_offset(&filter, offset, PAGE_SIZE)
         .await?
         .into_iter()
         .filter(|resource| visible_to(&caller, resource))

@@ -29,6 +29,9 @@ pub enum ApiError {
     Duplicate { kind: &'static str, id: String },
     #[error("{0}")]
     Conflict(String),
+    /// An `If-Match` that does not name the current version.
+    #[error("{0}")]
+    PreconditionFailed(String),
     #[error("{field}: {message}")]
     InvalidField { field: String, message: String },
     #[error("the body is not valid JSON: {0}")]
@@ -60,6 +63,9 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Duplicate { .. } => (StatusCode::CONFLICT, "duplicate"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::PreconditionFailed(_) => {
+                (StatusCode::PRECONDITION_FAILED, "precondition_failed")
+            }
             ApiError::InvalidField { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
             ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
             ApiError::SearchSyntax(_) => (StatusCode::BAD_REQUEST, "search_syntax"),
@@ -146,6 +152,7 @@ impl From<StoreError> for ApiError {
             StoreError::Duplicate { kind, id } => ApiError::Duplicate { kind, id },
             StoreError::Invalid { field, message } => ApiError::InvalidField { field, message },
             StoreError::Conflict(message) => ApiError::Conflict(message),
+            stale @ StoreError::Stale { .. } => ApiError::PreconditionFailed(stale.to_string()),
             other => ApiError::Internal(other.into()),
         }
     }

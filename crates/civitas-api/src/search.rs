@@ -133,17 +133,16 @@ async fn feed(
     resources: &[Resource],
     last: u64,
 ) -> anyhow::Result<()> {
-    let unknown: Vec<&str> = resources
+    // The providers are read again for every batch, not kept from earlier ones: an
+    // organization renamed or moved to another level since would otherwise be indexed as it was.
+    let providers: Vec<&str> = resources
         .iter()
         .map(|resource| resource.draft.provider.as_str())
-        .filter(|code| !organizations.contains_key(*code))
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    if !unknown.is_empty() {
-        for organization in store.organizations_by_code(&unknown).await? {
-            organizations.insert(organization.code.as_str().to_owned(), organization);
-        }
+    for organization in store.organizations_by_code(&providers).await? {
+        organizations.insert(organization.code.as_str().to_owned(), organization);
     }
     let mut documents = Vec::with_capacity(resources.len());
     for resource in resources {
@@ -241,15 +240,30 @@ fn open_data_only_for_anonymous(caller: &MaybeCaller, filters: &mut Vec<(Facet, 
     }
 }
 
+/// Each facet counts once, and the index refuses one requested twice, so a request names at most
+/// as many facets as exist; more is refused before any is parsed further.
+fn too_many_facets(parameter: &str) -> ApiError {
+    ApiError::invalid(
+        parameter,
+        format!("at most {} facets, each once", Facet::ALL.len()),
+    )
+}
+
 /// Turns the HTTP parameters into a search request; anonymous callers see open data only.
 pub fn search_request(caller: &MaybeCaller, query: SearchQuery) -> ApiResult<SearchRequest> {
     let mut facets = Vec::new();
+    let mut named = 0;
     for name in query.facet.unwrap_or_default() {
         for name in name.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            facets
-                .push(Facet::parse(name).ok_or_else(|| {
-                    ApiError::invalid("facet", format!("unknown facet {name:?}"))
-                })?);
+            named += 1;
+            if named > Facet::ALL.len() {
+                return Err(too_many_facets("facet"));
+            }
+            let facet = Facet::parse(name)
+                .ok_or_else(|| ApiError::invalid("facet", format!("unknown facet {name:?}")))?;
+            if !facets.contains(&facet) {
+                facets.push(facet);
+            }
         }
     }
     let mut filters = Vec::new();
@@ -418,19 +432,25 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RepeatedQuery {
 }
 
 /// CKAN's facet names and ours.
+const CKAN_FACETS: [(&str, Facet); 11] = [
+    ("organization", Facet::Provider),
+    ("owner_org", Facet::Provider),
+    ("tags", Facet::Tag),
+    ("groups", Facet::Classification),
+    ("kind", Facet::Kind),
+    ("type", Facet::Kind),
+    ("level", Facet::Level),
+    ("sharing_type", Facet::SharingType),
+    ("open_type", Facet::OpenType),
+    ("update_cycle", Facet::UpdateCycle),
+    ("origin_node", Facet::OriginNode),
+];
+
 fn ckan_facet(name: &str) -> Option<Facet> {
-    match name {
-        "organization" | "owner_org" => Some(Facet::Provider),
-        "tags" => Some(Facet::Tag),
-        "groups" => Some(Facet::Classification),
-        "kind" | "type" => Some(Facet::Kind),
-        "level" => Some(Facet::Level),
-        "sharing_type" => Some(Facet::SharingType),
-        "open_type" => Some(Facet::OpenType),
-        "update_cycle" => Some(Facet::UpdateCycle),
-        "origin_node" => Some(Facet::OriginNode),
-        _ => None,
-    }
+    CKAN_FACETS
+        .iter()
+        .find(|(known, _)| *known == name)
+        .map(|&(_, facet)| facet)
 }
 
 /// CKAN names are lower case; facet values of codes are upper case.
@@ -509,19 +529,36 @@ pub async fn ckan_package_search(
             )));
         }
     };
-    let facet_names = params.list("facet.field")?;
+    // Names are answered as asked, each once; two names of one facet (`organization`,
+    // `owner_org`) share its counts, which the index counts once.
+    let requested = params.list("facet.field")?;
+    if requested.len() > CKAN_FACETS.len() {
+        return Err(CkanError::validation(
+            "facet.field",
+            format!("at most {} facet fields, each once", CKAN_FACETS.len()),
+        ));
+    }
+    let mut facet_names: Vec<String> = Vec::new();
     let mut facets = Vec::new();
-    for name in &facet_names {
-        facets.push(
-            ckan_facet(name)
-                .ok_or_else(|| CkanError::search_query(format!("unknown facet field {name:?}")))?,
-        );
+    for name in requested {
+        if facet_names.contains(&name) {
+            continue;
+        }
+        let facet = ckan_facet(&name)
+            .ok_or_else(|| CkanError::search_query(format!("unknown facet field {name:?}")))?;
+        if !facets.contains(&facet) {
+            facets.push(facet);
+        }
+        facet_names.push(name);
     }
     let facet_limit = match params.integer("facet.limit")? {
         Some(limit) => (limit as usize).clamp(1, 1000),
         None => 50,
     };
-    if start + rows > civitas_search::MAX_OFFSET_WINDOW {
+    if start
+        .checked_add(rows)
+        .is_none_or(|end| end > civitas_search::MAX_OFFSET_WINDOW)
+    {
         return Err(CkanError::search_query(format!(
             "start + rows may reach {} at most; use /api/v1/search with cursors to walk further",
             civitas_search::MAX_OFFSET_WINDOW
@@ -530,7 +567,7 @@ pub async fn ckan_package_search(
     let request = SearchRequest {
         query,
         filters,
-        facets: facets.clone(),
+        facets,
         facet_limit,
         sort,
         paging: Paging::Offset {
@@ -553,6 +590,10 @@ pub async fn ckan_package_search(
         response.hits.iter().map(|hit| hit.code.as_str()).collect()
     };
     let mut resources = state.store.resources_by_code(&codes).await?;
+    // The index follows the store with a lag (and not at all once its feeder stopped): a hit
+    // may name a resource deactivated or closed since, which is answered only if the caller
+    // may still see it now.
+    resources.retain(|resource| resource.active && crate::catalog::visible_to(caller, resource));
     let order: HashMap<&str, usize> = codes.iter().enumerate().map(|(i, c)| (*c, i)).collect();
     resources.sort_by_key(|resource| {
         order
@@ -563,7 +604,12 @@ pub async fn ckan_package_search(
     let results = package_dicts(state, &resources).await?;
     let mut facet_counts = serde_json::Map::new();
     let mut search_facets = serde_json::Map::new();
-    for (name, counts) in facet_names.iter().zip(&response.facets) {
+    for name in &facet_names {
+        let Some(counts) = ckan_facet(name)
+            .and_then(|facet| response.facets.iter().find(|counts| counts.facet == facet))
+        else {
+            continue;
+        };
         let mut plain = serde_json::Map::new();
         let mut items = Vec::new();
         for (value, count) in &counts.values {

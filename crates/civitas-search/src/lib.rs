@@ -229,7 +229,8 @@ pub struct SearchRequest {
     pub query: String,
     /// AND across facets, OR between values of the same facet.
     pub filters: Vec<(Facet, String)>,
-    /// Facets whose value counts over all matches are returned.
+    /// Facets whose value counts over all matches are returned, each at most once
+    /// ([`CatalogIndex::search`] refuses a facet requested twice).
     pub facets: Vec<Facet>,
     /// Values per facet, most frequent first.
     pub facet_limit: usize,
@@ -465,6 +466,17 @@ impl CatalogIndex {
             return Err(SearchError::InvalidRequest {
                 message: format!("limit must be at most {MAX_LIMIT}"),
             });
+        }
+        // Each requested facet costs a counter per distinct value in every segment, so a
+        // facet asked for twice would be counted twice: refused here, whoever the caller is, so
+        // a request can never ask for more counting than the facets that exist.
+        let mut requested = [false; Facet::ALL.len()];
+        for &facet in &request.facets {
+            if std::mem::replace(&mut requested[facet as usize], true) {
+                return Err(SearchError::InvalidRequest {
+                    message: format!("facet {facet} is requested more than once"),
+                });
+            }
         }
         let mut built = query::build(
             &shared.index,

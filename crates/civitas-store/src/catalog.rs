@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use civitas_core::{
     Uscc,
     authz::Permit,
-    catalog::{Resource, ResourceCode, ResourceDraft, ResourceKind},
+    catalog::{OpenType, Resource, ResourceCode, ResourceDraft, ResourceKind},
 };
 use jiff::Timestamp;
 use serde_json::json;
@@ -64,6 +64,9 @@ pub struct ResourceFilter {
     pub active: Option<bool>,
     /// Only resources changed at or after this time.
     pub modified_since: Option<Timestamp>,
+    /// Only resources of this open type (anonymous callers see open data only, and counts
+    /// shown to them must not tell how many others exist).
+    pub open_type: Option<OpenType>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -125,11 +128,46 @@ impl Store {
     /// Drafts are assumed to have passed `ResourceDraft::validate`; this checks what needs the
     /// stored data: the provider organization is active and an interface or video names one of its
     /// systems.
+    ///
+    /// In [`WriteMode::Update`] a deactivated resource is refused as a conflict: it is
+    /// reactivated on its own ([`Store::set_resource_active`]), never as a side effect of an
+    /// edit. A bulk [`WriteMode::Upsert`] (an import) does reactivate what it writes.
     pub async fn write_resources(
         &self,
         permit: &Permit,
         drafts: &[ResourceDraft],
         mode: WriteMode,
+    ) -> Result<(ImportOutcome, Vec<Resource>)> {
+        self.write_resources_at(permit, drafts, mode, None).await
+    }
+
+    /// Replaces one resource's draft on the condition that its current version is
+    /// `expected_version` ([`StoreError::Stale`] if not), as one update of
+    /// [`Store::write_resources`]. Returns the new version, or `None` when the draft is what is
+    /// stored already.
+    pub async fn update_resource(
+        &self,
+        permit: &Permit,
+        draft: &ResourceDraft,
+        expected_version: u32,
+    ) -> Result<Option<Resource>> {
+        let (_, mut written) = self
+            .write_resources_at(
+                permit,
+                std::slice::from_ref(draft),
+                WriteMode::Update,
+                Some(expected_version),
+            )
+            .await?;
+        Ok(written.pop())
+    }
+
+    async fn write_resources_at(
+        &self,
+        permit: &Permit,
+        drafts: &[ResourceDraft],
+        mode: WriteMode,
+        expected_version: Option<u32>,
     ) -> Result<(ImportOutcome, Vec<Resource>)> {
         let mut outcome = ImportOutcome::default();
         let mut written = Vec::new();
@@ -148,6 +186,7 @@ impl Store {
         let now = Timestamp::now();
         let backend = self.backend();
         write_tx!(self, |tx| {
+            lock_catalog!(tx);
             // Existing versions of the batch's resources.
             let codes: Vec<&str> = drafts.iter().map(|d| d.code.as_str()).collect();
             let mut existing: HashMap<String, ExistingRow> = HashMap::new();
@@ -210,6 +249,22 @@ impl Store {
                         kind: "resource",
                         id: draft.code.to_string(),
                     }),
+                    (WriteMode::Update, Some(row))
+                        if expected_version.is_some_and(|v| i64::from(v) != row.version) =>
+                    {
+                        Some(StoreError::Stale {
+                            kind: "resource",
+                            id: draft.code.to_string(),
+                            expected: expected_version.unwrap_or_default(),
+                            current: row.version as u32,
+                        })
+                    }
+                    (WriteMode::Update, Some(row)) if !row.active => {
+                        Some(StoreError::Conflict(format!(
+                            "resource {} is deactivated; reactivate it before changing it",
+                            draft.code
+                        )))
+                    }
                     _ if !active_providers.contains(draft.provider.as_str()) => {
                         Some(StoreError::invalid(
                             "provider",
@@ -277,7 +332,10 @@ impl Store {
                     row.seq = first + offset as i64;
                 }
                 for chunk in pending.chunks(ROWS_PER_STATEMENT) {
-                    insert_resource_rows!(tx, backend, chunk, permit.actor());
+                    let (new, replacing): (Vec<&PendingRow>, Vec<&PendingRow>) =
+                        chunk.iter().partition(|row| row.previous.is_none());
+                    insert_resource_rows!(tx, backend, new, permit.actor(), "");
+                    insert_resource_rows!(tx, backend, replacing, permit.actor(), REPLACE_RESOURCE);
                     insert_version_rows!(tx, backend, chunk);
                 }
                 let created: Vec<&str> = pending
@@ -347,6 +405,7 @@ impl Store {
     ) -> Result<Resource> {
         let now = micros(Timestamp::now());
         write_tx!(self, |tx| {
+            lock_catalog!(tx);
             let row: Option<ExistingRow> = sqlx::query_as(concat!(
                 "SELECT ",
                 existing_columns!(),
@@ -507,7 +566,8 @@ impl Store {
                AND ($3 IS NULL OR kind = $3)
                AND ($4 IS NULL OR active = $4)
                AND ($5 IS NULL OR updated_at >= $5)
-             ORDER BY code LIMIT $6"
+               AND ($6 IS NULL OR open_type = $6)
+             ORDER BY code LIMIT $7"
         );
         let rows: Vec<(String, i64, bool, i64, i64, String)> = read_pool!(self, |pool| {
             sqlx::query_as(sql)
@@ -516,6 +576,7 @@ impl Store {
                 .bind(filter.kind.map(ResourceKind::as_str))
                 .bind(filter.active)
                 .bind(filter.modified_since.map(micros))
+                .bind(filter.open_type.map(OpenType::as_str))
                 .bind(page.fetch_limit())
                 .fetch_all(pool)
                 .await?
@@ -552,16 +613,20 @@ impl Store {
                AND ($2 IS NULL OR kind = $2)
                AND ($3 IS NULL OR active = $3)
                AND ($4 IS NULL OR updated_at >= $4)
-             ORDER BY code LIMIT $5 OFFSET $6"
+               AND ($5 IS NULL OR open_type = $5)
+             ORDER BY code LIMIT $6 OFFSET $7"
         );
+        // An offset past every row gives an empty page, as any offset past the end does.
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
         let rows: Vec<ResourceRow> = read_pool!(self, |pool| {
             sqlx::query_as(sql)
                 .bind(filter.provider.as_ref().map(Uscc::as_str))
                 .bind(filter.kind.map(ResourceKind::as_str))
                 .bind(filter.active)
                 .bind(filter.modified_since.map(micros))
+                .bind(filter.open_type.map(OpenType::as_str))
                 .bind(i64::from(limit))
-                .bind(offset as i64)
+                .bind(offset)
                 .fetch_all(pool)
                 .await?
         });
@@ -576,12 +641,14 @@ impl Store {
                  WHERE ($1 IS NULL OR provider = $1)
                    AND ($2 IS NULL OR kind = $2)
                    AND ($3 IS NULL OR active = $3)
-                   AND ($4 IS NULL OR updated_at >= $4)",
+                   AND ($4 IS NULL OR updated_at >= $4)
+                   AND ($5 IS NULL OR open_type = $5)",
             )
             .bind(filter.provider.as_ref().map(Uscc::as_str))
             .bind(filter.kind.map(ResourceKind::as_str))
             .bind(filter.active)
             .bind(filter.modified_since.map(micros))
+            .bind(filter.open_type.map(OpenType::as_str))
             .fetch_one(pool)
             .await?
         });
@@ -610,12 +677,17 @@ impl Store {
         Ok(codes)
     }
 
-    /// Active resources per provider organization.
-    pub async fn resource_counts_by_provider(&self) -> Result<HashMap<String, u64>> {
+    /// Active resources per provider organization, of `open_type` only when given.
+    pub async fn resource_counts_by_provider(
+        &self,
+        open_type: Option<OpenType>,
+    ) -> Result<HashMap<String, u64>> {
         let rows: Vec<(String, i64)> = read_pool!(self, |pool| {
             sqlx::query_as(
-                "SELECT provider, COUNT(*) FROM resources WHERE active GROUP BY provider",
+                "SELECT provider, COUNT(*) FROM resources
+                 WHERE active AND ($1 IS NULL OR open_type = $1) GROUP BY provider",
             )
+            .bind(open_type.map(OpenType::as_str))
             .fetch_all(pool)
             .await?
         });
@@ -625,12 +697,17 @@ impl Store {
             .collect())
     }
 
-    /// Active resources per classification code.
-    pub async fn resource_counts_by_classification(&self) -> Result<HashMap<String, u64>> {
+    /// Active resources per classification code, of `open_type` only when given.
+    pub async fn resource_counts_by_classification(
+        &self,
+        open_type: Option<OpenType>,
+    ) -> Result<HashMap<String, u64>> {
         let rows: Vec<(String, i64)> = read_pool!(self, |pool| {
             sqlx::query_as(
-                "SELECT classification, COUNT(*) FROM resources WHERE active GROUP BY classification",
+                "SELECT classification, COUNT(*) FROM resources
+                 WHERE active AND ($1 IS NULL OR open_type = $1) GROUP BY classification",
             )
+            .bind(open_type.map(OpenType::as_str))
             .fetch_all(pool)
             .await?
         });
@@ -702,23 +779,46 @@ impl Store {
 }
 
 /// Inserts or replaces the `resources` rows of a chunk of pending rows.
+/// What replaces a resource row: only rows read as existing under the catalog lock are written
+/// with it, so a new resource is a plain insert, and a code that exists after all is a
+/// duplicate rather than a silent replacement.
+const REPLACE_RESOURCE: &str = "ON CONFLICT (code) DO UPDATE SET
+    seq = excluded.seq, version = excluded.version, kind = excluded.kind,
+    classification = excluded.classification, provider = excluded.provider,
+    provider_system = excluded.provider_system, sharing_type = excluded.sharing_type,
+    open_type = excluded.open_type, origin_node = excluded.origin_node,
+    name = excluded.name, active = excluded.active, updated_at = excluded.updated_at,
+    document = excluded.document, device = excluded.device,
+    changed_by = excluded.changed_by";
+
+/// Takes the catalog's write lock (the sequence row) before anything is read: on PostgreSQL two
+/// writers of one code would otherwise both read it as it was, and the second would overwrite
+/// the first or collide on the version it moves to the history. The statement changes nothing;
+/// its row lock is held to the end of the transaction, and every later statement of it (in READ
+/// COMMITTED) sees what the previous writer committed. SQLite's single writer serializes anyway.
+macro_rules! lock_catalog {
+    ($tx:expr) => {
+        sqlx::query("UPDATE catalog_sequence SET last = last WHERE id = 1")
+            .execute(&mut *$tx)
+            .await?;
+    };
+}
+use lock_catalog;
+
+/// Inserts a chunk of pending rows, `$on_conflict` (empty or [`REPLACE_RESOURCE`]) deciding
+/// what an existing code does.
 macro_rules! insert_resource_rows {
-    ($tx:expr, $backend:expr, $chunk:expr, $actor:expr) => {{
+    ($tx:expr, $backend:expr, $chunk:expr, $actor:expr, $on_conflict:expr) => {{
+        if let Some(first) = $chunk.first() {
         let sql = format!(
             "INSERT INTO resources (code, seq, version, kind, classification, provider, provider_system,
                  sharing_type, open_type, origin_node, name, active, created_at, updated_at, document, device,
                  changed_by)
-             VALUES {}
-             ON CONFLICT (code) DO UPDATE SET
-                 seq = excluded.seq, version = excluded.version, kind = excluded.kind,
-                 classification = excluded.classification, provider = excluded.provider,
-                 provider_system = excluded.provider_system, sharing_type = excluded.sharing_type,
-                 open_type = excluded.open_type, origin_node = excluded.origin_node,
-                 name = excluded.name, active = excluded.active, updated_at = excluded.updated_at,
-                 document = excluded.document, device = excluded.device,
-                 changed_by = excluded.changed_by",
-            values_placeholders($backend, $chunk.len(), 17)
+             VALUES {} {}",
+            values_placeholders($backend, $chunk.len(), 17),
+            $on_conflict
         );
+        let first_code = first.resource.draft.code.to_string();
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for row in $chunk {
             let draft = &row.resource.draft;
@@ -741,7 +841,11 @@ macro_rules! insert_resource_rows {
                 .bind(draft.device.as_ref().map(|d| d.as_str()))
                 .bind($actor);
         }
-        query.execute(&mut *$tx).await?;
+        query
+            .execute(&mut *$tx)
+            .await
+            .map_err(crate::duplicate_as("resource", &first_code))?;
+        }
     }};
 }
 use insert_resource_rows;

@@ -53,6 +53,15 @@ pub enum StoreError {
     /// A change that is not possible in the object's current state.
     #[error("{0}")]
     Conflict(String),
+    /// A change made on the condition that the object is still at `expected`, which it no longer
+    /// is (optimistic concurrency).
+    #[error("{kind} {id} is at version {current}, not {expected}")]
+    Stale {
+        kind: &'static str,
+        id: String,
+        expected: u32,
+        current: u32,
+    },
     #[error("store url: {0}")]
     BadUrl(String),
     #[error("stored data is corrupt: {0}")]

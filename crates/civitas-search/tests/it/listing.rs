@@ -122,6 +122,30 @@ async fn facets_count_all_matches_not_just_the_page() {
 }
 
 #[tokio::test]
+async fn a_facet_requested_twice_is_refused() {
+    let index = index_with(listing_documents()).await;
+    // Every requested facet is counted with its own counters in every segment, so repeating
+    // one would multiply the work without bound; the index refuses it whoever calls.
+    let repeated = SearchRequest {
+        facets: vec![Facet::Tag, Facet::Kind, Facet::Tag],
+        ..query("")
+    };
+    assert!(
+        matches!(
+            index.search(&repeated),
+            Err(SearchError::InvalidRequest { message }) if message.contains("tag")
+        ),
+        "a repeated facet is an invalid request"
+    );
+    let every_facet_once = SearchRequest {
+        facets: Facet::ALL.to_vec(),
+        ..query("")
+    };
+    let response = index.search(&every_facet_once).unwrap();
+    assert_eq!(response.facets.len(), Facet::ALL.len());
+}
+
+#[tokio::test]
 async fn filters_and_across_facets_or_within_one() {
     let index = index_with(listing_documents()).await;
     let total = |filters: &[(Facet, &str)]| {

@@ -11,6 +11,7 @@ on_both_stores!(
     resources_lifecycle_and_history,
     resource_bad_input_and_foreign_officers,
     import_reports_broken_rows_and_export_round_trips,
+    concurrent_writes_neither_fail_nor_replace_silently,
 );
 
 pub fn resource(code: &str, provider: &str) -> Value {
@@ -524,4 +525,194 @@ async fn the_index_follows_an_import_and_writes_in_between() {
         .collect();
     codes.sort();
     assert_eq!(codes, [code(1), code(2), code(3), code(4)]);
+}
+
+/// Sends `body` to `path` with `method` and an optional `If-Match`; answers the status, the body
+/// and the `ETag`.
+async fn send_if_match(
+    client: reqwest::Client,
+    url: String,
+    method: Method,
+    body: Value,
+    if_match: Option<String>,
+) -> (StatusCode, Value, Option<String>) {
+    let mut request = client
+        .request(method, url)
+        .bearer_auth(ADMIN_KEY)
+        .json(&body);
+    if let Some(tag) = if_match {
+        request = request.header("If-Match", tag);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let etag = response
+        .headers()
+        .get("etag")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, response.json().await.unwrap_or(Value::Null), etag)
+}
+
+/// Fires `bodies` at once; answers each status, body and `ETag`.
+async fn all_at_once(
+    server: &TestServer,
+    method: Method,
+    path: &str,
+    bodies: Vec<(Value, Option<String>)>,
+) -> Vec<(StatusCode, Value, Option<String>)> {
+    let mut calls = tokio::task::JoinSet::new();
+    for (body, if_match) in bodies {
+        let client = server.client.clone();
+        let url = format!("{}{path}", server.base);
+        let method = method.clone();
+        calls.spawn(send_if_match(client, url, method, body, if_match));
+    }
+    calls.join_all().await
+}
+
+async fn concurrent_writes_neither_fail_nor_replace_silently(server: TestServer) {
+    let first = server.create_org(1, None).await.to_string();
+    let second = server.create_org(2, None).await.to_string();
+    let code = "320100-B01-000777";
+    let path = format!("/api/v1/resources/{code}");
+
+    // Creates of one code by two providers at once: one wins, the others are duplicates.
+    let creates = (0..8)
+        .map(|n| {
+            let provider = if n % 2 == 0 { &first } else { &second };
+            let mut body = resource(code, provider);
+            body["name"] = json!(format!("并发创建 {n}"));
+            (body, None)
+        })
+        .collect();
+    let answers = all_at_once(&server, Method::POST, "/api/v1/resources", creates).await;
+    let created: Vec<&Value> = answers
+        .iter()
+        .filter(|(status, _, _)| *status == StatusCode::CREATED)
+        .map(|(_, body, _)| body)
+        .collect();
+    assert_eq!(created.len(), 1, "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|(status, _, _)| [StatusCode::CREATED, StatusCode::CONFLICT].contains(status)),
+        "{answers:?}"
+    );
+    let (status, stored) = server.get(&path, ADMIN_KEY).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (&stored["version"], &stored["name"], &stored["provider"]),
+        (&json!(1), &created[0]["name"], &created[0]["provider"]),
+        "the one created is the one stored"
+    );
+    let provider = stored["provider"].as_str().unwrap().to_owned();
+
+    // Updates at once without If-Match: each is applied in turn or told of the change that
+    // overtook it; none fails, and every applied one is in the history.
+    let updates = (0..8)
+        .map(|n| {
+            let mut body = resource(code, &provider);
+            body["name"] = json!(format!("并发修改 {n}"));
+            (body, None)
+        })
+        .collect();
+    let answers = all_at_once(&server, Method::PUT, &path, updates).await;
+    assert!(
+        answers
+            .iter()
+            .all(|(status, _, _)| [StatusCode::OK, StatusCode::CONFLICT].contains(status)),
+        "{answers:?}"
+    );
+    let applied = answers
+        .iter()
+        .filter(|(status, _, _)| *status == StatusCode::OK)
+        .count();
+    assert!(applied >= 1, "{answers:?}");
+    let (_, history) = server.get(&format!("{path}/history"), ADMIN_KEY).await;
+    assert_eq!(history.as_array().unwrap().len(), 1 + applied, "{history}");
+
+    // With If-Match: of updates of one version, one wins and the others get 412.
+    let (status, current, etag) = send_if_match(
+        server.client.clone(),
+        format!("{}{path}", server.base),
+        Method::GET,
+        Value::Null,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let etag = etag.expect("GET answers an ETag");
+    assert_eq!(etag, format!("\"{}\"", current["version"]));
+    let updates = (0..6)
+        .map(|n| {
+            let mut body = resource(code, &provider);
+            body["name"] = json!(format!("条件修改 {n}"));
+            (body, Some(etag.clone()))
+        })
+        .collect();
+    let answers = all_at_once(&server, Method::PUT, &path, updates).await;
+    let mut statuses: Vec<u16> = answers.iter().map(|(s, _, _)| s.as_u16()).collect();
+    statuses.sort();
+    assert_eq!(statuses, [200, 412, 412, 412, 412, 412], "{answers:?}");
+    let (_, winner, new_etag) = answers
+        .iter()
+        .find(|(status, _, _)| *status == StatusCode::OK)
+        .unwrap();
+    assert_eq!(
+        new_etag.as_deref(),
+        Some(format!("\"{}\"", winner["version"]).as_str())
+    );
+    let (status, problem, _) = send_if_match(
+        server.client.clone(),
+        format!("{}{path}", server.base),
+        Method::PUT,
+        resource(code, &provider),
+        Some(etag.clone()),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::PRECONDITION_FAILED, Some("precondition_failed")),
+        "{problem}"
+    );
+    let (status, _, _) = send_if_match(
+        server.client.clone(),
+        format!("{}{path}", server.base),
+        Method::PUT,
+        resource(code, &provider),
+        Some("*".into()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // A deactivated resource is not reactivated by an edit: that takes its own call.
+    let (status, _) = server.delete(&path, ADMIN_KEY).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut edited = resource(code, &provider);
+    edited["name"] = json!("停用后修改");
+    let (status, problem) = server
+        .request(Method::PUT, &path, Some(ADMIN_KEY), Some(edited.clone()))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("reactivate"),
+        "{problem}"
+    );
+    let (_, stored) = server.get(&path, ADMIN_KEY).await;
+    assert_eq!(stored["active"], false);
+    let (status, _) = server
+        .request(
+            Method::POST,
+            &format!("{path}/reactivate"),
+            Some(ADMIN_KEY),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, stored) = server
+        .request(Method::PUT, &path, Some(ADMIN_KEY), Some(edited))
+        .await;
+    assert_eq!(
+        (status, &stored["name"]),
+        (StatusCode::OK, &json!("停用后修改"))
+    );
 }

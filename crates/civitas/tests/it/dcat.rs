@@ -93,7 +93,15 @@ async fn dcat_export_parses_with_mandatory_properties(server: TestServer) {
     // Anonymous harvesters see open data only.
     let (_, _, open) = fetch(&server, "/catalog.ttl", None).await;
     let summary = check(&open, "turtle");
-    assert_eq!(summary["counts"]["Dataset"], 50);
+    assert_eq!(
+        summary["counts"]["Dataset"], 52,
+        "a page holds open datasets only, and is full"
+    );
+    assert_eq!(
+        (&summary["total_items"], &summary["next"]),
+        (&json!(52), &Value::Null),
+        "the counts tell nothing of closed datasets"
+    );
     assert_eq!(
         summary["access_rights"],
         json!(["http://publications.europa.eu/resource/authority/access-right/PUBLIC"])
@@ -126,4 +134,13 @@ async fn dcat_export_parses_with_mandatory_properties(server: TestServer) {
     assert_eq!(check(&none, "turtle")["total_items"], 0);
     let (status, _, _) = fetch(&server, "/catalog.ttl?page=0", Some(ADMIN_KEY)).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    // A page whose offset does not fit is refused, not wrapped into a negative offset.
+    for key in [Some(ADMIN_KEY), None] {
+        let (status, _, body) = fetch(&server, "/catalog.ttl?page=100000000000000000", key).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(body.contains("page"), "{body}");
+    }
+    let (status, _, beyond) = fetch(&server, "/catalog.jsonld?page=92233720368547758", None).await;
+    assert_eq!(status, StatusCode::OK, "{beyond}");
+    assert_eq!(check(&beyond, "json-ld")["counts"]["Dataset"], 0);
 }

@@ -15,7 +15,8 @@ use crate::{
 
 on_both_stores!(
     search_finds_facets_filters_and_pages,
-    ckan_action_api_and_ckanapi_client
+    ckan_action_api_and_ckanapi_client,
+    repeated_facets_are_counted_once
 );
 
 /// Publishes a few resources of two organizations: housing-fund and social-insurance entries,
@@ -356,6 +357,47 @@ async fn ckan_action_api_and_ckanapi_client(server: TestServer) {
             .iter()
             .any(|g| g["name"] == "b01" && g["package_count"] == 3)
     );
+    // Anonymous callers' counts are of open data only, like their lists.
+    let (_, body) = ckan_call(&server, "organization_list", "all_fields=true", None).await;
+    let counts: Vec<&Value> = body["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|org| &org["package_count"])
+        .collect();
+    assert_eq!(counts, [&json!(1), &json!(1)], "{body}");
+    let (_, body) = ckan_call(
+        &server,
+        "organization_show",
+        &format!("id={}", fund.to_lowercase()),
+        None,
+    )
+    .await;
+    assert_eq!(body["result"]["package_count"], 1, "{body}");
+    let (_, body) = ckan_call(&server, "group_list", "all_fields=true", None).await;
+    assert!(
+        body["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["name"] == "b01" && g["package_count"] == 1),
+        "{body}"
+    );
+    let (_, body) = ckan_call(&server, "group_show", "id=t03", None).await;
+    assert_eq!(body["result"]["package_count"], 1, "{body}");
+    // A start that overflows is refused like any start past the offset window.
+    let (status, body) = ckan_call(
+        &server,
+        "package_search",
+        "start=18446744073709551615&rows=10",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["__type"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("Search Query Error")),
+        "{body}"
+    );
     let (_, body) = ckan_call(&server, "group_show", "id=t03", Some(ADMIN_KEY)).await;
     assert_eq!(body["result"]["title"], "社会保障");
     let (_, body) = ckan_call(&server, "status_show", "", None).await;
@@ -415,4 +457,59 @@ async fn ckan_action_api_and_ckanapi_client(server: TestServer) {
     let organizations: Value =
         serde_json::from_str(&run(&["action", "organization_list"])).unwrap();
     assert_eq!(organizations.as_array().unwrap().len(), 2);
+}
+
+/// Every requested facet costs counters in every segment of the index: a facet named again is
+/// counted once, and more names than there are facets are refused, naming the parameter.
+async fn repeated_facets_are_counted_once(server: TestServer) {
+    catalog(&server).await;
+    search_until(&server, "q=", Some(ADMIN_KEY), |r| r["total"] == 5).await;
+
+    let (results, _) = search_until(&server, "facet=tag&facet=tag,tag&facet=kind", None, |r| {
+        r["total"] == 2
+    })
+    .await;
+    assert_eq!(results["facets"].as_object().unwrap().len(), 2, "{results}");
+    let many = vec!["facet=tag"; 20].join("&");
+    let (status, problem) = server
+        .request(Method::GET, &format!("/api/v1/search?{many}"), None, None)
+        .await;
+    assert_eq!(
+        (status, problem["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("facet")),
+        "{problem}"
+    );
+    let every = "facet=provider,level,kind,sharing_type,open_type,classification,update_cycle,origin_node,tag";
+    let (status, results) = server
+        .request(Method::GET, &format!("/api/v1/search?{every}"), None, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{results}");
+    assert_eq!(results["facets"].as_object().unwrap().len(), 9);
+
+    // CKAN: names repeat or alias one facet; each name is answered, the facet counted once.
+    let (status, body) = ckan_call(
+        &server,
+        "package_search",
+        "facet.field=[\"tags\",\"tags\",\"organization\",\"owner_org\"]",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let facets = body["result"]["facets"].as_object().unwrap();
+    assert_eq!(facets.len(), 3, "{body}");
+    assert_eq!(facets["organization"], facets["owner_org"]);
+    let many = format!("[{}]", vec!["\"tags\""; 20].join(","));
+    let (status, body) = ckan_call(
+        &server,
+        "package_search",
+        &format!("facet.field={many}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["__type"].as_str()),
+        (StatusCode::CONFLICT, Some("Validation Error")),
+        "{body}"
+    );
+    assert!(body["error"]["facet.field"].is_array(), "{body}");
 }
