@@ -778,7 +778,6 @@ impl Store {
     }
 }
 
-/// Inserts or replaces the `resources` rows of a chunk of pending rows.
 /// What replaces a resource row: only rows read as existing under the catalog lock are written
 /// with it, so a new resource is a plain insert, and a code that exists after all is a
 /// duplicate rather than a silent replacement.
