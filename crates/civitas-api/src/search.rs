@@ -494,6 +494,112 @@ fn parse_fq(fq: &str) -> CkanResult<Vec<(Facet, String)>> {
     Ok(filters)
 }
 
+/// The `metadata_modified:[FROM TO *]` clause of an `fq` (CKAN's harvester sends it for the
+/// datasets changed since its last run), and the rest of the `fq`.
+fn modified_since_clause(fq: &str) -> CkanResult<(Option<jiff::Timestamp>, String)> {
+    const FIELD: &str = "metadata_modified:[";
+    let Some(start) = fq.find(FIELD) else {
+        return Ok((None, fq.to_owned()));
+    };
+    let after = &fq[start + FIELD.len()..];
+    let end = after
+        .find(']')
+        .ok_or_else(|| CkanError::search_query("unbalanced bracket in fq"))?;
+    let range = &after[..end];
+    let (from, to) = range
+        .split_once(" TO ")
+        .ok_or_else(|| CkanError::search_query(format!("cannot read the range [{range}]")))?;
+    if !matches!(to.trim(), "*" | "NOW") {
+        return Err(CkanError::search_query(
+            "a metadata_modified range may only be open-ended: [FROM TO *]",
+        ));
+    }
+    let from = match from.trim() {
+        "*" => None,
+        from => Some(from.parse::<jiff::Timestamp>().map_err(|error| {
+            CkanError::search_query(format!("metadata_modified from {from:?}: {error}"))
+        })?),
+    };
+    let rest = format!("{}{}", &fq[..start], &after[end + 1..]);
+    Ok((from, rest))
+}
+
+/// `package_search` with `sort=id asc` (or `name asc`: names are the codes in lower case), as
+/// CKAN's harvester walks a catalog: every active dataset in code order, `start` going as far as
+/// the catalog does (past the search index's window), optionally only those modified since a
+/// time (`fq=metadata_modified:[2026-01-01T00:00:00Z TO *]`) or of one organization. Served
+/// from the store; `q` and facets belong to searches and are refused here.
+async fn harvest_listing(
+    state: &AppState,
+    caller: &MaybeCaller,
+    params: &Params,
+    query: &str,
+    sort: &str,
+) -> CkanResult<Value> {
+    if !query.trim().is_empty() {
+        return Err(CkanError::search_query(format!(
+            "sort {sort:?} lists the catalog and takes no q; search with \"score desc\""
+        )));
+    }
+    if !params.list("facet.field")?.is_empty() {
+        return Err(CkanError::search_query(format!(
+            "sort {sort:?} lists the catalog and counts no facets"
+        )));
+    }
+    let (modified_since, rest) = match params.text("fq") {
+        Some(fq) => modified_since_clause(&fq)?,
+        None => (None, String::new()),
+    };
+    let mut filter = civitas_store::ResourceFilter {
+        active: Some(true),
+        modified_since,
+        ..Default::default()
+    };
+    for (facet, value) in parse_fq(&rest)? {
+        match facet {
+            Facet::Provider if filter.provider.is_none() => {
+                filter.provider = Some(civitas_core::Uscc::parse(&value).map_err(|error| {
+                    CkanError::search_query(format!("organization {value:?}: {error}"))
+                })?);
+            }
+            Facet::OpenType if filter.open_type.is_none() => {
+                filter.open_type = Some(
+                    serde_json::from_value(json!(value))
+                        .map_err(|_| CkanError::search_query(format!("no open type {value:?}")))?,
+                );
+            }
+            _ => {
+                return Err(CkanError::search_query(format!(
+                    "with sort {sort:?}, fq filters on one organization, one open_type and \
+                     metadata_modified"
+                )));
+            }
+        }
+    }
+    if caller.0.is_none() {
+        filter.open_type = Some(civitas_core::catalog::OpenType::Open);
+    }
+    let rows = params.integer("rows")?.unwrap_or(10).min(1000) as u32;
+    let start = params.integer("start")?.unwrap_or(0);
+    let count = state.store.count_resources(&filter).await?;
+    let resources = if rows == 0 {
+        Vec::new()
+    } else {
+        state
+            .store
+            .resources_at_offset(&filter, start, rows)
+            .await?
+    };
+    let results = package_dicts(state, &resources).await?;
+    Ok(json!({
+        "count": count,
+        "sort": sort,
+        "facets": {},
+        "search_facets": {},
+        "results": results,
+    }))
+}
+
 /// `package_search`: `q`, `fq`, `rows` (capped at 1000), `start`, `sort`, `facet.field`,
 /// `facet.limit`, `include_private`; CKAN's result shape with `facets` and `search_facets`.
 pub async fn ckan_package_search(
@@ -507,6 +613,9 @@ pub async fn ckan_package_search(
     } else {
         query
     };
+    if let Some(sort @ ("id asc" | "name asc")) = params.text("sort").as_deref().map(str::trim) {
+        return harvest_listing(state, caller, params, &query, sort).await;
+    }
     let mut filters = match params.text("fq") {
         Some(fq) => parse_fq(&fq)?,
         None => Vec::new(),
@@ -525,7 +634,8 @@ pub async fn ckan_package_search(
         }
         Some(other) => {
             return Err(CkanError::search_query(format!(
-                "sort {other:?} is not supported; use \"score desc\" or \"metadata_modified desc\""
+                "sort {other:?} is not supported; use \"score desc\", \"metadata_modified desc\" \
+                 or, to walk the whole catalog, \"id asc\""
             )));
         }
     };
@@ -551,9 +661,13 @@ pub async fn ckan_package_search(
         }
         facet_names.push(name);
     }
-    let facet_limit = match params.integer("facet.limit")? {
-        Some(limit) => (limit as usize).clamp(1, 1000),
-        None => 50,
+    // A negative limit is CKAN's "all of them"; the index answers at most 1000 values.
+    let facet_limit = match params.text("facet.limit").as_deref().map(str::trim) {
+        Some(negative) if negative.starts_with('-') && negative[1..].parse::<u64>().is_ok() => 1000,
+        _ => match params.integer("facet.limit")? {
+            Some(limit) => (limit as usize).clamp(1, 1000),
+            None => 50,
+        },
     };
     if start
         .checked_add(rows)

@@ -16,7 +16,8 @@ use crate::{
 on_both_stores!(
     search_finds_facets_filters_and_pages,
     ckan_action_api_and_ckanapi_client,
-    repeated_facets_are_counted_once
+    repeated_facets_are_counted_once,
+    ckan_harvesters_walk_the_catalog_by_id
 );
 
 /// Publishes a few resources of two organizations: housing-fund and social-insurance entries,
@@ -512,4 +513,108 @@ async fn repeated_facets_are_counted_once(server: TestServer) {
         "{body}"
     );
     assert!(body["error"]["facet.field"].is_array(), "{body}");
+}
+
+/// What CKAN's harvester asks: `sort=id asc`, `start` raised page by page until a page is empty,
+/// and for a later run `fq=metadata_modified:[SINCE TO *]`; an anonymous harvester gets open
+/// data only, and `start` may go past the search index's window.
+async fn ckan_harvesters_walk_the_catalog_by_id(server: TestServer) {
+    let (_, insurance) = catalog(&server).await;
+    let walk = |key: Option<&'static str>, fq: String| {
+        let server = &server;
+        async move {
+            let mut ids = Vec::new();
+            let mut count = None;
+            for page in 0.. {
+                let (status, body) = ckan_call(
+                    server,
+                    "package_search",
+                    &format!("sort=id%20asc&rows=2&start={}&fq={fq}", page * 2),
+                    key,
+                )
+                .await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+                count = Some(body["result"]["count"].as_u64().unwrap());
+                let results = body["result"]["results"].as_array().unwrap();
+                if results.is_empty() {
+                    break;
+                }
+                ids.extend(results.iter().map(|p| p["id"].as_str().unwrap().to_owned()));
+            }
+            (ids, count.unwrap())
+        }
+    };
+    let (ids, count) = walk(Some(ADMIN_KEY), String::new()).await;
+    assert_eq!(ids.len(), 5, "{ids:?}");
+    assert_eq!(count, 5);
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(ids, sorted, "in id order, each once");
+
+    // Anonymous: open data only (two of the five).
+    let (open, open_count) = walk(None, String::new()).await;
+    assert_eq!((open.len(), open_count), (2, 2), "{open:?}");
+
+    // Changed since: everything since 2000, nothing since a time to come.
+    let (since, _) = walk(
+        Some(ADMIN_KEY),
+        "metadata_modified:%5B2000-01-01T00:00:00Z%20TO%20*%5D".into(),
+    )
+    .await;
+    assert_eq!(since, ids);
+    let (_, none) = walk(
+        Some(ADMIN_KEY),
+        "metadata_modified:%5B2100-01-01T00:00:00Z%20TO%20*%5D".into(),
+    )
+    .await;
+    assert_eq!(none, 0);
+    let (theirs, _) = walk(
+        Some(ADMIN_KEY),
+        format!("organization:{}", insurance.to_lowercase()),
+    )
+    .await;
+    assert_eq!(theirs.len(), 2, "{theirs:?}");
+
+    // Past the index's window, a listing is simply empty; a search is refused.
+    let (status, body) = ckan_call(
+        &server,
+        "package_search",
+        "sort=id%20asc&start=50000",
+        Some(ADMIN_KEY),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["result"]["results"], json!([]));
+    let (status, _) = ckan_call(&server, "package_search", "start=50000", Some(ADMIN_KEY)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    for refused in [
+        "sort=id%20asc&q=公积金",
+        "sort=id%20asc&facet.field=[\"tags\"]",
+        "sort=id%20asc&fq=tags:社保",
+        "sort=id%20asc&fq=metadata_modified:%5Byesterday%20TO%20*%5D",
+    ] {
+        let (status, body) = ckan_call(&server, "package_search", refused, Some(ADMIN_KEY)).await;
+        assert_eq!(
+            (status, body["error"]["__type"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("Search Query Error")),
+            "{refused}: {body}"
+        );
+    }
+    // CKAN's "all values" facet limit, once the index has the catalog.
+    search_until(&server, "q=公积金", Some(ADMIN_KEY), |r| r["total"] == 3).await;
+    let (status, body) = ckan_call(
+        &server,
+        "package_search",
+        "facet.field=[\"tags\"]&facet.limit=-1",
+        Some(ADMIN_KEY),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        !body["result"]["search_facets"]["tags"]["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 }
