@@ -342,6 +342,8 @@ async fn update_organization(
         .update_organization(&permit, &code, &update)
         .await?;
     state.audit_changed().await;
+    // Its resources are indexed again, with its new name or level.
+    state.catalog_changed();
     Ok(axum::Json(organization))
 }
 

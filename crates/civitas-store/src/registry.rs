@@ -441,6 +441,9 @@ impl Store {
             .bind(micros(Timestamp::now()))
             .execute(&mut *tx)
             .await?;
+            if update.name.is_some() || update.name_en.is_some() || update.level.is_some() {
+                reindex_resources_of!(tx, code);
+            }
             record!(
                 tx,
                 permit,
@@ -929,3 +932,33 @@ impl Store {
         Ok(count > 0)
     }
 }
+
+/// Moves the organization's resources to the end of the catalog's change sequence, so that the
+/// search index, which shows each resource with its provider's name and level, takes them again
+/// after the provider changed. Their versions stay: the resources themselves did not change.
+macro_rules! reindex_resources_of {
+    ($tx:expr, $code:expr) => {{
+        let codes: Vec<String> =
+            sqlx::query_scalar("SELECT code FROM resources WHERE provider = $1 ORDER BY code")
+                .bind($code.as_str())
+                .fetch_all(&mut *$tx)
+                .await?;
+        if !codes.is_empty() {
+            let last: i64 = sqlx::query_scalar(
+                "UPDATE catalog_sequence SET last = last + $1 WHERE id = 1 RETURNING last",
+            )
+            .bind(codes.len() as i64)
+            .fetch_one(&mut *$tx)
+            .await?;
+            let first = last - codes.len() as i64 + 1;
+            for (seq, resource) in (first..).zip(&codes) {
+                sqlx::query("UPDATE resources SET seq = $1 WHERE code = $2")
+                    .bind(seq)
+                    .bind(resource)
+                    .execute(&mut *$tx)
+                    .await?;
+            }
+        }
+    }};
+}
+use reindex_resources_of;

@@ -17,7 +17,8 @@ on_both_stores!(
     search_finds_facets_filters_and_pages,
     ckan_action_api_and_ckanapi_client,
     repeated_facets_are_counted_once,
-    ckan_harvesters_walk_the_catalog_by_id
+    ckan_harvesters_walk_the_catalog_by_id,
+    a_renamed_provider_is_indexed_anew
 );
 
 /// Publishes a few resources of two organizations: housing-fund and social-insurance entries,
@@ -617,4 +618,36 @@ async fn ckan_harvesters_walk_the_catalog_by_id(server: TestServer) {
             .unwrap()
             .is_empty()
     );
+}
+
+/// The index shows each entry with its provider's name and level: after the provider is renamed
+/// or moves to another level, its entries are indexed again though they did not change.
+async fn a_renamed_provider_is_indexed_anew(server: TestServer) {
+    let (fund, _) = catalog(&server).await;
+    let of_fund = format!("q=&filter=provider:{fund}");
+    let (before, _) = search_until(&server, &of_fund, Some(ADMIN_KEY), |r| r["total"] == 3).await;
+    assert_eq!(before["total"], 3, "{before}");
+    let (status, renamed) = server
+        .patch(
+            &format!("/api/v1/organizations/{fund}"),
+            ADMIN_KEY,
+            json!({ "name": "南京住房公积金管理中心江北分中心" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{renamed}");
+    let named = |results: &Value| {
+        results["hits"].as_array().is_some_and(|hits| {
+            hits.len() == 3
+                && hits.iter().all(|hit| {
+                    hit["resource"]["provider"]["name"] == "南京住房公积金管理中心江北分中心"
+                })
+        })
+    };
+    let (after, _) = search_until(&server, &of_fund, Some(ADMIN_KEY), named).await;
+    assert!(named(&after), "{after}");
+    // The entries themselves did not change: no new versions.
+    let (_, resource) = server
+        .get("/api/v1/resources/320100-B01-000001", ADMIN_KEY)
+        .await;
+    assert_eq!(resource["version"], 1, "{resource}");
 }
