@@ -267,7 +267,14 @@ pub fn search_request(caller: &MaybeCaller, query: SearchQuery) -> ApiResult<Sea
         }
     }
     let mut filters = Vec::new();
-    for filter in query.filter.unwrap_or_default() {
+    let given = query.filter.unwrap_or_default();
+    if given.len() > MAX_FILTERS {
+        return Err(ApiError::invalid(
+            "filter",
+            format!("at most {MAX_FILTERS} filters"),
+        ));
+    }
+    for filter in given {
         let (name, value) = filter
             .split_once(':')
             .ok_or_else(|| ApiError::invalid("filter", format!("{filter:?} is not facet:value")))?;
@@ -319,6 +326,10 @@ pub fn search_request(caller: &MaybeCaller, query: SearchQuery) -> ApiResult<Sea
         snippets: query.snippets.unwrap_or(true),
     })
 }
+
+/// The most filters a caller gives one search (each is a clause of its query); the index takes a
+/// few more, for the ones the API adds.
+const MAX_FILTERS: usize = 100;
 
 /// Runs a search off the async threads: tantivy searches are CPU work.
 pub async fn run_search(
@@ -489,6 +500,11 @@ fn parse_fq(fq: &str) -> CkanResult<Vec<(Facet, String)>> {
             (&after[..end], &after[end..])
         };
         filters.push((facet, from_ckan_value(facet, value)));
+        if filters.len() > MAX_FILTERS {
+            return Err(CkanError::search_query(format!(
+                "fq may hold at most {MAX_FILTERS} clauses"
+            )));
+        }
         rest = remaining.trim();
     }
     Ok(filters)

@@ -222,6 +222,9 @@ pub enum Paging {
 pub const MAX_LIMIT: usize = 1000;
 /// How far offset paging reaches (`offset + limit`).
 pub const MAX_OFFSET_WINDOW: usize = 10_000;
+/// The most filter values one search takes: each is a clause of the query. (The API takes
+/// fewer from a caller, leaving room for the filters it adds itself.)
+pub const MAX_FILTERS: usize = 128;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchRequest {
@@ -465,6 +468,11 @@ impl CatalogIndex {
         if limit > MAX_LIMIT {
             return Err(SearchError::InvalidRequest {
                 message: format!("limit must be at most {MAX_LIMIT}"),
+            });
+        }
+        if request.filters.len() > MAX_FILTERS {
+            return Err(SearchError::InvalidRequest {
+                message: format!("at most {MAX_FILTERS} filter values"),
             });
         }
         // Each requested facet costs a counter per distinct value in every segment, so a

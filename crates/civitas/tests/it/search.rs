@@ -514,6 +514,33 @@ async fn repeated_facets_are_counted_once(server: TestServer) {
         "{body}"
     );
     assert!(body["error"]["facet.field"].is_array(), "{body}");
+
+    // Filters are clauses of the query: a hundred at most, in either API.
+    let many = vec!["filter=tag:x"; 101].join("&");
+    let (status, body) = server
+        .request(Method::GET, &format!("/api/v1/search?{many}"), None, None)
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("filter")),
+        "{body}"
+    );
+    let fq = vec!["tags:x"; 101].join("%20");
+    let (status, body) = ckan_call(&server, "package_search", &format!("fq={fq}"), None).await;
+    assert_eq!(
+        (status, body["error"]["__type"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("Search Query Error")),
+        "{body}"
+    );
+    let (status, _) = server
+        .request(
+            Method::GET,
+            &format!("/api/v1/search?{}", vec!["filter=tag:x"; 100].join("&")),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
 }
 
 /// What CKAN's harvester asks: `sort=id asc`, `start` raised page by page until a page is empty,
