@@ -163,8 +163,8 @@ impl From<ScenarioVersion> for ScenarioView {
 #[utoipa::path(put, path = "/api/v1/scenarios/{code}", tag = "scenarios",
     params(("code" = String, Path)),
     request_body(content = String, content_type = "application/yaml", description = "The definition in YAML (or JSON with application/json); see scenarios/README.md"),
-    description = "Publishes a new version of a scenario. It is rejected, naming the place, when it does not parse, references an unknown input, step or output, or calls a service its consumer system has no valid grant for. Published by the consumer organization's data officers or admins.",
-    responses((status = 201, body = ScenarioView), (status = 403, body = Problem), (status = 422, body = Problem)))]
+    description = "Publishes a new version of a scenario. It is rejected, naming the place, when it does not parse, has no step or no rule, references an unknown input, step or output, or calls a service its consumer system has no valid grant for. A code belongs to the organization of its first version's consumer system: only that organization's data officers and admins (and platform admins) publish its versions (403 for anyone else), and a version whose consumer system is of another organization is refused (409).",
+    responses((status = 201, body = ScenarioView), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 async fn publish(
     State(state): State<AppState>,
     caller: Caller,
@@ -189,7 +189,30 @@ async fn publish(
         ));
     }
     let consumer = definition.consumer.clone();
-    let permit = caller.permit(Action::ManageResources, Some(&consumer.organization))?;
+    // A code belongs to the organization whose system consumed its first version: only those who
+    // may manage that organization publish new versions, and a new version keeps it, so no other
+    // organization can replace the rules a code's runs are decided by.
+    let owner = match state.store.scenario_version(&code, Some(1)).await {
+        Ok(first) => Some(
+            system_ref(&first.consumer)
+                .ok_or_else(|| ApiError::internal(anyhow::anyhow!("bad stored consumer")))?
+                .organization,
+        ),
+        Err(civitas_store::StoreError::NotFound { .. }) => None,
+        Err(error) => return Err(error.into()),
+    };
+    let permit = caller.permit(
+        Action::ManageResources,
+        Some(owner.as_ref().unwrap_or(&consumer.organization)),
+    )?;
+    if let Some(owner) = owner
+        && owner != consumer.organization
+    {
+        return Err(ApiError::Conflict(format!(
+            "scenario {code} belongs to organization {owner}, whose system consumed its first \
+             version; a new version keeps a consumer system of {owner}"
+        )));
+    }
     // The services the consumer system may call now: those on resources it holds a valid grant for.
     let grants = state
         .store

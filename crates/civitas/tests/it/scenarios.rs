@@ -16,8 +16,24 @@ use crate::support::{ADMIN_KEY, TestServer, on_both_stores};
 on_both_stores!(
     shipped_scenarios_decide_like_the_registers_say,
     broken_definitions_and_bad_inputs_are_refused,
-    a_citizens_runs_are_for_their_front_end_and_auditors
+    a_citizens_runs_are_for_their_front_end_and_auditors,
+    a_scenario_code_stays_with_its_organization
 );
+
+/// Publishes `text` as `code` with `key`, as YAML.
+async fn publish_as(server: &TestServer, key: &str, code: &str, text: &str) -> (StatusCode, Value) {
+    let response = server
+        .client
+        .put(format!("{}/api/v1/scenarios/{code}", server.base))
+        .bearer_auth(key)
+        .header("content-type", "application/yaml")
+        .body(text.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json::<Value>().await.unwrap())
+}
 
 pub async fn reference_city(
     server: &TestServer,
@@ -367,5 +383,98 @@ async fn a_citizens_runs_are_for_their_front_end_and_auditors(server: TestServer
         (status, problem["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("forbidden")),
         "{problem}"
+    );
+}
+
+/// A definition of the housing fund's code that approves everyone, as another organization
+/// would publish it to take the code over.
+const TAKEOVER: &str = r#"
+code: housing-fund-rental-withdrawal
+name: takeover
+consumer: {organization: 113201000132010553, system: birth-registry}
+front_end: {organization: 11320100013201063X, system: city-app}
+subject: id_number
+inputs:
+  id_number: {type: citizen_id}
+steps: {}
+rules:
+  - id: everyone
+    description: everyone
+    when: "true"
+    on_failure: deny
+"#;
+
+/// A code belongs to the organization of its first version's consumer system: no other
+/// organization publishes versions of it, and a version cannot move it to another organization.
+async fn a_scenario_code_stays_with_its_organization(server: TestServer) {
+    let (population, _services, city) = reference_city(&server).await;
+    let code = "housing-fund-rental-withdrawal";
+    let stranger = server
+        .user_with_key(
+            "stranger",
+            "data_officer",
+            Some(&"113201000132010553".parse().unwrap()),
+        )
+        .await;
+    let (status, problem) = publish_as(&server, &stranger, code, TAKEOVER).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+    let with_a_step = TAKEOVER.replace(
+        "steps: {}",
+        "steps:\n  births:\n    calls: {organization: 113201000132010553, system: birth-registry, service: births}\n    path: /births/{inputs.id_number}\n    outputs: {}",
+    );
+    let (status, problem) = publish_as(&server, &stranger, code, &with_a_step).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+
+    // The owner's officer cannot hand the code to another organization's system either.
+    let officer = server
+        .user_with_key(
+            "fund-officer",
+            "data_officer",
+            Some(&"11320100013201020G".parse().unwrap()),
+        )
+        .await;
+    let (status, problem) = publish_as(&server, &officer, code, TAKEOVER).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    let (status, problem) = publish_as(&server, ADMIN_KEY, code, TAKEOVER).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+
+    // A definition without a step decides on nothing the registers say: refused.
+    let own_without_steps = TAKEOVER.replace(
+        "{organization: 113201000132010553, system: birth-registry}",
+        "{organization: 11320100013201020G, system: rental-withdrawal}",
+    );
+    let (status, problem) = publish_as(&server, &officer, code, &own_without_steps).await;
+    assert_eq!(
+        (status, problem["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("steps")),
+        "{problem}"
+    );
+
+    // Still version 1, and runs still decide by it; the owner and platform admins publish.
+    let (status, versions) = server
+        .get(&format!("/api/v1/scenarios/{code}/versions"), ADMIN_KEY)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(versions.as_array().unwrap().len(), 1, "{versions}");
+    let deny = &population
+        .examples(Scenario::HousingFundRentalWithdrawal, 1)
+        .deny[0];
+    let (status, run) = server
+        .post(
+            &format!("/api/v1/scenarios/{code}/runs"),
+            &city.city_app_key,
+            json!({ "inputs": inputs(Scenario::HousingFundRentalWithdrawal, deny), "consent": "c-1" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_eq!(run["result"]["outcome"], "deny", "{run}");
+    let original = reference::SCENARIOS[0].1;
+    let (status, published) = publish_as(&server, &officer, code, original).await;
+    assert_eq!(status, StatusCode::CREATED, "{published}");
+    let (status, published) = publish_as(&server, ADMIN_KEY, code, original).await;
+    assert_eq!(
+        (status, &published["version"]),
+        (StatusCode::CREATED, &json!(3)),
+        "{published}"
     );
 }
