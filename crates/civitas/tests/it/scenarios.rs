@@ -17,7 +17,8 @@ on_both_stores!(
     shipped_scenarios_decide_like_the_registers_say,
     broken_definitions_and_bad_inputs_are_refused,
     a_citizens_runs_are_for_their_front_end_and_auditors,
-    a_scenario_code_stays_with_its_organization
+    a_scenario_code_stays_with_its_organization,
+    expressions_that_would_exhaust_the_server_are_refused
 );
 
 /// Publishes `text` as `code` with `key`, as YAML.
@@ -477,4 +478,46 @@ async fn a_scenario_code_stays_with_its_organization(server: TestServer) {
         (StatusCode::CREATED, &json!(3)),
         "{published}"
     );
+}
+
+/// What would exhaust the server is refused at publication, naming the place, and the server
+/// stays up.
+async fn expressions_that_would_exhaust_the_server_are_refused(server: TestServer) {
+    let (_population, _services, _city) = reference_city(&server).await;
+    let code = "housing-fund-rental-withdrawal";
+    let officer = server
+        .user_with_key(
+            "fund-officer",
+            "data_officer",
+            Some(&"11320100013201020G".parse().unwrap()),
+        )
+        .await;
+    let original = reference::SCENARIOS[0].1;
+    let rule = "when: steps.fund.found && steps.fund.balance > 0.0";
+    assert!(original.contains(rule));
+    let digits = "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]";
+    let mut comprehensions = "true".to_owned();
+    for level in 0..30 {
+        comprehensions = format!("{digits}.all(v{level}, {comprehensions})");
+    }
+    let three_deep = format!("{digits}.all(a, {digits}.all(b, {digits}.all(c, true)))");
+    for when in [
+        // These overflowed the stack while the definition was checked, which aborted the server.
+        format!("{} == 0", vec!["0"; 2_000].join(" + ")),
+        format!("[1]{} == 1", "[0]".repeat(3_000)),
+        // And these validated, then never finished evaluating.
+        comprehensions,
+        three_deep,
+    ] {
+        let text = original.replace(rule, &format!("when: \"{when}\""));
+        let (status, problem) = publish_as(&server, &officer, code, &text).await;
+        assert_eq!(
+            (status, problem["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("rules[6].when")),
+            "{problem}"
+        );
+    }
+    let (status, _) = server.get("/api/v1/scenarios", ADMIN_KEY).await;
+    assert_eq!(status, StatusCode::OK, "the server is still up");
+
 }
