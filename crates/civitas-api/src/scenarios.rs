@@ -30,6 +30,9 @@ use crate::{
     extract::{Json, Query},
 };
 
+/// The longest consent reference a run accepts: an id, which goes into the run's record.
+pub const MAX_CONSENT_CHARACTERS: usize = 200;
+
 /// Compiled scenarios by code, with the version they were compiled from.
 pub type ScenarioCache = Arc<tokio::sync::RwLock<HashMap<String, (u32, Arc<CompiledScenario>)>>>;
 
@@ -368,7 +371,8 @@ pub struct RunRequest {
     /// The inputs the definition declares.
     #[schema(value_type = Object)]
     pub inputs: Value,
-    /// The reference of the citizen's consent to this run (e.g. the app's consent record id).
+    /// The reference of the citizen's consent to this run (e.g. the app's consent record id), at
+    /// most 200 characters.
     pub consent: String,
 }
 
@@ -413,6 +417,16 @@ async fn run(
             "a run needs the reference of the citizen's consent",
         ));
     }
+    // The reference goes into the run's ledger record, whose size is bounded: a long one is
+    // refused here, before any step fetches the citizen's data.
+    if request.consent.chars().count() > MAX_CONSENT_CHARACTERS {
+        return Err(ApiError::invalid(
+            "consent",
+            format!(
+                "the consent reference is at most {MAX_CONSENT_CHARACTERS} characters; send its id, not the consent itself"
+            ),
+        ));
+    }
     let inputs = scenario
         .check_inputs(&request.inputs)
         .map_err(|error| ApiError::invalid(format!("inputs.{}", error.field), error.message))?;
@@ -431,29 +445,55 @@ async fn run(
         .filter_map(|step| step.receipt)
         .collect();
     let run_id = uuid::Uuid::now_v7().to_string();
-    let details = json!({
-        "consent": request.consent,
-        "result": serde_json::to_value(&outcome).map_err(ApiError::internal)?,
-    });
-    // The run's durable ledger record is its only write: the store's list of runs is indexed
-    // from the ledger (`Gateway::index_ledger`), and reads of it catch up first.
-    let record = Record::ScenarioRun(ScenarioRunRecord {
-        at: Timestamp::now(),
-        run_id: run_id.clone(),
-        scenario: version.code.clone(),
-        version: version.version,
-        subject,
-        outcome: outcome.outcome.as_str().to_owned(),
-        exchanges: receipts.clone(),
-        details,
-    });
-    let ledger_index = state
-        .ledger
-        .append(record::encode(&record))
-        .await
-        .map_err(|error| {
-            ApiError::Unavailable(format!("the run could not be recorded: {error}"))
-        })?;
+    let run_record = |outcome: &RunOutcome| -> ApiResult<Vec<u8>> {
+        // The run's durable ledger record is its only write: the store's list of runs is indexed
+        // from the ledger (`Gateway::index_ledger`), and reads of it catch up first.
+        Ok(record::encode(&Record::ScenarioRun(ScenarioRunRecord {
+            at: Timestamp::now(),
+            run_id: run_id.clone(),
+            scenario: version.code.clone(),
+            version: version.version,
+            subject: subject.clone(),
+            outcome: outcome.outcome.as_str().to_owned(),
+            exchanges: receipts.clone(),
+            details: json!({
+                "consent": request.consent,
+                "result": serde_json::to_value(outcome).map_err(ApiError::internal)?,
+            }),
+        })))
+    };
+    let mut outcome = outcome;
+    let mut encoded = run_record(&outcome)?;
+    if encoded.len() > record::MAX_RECORD_BYTES {
+        // The steps were called and their exchanges recorded; the run must be recorded too, and
+        // an answer without its record must not go out. The whole result does not fit, so the
+        // run is recorded, and answered, as needing review, with what was too large left out.
+        let size = encoded.len();
+        tracing::warn!(
+            scenario = %version.code,
+            run_id = %run_id,
+            bytes = size,
+            "a run's result is too large for its ledger record; recorded as needs_review"
+        );
+        outcome.outcome = civitas_scenario::Outcome::NeedsReview;
+        outcome.values.clear();
+        outcome.explanation.clear();
+        outcome.reason = Some(format!(
+            "the run's result ({size} bytes) is larger than a run record holds ({} bytes); the \
+             explanation and values are left out and a clerk decides",
+            record::MAX_RECORD_BYTES
+        ));
+        encoded = run_record(&outcome)?;
+        if encoded.len() > record::MAX_RECORD_BYTES {
+            return Err(ApiError::internal(anyhow::anyhow!(
+                "a run record of {} bytes even without its explanation",
+                encoded.len()
+            )));
+        }
+    }
+    let ledger_index = state.ledger.append(encoded).await.map_err(|error| {
+        ApiError::Unavailable(format!("the run could not be recorded: {error}"))
+    })?;
     Ok(axum::Json(RunResponse {
         run_id,
         scenario: version.code,

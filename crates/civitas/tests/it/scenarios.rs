@@ -18,7 +18,7 @@ on_both_stores!(
     broken_definitions_and_bad_inputs_are_refused,
     a_citizens_runs_are_for_their_front_end_and_auditors,
     a_scenario_code_stays_with_its_organization,
-    expressions_that_would_exhaust_the_server_are_refused
+    expressions_consent_and_records_are_bounded
 );
 
 /// Publishes `text` as `code` with `key`, as YAML.
@@ -480,10 +480,10 @@ async fn a_scenario_code_stays_with_its_organization(server: TestServer) {
     );
 }
 
-/// What would exhaust the server is refused at publication, naming the place, and the server
-/// stays up.
-async fn expressions_that_would_exhaust_the_server_are_refused(server: TestServer) {
-    let (_population, _services, _city) = reference_city(&server).await;
+/// What would exhaust the server is refused at publication (naming the place) or before a run
+/// calls anything, and the server stays up.
+async fn expressions_consent_and_records_are_bounded(server: TestServer) {
+    let (population, _services, city) = reference_city(&server).await;
     let code = "housing-fund-rental-withdrawal";
     let officer = server
         .user_with_key(
@@ -520,4 +520,53 @@ async fn expressions_that_would_exhaust_the_server_are_refused(server: TestServe
     let (status, _) = server.get("/api/v1/scenarios", ADMIN_KEY).await;
     assert_eq!(status, StatusCode::OK, "the server is still up");
 
+    // A consent reference is an id: a long one is refused before any step fetches data.
+    let example = &population
+        .examples(Scenario::HousingFundRentalWithdrawal, 1)
+        .approve[0];
+    let runs_path = format!("/api/v1/scenarios/{code}/runs");
+    let (status, problem) = server
+        .post(
+            &runs_path,
+            &city.city_app_key,
+            json!({ "inputs": inputs(Scenario::HousingFundRentalWithdrawal, example), "consent": "c".repeat(70_000) }),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("consent")),
+        "{problem}"
+    );
+
+    // A result too large for a run record is recorded, and answered, as needing review.
+    let text = original.replace(
+        "description: 账户有可提取余额 / the account has a balance to withdraw",
+        &format!("description: {}", "余额".repeat(20_000)),
+    );
+    let (status, published) = publish_as(&server, &officer, code, &text).await;
+    assert_eq!(status, StatusCode::CREATED, "{published}");
+    let (status, run) = server
+        .post(
+            &runs_path,
+            &city.city_app_key,
+            json!({ "inputs": inputs(Scenario::HousingFundRentalWithdrawal, example), "consent": "consent-big" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_eq!(run["result"]["outcome"], "needs_review", "{run}");
+    assert!(
+        run["result"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("larger than a run record holds"),
+        "{run}"
+    );
+    let (status, recorded) = server
+        .get(
+            &format!("/api/v1/scenario-runs/{}", run["run_id"].as_str().unwrap()),
+            &city.city_app_key,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{recorded}");
+    assert_eq!(recorded["outcome"], "needs_review", "{recorded}");
 }
