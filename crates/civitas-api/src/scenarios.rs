@@ -67,32 +67,53 @@ impl StepExecutor for GatewayExecutor {
                 .get(civitas_gateway::RECEIPT_HEADER)
                 .and_then(|value| value.to_str().ok())
                 .and_then(|value| value.parse().ok());
-            let body: Value = if body.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&body).unwrap_or(Value::Null)
-            };
+            // The gateway marks the answers it gives itself; only the provider's own 404 says
+            // that the citizen is not in its register. The gateway's 404s (`no_service` for a
+            // deactivated service, `path_not_allowed`) are refusals, which must not make an
+            // applicant look unregistered.
+            let refusal = headers
+                .get(civitas_gateway::REFUSAL_HEADER)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned);
+            let parsed = serde_json::from_slice::<Value>(&body);
             let detail = || {
-                body.get("detail")
+                let detail = parsed
+                    .as_ref()
+                    .ok()
+                    .and_then(|body| body.get("detail"))
                     .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_owned()
+                    .unwrap_or("");
+                match &refusal {
+                    Some(code) => format!("{status} {code}: {detail}"),
+                    None => format!("{status}: {detail}"),
+                }
             };
-            match status.as_u16() {
-                200..=299 | 404 => Ok(StepResponse {
-                    status: status.as_u16(),
-                    body,
+            match (status.as_u16(), &refusal) {
+                (200..=299, None) => match parsed {
+                    Ok(body) => Ok(StepResponse {
+                        status: status.as_u16(),
+                        body,
+                        receipt,
+                    }),
+                    // An empty or unreadable answer is not data: reading it as JSON null would
+                    // make the step found with every output null.
+                    Err(error) => Err(StepFailure::new(
+                        FailureKind::Upstream,
+                        format!(
+                            "the service answered {status} with a body that is not JSON: {error}"
+                        ),
+                    )),
+                },
+                (404, None) => Ok(StepResponse {
+                    status: 404,
+                    body: parsed.unwrap_or(Value::Null),
                     receipt,
                 }),
-                401 | 403 | 429 => Err(StepFailure::new(
-                    FailureKind::Denied,
-                    format!("{status}: {}", detail()),
-                )),
-                504 => Err(StepFailure::new(FailureKind::Timeout, detail())),
-                _ => Err(StepFailure::new(
-                    FailureKind::Upstream,
-                    format!("{status}: {}", detail()),
-                )),
+                (504, _) => Err(StepFailure::new(FailureKind::Timeout, detail())),
+                (401 | 403 | 429, _) | (400..=499, Some(_)) => {
+                    Err(StepFailure::new(FailureKind::Denied, detail()))
+                }
+                _ => Err(StepFailure::new(FailureKind::Upstream, detail())),
             }
         })
     }

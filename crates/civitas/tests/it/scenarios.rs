@@ -18,7 +18,8 @@ on_both_stores!(
     broken_definitions_and_bad_inputs_are_refused,
     a_citizens_runs_are_for_their_front_end_and_auditors,
     a_scenario_code_stays_with_its_organization,
-    expressions_consent_and_records_are_bounded
+    expressions_consent_and_records_are_bounded,
+    the_gateways_refusals_are_not_a_citizen_not_found
 );
 
 /// Publishes `text` as `code` with `key`, as YAML.
@@ -569,4 +570,47 @@ async fn expressions_consent_and_records_are_bounded(server: TestServer) {
         .await;
     assert_eq!(status, StatusCode::OK, "{recorded}");
     assert_eq!(recorded["outcome"], "needs_review", "{recorded}");
+}
+
+/// A deactivated service or a path the gateway does not offer is the gateway refusing the call,
+/// not the provider saying the citizen is not in its register: the run goes to review.
+async fn the_gateways_refusals_are_not_a_citizen_not_found(server: TestServer) {
+    let (population, _services, city) = reference_city(&server).await;
+    let (status, body) = server
+        .delete(
+            "/api/v1/organizations/11320100013201004T/systems/population/services/households",
+            ADMIN_KEY,
+        )
+        .await;
+    assert!(status.is_success(), "{status} {body}");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for example in &population
+        .examples(Scenario::HousingFundRentalWithdrawal, 2)
+        .approve
+    {
+        let (status, run) = server
+            .post(
+                "/api/v1/scenarios/housing-fund-rental-withdrawal/runs",
+                &city.city_app_key,
+                json!({ "inputs": inputs(Scenario::HousingFundRentalWithdrawal, example), "consent": "c-2" }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{run}");
+        assert_eq!(run["result"]["outcome"], "needs_review", "{run}");
+        let household = run["result"]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|step| step["name"] == "household")
+            .unwrap();
+        assert_eq!(household["state"], "failed", "{run}");
+        assert_eq!(household["failure"]["kind"], "denied", "{run}");
+        assert!(
+            household["failure"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("no_service"),
+            "{run}"
+        );
+    }
 }
