@@ -17,7 +17,7 @@ use civitas_scenario::{
     CompiledScenario, Definition, DefinitionError, FailureKind, Format, RunOutcome, StepCall,
     StepExecutor, StepFailure, StepFuture, StepResponse,
 };
-use civitas_store::{GrantFilter, NewScenarioVersion, PageRequest, ScenarioRun, ScenarioVersion};
+use civitas_store::{GrantFilter, NewScenarioVersion, ScenarioRun, ScenarioVersion};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -30,6 +30,9 @@ use crate::{
     extract::{Json, Query},
     paging,
 };
+
+/// The longest consent reference a run accepts: an id, which goes into the run's record.
+pub const MAX_CONSENT_CHARACTERS: usize = 200;
 
 /// Compiled scenarios by code, with the version they were compiled from.
 pub type ScenarioCache = Arc<tokio::sync::RwLock<HashMap<String, (u32, Arc<CompiledScenario>)>>>;
@@ -65,32 +68,53 @@ impl StepExecutor for GatewayExecutor {
                 .get(civitas_gateway::RECEIPT_HEADER)
                 .and_then(|value| value.to_str().ok())
                 .and_then(|value| value.parse().ok());
-            let body: Value = if body.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&body).unwrap_or(Value::Null)
-            };
+            // The gateway marks the answers it gives itself; only the provider's own 404 says
+            // that the citizen is not in its register. The gateway's 404s (`no_service` for a
+            // deactivated service, `path_not_allowed`) are refusals, which must not make an
+            // applicant look unregistered.
+            let refusal = headers
+                .get(civitas_gateway::REFUSAL_HEADER)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned);
+            let parsed = serde_json::from_slice::<Value>(&body);
             let detail = || {
-                body.get("detail")
+                let detail = parsed
+                    .as_ref()
+                    .ok()
+                    .and_then(|body| body.get("detail"))
                     .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_owned()
+                    .unwrap_or("");
+                match &refusal {
+                    Some(code) => format!("{status} {code}: {detail}"),
+                    None => format!("{status}: {detail}"),
+                }
             };
-            match status.as_u16() {
-                200..=299 | 404 => Ok(StepResponse {
-                    status: status.as_u16(),
-                    body,
+            match (status.as_u16(), &refusal) {
+                (200..=299, None) => match parsed {
+                    Ok(body) => Ok(StepResponse {
+                        status: status.as_u16(),
+                        body,
+                        receipt,
+                    }),
+                    // An empty or unreadable answer is not data: reading it as JSON null would
+                    // make the step found with every output null.
+                    Err(error) => Err(StepFailure::new(
+                        FailureKind::Upstream,
+                        format!(
+                            "the service answered {status} with a body that is not JSON: {error}"
+                        ),
+                    )),
+                },
+                (404, None) => Ok(StepResponse {
+                    status: 404,
+                    body: parsed.unwrap_or(Value::Null),
                     receipt,
                 }),
-                401 | 403 | 429 => Err(StepFailure::new(
-                    FailureKind::Denied,
-                    format!("{status}: {}", detail()),
-                )),
-                504 => Err(StepFailure::new(FailureKind::Timeout, detail())),
-                _ => Err(StepFailure::new(
-                    FailureKind::Upstream,
-                    format!("{status}: {}", detail()),
-                )),
+                (504, _) => Err(StepFailure::new(FailureKind::Timeout, detail())),
+                (401 | 403 | 429, _) | (400..=499, Some(_)) => {
+                    Err(StepFailure::new(FailureKind::Denied, detail()))
+                }
+                _ => Err(StepFailure::new(FailureKind::Upstream, detail())),
             }
         })
     }
@@ -164,8 +188,8 @@ impl From<ScenarioVersion> for ScenarioView {
 #[utoipa::path(put, path = "/api/v1/scenarios/{code}", tag = "scenarios",
     params(("code" = String, Path)),
     request_body(content = String, content_type = "application/yaml", description = "The definition in YAML (or JSON with application/json); see scenarios/README.md"),
-    description = "Publishes a new version of a scenario. It is rejected, naming the place, when it does not parse, references an unknown input, step or output, or calls a service its consumer system has no valid grant for. Published by the consumer organization's data officers or admins.",
-    responses((status = 201, body = ScenarioView), (status = 403, body = Problem), (status = 422, body = Problem)))]
+    description = "Publishes a new version of a scenario. It is rejected, naming the place, when it does not parse, has no step or no rule, references an unknown input, step or output, or calls a service its consumer system has no valid grant for. A code belongs to the organization of its first version's consumer system: only that organization's data officers and admins (and platform admins) publish its versions (403 for anyone else), and a version whose consumer system is of another organization is refused (409).",
+    responses((status = 201, body = ScenarioView), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 async fn publish(
     State(state): State<AppState>,
     caller: Caller,
@@ -190,24 +214,41 @@ async fn publish(
         ));
     }
     let consumer = definition.consumer.clone();
-    let permit = caller.permit(Action::ManageResources, Some(&consumer.organization))?;
+    // A code belongs to the organization whose system consumed its first version: only those who
+    // may manage that organization publish new versions, and a new version keeps it, so no other
+    // organization can replace the rules a code's runs are decided by.
+    let owner = match state.store.scenario_version(&code, Some(1)).await {
+        Ok(first) => Some(
+            system_ref(&first.consumer)
+                .ok_or_else(|| ApiError::internal(anyhow::anyhow!("bad stored consumer")))?
+                .organization,
+        ),
+        Err(civitas_store::StoreError::NotFound { .. }) => None,
+        Err(error) => return Err(error.into()),
+    };
+    let permit = caller.permit(
+        Action::ManageResources,
+        Some(owner.as_ref().unwrap_or(&consumer.organization)),
+    )?;
+    if let Some(owner) = owner
+        && owner != consumer.organization
+    {
+        return Err(ApiError::Conflict(format!(
+            "scenario {code} belongs to organization {owner}, whose system consumed its first \
+             version; a new version keeps a consumer system of {owner}"
+        )));
+    }
     // The services the consumer system may call now: those on resources it holds a valid grant for.
-    let grants = state
-        .store
-        .list_grants(
-            &GrantFilter {
-                consumer_organization: Some(consumer.organization.clone()),
-                consumer_system: Some(consumer.system.clone()),
-                valid_at: Some(Timestamp::now()),
-                ..GrantFilter::default()
-            },
-            &PageRequest {
-                limit: PageRequest::MAX_LIMIT,
-                after: None,
-            },
-        )
-        .await?
-        .items;
+    let grants = crate::access::all_grants(
+        &state,
+        &GrantFilter {
+            consumer_organization: Some(consumer.organization.clone()),
+            consumer_system: Some(consumer.system.clone()),
+            valid_at: Some(Timestamp::now()),
+            ..GrantFilter::default()
+        },
+    )
+    .await?;
     let granted_resources: std::collections::HashSet<String> =
         grants.iter().map(|g| g.resource.to_string()).collect();
     let services: HashMap<String, String> = state
@@ -346,7 +387,8 @@ pub struct RunRequest {
     /// The inputs the definition declares.
     #[schema(value_type = Object)]
     pub inputs: Value,
-    /// The reference of the citizen's consent to this run (e.g. the app's consent record id).
+    /// The reference of the citizen's consent to this run (e.g. the app's consent record id), at
+    /// most 200 characters.
     pub consent: String,
 }
 
@@ -391,6 +433,16 @@ async fn run(
             "a run needs the reference of the citizen's consent",
         ));
     }
+    // The reference goes into the run's ledger record, whose size is bounded: a long one is
+    // refused here, before any step fetches the citizen's data.
+    if request.consent.chars().count() > MAX_CONSENT_CHARACTERS {
+        return Err(ApiError::invalid(
+            "consent",
+            format!(
+                "the consent reference is at most {MAX_CONSENT_CHARACTERS} characters; send its id, not the consent itself"
+            ),
+        ));
+    }
     let inputs = scenario
         .check_inputs(&request.inputs)
         .map_err(|error| ApiError::invalid(format!("inputs.{}", error.field), error.message))?;
@@ -409,29 +461,55 @@ async fn run(
         .filter_map(|step| step.receipt)
         .collect();
     let run_id = uuid::Uuid::now_v7().to_string();
-    let details = json!({
-        "consent": request.consent,
-        "result": serde_json::to_value(&outcome).map_err(ApiError::internal)?,
-    });
-    // The run's durable ledger record is its only write: the store's list of runs is indexed
-    // from the ledger (`Gateway::index_ledger`), and reads of it catch up first.
-    let record = Record::ScenarioRun(ScenarioRunRecord {
-        at: Timestamp::now(),
-        run_id: run_id.clone(),
-        scenario: version.code.clone(),
-        version: version.version,
-        subject,
-        outcome: outcome.outcome.as_str().to_owned(),
-        exchanges: receipts.clone(),
-        details,
-    });
-    let ledger_index = state
-        .ledger
-        .append(record::encode(&record))
-        .await
-        .map_err(|error| {
-            ApiError::Unavailable(format!("the run could not be recorded: {error}"))
-        })?;
+    let run_record = |outcome: &RunOutcome| -> ApiResult<Vec<u8>> {
+        // The run's durable ledger record is its only write: the store's list of runs is indexed
+        // from the ledger (`Gateway::index_ledger`), and reads of it catch up first.
+        Ok(record::encode(&Record::ScenarioRun(ScenarioRunRecord {
+            at: Timestamp::now(),
+            run_id: run_id.clone(),
+            scenario: version.code.clone(),
+            version: version.version,
+            subject: subject.clone(),
+            outcome: outcome.outcome.as_str().to_owned(),
+            exchanges: receipts.clone(),
+            details: json!({
+                "consent": request.consent,
+                "result": serde_json::to_value(outcome).map_err(ApiError::internal)?,
+            }),
+        })))
+    };
+    let mut outcome = outcome;
+    let mut encoded = run_record(&outcome)?;
+    if encoded.len() > record::MAX_RECORD_BYTES {
+        // The steps were called and their exchanges recorded; the run must be recorded too, and
+        // an answer without its record must not go out. The whole result does not fit, so the
+        // run is recorded, and answered, as needing review, with what was too large left out.
+        let size = encoded.len();
+        tracing::warn!(
+            scenario = %version.code,
+            run_id = %run_id,
+            bytes = size,
+            "a run's result is too large for its ledger record; recorded as needs_review"
+        );
+        outcome.outcome = civitas_scenario::Outcome::NeedsReview;
+        outcome.values.clear();
+        outcome.explanation.clear();
+        outcome.reason = Some(format!(
+            "the run's result ({size} bytes) is larger than a run record holds ({} bytes); the \
+             explanation and values are left out and a clerk decides",
+            record::MAX_RECORD_BYTES
+        ));
+        encoded = run_record(&outcome)?;
+        if encoded.len() > record::MAX_RECORD_BYTES {
+            return Err(ApiError::internal(anyhow::anyhow!(
+                "a run record of {} bytes even without its explanation",
+                encoded.len()
+            )));
+        }
+    }
+    let ledger_index = state.ledger.append(encoded).await.map_err(|error| {
+        ApiError::Unavailable(format!("the run could not be recorded: {error}"))
+    })?;
     Ok(axum::Json(RunResponse {
         run_id,
         scenario: version.code,

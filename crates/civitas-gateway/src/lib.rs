@@ -62,6 +62,11 @@ use crate::{
 /// Headers of every answer that carried an exchange.
 pub const EXCHANGE_ID_HEADER: &str = "civitas-exchange-id";
 pub const RECEIPT_HEADER: &str = "civitas-receipt";
+/// Set on every answer the gateway gives itself (a refusal, an unreachable or late upstream),
+/// with the problem's code, and never on a provider's answer (the gateway does not relay
+/// `civitas-` headers from upstream): a caller in the node tells the gateway's 404 `no_service`
+/// from a provider's 404 by it.
+pub const REFUSAL_HEADER: &str = "civitas-refusal";
 /// The header that tells the upstream which system calls, `{org}/{system}`.
 pub const CONSUMER_HEADER: &str = "civitas-consumer";
 /// Optional request headers: the items wanted (comma-separated), and a bulk read's row count.

@@ -52,6 +52,9 @@ impl Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        response
+            .headers_mut()
+            .insert(crate::REFUSAL_HEADER, HeaderValue::from_static(self.code));
         if let Some(wait) = self.retry_after {
             let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
             response

@@ -162,6 +162,13 @@ fn check_names(definition: &Definition, problems: &mut Vec<Problem>) {
             }
         }
     }
+    if definition.steps.is_empty() {
+        problems.push(Problem::new(
+            "steps",
+            "a scenario needs at least one step: it decides on what the registers answer, and \
+             without a step its rules could only restate the applicant's own inputs",
+        ));
+    }
     if definition.rules.is_empty() {
         problems.push(Problem::new(
             "rules",

@@ -66,6 +66,70 @@ const RESERVED_WORDS: &[&str] = &[
 /// The fields of the `run` variable.
 pub(crate) const RUN_FIELDS: &[&str] = &["date", "month", "previous_month"];
 
+/// The longest expression a definition may hold, in characters.
+pub(crate) const MAX_EXPRESSION_LENGTH: usize = 4_000;
+/// The most operators an expression may hold (`.`, `[`, `(` and each character of the others
+/// count): CEL's parser, the checks and the evaluator recurse once per nesting level, and a long
+/// left-nested chain (`0 + 0 + … == 0`, `x[0][0]…`) is as deep as it is long, so an unbounded one
+/// would exhaust a thread's stack and abort the server.
+pub(crate) const MAX_EXPRESSION_OPERATORS: usize = 300;
+/// The deepest an expression may nest brackets: `(`, `[`, `{`.
+pub(crate) const MAX_EXPRESSION_NESTING: usize = 24;
+/// The deepest comprehensions (`all`, `exists`, `exists_one`, `map`, `filter`) may nest: the
+/// work multiplies with each level, so 30 nested `all`s over ten elements would never finish.
+pub(crate) const MAX_COMPREHENSION_NESTING: usize = 2;
+
+/// Checks `source` against the size limits before it is parsed: `None` when it is within them,
+/// else what is wrong. Characters in string literals count too: telling literals apart would need
+/// CEL's whole lexer (raw, triple-quoted and bytes literals), and a count that is too high only
+/// refuses an expression that is needlessly long anyway.
+fn exceeds_limits(source: &str) -> Option<String> {
+    let length = source.chars().count();
+    if length > MAX_EXPRESSION_LENGTH {
+        return Some(format!(
+            "the expression has {length} characters; at most {MAX_EXPRESSION_LENGTH} are allowed"
+        ));
+    }
+    let mut operators = 0usize;
+    let mut depth = 0usize;
+    let mut deepest = 0usize;
+    let mut word = String::new();
+    for character in source.chars().chain([' ']) {
+        if character.is_alphanumeric() || character == '_' {
+            word.push(character);
+            continue;
+        }
+        if word == "in" {
+            operators += 1;
+        }
+        word.clear();
+        match character {
+            '(' | '[' | '{' => {
+                operators += 1;
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            '+' | '-' | '*' | '/' | '%' | '=' | '!' | '<' | '>' | '&' | '|' | '?' | ':' | '.' => {
+                operators += 1;
+            }
+            _ => {}
+        }
+    }
+    if deepest > MAX_EXPRESSION_NESTING {
+        return Some(format!(
+            "the expression nests brackets {deepest} deep; at most {MAX_EXPRESSION_NESTING} are allowed"
+        ));
+    }
+    if operators > MAX_EXPRESSION_OPERATORS {
+        return Some(format!(
+            "the expression has {operators} operators, selections and brackets; at most \
+             {MAX_EXPRESSION_OPERATORS} are allowed"
+        ));
+    }
+    None
+}
+
 /// The CEL environment every scenario compiles and runs with: the standard library and macros.
 pub(crate) fn environment() -> Arc<Env> {
     Arc::new(Env::stdlib())
@@ -122,6 +186,10 @@ pub(crate) fn compile(
         problems.push(Problem::new(place, "the expression is empty"));
         return None;
     }
+    if let Some(message) = exceeds_limits(source) {
+        problems.push(Problem::new(place, message));
+        return None;
+    }
     let program = match environment.compile(source) {
         Ok(program) => program,
         Err(errors) => {
@@ -153,6 +221,7 @@ pub(crate) fn compile(
         program: &program,
         place,
         bound: Vec::new(),
+        comprehension_depth: 0,
         steps_used: BTreeSet::new(),
         problem_count: 0,
         problems,
@@ -185,6 +254,8 @@ struct Walker<'a> {
     place: &'a str,
     /// Variables bound by the comprehensions around the current node (`x` in `all(x, …)`).
     bound: Vec<String>,
+    /// How many comprehension bodies the current node is in.
+    comprehension_depth: usize,
     steps_used: BTreeSet<String>,
     problem_count: usize,
     problems: &'a mut Vec<Problem>,
@@ -242,6 +313,17 @@ impl Walker<'_> {
             Expr::Comprehension(comprehension) => {
                 self.walk(&comprehension.iter_range);
                 self.walk(&comprehension.accu_init);
+                if self.comprehension_depth == MAX_COMPREHENSION_NESTING {
+                    self.report(
+                        node,
+                        format!(
+                            "comprehensions (all, exists, exists_one, map, filter) nest at most \
+                             {MAX_COMPREHENSION_NESTING} deep: each level multiplies the work"
+                        ),
+                    );
+                    return;
+                }
+                self.comprehension_depth += 1;
                 let depth = self.bound.len();
                 self.bound.push(comprehension.iter_var.clone());
                 if let Some(second) = &comprehension.iter_var2 {
@@ -252,6 +334,7 @@ impl Walker<'_> {
                 self.walk(&comprehension.loop_step);
                 self.walk(&comprehension.result);
                 self.bound.truncate(depth);
+                self.comprehension_depth -= 1;
             }
             Expr::List(list) => {
                 for element in &list.elements {

@@ -205,7 +205,9 @@ impl CompiledScenario {
         validate_inputs(&self.definition, inputs)
     }
 
-    /// Runs the scenario for `inputs` on the date of `now` in its time zone (the city's).
+    /// Runs the scenario for `inputs` on the date of `now` in its time zone (the city's),
+    /// evaluating the rules on the calling task: for the authoring harness and tests, which need
+    /// no shared scenario. The server uses [`CompiledScenario::run_checked`].
     pub async fn run(
         &self,
         inputs: &Value,
@@ -213,19 +215,34 @@ impl CompiledScenario {
         now: &Zoned,
     ) -> Result<RunOutcome, InputError> {
         let inputs = self.check_inputs(inputs)?;
-        Ok(self.run_checked(&inputs, executor, now).await)
+        let started_at = Instant::now();
+        let records = self.execute_steps(&inputs, executor).await;
+        Ok(self.decide(&inputs, records, now.date(), started_at))
     }
 
-    /// Runs the scenario for inputs already checked with [`CompiledScenario::check_inputs`].
+    /// Runs the scenario for inputs already checked with [`CompiledScenario::check_inputs`], as
+    /// the server does: the rules and computed values are evaluated on tokio's blocking pool, so
+    /// a rule that takes long to evaluate never holds up an async worker (and through it other
+    /// requests). Validation bounds that time (see `expression.rs`); this bounds the harm.
     pub async fn run_checked(
-        &self,
+        self: &Arc<Self>,
         inputs: &ValidatedInputs,
         executor: &dyn StepExecutor,
         now: &Zoned,
     ) -> RunOutcome {
         let started_at = Instant::now();
         let records = self.execute_steps(inputs, executor).await;
-        self.decide(inputs, records, now.date(), started_at)
+        let scenario = self.clone();
+        let inputs = inputs.clone();
+        let run_date = now.date();
+        match tokio::task::spawn_blocking(move || {
+            scenario.decide(&inputs, records, run_date, started_at)
+        })
+        .await
+        {
+            Ok(outcome) => outcome,
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        }
     }
 
     async fn execute_steps(

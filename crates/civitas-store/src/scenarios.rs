@@ -128,6 +128,26 @@ impl Store {
         new: &NewScenarioVersion,
     ) -> Result<ScenarioVersion> {
         let version = write_tx!(self, |tx| {
+            // A code belongs to the organization of its first version's consumer system; the
+            // API checks this too, and this check holds when two first publications race.
+            let first: Option<String> = sqlx::query_scalar(
+                "SELECT consumer FROM scenarios WHERE code = $1 AND version = 1",
+            )
+            .bind(&new.code)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(first) = first {
+                let organization =
+                    |consumer: &str| consumer.split('/').next().unwrap_or("").to_owned();
+                if organization(&first) != organization(&new.consumer) {
+                    return Err(StoreError::Conflict(format!(
+                        "scenario {} belongs to organization {}, whose system consumed its first \
+                         version; a new version keeps a consumer system of it",
+                        new.code,
+                        organization(&first)
+                    )));
+                }
+            }
             let latest: Option<i64> =
                 sqlx::query_scalar("SELECT MAX(version) FROM scenarios WHERE code = $1")
                     .bind(&new.code)

@@ -289,3 +289,96 @@ fn all_problems_are_reported_together() {
     );
     assert!(message.contains("steps.person.path: "), "{message}");
 }
+
+/// The size of a tokio worker's stack, on which publication checks expressions.
+const WORKER_STACK: usize = 2 * 1024 * 1024;
+
+/// Runs `work` on a thread with a tokio worker's stack, so that a stack overflow fails the test
+/// (by aborting it) rather than passing on the bigger stack of the test's own thread.
+fn on_worker_stack<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .stack_size(WORKER_STACK)
+        .spawn(work)
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+#[test]
+fn expressions_too_long_or_too_deep_are_refused_before_parsing() {
+    let long_sum = format!("{} == 0", vec!["0"; 1_500].join("+"));
+    let long_index = format!("[1]{} == 1", "[0]".repeat(3_000));
+    let long_text = format!("inputs.months == {}", "1".repeat(4_001));
+    let nested = format!("{}true{}", "(".repeat(30), ")".repeat(30));
+    for (when, fragment) in [
+        (long_sum, "operators"),
+        (long_index, "characters"),
+        (long_text, "characters"),
+        (nested, "nests brackets 30 deep"),
+    ] {
+        let text = BASE.replace("when: steps.account.found", &format!("when: \"{when}\""));
+        let problems = on_worker_stack(move || problems_of(&text));
+        assert_problem(&problems, "rules[1].when", &[fragment]);
+    }
+    let text = BASE.replace(
+        "computed.amount * 2.0",
+        &format!("{} + 0.0", vec!["computed.amount"; 200].join(" + ")),
+    );
+    let problems = on_worker_stack(move || problems_of(&text));
+    assert_problem(&problems, "computed.doubled", &["operators"]);
+}
+
+/// The longest chains the limits let through compile and run on a worker's stack.
+#[test]
+fn expressions_at_the_limits_compile_and_run_on_a_worker_stack() {
+    let chains = [
+        format!("{} == 0", vec!["0"; 298].join("+")),
+        format!("[1]{} == 1", "[0]".repeat(297)),
+        format!("{}true", "!".repeat(299)),
+        format!("{}1 == 1", "-".repeat(298)),
+        format!("steps.person.status{} == 1", ".x".repeat(290)),
+        format!("{}true{}", "(".repeat(24), ")".repeat(24)),
+    ];
+    for when in chains {
+        let text = BASE.replace("when: steps.account.found", &format!("when: \"{when}\""));
+        on_worker_stack(move || {
+            let scenario = crate::support::compile(&text);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let executor = crate::support::ScriptedExecutor::approving(0);
+            let outcome = runtime
+                .block_on(scenario.run(
+                    &serde_json::json!({ "id_number": crate::support::ID_NUMBER, "months": 3 }),
+                    &executor,
+                    &crate::support::now(),
+                ))
+                .unwrap();
+            assert_eq!(outcome.explanation.len(), 3);
+        });
+    }
+}
+
+#[test]
+fn comprehensions_nest_at_most_two_deep() {
+    let digits = "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]";
+    let nest = |levels: usize| {
+        let mut nested = "true".to_owned();
+        for level in 0..levels {
+            nested = format!("{digits}.all(v{level}, {nested})");
+        }
+        BASE.replace("when: steps.account.found", &format!("when: \"{nested}\""))
+    };
+    assert_problem(
+        &problems_of(&nest(3)),
+        "rules[1].when",
+        &["nest at most 2 deep"],
+    );
+    // Thirty levels would never finish; the limits refuse them long before.
+    assert!(!problems_of(&nest(30)).is_empty());
+
+    let two = format!("{digits}.all(a, {digits}.exists(b, a + b == 9))");
+    let text = BASE.replace("when: steps.account.found", &format!("when: \"{two}\""));
+    crate::support::compile(&text);
+}

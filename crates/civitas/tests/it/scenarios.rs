@@ -17,8 +17,26 @@ on_both_stores!(
     shipped_scenarios_decide_like_the_registers_say,
     broken_definitions_and_bad_inputs_are_refused,
     a_citizens_runs_are_for_their_front_end_and_auditors,
-    a_citizens_runs_page_newest_first_for_each_reader
+    a_citizens_runs_page_newest_first_for_each_reader,
+    a_scenario_code_stays_with_its_organization,
+    expressions_consent_and_records_are_bounded,
+    the_gateways_refusals_are_not_a_citizen_not_found
 );
+
+/// Publishes `text` as `code` with `key`, as YAML.
+async fn publish_as(server: &TestServer, key: &str, code: &str, text: &str) -> (StatusCode, Value) {
+    let response = server
+        .client
+        .put(format!("{}/api/v1/scenarios/{code}", server.base))
+        .bearer_auth(key)
+        .header("content-type", "application/yaml")
+        .body(text.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json::<Value>().await.unwrap())
+}
 
 pub async fn reference_city(
     server: &TestServer,
@@ -562,6 +580,233 @@ async fn a_citizens_runs_page_newest_first_for_each_reader(server: TestServer) {
             (status, problem["field"].as_str()),
             (StatusCode::UNPROCESSABLE_ENTITY, Some(field)),
             "{query}: {problem}"
+        );
+    }
+}
+
+/// A definition of the housing fund's code that approves everyone, as another organization
+/// would publish it to take the code over.
+const TAKEOVER: &str = r#"
+code: housing-fund-rental-withdrawal
+name: takeover
+consumer: {organization: 113201000132010553, system: birth-registry}
+front_end: {organization: 11320100013201063X, system: city-app}
+subject: id_number
+inputs:
+  id_number: {type: citizen_id}
+steps: {}
+rules:
+  - id: everyone
+    description: everyone
+    when: "true"
+    on_failure: deny
+"#;
+
+/// A code belongs to the organization of its first version's consumer system: no other
+/// organization publishes versions of it, and a version cannot move it to another organization.
+async fn a_scenario_code_stays_with_its_organization(server: TestServer) {
+    let (population, _services, city) = reference_city(&server).await;
+    let code = "housing-fund-rental-withdrawal";
+    let stranger = server
+        .user_with_key(
+            "stranger",
+            "data_officer",
+            Some(&"113201000132010553".parse().unwrap()),
+        )
+        .await;
+    let (status, problem) = publish_as(&server, &stranger, code, TAKEOVER).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+    let with_a_step = TAKEOVER.replace(
+        "steps: {}",
+        "steps:\n  births:\n    calls: {organization: 113201000132010553, system: birth-registry, service: births}\n    path: /births/{inputs.id_number}\n    outputs: {}",
+    );
+    let (status, problem) = publish_as(&server, &stranger, code, &with_a_step).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+
+    // The owner's officer cannot hand the code to another organization's system either.
+    let officer = server
+        .user_with_key(
+            "fund-officer",
+            "data_officer",
+            Some(&"11320100013201020G".parse().unwrap()),
+        )
+        .await;
+    let (status, problem) = publish_as(&server, &officer, code, TAKEOVER).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    let (status, problem) = publish_as(&server, ADMIN_KEY, code, TAKEOVER).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+
+    // A definition without a step decides on nothing the registers say: refused.
+    let own_without_steps = TAKEOVER.replace(
+        "{organization: 113201000132010553, system: birth-registry}",
+        "{organization: 11320100013201020G, system: rental-withdrawal}",
+    );
+    let (status, problem) = publish_as(&server, &officer, code, &own_without_steps).await;
+    assert_eq!(
+        (status, problem["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("steps")),
+        "{problem}"
+    );
+
+    // Still version 1, and runs still decide by it; the owner and platform admins publish.
+    let (status, versions) = server
+        .get(&format!("/api/v1/scenarios/{code}/versions"), ADMIN_KEY)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(versions.as_array().unwrap().len(), 1, "{versions}");
+    let deny = &population
+        .examples(Scenario::HousingFundRentalWithdrawal, 1)
+        .deny[0];
+    let (status, run) = server
+        .post(
+            &format!("/api/v1/scenarios/{code}/runs"),
+            &city.city_app_key,
+            json!({ "inputs": inputs(Scenario::HousingFundRentalWithdrawal, deny), "consent": "c-1" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_eq!(run["result"]["outcome"], "deny", "{run}");
+    let original = reference::SCENARIOS[0].1;
+    let (status, published) = publish_as(&server, &officer, code, original).await;
+    assert_eq!(status, StatusCode::CREATED, "{published}");
+    let (status, published) = publish_as(&server, ADMIN_KEY, code, original).await;
+    assert_eq!(
+        (status, &published["version"]),
+        (StatusCode::CREATED, &json!(3)),
+        "{published}"
+    );
+}
+
+/// What would exhaust the server is refused at publication (naming the place) or before a run
+/// calls anything, and the server stays up.
+async fn expressions_consent_and_records_are_bounded(server: TestServer) {
+    let (population, _services, city) = reference_city(&server).await;
+    let code = "housing-fund-rental-withdrawal";
+    let officer = server
+        .user_with_key(
+            "fund-officer",
+            "data_officer",
+            Some(&"11320100013201020G".parse().unwrap()),
+        )
+        .await;
+    let original = reference::SCENARIOS[0].1;
+    let rule = "when: steps.fund.found && steps.fund.balance > 0.0";
+    assert!(original.contains(rule));
+    let digits = "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]";
+    let mut comprehensions = "true".to_owned();
+    for level in 0..30 {
+        comprehensions = format!("{digits}.all(v{level}, {comprehensions})");
+    }
+    let three_deep = format!("{digits}.all(a, {digits}.all(b, {digits}.all(c, true)))");
+    for when in [
+        // These overflowed the stack while the definition was checked, which aborted the server.
+        format!("{} == 0", vec!["0"; 2_000].join(" + ")),
+        format!("[1]{} == 1", "[0]".repeat(3_000)),
+        // And these validated, then never finished evaluating.
+        comprehensions,
+        three_deep,
+    ] {
+        let text = original.replace(rule, &format!("when: \"{when}\""));
+        let (status, problem) = publish_as(&server, &officer, code, &text).await;
+        assert_eq!(
+            (status, problem["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("rules[6].when")),
+            "{problem}"
+        );
+    }
+    let (status, _) = server.get("/api/v1/scenarios", ADMIN_KEY).await;
+    assert_eq!(status, StatusCode::OK, "the server is still up");
+
+    // A consent reference is an id: a long one is refused before any step fetches data.
+    let example = &population
+        .examples(Scenario::HousingFundRentalWithdrawal, 1)
+        .approve[0];
+    let runs_path = format!("/api/v1/scenarios/{code}/runs");
+    let (status, problem) = server
+        .post(
+            &runs_path,
+            &city.city_app_key,
+            json!({ "inputs": inputs(Scenario::HousingFundRentalWithdrawal, example), "consent": "c".repeat(70_000) }),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("consent")),
+        "{problem}"
+    );
+
+    // A result too large for a run record is recorded, and answered, as needing review.
+    let text = original.replace(
+        "description: 账户有可提取余额 / the account has a balance to withdraw",
+        &format!("description: {}", "余额".repeat(20_000)),
+    );
+    let (status, published) = publish_as(&server, &officer, code, &text).await;
+    assert_eq!(status, StatusCode::CREATED, "{published}");
+    let (status, run) = server
+        .post(
+            &runs_path,
+            &city.city_app_key,
+            json!({ "inputs": inputs(Scenario::HousingFundRentalWithdrawal, example), "consent": "consent-big" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_eq!(run["result"]["outcome"], "needs_review", "{run}");
+    assert!(
+        run["result"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("larger than a run record holds"),
+        "{run}"
+    );
+    let (status, recorded) = server
+        .get(
+            &format!("/api/v1/scenario-runs/{}", run["run_id"].as_str().unwrap()),
+            &city.city_app_key,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{recorded}");
+    assert_eq!(recorded["outcome"], "needs_review", "{recorded}");
+}
+
+/// A deactivated service or a path the gateway does not offer is the gateway refusing the call,
+/// not the provider saying the citizen is not in its register: the run goes to review.
+async fn the_gateways_refusals_are_not_a_citizen_not_found(server: TestServer) {
+    let (population, _services, city) = reference_city(&server).await;
+    let (status, body) = server
+        .delete(
+            "/api/v1/organizations/11320100013201004T/systems/population/services/households",
+            ADMIN_KEY,
+        )
+        .await;
+    assert!(status.is_success(), "{status} {body}");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for example in &population
+        .examples(Scenario::HousingFundRentalWithdrawal, 2)
+        .approve
+    {
+        let (status, run) = server
+            .post(
+                "/api/v1/scenarios/housing-fund-rental-withdrawal/runs",
+                &city.city_app_key,
+                json!({ "inputs": inputs(Scenario::HousingFundRentalWithdrawal, example), "consent": "c-2" }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{run}");
+        assert_eq!(run["result"]["outcome"], "needs_review", "{run}");
+        let household = run["result"]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|step| step["name"] == "household")
+            .unwrap();
+        assert_eq!(household["state"], "failed", "{run}");
+        assert_eq!(household["failure"]["kind"], "denied", "{run}");
+        assert!(
+            household["failure"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("no_service"),
+            "{run}"
         );
     }
 }
