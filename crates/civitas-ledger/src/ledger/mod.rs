@@ -82,6 +82,17 @@ pub enum Error {
     Proof(#[from] merkle::Error),
     #[error("record {index} is corrupt: {reason}")]
     CorruptRecord { index: u64, reason: String },
+    /// Damage past the latest checkpoint that a crash cannot explain, since a crash tears only
+    /// the end of the records: the ledger will not cut off the records after it.
+    #[error(
+        "record {index} at byte {offset} of the records file is corrupt ({reason}), and a valid record frame follows at byte {next_frame}: not a torn write, so the records after it are kept and the ledger does not open until the file is repaired or restored"
+    )]
+    DamageBeforeValidFrames {
+        index: u64,
+        offset: u64,
+        reason: String,
+        next_frame: u64,
+    },
     #[error("checkpoints file is corrupt at byte {offset}: {reason}")]
     CorruptCheckpoints { offset: u64, reason: String },
     #[error("latest stored checkpoint does not verify with this node's key: {0}")]
@@ -550,8 +561,9 @@ impl std::fmt::Debug for Ledger {
 
 impl Ledger {
     /// Opens the ledger in `dir`, creating it if needed and recovering from a crash: a torn tail
-    /// of the records file is cut off, derived files are checked and recomputed where needed, and
-    /// the records must still match the stored checkpoints.
+    /// of the records file is cut off (damage with a valid frame after it is not a torn tail, and
+    /// refuses to open), derived files are checked and recomputed where needed, and the records
+    /// must still match the stored checkpoints.
     pub fn open(
         dir: impl AsRef<Path>,
         signer: NoteSigner,
