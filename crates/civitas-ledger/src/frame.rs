@@ -61,10 +61,17 @@ pub(crate) fn parse_frame(bytes: &[u8], max_payload: usize) -> FrameParse<'_> {
 /// Whether every byte of `file` from `offset` to its end is zero. The writer keeps the space
 /// past its last record zero-filled (see `ledger::writer`), and a zero frame length is never
 /// written, so such a tail is free space, not a torn write.
-pub(crate) fn zeroed_to_end(file: &File, mut offset: u64) -> std::io::Result<bool> {
+pub(crate) fn zeroed_to_end(file: &File, offset: u64) -> std::io::Result<bool> {
+    zeroed_between(file, offset, u64::MAX)
+}
+
+/// Whether every byte of `file` from `offset` up to `end` (or its end, if sooner) is zero.
+pub(crate) fn zeroed_between(file: &File, mut offset: u64, end: u64) -> std::io::Result<bool> {
     let mut buffer = vec![0u8; 64 * 1024];
-    loop {
-        let read = match file.read_at(&mut buffer, offset) {
+    while offset < end {
+        let wanted =
+            usize::try_from(end - offset).map_or(buffer.len(), |left| left.min(buffer.len()));
+        let read = match file.read_at(&mut buffer[..wanted], offset) {
             Ok(0) => return Ok(true),
             Ok(read) => read,
             Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -75,6 +82,7 @@ pub(crate) fn zeroed_to_end(file: &File, mut offset: u64) -> std::io::Result<boo
         }
         offset += read as u64;
     }
+    Ok(true)
 }
 
 /// Bytes of the file whose offsets one window of [`next_valid_frame`] tries.

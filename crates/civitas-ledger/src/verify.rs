@@ -697,8 +697,8 @@ impl RangeContext<'_> {
 }
 
 /// The stored checkpoints, read twice: once to learn how far they reach, then lazily, step by
-/// step, so that a file of millions of checkpoints never sits in memory. A damaged last frame is a
-/// torn write and ends the list; damage with more data after it is an error.
+/// step, so that a file of millions of checkpoints never sits in memory. An incomplete last frame
+/// is a torn write and ends the list; damage with more data after it is an error.
 struct StoredCheckpoints {
     file: Option<File>,
     path: PathBuf,

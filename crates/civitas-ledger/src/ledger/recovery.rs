@@ -15,7 +15,8 @@
 //!   roots and leaf hashes); beyond it they are recomputed from the records. If the spot check
 //!   fails they are rebuilt from the first record.
 //! - `checkpoints.dat`: each checkpoint is synced before the next is written, so only a torn last
-//!   frame is cut off; damage with more data after it is an error.
+//!   frame is cut off: one whose bytes fit within the length its header declares, or are all
+//!   zero. Damage with more data after it is an error.
 //!
 //! Every checkpoint the records are replayed past is compared with the recomputed root, and the
 //! records must reach the latest checkpoint's size: records that no longer match a signed

@@ -1,9 +1,9 @@
 //! Damage that a crash cannot explain. A crash tears only the write in progress: the end of the
-//! records written since the last sync. Damage with valid records after it is corruption, and the
-//! ledger refuses to open (and `verify_dir` fails) naming where it is, instead of cutting off
-//! records that were synced and acknowledged.
+//! records written since the last sync, or the last checkpoint frame. Damage with valid data
+//! after it is corruption, and the ledger refuses to open (and `verify_dir` fails) naming where
+//! it is, instead of cutting off records and checkpoints that were synced and acknowledged.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use civitas_ledger::{Error, Ledger, LedgerOptions, NoteSigner, VerifyError, verify_dir};
@@ -206,5 +206,95 @@ async fn damage_before_acknowledged_records_is_corruption_not_a_torn_tail() {
     check(
         &|records| records[at(59) + 60..at(59) + 8 + record(59).len()].fill(0),
         Outcome::Opens { size: 59 },
+    );
+}
+
+/// A ledger with a checkpoint signed after each of 50 appends, and the frame offsets of its 51
+/// checkpoints (the first, of size 0, signed at creation).
+async fn checkpointed_directory() -> (tempfile::TempDir, Vec<u64>) {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path(), signer(), options()).unwrap();
+    for n in 0..50 {
+        ledger.append(record(n)).await.unwrap();
+        assert_eq!(ledger.checkpoint_now().await.unwrap().tree_size, n + 1);
+    }
+    drop(ledger);
+    let checkpoints = std::fs::read(dir.path().join("checkpoints.dat")).unwrap();
+    let mut offsets = Vec::new();
+    let mut offset = 0;
+    while offset < checkpoints.len() {
+        offsets.push(offset as u64);
+        let length =
+            u32::from_le_bytes(checkpoints[offset..offset + 4].try_into().unwrap()) as usize;
+        offset += 8 + length;
+    }
+    assert_eq!(offsets.len(), 51);
+    (dir, offsets)
+}
+
+#[tokio::test]
+async fn only_an_incomplete_last_checkpoint_frame_is_a_torn_write() {
+    let (dir, offsets) = checkpointed_directory().await;
+    let path: PathBuf = dir.path().join("checkpoints.dat");
+    let original = std::fs::read(&path).unwrap();
+    let at = |ordinal: usize| offsets[ordinal] as usize;
+
+    // `Ok(latest tree size)` after opening, or `Err(offset)` of the damage it refused.
+    let check = |damage: &dyn Fn(&mut Vec<u8>), expected: Result<u64, u64>| {
+        let mut checkpoints = original.clone();
+        damage(&mut checkpoints);
+        std::fs::write(&path, &checkpoints).unwrap();
+        let verified = verify_dir(dir.path(), &signer().verifier_key(), |_, _| {});
+        match expected {
+            Ok(latest) => {
+                verified.unwrap();
+                let ledger = Ledger::open(dir.path(), signer(), options()).unwrap();
+                let found = ledger.checkpoint_at_or_after(latest).unwrap().unwrap();
+                assert_eq!(found.tree_size, latest);
+                assert_eq!(ledger.root(latest).unwrap(), found.root);
+                drop(ledger);
+            }
+            Err(offset) => {
+                match verified {
+                    Err(VerifyError::CorruptCheckpoints { offset: found, .. }) => {
+                        assert_eq!(found, offset);
+                    }
+                    other => panic!("verify: expected corrupt checkpoints, got {other:?}"),
+                }
+                match Ledger::open(dir.path(), signer(), options()) {
+                    Err(Error::CorruptCheckpoints { offset: found, .. }) => {
+                        assert_eq!(found, offset);
+                    }
+                    other => panic!("open: expected corrupt checkpoints, got {other:?}"),
+                }
+                // Nothing was cut off.
+                assert_eq!(std::fs::read(&path).unwrap(), checkpoints);
+            }
+        }
+        std::fs::write(&path, &original).unwrap();
+    };
+
+    // One flipped byte in checkpoint 10, with 40 signed checkpoints after it.
+    check(&|bytes| bytes[at(10) + 12] ^= 1, Err(offsets[10]));
+    // In the second last: the last one follows it.
+    check(&|bytes| bytes[at(49) + 12] ^= 1, Err(offsets[49]));
+    // A garbled length, in the middle or at the end with data after it.
+    check(&|bytes| bytes[at(20) + 3] = 0x7F, Err(offsets[20]));
+    check(
+        &|bytes| bytes.extend_from_slice(&[0x22; 20]),
+        Err(original.len() as u64),
+    );
+    // The last frame damaged whole, or cut short: a torn write, cut off.
+    check(&|bytes| bytes[at(50) + 12] ^= 1, Ok(49));
+    check(&|bytes| bytes.truncate(at(50) + 30), Ok(49));
+    check(&|bytes| bytes.truncate(at(50) + 5), Ok(49));
+    // Space the file grew by whose data never reached the disk.
+    check(&|bytes| bytes.extend_from_slice(&[0; 300]), Ok(50));
+    check(
+        &|bytes| {
+            let last = at(50);
+            bytes[last..].fill(0);
+        },
+        Ok(49),
     );
 }
