@@ -116,7 +116,7 @@ pub enum Error {
     },
     #[error("entry bundle {index} width {width} is not available at size {size}")]
     EntryBundleNotAvailable { index: u64, width: u16, size: u64 },
-    #[error("ledger stopped accepting appends after a write error; reopen it: {0}")]
+    #[error("ledger stopped accepting appends after a failed write or sync; reopen it: {0}")]
     Failed(String),
     #[error("signing a checkpoint failed: {0}")]
     CheckpointFailed(String),
@@ -305,8 +305,9 @@ pub(crate) struct Shared {
     pub(crate) checkpoint_wakeup: Condvar,
     pub(crate) signer: NoteSigner,
     pub(crate) verifier_key: String,
-    /// Why the writer refuses appends, once a write or sync has failed (until the ledger is
-    /// opened again, which recovers what the files really hold).
+    /// Why the writer refuses appends and the checkpointer signs nothing, once a write or sync
+    /// of the writer or the checkpointer has failed (until the ledger is opened again, which
+    /// recovers what the files really hold).
     pub(crate) failure: OnceLock<String>,
     /// Held for its exclusive lock, released when the last thread lets go of `Shared`.
     _lock: File,
@@ -738,8 +739,9 @@ impl Ledger {
         self.shared().size()
     }
 
-    /// Why appends are refused, if a write or sync of the ledger's files has failed: from then
-    /// on every append fails, until the ledger is opened again.
+    /// Why appends are refused, if a write or sync of the ledger's files has failed, the
+    /// writer's or the checkpointer's: from then on every append fails and no checkpoint is
+    /// signed, until the ledger is opened again.
     pub fn failure(&self) -> Option<&str> {
         self.shared().failure.get().map(String::as_str)
     }
