@@ -27,7 +27,8 @@ async fn healthz() -> &'static str {
 }
 
 /// The process can serve: the store answers and the ledger takes appends (after a failed write
-/// it refuses them all, and with them every change and exchange that must be recorded).
+/// or sync, the writer's or the checkpointer's, it refuses them all, and with them every change
+/// and exchange that must be recorded).
 async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
     state
         .store

@@ -5,11 +5,7 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::os::unix::fs::FileExt;
 
-use crate::frame::{FRAME_HEADER_BYTES, MAX_CHECKPOINT_PAYLOAD};
-
-/// A torn checkpoint write leaves at most one frame, or a page of zeros, behind; damage with more
-/// data after it is corruption.
-const MAX_TORN_BYTES: u64 = (FRAME_HEADER_BYTES + MAX_CHECKPOINT_PAYLOAD) as u64;
+use crate::frame::{FRAME_HEADER_BYTES, MAX_CHECKPOINT_PAYLOAD, zeroed_between};
 
 /// Reads a file from an offset with positioned reads, leaving the shared file cursor alone so
 /// that any number of readers can use one handle at once.
@@ -108,20 +104,21 @@ impl<'a> CheckpointReader<'a> {
         }
         let mut header = [0u8; FRAME_HEADER_BYTES];
         if read_up_to(&mut self.reader, &mut header)? < FRAME_HEADER_BYTES {
-            return self.damaged("torn frame header");
+            return self.damaged("torn frame header", FRAME_HEADER_BYTES);
         }
         let length = u32::from_le_bytes(header[..4].try_into().expect("four bytes")) as usize;
         let checksum = u32::from_le_bytes(header[4..].try_into().expect("four bytes"));
         if length == 0 || length > MAX_CHECKPOINT_PAYLOAD {
-            return self.damaged("invalid frame length");
+            return self.damaged("invalid frame length", FRAME_HEADER_BYTES);
         }
-        let frame_end = self.offset + (FRAME_HEADER_BYTES + length) as u64;
+        let frame_bytes = FRAME_HEADER_BYTES + length;
+        let frame_end = self.offset + frame_bytes as u64;
         self.payload.resize(length, 0);
         if frame_end > self.end || read_up_to(&mut self.reader, &mut self.payload)? < length {
-            return self.damaged("torn frame");
+            return self.damaged("torn frame", frame_bytes);
         }
         if crc32c::crc32c(&self.payload) != checksum {
-            return self.damaged("frame checksum mismatch");
+            return self.damaged("frame checksum mismatch", frame_bytes);
         }
         let note =
             String::from_utf8(self.payload.clone()).map_err(|_| CheckpointFileError::Corrupt {
@@ -138,12 +135,24 @@ impl<'a> CheckpointReader<'a> {
         Ok(Some(stored))
     }
 
-    fn damaged(&mut self, reason: &str) -> Result<Option<StoredNote>, CheckpointFileError> {
+    /// Damage at the current offset, where a frame of `frame_bytes` (as far as its header could
+    /// tell) starts. Each checkpoint is synced before the next is written, so a crash can tear
+    /// only the last frame: the damage is a torn write if the bytes left fit within that frame,
+    /// or are all zero (space the file grew by whose data never reached the disk). Anything else
+    /// would cut off checkpoints that were synced and may already stand in issued receipts.
+    fn damaged(
+        &mut self,
+        reason: &str,
+        frame_bytes: usize,
+    ) -> Result<Option<StoredNote>, CheckpointFileError> {
         let remaining = self.end - self.offset;
-        if remaining > MAX_TORN_BYTES {
+        let file = self.reader.get_ref().file;
+        if remaining > frame_bytes as u64 && !zeroed_between(file, self.offset, self.end)? {
             return Err(CheckpointFileError::Corrupt {
                 offset: self.offset,
-                reason: format!("{reason} with {remaining} bytes after it"),
+                reason: format!(
+                    "{reason} with {remaining} bytes from there to the end of the file, more than the {frame_bytes} of the one incomplete last frame a torn write leaves"
+                ),
             });
         }
         self.torn_tail_at = Some(self.offset);

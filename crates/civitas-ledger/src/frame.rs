@@ -61,10 +61,17 @@ pub(crate) fn parse_frame(bytes: &[u8], max_payload: usize) -> FrameParse<'_> {
 /// Whether every byte of `file` from `offset` to its end is zero. The writer keeps the space
 /// past its last record zero-filled (see `ledger::writer`), and a zero frame length is never
 /// written, so such a tail is free space, not a torn write.
-pub(crate) fn zeroed_to_end(file: &File, mut offset: u64) -> std::io::Result<bool> {
+pub(crate) fn zeroed_to_end(file: &File, offset: u64) -> std::io::Result<bool> {
+    zeroed_between(file, offset, u64::MAX)
+}
+
+/// Whether every byte of `file` from `offset` up to `end` (or its end, if sooner) is zero.
+pub(crate) fn zeroed_between(file: &File, mut offset: u64, end: u64) -> std::io::Result<bool> {
     let mut buffer = vec![0u8; 64 * 1024];
-    loop {
-        let read = match file.read_at(&mut buffer, offset) {
+    while offset < end {
+        let wanted =
+            usize::try_from(end - offset).map_or(buffer.len(), |left| left.min(buffer.len()));
+        let read = match file.read_at(&mut buffer[..wanted], offset) {
             Ok(0) => return Ok(true),
             Ok(read) => read,
             Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -74,6 +81,54 @@ pub(crate) fn zeroed_to_end(file: &File, mut offset: u64) -> std::io::Result<boo
             return Ok(false);
         }
         offset += read as u64;
+    }
+    Ok(true)
+}
+
+/// Bytes of the file whose offsets one window of [`next_valid_frame`] tries.
+const SCAN_STEP: usize = 1 << 20;
+
+/// Where the first whole frame with a matching checksum starts after byte `after` of `file`, if
+/// any. Frame boundaries are lost at a damaged frame, so every byte offset is tried.
+///
+/// A crash can only tear the write in progress at the end of the records, so a valid frame after
+/// damage means the damage sits among records that were written and synced before: corruption,
+/// not a torn tail.
+pub(crate) fn next_valid_frame(
+    file: &File,
+    after: u64,
+    max_payload: usize,
+) -> std::io::Result<Option<u64>> {
+    // Each window is read whole, so that a frame starting anywhere in its first `SCAN_STEP`
+    // bytes lies entirely inside it unless the file ends first.
+    let window_bytes = SCAN_STEP + FRAME_HEADER_BYTES + max_payload;
+    let mut window = vec![0u8; window_bytes];
+    let mut start = after + 1;
+    loop {
+        let mut filled = 0;
+        while filled < window_bytes {
+            match file.read_at(&mut window[filled..], start + filled as u64) {
+                Ok(0) => break,
+                Ok(read) => filled += read,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+        let at_end = filled < window_bytes;
+        let candidates = if at_end { filled } else { SCAN_STEP };
+        let bytes = &window[..filled];
+        if let Some(position) = (0..candidates).find(|&position| {
+            matches!(
+                parse_frame(&bytes[position..], max_payload),
+                FrameParse::Valid { .. }
+            )
+        }) {
+            return Ok(Some(start + position as u64));
+        }
+        if at_end {
+            return Ok(None);
+        }
+        start += SCAN_STEP as u64;
     }
 }
 
@@ -106,5 +161,39 @@ mod tests {
             parse_frame(&[0u8; 64], 100),
             FrameParse::BadLength { length: 0 }
         );
+    }
+
+    #[test]
+    fn the_next_valid_frame_is_found_at_any_offset_after_damage() {
+        let check = |bytes: &[u8], after: u64, expected: Option<u64>| {
+            let mut file = tempfile::tempfile().unwrap();
+            std::io::Write::write_all(&mut file, bytes).unwrap();
+            assert_eq!(
+                next_valid_frame(&file, after, 100).unwrap(),
+                expected,
+                "after {after}"
+            );
+        };
+        let mut frame = Vec::new();
+        encode_frame(b"hello", &mut frame);
+        let mut damaged = frame.clone();
+        damaged[9] ^= 1;
+
+        // Zeros, a torn frame or garbage with nothing valid after them.
+        check(&[0; 300], 0, None);
+        check(&frame[..10], 0, None);
+        check(&[damaged.as_slice(), &[0; 50]].concat(), 0, None);
+        // A valid frame after damage, at a frame boundary or not.
+        check(&[damaged.as_slice(), &frame].concat(), 0, Some(13));
+        check(&[damaged.as_slice(), &[7; 5], &frame].concat(), 0, Some(18));
+        // The frame at `after` itself does not count.
+        check(&frame, 0, None);
+        check(&[frame.as_slice(), &frame].concat(), 0, Some(13));
+        // Frames near and past the end of the first window of offsets tried.
+        for at in [SCAN_STEP - 2, SCAN_STEP, SCAN_STEP + 1, 2 * SCAN_STEP + 7] {
+            let mut bytes = vec![0u8; at + 40];
+            bytes[at..at + frame.len()].copy_from_slice(&frame);
+            check(&bytes, 0, Some(at as u64));
+        }
     }
 }

@@ -16,7 +16,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::checkpoint_file::{CheckpointFileError, CheckpointReader, StoredNote, read_up_to};
-use crate::frame::{FRAME_HEADER_BYTES, MAX_RECORD_PAYLOAD, zeroed_to_end};
+use crate::frame::{FRAME_HEADER_BYTES, MAX_RECORD_PAYLOAD, next_valid_frame, zeroed_to_end};
 use crate::ledger::{
     CHECKPOINTS_FILE, GROUP_LEVEL, GROUP_WIDTH, HASH_BYTES, LEAF_HASHES_FILE, LEVEL4_HASHES_FILE,
     OFFSET_BYTES, OFFSETS_FILE, RECORDS_FILE, TILE_HASHES_FILE,
@@ -42,6 +42,15 @@ pub enum VerifyError {
         index: u64,
         offset: u64,
         reason: String,
+    },
+    #[error(
+        "record {index}: damaged frame at byte {offset} ({reason}) with a valid frame after it at byte {next_frame}; a torn write leaves no valid frame after it, so this is corruption"
+    )]
+    DamageBeforeValidFrames {
+        index: u64,
+        offset: u64,
+        reason: String,
+        next_frame: u64,
     },
     #[error("record {index}: leaf hash differs from the stored leaf hash")]
     LeafHashMismatch { index: u64 },
@@ -101,6 +110,7 @@ impl VerifyError {
         match self {
             VerifyError::ChecksumMismatch { index }
             | VerifyError::MalformedFrame { index, .. }
+            | VerifyError::DamageBeforeValidFrames { index, .. }
             | VerifyError::LeafHashMismatch { index }
             | VerifyError::OffsetMismatch { index, .. } => Some(*index),
             VerifyError::StoredNodeMismatch { first_record, .. } => Some(*first_record),
@@ -136,8 +146,9 @@ pub struct VerifyReport {
     pub verified_tree_size: u64,
     /// The root of the tree of all records.
     pub root: Hash,
-    /// Bytes after the last whole record that a reopen would cut off as a torn write (only past
-    /// the last checkpoint; such damage before it is an error).
+    /// Bytes after the last whole record that a reopen would cut off as a torn write: damage past
+    /// the last checkpoint with no valid frame anywhere after it. Damage below the last
+    /// checkpoint, or with a valid frame after it, is an error.
     pub torn_tail_bytes: u64,
 }
 
@@ -435,9 +446,17 @@ fn verify_dir_in_chunks(
             match outcome.error {
                 None => {}
                 Some(VerifyError::ChecksumMismatch { index }) if index >= covered => {
-                    // Damage past the last checkpoint is what a crash mid-write leaves behind.
+                    // Damage past the last checkpoint may be what a crash mid-write leaves
+                    // behind, if nothing valid follows it.
                     let (payload_start, _) = frames[(index - first_index) as usize];
                     let frame_offset = buffer_offset + (payload_start - FRAME_HEADER_BYTES) as u64;
+                    check_nothing_valid_follows(
+                        &reader,
+                        &records_path,
+                        index,
+                        frame_offset,
+                        "frame checksum mismatch",
+                    )?;
                     torn_tail_bytes = records_length - frame_offset;
                     checkpoints.feed(&mut verifier, u64::MAX)?;
                     return finish(verifier, record_bytes, torn_tail_bytes, &mut progress);
@@ -458,6 +477,7 @@ fn verify_dir_in_chunks(
             }
             // The zero-filled space the writer keeps ahead of its records is where they end.
             if !zeroed_to_end(&reader, offset).map_err(io_error("read", &records_path))? {
+                check_nothing_valid_follows(&reader, &records_path, index, offset, &reason)?;
                 torn_tail_bytes = records_length - offset;
             }
             break;
@@ -474,6 +494,26 @@ fn verify_dir_in_chunks(
     // Checkpoints beyond the records make `finish` fail.
     checkpoints.feed(&mut verifier, u64::MAX)?;
     finish(verifier, record_bytes, torn_tail_bytes, &mut progress)
+}
+
+/// Fails unless the damaged frame of record `index` at `offset` can be a torn write: a crash
+/// tears only the end of the records, so no valid frame may start anywhere after it.
+fn check_nothing_valid_follows(
+    records: &File,
+    path: &Path,
+    index: u64,
+    offset: u64,
+    reason: &str,
+) -> Result<()> {
+    match next_valid_frame(records, offset, MAX_RECORD_PAYLOAD).map_err(io_error("read", path))? {
+        None => Ok(()),
+        Some(next_frame) => Err(VerifyError::DamageBeforeValidFrames {
+            index,
+            offset,
+            reason: reason.to_owned(),
+            next_frame,
+        }),
+    }
 }
 
 fn finish(
@@ -657,8 +697,8 @@ impl RangeContext<'_> {
 }
 
 /// The stored checkpoints, read twice: once to learn how far they reach, then lazily, step by
-/// step, so that a file of millions of checkpoints never sits in memory. A damaged last frame is a
-/// torn write and ends the list; damage with more data after it is an error.
+/// step, so that a file of millions of checkpoints never sits in memory. An incomplete last frame
+/// is a torn write and ends the list; damage with more data after it is an error.
 struct StoredCheckpoints {
     file: Option<File>,
     path: PathBuf,

@@ -184,10 +184,11 @@ pub async fn verify_remote(
     })
 }
 
+/// The summary line, and a warning line when the records file ends in a torn write.
 pub fn summary(outcome: &Outcome) -> String {
     let report = &outcome.report;
     let megabytes = report.record_bytes as f64 / 1e6;
-    format!(
+    let mut summary = format!(
         "ledger ok: {} records ({megabytes:.1} MB) and {} signed checkpoints verified in {:.1} s ({:.0} MB/s); records up to {} are covered by signatures; root {}",
         report.records,
         report.checkpoints,
@@ -195,5 +196,12 @@ pub fn summary(outcome: &Outcome) -> String {
         megabytes / outcome.seconds.max(1e-9),
         report.verified_tree_size,
         STANDARD.encode(report.root),
-    )
+    );
+    if report.torn_tail_bytes > 0 {
+        summary.push_str(&format!(
+            "\nwarning: {} bytes after the last whole record are a torn write (damage with no valid record after it), which the node cuts off when it next opens the ledger",
+            report.torn_tail_bytes,
+        ));
+    }
+    summary
 }

@@ -32,11 +32,9 @@ pub(crate) fn run(shared: &Shared, interval: Duration) {
         let stop = control.stop;
         let waiters = std::mem::take(&mut control.waiters);
         drop(control);
+        // A failure is logged where it happens and then stays (see `write_checkpoint_if_needed`),
+        // so later ticks only answer waiters with it.
         let outcome = write_checkpoint_if_needed(shared);
-        if let Err(error) = &outcome {
-            // The next tick tries again; records stay durable either way.
-            tracing::error!(%error, "signing a ledger checkpoint failed");
-        }
         for waiter in waiters {
             let answer = match &outcome {
                 Ok(checkpoint) => Ok(checkpoint.clone()),
@@ -54,6 +52,12 @@ pub(crate) fn run(shared: &Shared, interval: Duration) {
 /// Signs and stores a checkpoint of the current size unless the latest one already covers it.
 /// Only the checkpointer thread (and `open`, before that thread starts) calls this, so appends to
 /// the checkpoints file never race.
+///
+/// A failure is kept in `Shared::failure`, like the writer's: once a sync has failed, the kernel
+/// may have dropped the dirty pages it was to write, and a later sync of the same file can report
+/// success all the same. Signing then would vouch for derived files that recovery trusts up to
+/// the checkpoint without reading the records. So nothing is signed, and no append taken, until
+/// the ledger is opened again and recovery has recomputed what the files really hold.
 pub(crate) fn write_checkpoint_if_needed(shared: &Shared) -> Result<Checkpoint> {
     let size = shared.size();
     if let Some(latest) = &read_guard(&shared.checkpoints).latest
@@ -61,6 +65,20 @@ pub(crate) fn write_checkpoint_if_needed(shared: &Shared) -> Result<Checkpoint> 
     {
         return Ok(latest.clone());
     }
+    if let Some(failure) = shared.failure.get() {
+        return Err(Error::Failed(failure.clone()));
+    }
+    sign_checkpoint(shared, size).inspect_err(|error| {
+        tracing::error!(
+            %error,
+            "signing a ledger checkpoint failed; refusing appends and checkpoints until reopened"
+        );
+        let _ = shared.failure.set(error.to_string());
+    })
+}
+
+/// Makes the derived files durable, then signs and stores a checkpoint of `size` records.
+fn sign_checkpoint(shared: &Shared, size: u64) -> Result<Checkpoint> {
     // Recovery trusts the derived files up to the latest checkpoint, so they must be durable
     // before a checkpoint that covers them is.
     for (file, name) in [

@@ -82,6 +82,17 @@ pub enum Error {
     Proof(#[from] merkle::Error),
     #[error("record {index} is corrupt: {reason}")]
     CorruptRecord { index: u64, reason: String },
+    /// Damage past the latest checkpoint that a crash cannot explain, since a crash tears only
+    /// the end of the records: the ledger will not cut off the records after it.
+    #[error(
+        "record {index} at byte {offset} of the records file is corrupt ({reason}), and a valid record frame follows at byte {next_frame}: not a torn write, so the records after it are kept and the ledger does not open until the file is repaired or restored"
+    )]
+    DamageBeforeValidFrames {
+        index: u64,
+        offset: u64,
+        reason: String,
+        next_frame: u64,
+    },
     #[error("checkpoints file is corrupt at byte {offset}: {reason}")]
     CorruptCheckpoints { offset: u64, reason: String },
     #[error("latest stored checkpoint does not verify with this node's key: {0}")]
@@ -105,7 +116,7 @@ pub enum Error {
     },
     #[error("entry bundle {index} width {width} is not available at size {size}")]
     EntryBundleNotAvailable { index: u64, width: u16, size: u64 },
-    #[error("ledger stopped accepting appends after a write error; reopen it: {0}")]
+    #[error("ledger stopped accepting appends after a failed write or sync; reopen it: {0}")]
     Failed(String),
     #[error("signing a checkpoint failed: {0}")]
     CheckpointFailed(String),
@@ -294,8 +305,9 @@ pub(crate) struct Shared {
     pub(crate) checkpoint_wakeup: Condvar,
     pub(crate) signer: NoteSigner,
     pub(crate) verifier_key: String,
-    /// Why the writer refuses appends, once a write or sync has failed (until the ledger is
-    /// opened again, which recovers what the files really hold).
+    /// Why the writer refuses appends and the checkpointer signs nothing, once a write or sync
+    /// of the writer or the checkpointer has failed (until the ledger is opened again, which
+    /// recovers what the files really hold).
     pub(crate) failure: OnceLock<String>,
     /// Held for its exclusive lock, released when the last thread lets go of `Shared`.
     _lock: File,
@@ -550,8 +562,9 @@ impl std::fmt::Debug for Ledger {
 
 impl Ledger {
     /// Opens the ledger in `dir`, creating it if needed and recovering from a crash: a torn tail
-    /// of the records file is cut off, derived files are checked and recomputed where needed, and
-    /// the records must still match the stored checkpoints.
+    /// of the records file is cut off (damage with a valid frame after it is not a torn tail, and
+    /// refuses to open), derived files are checked and recomputed where needed, and the records
+    /// must still match the stored checkpoints.
     pub fn open(
         dir: impl AsRef<Path>,
         signer: NoteSigner,
@@ -726,8 +739,9 @@ impl Ledger {
         self.shared().size()
     }
 
-    /// Why appends are refused, if a write or sync of the ledger's files has failed: from then
-    /// on every append fails, until the ledger is opened again.
+    /// Why appends are refused, if a write or sync of the ledger's files has failed, the
+    /// writer's or the checkpointer's: from then on every append fails and no checkpoint is
+    /// signed, until the ledger is opened again.
     pub fn failure(&self) -> Option<&str> {
         self.shared().failure.get().map(String::as_str)
     }

@@ -1,10 +1,13 @@
 //! Opening a ledger after a clean shutdown or a crash.
 //!
 //! What a crash can leave behind, and what is done about it:
-//! - `records.dat`: everything acknowledged was fdatasynced, so only the batch being written at
-//!   the crash can be torn. Frames are scanned from the end of the last checkpointed record; the
-//!   first torn or corrupt frame and everything after it is cut off, unless all that follows is
-//!   zero: that is the zero-filled space the writer keeps ahead of its records, left in place.
+//! - `records.dat`: everything acknowledged was fdatasynced, so only the writes since the last
+//!   sync, at the end of the records, can be torn. Frames are scanned from the end of the last
+//!   checkpointed record. At the first torn or corrupt frame: if all that follows is zero, that is
+//!   the zero-filled space the writer keeps ahead of its records, left in place; if no valid frame
+//!   starts anywhere after it, it is a torn write, cut off with everything after it; if a valid
+//!   frame follows, the damage lies among records that were synced, and perhaps acknowledged,
+//!   after it: that is corruption, and the ledger refuses to open rather than cut them off.
 //! - derived files: written without fsync, so their tail may be missing or garbage. They were
 //!   synced before the latest checkpoint was written, so their prefix up to that checkpoint is
 //!   trusted once a spot check passes (the last checkpointed record's frame and leaf hash, the
@@ -12,7 +15,8 @@
 //!   roots and leaf hashes); beyond it they are recomputed from the records. If the spot check
 //!   fails they are rebuilt from the first record.
 //! - `checkpoints.dat`: each checkpoint is synced before the next is written, so only a torn last
-//!   frame is cut off; damage with more data after it is an error.
+//!   frame is cut off: one whose bytes fit within the length its header declares, or are all
+//!   zero. Damage with more data after it is an error.
 //!
 //! Every checkpoint the records are replayed past is compared with the recomputed root, and the
 //! records must reach the latest checkpoint's size: records that no longer match a signed
@@ -30,7 +34,8 @@ use super::{
 };
 use crate::checkpoint_file::{CheckpointFileError, CheckpointReader, StoredNote, read_up_to};
 use crate::frame::{
-    FRAME_HEADER_BYTES, FrameParse, MAX_RECORD_PAYLOAD, parse_frame, zeroed_to_end,
+    FRAME_HEADER_BYTES, FrameParse, MAX_RECORD_PAYLOAD, next_valid_frame, parse_frame,
+    zeroed_to_end,
 };
 use crate::merkle::{self, Hash, NodeSource, leaf_hash, perfect_root};
 use crate::note::{NoteVerifier, verify_checkpoint};
@@ -216,7 +221,8 @@ impl NodeSource for MemoryNodes<'_> {
 }
 
 /// Recovers the tree: trusts the derived files up to the latest checkpoint if they pass the spot
-/// check, replays the records after that, cuts off a torn tail and checks the checkpoints.
+/// check, replays the records after that, cuts off a torn tail (damage with no valid frame after
+/// it) and checks the checkpoints.
 pub(crate) fn recover_tree(
     dir: &Path,
     files: &DataFiles,
@@ -397,6 +403,20 @@ pub(crate) fn recover_tree(
             return Err(Error::CorruptRecord {
                 index: tree.size,
                 reason,
+            });
+        }
+        // A crash tears only what was written since the last sync, at the end of the records.
+        // A valid frame after the damage is a record that was written after it, and the records
+        // before that one were synced when it was: the damage is not a torn write.
+        if let Some(next_frame) =
+            next_valid_frame(&files.records, tree.records_end, MAX_RECORD_PAYLOAD)
+                .map_err(io_error("read", &records_path))?
+        {
+            return Err(Error::DamageBeforeValidFrames {
+                index: tree.size,
+                offset: tree.records_end,
+                reason,
+                next_frame,
             });
         }
         tracing::warn!(

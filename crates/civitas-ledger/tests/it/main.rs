@@ -2,6 +2,7 @@
 
 mod checkpoint_independent;
 mod crash;
+mod damage;
 mod failure;
 mod ledger;
 mod merkle_known_answers;

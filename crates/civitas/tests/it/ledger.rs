@@ -262,15 +262,40 @@ async fn verify_catches_tampering(server: TestServer) {
     );
     let records: u64 = stdout.split_whitespace().nth(2).unwrap().parse().unwrap();
     assert!(records >= 23, "{stdout}");
+    assert!(!stdout.contains("warning"), "{stdout}");
+
+    // A torn write after the last record, over the zero-filled space the writer keeps there:
+    // verification passes and warns about it.
+    let records_path = data_dir.join("ledger").join("records.dat");
+    let original = std::fs::read(&records_path).unwrap();
+    let frame_offset = |bytes: &[u8], index: u64| {
+        let mut offset = 0usize;
+        for _ in 0..index {
+            let length = u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
+            offset += 8 + length;
+        }
+        offset
+    };
+    let end = frame_offset(&original, records);
+    let mut torn = original.clone();
+    torn[end..end + 4].copy_from_slice(&300u32.to_le_bytes());
+    torn[end + 8..end + 108].fill(b'x');
+    std::fs::write(&records_path, &torn).unwrap();
+    let output = civitas(&["ledger", "verify"], &settings);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let mut lines = stdout.lines();
+    assert!(lines.next().unwrap().starts_with("ledger ok:"), "{stdout}");
+    let warning = lines.next().unwrap_or_default();
+    assert!(
+        warning.starts_with(&format!("warning: {} bytes ", original.len() - end)),
+        "{stdout}"
+    );
+    assert!(warning.contains("torn write"), "{stdout}");
 
     // Flip one byte inside record 5 and the verifier names it.
-    let records_path = data_dir.join("ledger").join("records.dat");
-    let mut bytes = std::fs::read(&records_path).unwrap();
-    let mut offset = 0usize;
-    for _ in 0..5 {
-        let length = u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
-        offset += 8 + length;
-    }
+    let mut bytes = original;
+    let offset = frame_offset(&bytes, 5);
     bytes[offset + 8 + 20] ^= 0x20;
     std::fs::write(&records_path, &bytes).unwrap();
     let output = civitas(&["ledger", "verify"], &settings);
