@@ -64,59 +64,66 @@ impl StepExecutor for GatewayExecutor {
                 .gateway
                 .call_as(self.consumer.clone(), Method::GET, &path, Bytes::new())
                 .await;
-            let receipt = headers
-                .get(civitas_gateway::RECEIPT_HEADER)
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.parse().ok());
-            // The gateway marks the answers it gives itself; only the provider's own 404 says
-            // that the citizen is not in its register. The gateway's 404s (`no_service` for a
-            // deactivated service, `path_not_allowed`) are refusals, which must not make an
-            // applicant look unregistered.
-            let refusal = headers
-                .get(civitas_gateway::REFUSAL_HEADER)
-                .and_then(|value| value.to_str().ok())
-                .map(str::to_owned);
-            let parsed = serde_json::from_slice::<Value>(&body);
-            let detail = || {
-                let detail = parsed
-                    .as_ref()
-                    .ok()
-                    .and_then(|body| body.get("detail"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                match &refusal {
-                    Some(code) => format!("{status} {code}: {detail}"),
-                    None => format!("{status}: {detail}"),
-                }
-            };
-            match (status.as_u16(), &refusal) {
-                (200..=299, None) => match parsed {
-                    Ok(body) => Ok(StepResponse {
-                        status: status.as_u16(),
-                        body,
-                        receipt,
-                    }),
-                    // An empty or unreadable answer is not data: reading it as JSON null would
-                    // make the step found with every output null.
-                    Err(error) => Err(StepFailure::new(
-                        FailureKind::Upstream,
-                        format!(
-                            "the service answered {status} with a body that is not JSON: {error}"
-                        ),
-                    )),
-                },
-                (404, None) => Ok(StepResponse {
-                    status: 404,
-                    body: parsed.unwrap_or(Value::Null),
-                    receipt,
-                }),
-                (504, _) => Err(StepFailure::new(FailureKind::Timeout, detail())),
-                (401 | 403 | 429, _) | (400..=499, Some(_)) => {
-                    Err(StepFailure::new(FailureKind::Denied, detail()))
-                }
-                _ => Err(StepFailure::new(FailureKind::Upstream, detail())),
-            }
+            gateway_answer(status.as_u16(), &headers, &body)
         })
+    }
+}
+
+/// A step's result from the gateway's answer (`status`, `headers`, `body`), for the server's
+/// executor and `civitas scenario test --gateway` alike. The gateway marks the answers it gives
+/// itself (`Civitas-Refusal`); only the provider's own 404 says that the citizen is not in its
+/// register. The gateway's 404s (`no_service` for a deactivated service, `path_not_allowed`) are
+/// refusals, which must not make an applicant look unregistered, and a 2xx answer that is not
+/// JSON is not data.
+pub fn gateway_answer(
+    status: u16,
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> Result<StepResponse, StepFailure> {
+    let receipt = headers
+        .get(civitas_gateway::RECEIPT_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok());
+    let refusal = headers
+        .get(civitas_gateway::REFUSAL_HEADER)
+        .and_then(|value| value.to_str().ok());
+    let parsed = serde_json::from_slice::<Value>(body);
+    let detail = || {
+        let detail = parsed
+            .as_ref()
+            .ok()
+            .and_then(|body| body.get("detail"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        match refusal {
+            Some(code) => format!("{status} {code}: {detail}"),
+            None => format!("{status}: {detail}"),
+        }
+    };
+    match (status, refusal) {
+        (200..=299, None) => match &parsed {
+            Ok(body) => Ok(StepResponse {
+                status,
+                body: body.clone(),
+                receipt,
+            }),
+            // Reading an empty or unreadable answer as JSON null would make the step found with
+            // every output null.
+            Err(error) => Err(StepFailure::new(
+                FailureKind::Upstream,
+                format!("the service answered {status} with a body that is not JSON: {error}"),
+            )),
+        },
+        (404, None) => Ok(StepResponse {
+            status: 404,
+            body: parsed.unwrap_or(Value::Null),
+            receipt,
+        }),
+        (504, _) => Err(StepFailure::new(FailureKind::Timeout, detail())),
+        (401 | 403 | 429, _) | (400..=499, Some(_)) => {
+            Err(StepFailure::new(FailureKind::Denied, detail()))
+        }
+        _ => Err(StepFailure::new(FailureKind::Upstream, detail())),
     }
 }
 

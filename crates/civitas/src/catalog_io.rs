@@ -84,14 +84,26 @@ pub fn read_drafts<'a, R: BufRead + 'a>(
 fn read_jsonl<R: BufRead>(
     input: R,
 ) -> impl Iterator<Item = Result<(u64, ResourceDraft), RowError>> {
-    input.lines().enumerate().filter_map(|(index, line)| {
-        let number = index as u64 + 1;
-        match line {
-            Err(error) => Some(Err(row_error(number, "-", format!("cannot read: {error}")))),
-            Ok(text) if text.trim().is_empty() => None,
-            Ok(text) => Some(parse_json_row(number, &text)),
-        }
-    })
+    // A line that is not UTF-8 is that line's fault, and reading goes on after it; any other
+    // read error ends the input (reading again would fail again, for ever).
+    input
+        .lines()
+        .enumerate()
+        .scan(false, |failed, (index, line)| {
+            if *failed {
+                return None;
+            }
+            let number = index as u64 + 1;
+            Some(match line {
+                Err(error) => {
+                    *failed = error.kind() != std::io::ErrorKind::InvalidData;
+                    Some(Err(row_error(number, "-", format!("cannot read: {error}"))))
+                }
+                Ok(text) if text.trim().is_empty() => None,
+                Ok(text) => Some(parse_json_row(number, &text)),
+            })
+        })
+        .flatten()
 }
 
 fn parse_json_row(line: u64, text: &str) -> Result<(u64, ResourceDraft), RowError> {
@@ -135,7 +147,18 @@ fn read_csv<'a, R: BufRead + 'a>(
         let message = format!("the header must be exactly: {}", CSV_COLUMNS.join(","));
         return Box::new(std::iter::once(Err(row_error(1, "-", message))));
     }
-    Box::new(reader.into_records().map(|record| {
+    // As with JSON lines, a read error other than a row's bad UTF-8 ends the input.
+    let mut failed = false;
+    let records = reader.into_records().map_while(move |record| {
+        if failed {
+            return None;
+        }
+        if let Err(error) = &record {
+            failed = matches!(error.kind(), csv::ErrorKind::Io(_));
+        }
+        Some(record)
+    });
+    Box::new(records.map(|record| {
         let record = record.map_err(|error| {
             let line = error.position().map(|p| p.line()).unwrap_or(0);
             row_error(line, "-", error)

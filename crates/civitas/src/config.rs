@@ -186,8 +186,8 @@ impl Config {
                 None => std::thread::available_parallelism().map_or(1, |cores| cores.get()),
             },
             gateway_header_timeout: match self.gateway_header_timeout.unwrap_or(30) {
-                0 => bail!("gateway_header_timeout must be at least 1 second"),
-                seconds => std::time::Duration::from_secs(seconds),
+                seconds @ 1..=3600 => std::time::Duration::from_secs(seconds),
+                _ => bail!("gateway_header_timeout must be between 1 and 3600 seconds"),
             },
             gateway_tls: self.gateway_tls.unwrap_or(GatewayTls::Off),
             store,

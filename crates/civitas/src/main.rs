@@ -322,8 +322,13 @@ fn demo(
         traffic,
     };
     runtime()?.block_on(async {
-        let stop = stop_signal()?;
-        let running = demo::start(&settings, &options, false).await?;
+        let mut stop = std::pin::pin!(stop_signal()?);
+        // Building the city takes a while: a stop during it ends the build (the next start
+        // builds again) rather than waiting for the build and the server.
+        let running = tokio::select! {
+            running = demo::start(&settings, &options, false) => running?,
+            _ = &mut stop => anyhow::bail!("stopped before the demo city was ready; the next start builds it again"),
+        };
         print!("{}", demo::summary(&running, &settings.data_dir));
         println!(
             "civitas {} serving the demo city: API on http://{}, gateway on http://{} (Ctrl-C stops)",
@@ -350,6 +355,11 @@ fn import(config: Config, file: PathBuf, format: Option<Format>) -> anyhow::Resu
         None => anyhow::bail!("{}: say --format csv or --format jsonl", file.display()),
     };
     let input = File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+    anyhow::ensure!(
+        !input.metadata()?.is_dir(),
+        "{} is a directory: import reads a CSV or JSON lines file",
+        file.display()
+    );
     let size = input.metadata()?.len();
     let progress =
         indicatif::ProgressBar::new(size).with_style(indicatif::ProgressStyle::with_template(
@@ -555,7 +565,8 @@ fn init_logging(settings: &Settings) -> anyhow::Result<()> {
 }
 
 /// Installs handlers for SIGTERM and SIGINT (Ctrl-C) and returns a future that resolves on the
-/// first of them.
+/// first of them. A second signal, while the stop the first began is under way, ends the process
+/// at once.
 fn stop_signal() -> anyhow::Result<impl Future<Output = anyhow::Result<()>>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate())?;
@@ -565,6 +576,14 @@ fn stop_signal() -> anyhow::Result<impl Future<Output = anyhow::Result<()>>> {
             _ = terminate.recv() => {}
             _ = interrupt.recv() => {}
         }
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+            eprintln!("a second stop signal: exiting without finishing the stop");
+            std::process::exit(130);
+        });
         Ok(())
     })
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 use civitas_scenario::{
     CaseFile, CaseReport, Definition, FailureKind, Format, StepCall, StepExecutor, StepFailure,
-    StepFuture, StepResponse,
+    StepFuture,
 };
 
 /// Calls steps on a running node's gateway with the scenario consumer system's key.
@@ -44,31 +44,12 @@ impl StepExecutor for LiveExecutor {
                     StepFailure::new(kind, error.to_string())
                 })?;
             let status = response.status().as_u16();
-            let receipt = response
-                .headers()
-                .get("civitas-receipt")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok());
-            let body: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
-            match status {
-                200..=299 | 404 => Ok(StepResponse {
-                    status,
-                    body,
-                    receipt,
-                }),
-                401 | 403 | 429 => Err(StepFailure::new(
-                    FailureKind::Denied,
-                    format!("{status}: {body}"),
-                )),
-                504 => Err(StepFailure::new(
-                    FailureKind::Timeout,
-                    format!("{status}: {body}"),
-                )),
-                _ => Err(StepFailure::new(
-                    FailureKind::Upstream,
-                    format!("{status}: {body}"),
-                )),
-            }
+            let headers = response.headers().clone();
+            let body = response
+                .bytes()
+                .await
+                .map_err(|error| StepFailure::new(FailureKind::Upstream, error.to_string()))?;
+            civitas_api::scenarios::gateway_answer(status, &headers, &body)
         })
     }
 }

@@ -53,8 +53,18 @@ impl RunningServer {
     /// Stops accepting connections, lets requests in flight finish, and closes the store.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
+        // Every task is awaited and every step below taken even when one task failed: its
+        // error is reported at the end, not in place of the usage flush and the last checkpoint.
+        let mut failure = None;
         for task in self.tasks {
-            task.await.context("server task panicked")??;
+            let ended = task
+                .await
+                .context("server task panicked")
+                .and_then(|ended| ended);
+            if let Err(error) = ended {
+                tracing::error!(error = format!("{error:#}"), "a server task failed");
+                failure.get_or_insert(error);
+            }
         }
         // The gateway's threads are done: every call they carried is counted. Its handle of the
         // ledger goes with it, before the last one below.
@@ -69,7 +79,7 @@ impl RunningServer {
         let ledger = self.ledger;
         tokio::task::spawn_blocking(move || drop(ledger)).await?;
         tracing::info!("stopped");
-        Ok(())
+        failure.map_or(Ok(()), Err)
     }
 }
 
@@ -85,7 +95,12 @@ pub async fn start(
     let store = Store::connect(&settings.store)
         .await
         .with_context(|| format!("opening the store at {}", settings.store))?;
-    let generated_admin_key = bootstrap(&store, bootstrap_token).await?;
+    if let Some(token) = &bootstrap_token {
+        anyhow::ensure!(
+            token.len() >= 16,
+            "{BOOTSTRAP_TOKEN_VAR} must have at least 16 characters"
+        );
+    }
     let ledger_dir = settings.data_dir.join("ledger");
     let signer = NoteSigner::new(settings.node_code.as_str(), signing_key.clone())
         .context("the node key as a checkpoint signer")?;
@@ -187,6 +202,9 @@ pub async fn start(
         scenarios: Default::default(),
         search: search.clone(),
     };
+    // The first admin is made once everything else has started, so that a start failing on a
+    // busy port, say, does not leave an admin whose key nobody saw.
+    let generated_admin_key = bootstrap(&store, bootstrap_token).await?;
     // Audit events written while no server ran (by `civitas catalog import`, say) or left behind
     // by a crash reach the ledger before anything else happens.
     let shipped = state
@@ -267,52 +285,91 @@ async fn ship_audit_events_periodically(
     }
 }
 
+/// How long requests in flight may take to finish once the server is told to stop; connections
+/// still open then (a client that never finishes sending its request, say) are left behind, so
+/// that the stop goes on to flush and sign what it must.
+const API_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 async fn serve(
     listener: TcpListener,
     router: axum::Router,
-    mut stopped: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        })
-        .await
-        .context("serving")
+    let stop_requested = |mut stopped: watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let graceful = axum::serve(listener, router)
+        .with_graceful_shutdown(stop_requested(stopped.clone()))
+        .into_future();
+    tokio::select! {
+        served = graceful => served.context("serving"),
+        _ = async {
+            stop_requested(stopped).await;
+            tokio::time::sleep(API_STOP_GRACE).await;
+        } => {
+            tracing::warn!(
+                grace = ?API_STOP_GRACE,
+                "API connections still open after the grace period; stopping without them"
+            );
+            Ok(())
+        }
+    }
 }
 
-/// Makes the first platform admin when the store has no users. Its key is
-/// `CIVITAS_BOOTSTRAP_TOKEN` when set, otherwise a new random key that is returned to be shown once.
+/// Makes the first platform admin when the store has no users, or gives the first admin its key
+/// when an earlier start made the user and failed before storing one (the admin never had a key;
+/// one that was revoked does not count). The key is `CIVITAS_BOOTSTRAP_TOKEN` when set, otherwise
+/// a new random key that is returned to be shown once.
 async fn bootstrap(store: &Store, token: Option<String>) -> anyhow::Result<Option<String>> {
-    if store.has_users().await? {
-        return Ok(None);
-    }
     let permit = Permit::internal("civitas:bootstrap");
     let name = UserName::parse(BOOTSTRAP_ADMIN).expect("a valid user name");
-    store
-        .create_user(
-            &permit,
-            &NewUser {
-                name: name.clone(),
-                display_name: "Platform administrator".into(),
-                role: Role::PlatformAdmin,
-                organization: None,
-                password_hash: None,
-            },
-        )
-        .await?;
-    let (secret, generated) = match token {
-        Some(token) => {
-            anyhow::ensure!(
-                token.len() >= 16,
-                "{BOOTSTRAP_TOKEN_VAR} must have at least 16 characters"
-            );
-            (token, false)
+    if store.has_users().await? {
+        let keyless_admin = match store.user(&name).await {
+            Ok(user) => {
+                user.role == Role::PlatformAdmin
+                    && store
+                        .list_api_keys(
+                            Some(&KeyOwner::User { name: name.clone() }),
+                            None,
+                            &civitas_store::PageRequest {
+                                limit: 1,
+                                after: None,
+                            },
+                        )
+                        .await?
+                        .items
+                        .is_empty()
+            }
+            Err(civitas_store::StoreError::NotFound { .. }) => false,
+            Err(error) => return Err(error.into()),
+        };
+        if !keyless_admin {
+            return Ok(None);
         }
+    } else {
+        store
+            .create_user(
+                &permit,
+                &NewUser {
+                    name: name.clone(),
+                    display_name: "Platform administrator".into(),
+                    role: Role::PlatformAdmin,
+                    organization: None,
+                    password_hash: None,
+                },
+            )
+            .await?;
+    }
+    let (secret, generated) = match token {
+        Some(token) => (token, false),
         None => (civitas_api::auth::new_secret(), true),
     };
     let record =
         civitas_api::auth::key_record(&secret, KeyOwner::User { name }, "bootstrap".into(), None);
     store.create_api_key(&permit, &record).await?;
-    tracing::info!(user = BOOTSTRAP_ADMIN, "created the first platform admin");
+    tracing::info!(
+        user = BOOTSTRAP_ADMIN,
+        "created the first platform admin's key"
+    );
     Ok(generated.then_some(secret))
 }

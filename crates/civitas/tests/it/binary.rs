@@ -157,6 +157,142 @@ fn serves_until_sigterm_then_stops_cleanly() {
     );
 }
 
+/// Starts `civitas serve` on free ports in `dir`; the child, the admin key it printed (if any)
+/// and the API's address.
+fn serve_in(
+    dir: &std::path::Path,
+    token: Option<&str>,
+) -> (std::process::Child, Option<String>, String) {
+    let mut command = Command::new(CIVITAS);
+    command
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--gateway-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir)
+        .env_remove("CIVITAS_BOOTSTRAP_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(token) = token {
+        command.env("CIVITAS_BOOTSTRAP_TOKEN", token);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut key = None;
+    while let Some(Ok(line)) = lines.next() {
+        if line.trim().starts_with("cvk_") {
+            key = Some(line.trim().to_owned());
+        }
+        if let Some(rest) = line.split("serving the API on http://").nth(1) {
+            let api = rest.split_whitespace().next().unwrap().to_owned();
+            return (child, key, api);
+        }
+    }
+    panic!("the server did not announce its address");
+}
+
+/// Sends SIGTERM and waits at most `within` for a clean exit.
+fn stop_within(mut child: std::process::Child, within: Duration) {
+    let started = Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        if started.elapsed() > within {
+            let _ = child.kill();
+            panic!("the server did not stop within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "a clean stop exits 0: {exit:?}");
+}
+
+/// A first start that fails (a busy port, a token too short) makes no admin whose key nobody
+/// saw: the next start makes the admin with a key, printed or the token given.
+#[test]
+fn a_failed_first_start_leaves_no_admin_without_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let output = Command::new(CIVITAS)
+        .args(["serve", "--listen", "127.0.0.1:0", "--gateway-listen"])
+        .arg(busy.local_addr().unwrap().to_string())
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env_remove("CIVITAS_BOOTSTRAP_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        !String::from_utf8_lossy(&output.stdout).contains("cvk_"),
+        "no key shown by a start that failed"
+    );
+    let short = Command::new(CIVITAS)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--gateway-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env("CIVITAS_BOOTSTRAP_TOKEN", "short")
+        .output()
+        .unwrap();
+    assert!(!short.status.success());
+    assert!(
+        String::from_utf8_lossy(&short.stderr).contains("at least 16 characters"),
+        "{}",
+        String::from_utf8_lossy(&short.stderr)
+    );
+
+    let token = "cvk_operator-chosen-token-1";
+    let (child, printed, api) = serve_in(dir.path(), Some(token));
+    assert_eq!(printed, None, "a key given is not printed");
+    let body = http_get(&api, "/api/v1/me", token);
+    assert!(body.contains("\"role\":\"platform_admin\""), "{body}");
+    stop_within(child, Duration::from_secs(10));
+}
+
+/// A client that never finishes sending its request does not hold the stop: requests in flight
+/// get a grace period, then the server stops without them.
+#[test]
+fn a_half_sent_request_does_not_hold_the_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, _, api) = serve_in(dir.path(), None);
+    let mut stream = TcpStream::connect(&api).unwrap();
+    write!(stream, "GET /api/v1/node HTTP/1.1\r\nHost: x\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    stop_within(child, Duration::from_secs(20));
+    drop(stream);
+}
+
+/// `catalog import` of a directory names the mistake at once instead of reading it for ever.
+#[test]
+fn importing_a_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_file = dir.path().join("catalog.jsonl");
+    std::fs::create_dir(&not_a_file).unwrap();
+    let output = Command::new(CIVITAS)
+        .args(["catalog", "import"])
+        .arg(&not_a_file)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("is a directory"), "{stderr}");
+}
+
 /// A minimal HTTP/1.1 GET, so that this test needs no client library beyond std.
 fn http_get(addr: &str, path: &str, key: &str) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();
