@@ -192,6 +192,8 @@ fn serve_in(
             return (child, key, api);
         }
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("the server did not announce its address");
 }
 
