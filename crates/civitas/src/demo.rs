@@ -245,6 +245,17 @@ pub async fn start(
     quiet: bool,
 ) -> anyhow::Result<RunningDemo> {
     let started = Instant::now();
+    // A busy port is found before minutes of building, not after (the server binds them last).
+    for (what, address) in [
+        ("API", settings.listen),
+        ("gateway", settings.gateway_listen),
+    ] {
+        if address.port() != 0 {
+            drop(std::net::TcpListener::bind(address).with_context(|| {
+                format!("the {what} address {address} is not free; choose another with --listen or --gateway-listen")
+            })?);
+        }
+    }
     let existing = prepare(settings, options)?;
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;

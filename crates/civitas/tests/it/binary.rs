@@ -277,6 +277,40 @@ fn a_half_sent_request_does_not_hold_the_stop() {
     drop(stream);
 }
 
+/// The demo finds a busy port before it builds the city, not after minutes of building.
+#[test]
+fn the_demo_checks_its_ports_before_building() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let started = Instant::now();
+    let output = Command::new(CIVITAS)
+        .args([
+            "demo",
+            "--scale",
+            "small",
+            "--listen",
+            "127.0.0.1:0",
+            "--gateway-listen",
+        ])
+        .arg(busy.local_addr().unwrap().to_string())
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("is not free"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        !dir.path().join("demo.building").exists(),
+        "nothing was built"
+    );
+}
+
 /// `catalog import` of a directory names the mistake at once instead of reading it for ever.
 #[test]
 fn importing_a_directory_is_refused() {
