@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, Write};
 
+use anyhow::Context as _;
 use civitas_core::{
     Code, DeviceCode, NodeCode, Uscc,
     catalog::{
@@ -459,7 +460,17 @@ pub async fn import(
         let (batch, lines) = next_batch(&mut rows, &mut summary.rejected);
         let done = match writing.take() {
             Some((task, lines)) => {
-                let (outcome, resources) = task.await??;
+                let (outcome, resources) = task.await?.with_context(|| {
+                    format!(
+                        "storing the rows of lines {}-{} (none of them is stored; the rows \
+                         before them are: {} created, {} updated, {} unchanged)",
+                        lines.first().copied().unwrap_or(0),
+                        lines.last().copied().unwrap_or(0),
+                        summary.created,
+                        summary.updated,
+                        summary.unchanged
+                    )
+                })?;
                 let first = outcome.first_seq;
                 summary.add(outcome, &lines);
                 first.map(|first| (first, resources))
