@@ -43,6 +43,11 @@ pub fn routes() -> Router<AppState> {
 /// Most records returned by one call.
 pub const MAX_RECORDS_PER_CALL: u64 = 1000;
 
+/// A page of records stops adding records once they hold this many bytes (counting each record's
+/// 8-byte frame), so that one call reads and encodes a few megabytes rather than the 65 MB that
+/// 1000 records of up to 64 KiB could hold.
+pub const MAX_RECORD_BYTES_PER_CALL: u64 = 4 << 20;
+
 impl From<civitas_ledger::Error> for ApiError {
     fn from(error: civitas_ledger::Error) -> ApiError {
         use civitas_ledger::Error;
@@ -120,7 +125,8 @@ async fn checkpoint_text(State(state): State<AppState>) -> Response {
 }
 
 /// C2SP tlog-tiles: hash tiles are public (they reveal only hashes); entry bundles hold the
-/// records and need the `read_audit` permission.
+/// records and need the `read_audit` permission. A full entry bundle reads up to 16 MiB of
+/// records, so it is read on a blocking thread.
 async fn tile(
     State(state): State<AppState>,
     caller: MaybeCaller,
@@ -135,7 +141,10 @@ async fn tile(
                 Some(caller) => caller.permit(Action::ReadAudit, None)?,
                 None => return Err(ApiError::Unauthenticated),
             };
-            state.ledger.entry_bundle(id.index, id.width)?
+            let ledger = state.ledger.clone();
+            tokio::task::spawn_blocking(move || ledger.entry_bundle(id.index, id.width))
+                .await
+                .map_err(ApiError::internal)??
         }
     };
     Ok((
@@ -199,7 +208,7 @@ pub struct CheckpointView {
 }
 
 #[utoipa::path(get, path = "/api/v1/ledger/checkpoints", tag = "ledger", params(CheckpointQuery),
-    description = "Signed checkpoints in order of tree size, one per size, so that a verifier can check each against the next.",
+    description = "Signed checkpoints in order of tree size, one per size, so that a verifier can check each against the next. Continue with `from_size` one above the last size returned; an empty list means there are no more.",
     responses((status = 200, body = Vec<CheckpointView>)))]
 async fn checkpoints(
     State(state): State<AppState>,
@@ -209,20 +218,24 @@ async fn checkpoints(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
     }
-    let mut size = query.from_size.unwrap_or(0);
-    let mut found = Vec::new();
-    while found.len() < limit as usize {
-        let Some(checkpoint) = state.ledger.checkpoint_at_or_after(size)? else {
-            break;
-        };
-        size = checkpoint.tree_size + 1;
-        found.push(CheckpointView {
-            tree_size: checkpoint.tree_size,
-            root: STANDARD.encode(checkpoint.root),
-            note: checkpoint.note,
-        });
-    }
-    Ok(axum::Json(found))
+    let from_size = query.from_size.unwrap_or(0);
+    // Anyone may ask, and a page reads some 1,250 checkpoint frames at most from the file: those
+    // from the sparse index's entry before `from_size`, then the page.
+    let ledger = state.ledger.clone();
+    let found =
+        tokio::task::spawn_blocking(move || ledger.checkpoints_from(from_size, limit as usize))
+            .await
+            .map_err(ApiError::internal)??;
+    Ok(axum::Json(
+        found
+            .into_iter()
+            .map(|checkpoint| CheckpointView {
+                tree_size: checkpoint.tree_size,
+                root: STANDARD.encode(checkpoint.root),
+                note: checkpoint.note,
+            })
+            .collect(),
+    ))
 }
 
 /// One ledger record: its index, leaf hash, the decoded record and its exact bytes.
@@ -237,8 +250,8 @@ pub struct RecordView {
     pub bytes: String,
 }
 
-fn record_view(state: &AppState, index: u64, bytes: Vec<u8>) -> ApiResult<RecordView> {
-    let leaf_hash = state.ledger.leaf_hash(index)?;
+fn record_view(ledger: &Ledger, index: u64, bytes: Vec<u8>) -> ApiResult<RecordView> {
+    let leaf_hash = ledger.leaf_hash(index)?;
     Ok(RecordView {
         index,
         leaf_hash: STANDARD.encode(leaf_hash),
@@ -259,7 +272,7 @@ async fn record_at(
 ) -> ApiResult<axum::Json<RecordView>> {
     caller.permit(Action::ReadAudit, None)?;
     let bytes = state.ledger.read(index)?;
-    Ok(axum::Json(record_view(&state, index, bytes)?))
+    Ok(axum::Json(record_view(&state.ledger, index, bytes)?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -272,12 +285,18 @@ pub struct RangeQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/ledger/records", tag = "ledger", params(RangeQuery),
-    responses((status = 200, body = Vec<RecordView>), (status = 422, body = Problem)))]
+    description = "Records `start` to `end` in index order, as many as the ledger holds. A page also stops once its records reach 4 MiB (records are up to 64 KiB each): it then has a `Link` header with `rel=\"next\"` for the rest of the range. A client that gets fewer records than it asked for continues from `start` plus the number it got; an empty list means the ledger ends at `start`. Auditors only.",
+    responses(
+        (status = 200, body = Vec<RecordView>, headers(
+            ("Link" = String, description = "`</api/v1/ledger/records?start=…&end=…>; rel=\"next\"`, when the page stopped early at its byte limit"),
+        )),
+        (status = 422, body = Problem),
+    ))]
 async fn records(
     State(state): State<AppState>,
     caller: Caller,
     Query(query): Query<RangeQuery>,
-) -> ApiResult<axum::Json<Vec<RecordView>>> {
+) -> ApiResult<Response> {
     caller.permit(Action::ReadAudit, None)?;
     if query.end <= query.start || query.end - query.start > MAX_RECORDS_PER_CALL {
         return Err(ApiError::invalid(
@@ -285,17 +304,31 @@ async fn records(
             format!("must be above start and at most {MAX_RECORDS_PER_CALL} past it"),
         ));
     }
+    let start = query.start;
     let end = query.end.min(state.ledger.size());
-    if query.start >= end {
-        return Ok(axum::Json(Vec::new()));
+    if start >= end {
+        return Ok(axum::Json(Vec::<RecordView>::new()).into_response());
     }
-    let records = state.ledger.read_range(query.start..end)?;
-    let views = records
-        .into_iter()
-        .zip(query.start..)
-        .map(|(bytes, index)| record_view(&state, index, bytes))
-        .collect::<ApiResult<Vec<_>>>()?;
-    Ok(axum::Json(views))
+    let ledger = state.ledger.clone();
+    let views = tokio::task::spawn_blocking(move || {
+        ledger
+            .read_range_within(start..end, MAX_RECORD_BYTES_PER_CALL)?
+            .into_iter()
+            .zip(start..)
+            .map(|(bytes, index)| record_view(&ledger, index, bytes))
+            .collect::<ApiResult<Vec<_>>>()
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    let next = start + views.len() as u64;
+    if next < end {
+        let link = format!(
+            "</api/v1/ledger/records?start={next}&end={}>; rel=\"next\"",
+            query.end
+        );
+        return Ok(([(header::LINK, link)], axum::Json(views)).into_response());
+    }
+    Ok(axum::Json(views).into_response())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -50,6 +50,11 @@ impl RunningServer {
         &self.store
     }
 
+    /// The server's ledger, for tests that append records beside the API, as the gateway does.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
     /// Stops accepting connections, lets requests in flight finish, and closes the store.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);

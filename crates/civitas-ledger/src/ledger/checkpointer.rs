@@ -120,27 +120,29 @@ fn sign_checkpoint(shared: &Shared, size: u64) -> Result<Checkpoint> {
     Ok(checkpoint)
 }
 
-/// The oldest stored checkpoint of at least `tree_size` records: found from the sparse index by
-/// reading forward at most `CHECKPOINT_INDEX_STRIDE` frames.
-pub(crate) fn checkpoint_at_or_after(
+/// Up to `limit` stored checkpoints of at least `from_size` records, oldest first: found from the
+/// sparse index by reading forward at most `CHECKPOINT_INDEX_STRIDE` frames, then read in one pass.
+pub(crate) fn checkpoints_from(
     shared: &Shared,
-    tree_size: u64,
-) -> Result<Option<Checkpoint>> {
+    from_size: u64,
+    limit: usize,
+) -> Result<Vec<Checkpoint>> {
     let (start, end) = {
         let book = read_guard(&shared.checkpoints);
         match &book.latest {
-            Some(latest) if latest.tree_size >= tree_size => {}
-            _ => return Ok(None),
+            Some(latest) if latest.tree_size >= from_size && limit > 0 => {}
+            _ => return Ok(Vec::new()),
         }
         let position = book
             .sparse
-            .partition_point(|location| location.tree_size < tree_size);
+            .partition_point(|location| location.tree_size < from_size);
         let start = position.saturating_sub(1);
         (book.sparse[start], book.file_end)
     };
     let mut reader = CheckpointReader::new(&shared.files.checkpoints, start.offset, 0, end);
     let path = shared.path(CHECKPOINTS_FILE);
-    loop {
+    let mut found: Vec<Checkpoint> = Vec::new();
+    while found.len() < limit {
         let stored = reader.next_note().map_err(|error| match error {
             CheckpointFileError::Io(source) => io_error("read", &path)(source),
             CheckpointFileError::Corrupt { offset, reason } => {
@@ -148,18 +150,27 @@ pub(crate) fn checkpoint_at_or_after(
             }
         })?;
         let Some(stored) = stored else {
-            return Err(Error::CorruptCheckpoints {
-                offset: reader.offset(),
-                reason: "a checkpoint listed in memory is missing from the file".into(),
-            });
+            // `end` was read with a latest checkpoint of at least `from_size`, so the file holds
+            // at least one to return.
+            if found.is_empty() {
+                return Err(Error::CorruptCheckpoints {
+                    offset: reader.offset(),
+                    reason: "a checkpoint listed in memory is missing from the file".into(),
+                });
+            }
+            break;
         };
         let checkpoint =
             Checkpoint::parse_trusted(stored.note).map_err(|error| Error::CorruptCheckpoints {
                 offset: stored.offset,
                 reason: error.to_string(),
             })?;
-        if checkpoint.tree_size >= tree_size {
-            return Ok(Some(checkpoint));
+        let wanted = found
+            .last()
+            .map_or(from_size, |previous| previous.tree_size + 1);
+        if checkpoint.tree_size >= wanted {
+            found.push(checkpoint);
         }
     }
+    Ok(found)
 }

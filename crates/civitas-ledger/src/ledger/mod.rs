@@ -775,13 +775,27 @@ impl Ledger {
 
     /// Reads consecutive records with one positioned read of their frames.
     pub fn read_range(&self, range: Range<u64>) -> Result<Vec<Vec<u8>>> {
+        self.read_range_within(range, u64::MAX)
+    }
+
+    /// Reads consecutive records from `range.start` with one positioned read of their frames,
+    /// but stops adding records once those read take `max_bytes` or more in the records file
+    /// (each record counts with its 8-byte frame header). At least one record is read, so the
+    /// result exceeds `max_bytes` by less than one record.
+    pub fn read_range_within(&self, range: Range<u64>, max_bytes: u64) -> Result<Vec<Vec<u8>>> {
         if range.is_empty() {
             return Ok(Vec::new());
         }
         self.check_index(range.end - 1)?;
         let count = usize::try_from(range.end - range.start).expect("a range of records in memory");
         let offsets = self.shared().read_offsets(range.start, count)?;
-        self.shared().read_frames(range.start, &offsets)
+        let first = offsets[0];
+        let within = offsets
+            .iter()
+            .take_while(|&&offset| offset.saturating_sub(first) < max_bytes)
+            .count()
+            .max(1);
+        self.shared().read_frames(range.start, &offsets[..within])
     }
 
     pub fn leaf_hash(&self, index: u64) -> Result<Hash> {
@@ -828,7 +842,13 @@ impl Ledger {
 
     /// The oldest stored checkpoint whose tree has at least `tree_size` records.
     pub fn checkpoint_at_or_after(&self, tree_size: u64) -> Result<Option<Checkpoint>> {
-        checkpointer::checkpoint_at_or_after(self.shared(), tree_size)
+        Ok(checkpointer::checkpoints_from(self.shared(), tree_size, 1)?.pop())
+    }
+
+    /// Up to `limit` stored checkpoints whose trees have at least `from_size` records, oldest
+    /// first, one per tree size, read from the checkpoints file in one pass.
+    pub fn checkpoints_from(&self, from_size: u64, limit: usize) -> Result<Vec<Checkpoint>> {
+        checkpointer::checkpoints_from(self.shared(), from_size, limit)
     }
 
     /// Returns a checkpoint covering every record appended before the call, signing one now if
@@ -958,6 +978,22 @@ mod tests {
                 assert_eq!(found.root, ledger.root(found.tree_size).unwrap());
             }
             assert!(ledger.checkpoint_at_or_after(43).unwrap().is_none());
+            // Lists from any size, across the index's strides, in one pass.
+            for from_size in 0..=44u64 {
+                for limit in [1, 3, 5, 1000] {
+                    let sizes: Vec<u64> = ledger
+                        .checkpoints_from(from_size, limit)
+                        .unwrap()
+                        .iter()
+                        .map(|checkpoint| checkpoint.tree_size)
+                        .collect();
+                    let expected: Vec<u64> = (from_size.next_multiple_of(2)..=42)
+                        .step_by(2)
+                        .take(limit)
+                        .collect();
+                    assert_eq!(sizes, expected, "from {from_size}, at most {limit}");
+                }
+            }
         };
         check(&ledger);
         drop(ledger);

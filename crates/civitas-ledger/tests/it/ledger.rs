@@ -95,6 +95,38 @@ async fn concurrent_appends_get_distinct_indexes_and_read_back() {
     assert_eq!(ledger.read(801).unwrap(), b"b");
 }
 
+#[tokio::test]
+async fn a_read_within_a_byte_budget_stops_at_the_record_that_reaches_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    // Frames of 1,008 bytes: a record of 1,000 and its 8-byte header.
+    let records: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 1000]).collect();
+    ledger.append_batch(records.clone()).await.unwrap();
+    let check = |range: std::ops::Range<u64>, max_bytes: u64, expected: std::ops::Range<usize>| {
+        assert_eq!(
+            ledger.read_range_within(range.clone(), max_bytes).unwrap(),
+            records[expected],
+            "{range:?} within {max_bytes}"
+        );
+    };
+    // Records start at 0, 1008, 2016 and 3024 bytes into the range: the first three start below
+    // 3,000 bytes, and the third takes the total past it.
+    check(0..10, 3000, 0..3);
+    check(0..10, 3024, 0..3);
+    check(0..10, 3025, 0..4);
+    check(4..10, 1, 4..5);
+    check(4..10, 0, 4..5);
+    check(8..10, 1 << 20, 8..10);
+    check(3..3, 1 << 20, 0..0);
+    assert!(matches!(
+        ledger.read_range_within(8..11, 1 << 20),
+        Err(Error::IndexOutOfRange {
+            index: 10,
+            size: 10
+        })
+    ));
+}
+
 /// Two threads, each a single-threaded runtime with its own mailbox, append durably and in order
 /// only through their mailboxes, while a third appends directly: every append is answered with its
 /// own index, and every record is durable and reads back once its durable successor answered.
@@ -293,6 +325,20 @@ async fn checkpoints_are_signed_periodically_and_on_demand() {
         20
     );
     assert!(ledger.checkpoint_at_or_after(21).unwrap().is_none());
+    let sizes = |from_size: u64, limit: usize| -> Vec<u64> {
+        ledger
+            .checkpoints_from(from_size, limit)
+            .unwrap()
+            .iter()
+            .map(|checkpoint| checkpoint.tree_size)
+            .collect()
+    };
+    assert_eq!(sizes(0, 1000), [0, 10, 20]);
+    assert_eq!(sizes(0, 2), [0, 10]);
+    assert_eq!(sizes(1, 1), [10]);
+    assert_eq!(sizes(11, 1000), [20]);
+    assert_eq!(sizes(21, 1000), [] as [u64; 0]);
+    assert_eq!(sizes(0, 0), [] as [u64; 0]);
 }
 
 #[tokio::test]

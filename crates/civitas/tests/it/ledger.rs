@@ -9,7 +9,7 @@ use civitas_ledger::{
     note::{NoteVerifier, verify_checkpoint},
 };
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::{TestServer, on_both_stores};
 
@@ -489,4 +489,96 @@ async fn receipts_check_from_the_command_line() {
     // Neither a receipt nor a node to ask.
     let output = check_receipt(&["--verifier-key", &key], b"");
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+}
+
+/// An admin record with `filler` bytes of details, as the ledger holds them.
+fn admin_record(object_id: u64, filler: usize) -> Vec<u8> {
+    civitas_ledger::record::encode(&civitas_ledger::Record::Admin(
+        civitas_ledger::record::AdminRecord {
+            at: jiff::Timestamp::now(),
+            actor: "user:test".into(),
+            action: "test.fill".into(),
+            object_kind: "test".into(),
+            object_id: object_id.to_string(),
+            details: json!({ "filler": "x".repeat(filler) }),
+        },
+    ))
+}
+
+/// A page of records stops once it holds 4 MiB; its `Link` header, or its count, says where the
+/// rest of the range continues.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_of_large_records_stops_at_its_byte_limit_and_continues() {
+    let server = TestServer::start_sqlite().await;
+    let org = server.create_org(1, None).await;
+    let auditor = server.user_with_key("auditor", "auditor", Some(&org)).await;
+    let ledger = server.running.as_ref().unwrap().ledger().clone();
+    // 100 records of about 60 KB: 6 MB, past the 4 MiB of one page.
+    let records: Vec<Vec<u8>> = (0..100).map(|n| admin_record(n, 60_000)).collect();
+    let appended = ledger.append_batch(records.clone()).await.unwrap();
+    assert_eq!(appended.end, ledger.size());
+    let (start, end) = (appended.start, appended.end);
+
+    let page = |start: u64, end: u64| {
+        let request = server
+            .client
+            .get(format!(
+                "{}/api/v1/ledger/records?start={start}&end={end}",
+                server.base
+            ))
+            .bearer_auth(&auditor);
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            let link = response
+                .headers()
+                .get("link")
+                .map(|link| link.to_str().unwrap().to_owned());
+            let views: Vec<Value> = response.json().await.unwrap();
+            (views, link)
+        }
+    };
+    let (first, link) = page(start, end).await;
+    let taken = first.len() as u64;
+    assert!((1..100).contains(&taken), "{taken}");
+    // Records are added while those before take less than 4 MiB (frames of 8 header bytes).
+    let frames: Vec<u64> = first
+        .iter()
+        .map(|view| {
+            STANDARD
+                .decode(view["bytes"].as_str().unwrap())
+                .unwrap()
+                .len() as u64
+                + 8
+        })
+        .collect();
+    let limit = 4 << 20;
+    assert!(frames[..frames.len() - 1].iter().sum::<u64>() < limit);
+    assert!(frames.iter().sum::<u64>() >= limit);
+    assert_eq!(
+        link.as_deref(),
+        Some(
+            format!(
+                "</api/v1/ledger/records?start={}&end={end}>; rel=\"next\"",
+                start + taken
+            )
+            .as_str()
+        )
+    );
+
+    let (rest, link) = page(start + taken, end).await;
+    assert_eq!(link, None);
+    let all: Vec<Value> = first.into_iter().chain(rest).collect();
+    assert_eq!(all.len(), 100);
+    for ((view, record), index) in all.iter().zip(&records).zip(start..) {
+        assert_eq!(view["index"], index);
+        assert_eq!(
+            STANDARD.decode(view["bytes"].as_str().unwrap()).unwrap(),
+            *record
+        );
+        assert_eq!(view["record"]["object_id"], (index - start).to_string());
+    }
+    // Past the ledger's end: an empty page, with nothing to continue.
+    let (beyond, link) = page(end, end + 10).await;
+    assert!(beyond.is_empty() && link.is_none());
 }
