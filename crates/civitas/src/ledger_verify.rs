@@ -11,6 +11,7 @@ use civitas_ledger::{
     verify_dir,
 };
 use ed25519_dalek::pkcs8::DecodePrivateKey;
+use reqwest::StatusCode;
 
 /// What a verification found, for the summary line.
 pub struct Outcome {
@@ -91,7 +92,8 @@ fn describe(error: civitas_ledger::VerifyError) -> anyhow::Error {
 
 /// Verifies a running node's ledger over HTTP: every checkpoint it lists, and every record read
 /// from its tlog-tiles entry bundles. Entry bundles need an API key with the `read_audit`
-/// permission.
+/// permission. Without `verifier_key` the checkpoints are checked with the key the node itself
+/// publishes, which shows the ledger consistent with that key only (`SELF_KEY_WARNING`).
 pub async fn verify_remote(
     base: &str,
     api_key: Option<&str>,
@@ -99,16 +101,18 @@ pub async fn verify_remote(
 ) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let node = NodeClient::new(base, api_key);
-    let get = |path: String| node.get(&path);
     let verifier_key = match verifier_key {
         Some(key) => key.to_owned(),
         None => {
-            let node: serde_json::Value = get("/api/v1/node".into())
+            let node: serde_json::Value = node
+                .get("/api/v1/node")
                 .send()
-                .await?
-                .error_for_status()?
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .context("asking the node for its verifier key (/api/v1/node)")?
                 .json()
-                .await?;
+                .await
+                .context("reading the node's answer at /api/v1/node")?;
             node["verifier_key"]
                 .as_str()
                 .context("the node did not say its verifier_key")?
@@ -119,16 +123,18 @@ pub async fn verify_remote(
 
     // Every checkpoint, in order of size.
     let mut from_size = 0;
-    let mut largest = 0;
+    let mut largest = None;
     loop {
-        let page: Vec<serde_json::Value> = get(format!(
-            "/api/v1/ledger/checkpoints?from_size={from_size}&limit=1000"
-        ))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+        let path = format!("/api/v1/ledger/checkpoints?from_size={from_size}&limit=1000");
+        let page: Vec<serde_json::Value> = node
+            .get(&path)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .with_context(|| format!("listing the node's checkpoints ({path})"))?
+            .json()
+            .await
+            .with_context(|| format!("reading the node's checkpoints ({path})"))?;
         if page.is_empty() {
             break;
         }
@@ -137,40 +143,64 @@ pub async fn verify_remote(
                 .as_str()
                 .context("a checkpoint without its note")?;
             verifier.add_checkpoint(note).map_err(describe)?;
-            largest = checkpoint["tree_size"]
-                .as_u64()
-                .context("a checkpoint without its size")?;
+            largest = Some(
+                checkpoint["tree_size"]
+                    .as_u64()
+                    .context("a checkpoint without its size")?,
+            );
         }
-        from_size = largest + 1;
+        from_size = largest.map_or(0, |size| size + 1);
     }
+    // A node signs a checkpoint when its ledger is created, so a list without one is not a node's
+    // ledger, and checking records against no signature would prove nothing.
+    let Some(largest) = largest else {
+        bail!(
+            "the node listed no signed checkpoints, so there is nothing to verify the records against"
+        );
+    };
 
     let bar = progress_bar(largest);
     let mut index = 0u64;
     while index < largest {
         let bundle_index = index / TILE_WIDTH;
         let width = (largest - bundle_index * TILE_WIDTH).min(TILE_WIDTH) as u16;
-        let path = tiles::format_tile_path(&TileId {
-            kind: TileKind::Entries,
-            index: bundle_index,
-            width,
-        });
-        let response = get(format!("/ledger/{path}")).send().await?;
-        if !response.status().is_success() {
-            bail!(
-                "fetching /ledger/{path}: {} (entry bundles need an API key that may read the audit trail: --api-key)",
-                response.status()
-            );
+        let tile = |width| {
+            tiles::format_tile_path(&TileId {
+                kind: TileKind::Entries,
+                index: bundle_index,
+                width,
+            })
+        };
+        let mut fetched_width = width;
+        let mut path = tile(fetched_width);
+        let mut response = entry_bundle(&node, &path).await?;
+        if response.is_none() && u64::from(width) < TILE_WIDTH {
+            // The tree has grown past this bundle since its checkpoint was listed, and a node
+            // serves a partial bundle only at its right edge: the full bundle starts with the
+            // same records.
+            fetched_width = TILE_WIDTH as u16;
+            path = tile(fetched_width);
+            response = entry_bundle(&node, &path).await?;
         }
-        let bundle = response.bytes().await?;
-        let records = tiles::decode_entry_bundle(&bundle)
-            .with_context(|| format!("entry bundle {bundle_index} is malformed"))?;
-        if records.len() != usize::from(width) {
+        let Some(response) = response else {
             bail!(
-                "entry bundle {bundle_index} holds {} records, expected {width}",
+                "fetching /ledger/{path}: 404 Not Found: the node does not serve records {index} to {} that its checkpoint of size {largest} covers",
+                index + u64::from(width) - 1
+            );
+        };
+        let bundle = response
+            .bytes()
+            .await
+            .with_context(|| format!("reading /ledger/{path}"))?;
+        let records = tiles::decode_entry_bundle(&bundle)
+            .with_context(|| format!("entry bundle /ledger/{path} is malformed"))?;
+        if records.len() != usize::from(fetched_width) {
+            bail!(
+                "entry bundle /ledger/{path} holds {} records, expected {fetched_width}",
                 records.len()
             );
         }
-        for record in records {
+        for record in &records[..usize::from(width)] {
             verifier.push_record(record).map_err(describe)?;
             index += 1;
         }
@@ -182,6 +212,36 @@ pub async fn verify_remote(
         report,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Said after a verification over HTTP that checked the checkpoints with the key the node itself
+/// published rather than one given with `--verifier-key`.
+pub const SELF_KEY_WARNING: &str = "warning: no --verifier-key given, so the checkpoints were checked with the key the node itself publishes: this proves the ledger consistent with that key only, and a node that rewrote its history under a new key would pass too (pass the verifier key obtained out of band)";
+
+/// GETs the entry bundle at `path` (under `/ledger/`): `None` if the node answers 404 Not Found.
+async fn entry_bundle(
+    node: &NodeClient<'_>,
+    path: &str,
+) -> anyhow::Result<Option<reqwest::Response>> {
+    let response = node
+        .get(&format!("/ledger/{path}"))
+        .send()
+        .await
+        .with_context(|| format!("fetching /ledger/{path}"))?;
+    match response.status() {
+        status if status.is_success() => Ok(Some(response)),
+        StatusCode::NOT_FOUND => Ok(None),
+        status @ StatusCode::UNAUTHORIZED if node.api_key.is_none() => bail!(
+            "fetching /ledger/{path}: {status}: entry bundles need an API key that may read the audit trail (--api-key)"
+        ),
+        status @ StatusCode::UNAUTHORIZED => bail!(
+            "fetching /ledger/{path}: {status}: the node does not accept the API key given (--api-key): it is unknown, expired or revoked"
+        ),
+        status @ StatusCode::FORBIDDEN => bail!(
+            "fetching /ledger/{path}: {status}: the API key given (--api-key) may not read the audit trail, which entry bundles need"
+        ),
+        status => bail!("fetching /ledger/{path}: {status}"),
+    }
 }
 
 /// The summary line, and a warning line when the records file ends in a torn write.

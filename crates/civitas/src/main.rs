@@ -126,8 +126,9 @@ enum LedgerCommand {
         )]
         api_key: Option<String>,
         /// The node's verifier key (`name+hash+base64key`). Without it the key is read from the
-        /// data dir's node key, or asked of the node with --url; an independent auditor passes
-        /// the key they obtained out of band.
+        /// data dir's node key, or asked of the node with --url, which then warns that the result
+        /// shows the ledger consistent only with the key the node itself publishes; an independent
+        /// auditor passes the key they obtained out of band.
         #[arg(long, value_name = "KEY")]
         verifier_key: Option<String>,
         #[command(flatten)]
@@ -480,6 +481,7 @@ fn verify_ledger(
     api_key: Option<String>,
     verifier_key: Option<String>,
 ) -> anyhow::Result<()> {
+    let self_key = url.is_some() && verifier_key.is_none();
     let outcome = match url {
         Some(url) => runtime()?.block_on(ledger_verify::verify_remote(
             &url,
@@ -499,6 +501,9 @@ fn verify_ledger(
         }
     };
     println!("{}", ledger_verify::summary(&outcome));
+    if self_key {
+        println!("{}", ledger_verify::SELF_KEY_WARNING);
+    }
     Ok(())
 }
 

@@ -2,6 +2,10 @@
 //! and receipts verify with the node's key, and `civitas ledger verify` catches tampering.
 
 use std::process::Command;
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicBool, Ordering},
+};
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use civitas_ledger::{
@@ -240,13 +244,43 @@ async fn verify_catches_tampering(server: TestServer) {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.starts_with("ledger ok:"), "{stdout}");
+    // Checked with the key the node itself publishes, which the command says after the summary.
+    assert_eq!(
+        stdout.lines().nth(1),
+        Some(civitas::ledger_verify::SELF_KEY_WARNING),
+        "{stdout}"
+    );
     let no_key = Command::new(env!("CARGO_BIN_EXE_civitas"))
         .args(["ledger", "verify", "--url", &server.base])
         .env_remove("CIVITAS_API_KEY")
         .output()
         .unwrap();
     assert!(!no_key.status.success());
-    assert!(String::from_utf8_lossy(&no_key.stderr).contains("--api-key"));
+    let no_key_stderr = String::from_utf8_lossy(&no_key.stderr);
+    assert!(
+        no_key_stderr.contains("401 Unauthorized")
+            && no_key_stderr.contains("need an API key that may read the audit trail (--api-key)"),
+        "{no_key_stderr}"
+    );
+    let developer = server.user_with_key("dev", "developer", Some(&org)).await;
+    let not_an_auditor = Command::new(env!("CARGO_BIN_EXE_civitas"))
+        .args([
+            "ledger",
+            "verify",
+            "--url",
+            &server.base,
+            "--api-key",
+            &developer,
+        ])
+        .output()
+        .unwrap();
+    assert!(!not_an_auditor.status.success());
+    let not_an_auditor_stderr = String::from_utf8_lossy(&not_an_auditor.stderr);
+    assert!(
+        not_an_auditor_stderr.contains("403 Forbidden")
+            && not_an_auditor_stderr.contains("may not read the audit trail"),
+        "{not_an_auditor_stderr}"
+    );
 
     let settings = server.settings.clone();
     let data_dir = settings.data_dir.clone();
@@ -503,6 +537,195 @@ fn admin_record(object_id: u64, filler: usize) -> Vec<u8> {
             details: json!({ "filler": "x".repeat(filler) }),
         },
     ))
+}
+
+/// Waits until a signed checkpoint covers every record of the server's ledger, and returns its
+/// size.
+async fn checkpointed_size(server: &TestServer, key: &str) -> u64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (_, status) = server.get("/api/v1/ledger", key).await;
+        if status["checkpoint_size"] == status["size"] {
+            return status["size"].as_u64().unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint covered the records: {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// What a proxy passed on: each request's path and query, and the node's status.
+type Passed = Arc<Mutex<Vec<(String, u16)>>>;
+
+/// Starts an HTTP proxy in front of `server` that, before passing on the first request for an
+/// entry bundle, appends `grow_by` records to the node's ledger: the node grows between a
+/// verifier's reading of the checkpoints and of the records, as a busy node does.
+async fn growing_proxy(server: &TestServer, grow_by: u64) -> (String, Passed) {
+    let ledger = server.running.as_ref().unwrap().ledger().clone();
+    let node = server.base.clone();
+    let client = server.client.clone();
+    let grown = Arc::new(AtomicBool::new(false));
+    let passed = Passed::default();
+    let passed_on = passed.clone();
+    let app = axum::Router::new().fallback(
+        move |uri: axum::http::Uri, headers: axum::http::HeaderMap| {
+            let (ledger, node, client, grown, passed) = (
+                ledger.clone(),
+                node.clone(),
+                client.clone(),
+                grown.clone(),
+                passed_on.clone(),
+            );
+            async move {
+                let path = uri.path_and_query().unwrap().to_string();
+                if path.starts_with("/ledger/tile/entries/") && !grown.swap(true, Ordering::SeqCst)
+                {
+                    let start = ledger.size();
+                    let records = (start..start + grow_by)
+                        .map(|n| admin_record(n, 100))
+                        .collect();
+                    ledger.append_batch(records).await.unwrap();
+                }
+                let mut request = client.get(format!("{node}{path}"));
+                if let Some(authorization) = headers.get(axum::http::header::AUTHORIZATION) {
+                    request = request.header(axum::http::header::AUTHORIZATION, authorization);
+                }
+                let response = request.send().await.unwrap();
+                let status = response.status();
+                passed.lock().unwrap().push((path, status.as_u16()));
+                let content_type = response
+                    .headers()
+                    .get(axum::http::header::CONTENT_TYPE)
+                    .cloned()
+                    .unwrap_or(axum::http::HeaderValue::from_static(
+                        "application/octet-stream",
+                    ));
+                let body = response.bytes().await.unwrap();
+                (
+                    axum::http::StatusCode::from_u16(status.as_u16()).unwrap(),
+                    [(axum::http::header::CONTENT_TYPE, content_type)],
+                    body,
+                )
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{address}"), passed)
+}
+
+/// Runs the `civitas` binary with `args` off the async threads, which serve the node meanwhile.
+async fn civitas_command(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_civitas"))
+            .args(args)
+            .env_remove("CIVITAS_API_KEY")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// A node past the right edge of the last bundle that its latest listed checkpoint covers no
+/// longer serves that partial bundle (FORMAT.md, section 5); the verifier reads the full one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_reads_a_full_bundle_when_the_node_grew_past_the_partial_one() {
+    let server = TestServer::start_sqlite().await;
+    let org = server.create_org(1, None).await;
+    let auditor = server.user_with_key("auditor", "auditor", Some(&org)).await;
+    let size = checkpointed_size(&server, &auditor).await;
+    assert!((1..256).contains(&size), "{size}");
+    let (_, status) = server.get("/api/v1/ledger", &auditor).await;
+    let verifier_key = status["verifier_key"].as_str().unwrap().to_owned();
+
+    let (proxy, passed) = growing_proxy(&server, 300).await;
+    let output = civitas_command(vec![
+        "ledger".into(),
+        "verify".into(),
+        "--url".into(),
+        proxy,
+        "--api-key".into(),
+        auditor.clone(),
+        "--verifier-key".into(),
+        verifier_key,
+    ])
+    .await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.starts_with(&format!("ledger ok: {size} records")),
+        "{stdout}"
+    );
+    // Given the key, the command has nothing to warn about.
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let bundles: Vec<(String, u16)> = passed
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(path, _)| path.starts_with("/ledger/tile/entries/"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        bundles,
+        [
+            (format!("/ledger/tile/entries/000.p/{size}"), 404),
+            ("/ledger/tile/entries/000".to_owned(), 200),
+        ]
+    );
+    assert!(server.running.as_ref().unwrap().ledger().size() >= size + 300);
+}
+
+/// A node that lists no signed checkpoints gives the records nothing to be verified against.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_fails_without_a_signed_checkpoint() {
+    let signer = civitas_ledger::NoteSigner::new(
+        "cn-js-nanjing",
+        ed25519_dalek::SigningKey::from_bytes(&[3; 32]),
+    )
+    .unwrap();
+    let verifier_key = signer.verifier_key().to_owned();
+    let node_key = verifier_key.clone();
+    let app = axum::Router::new()
+        .route(
+            "/api/v1/node",
+            axum::routing::get(move || {
+                let node_key = node_key.clone();
+                async move { axum::Json(json!({ "verifier_key": node_key })) }
+            }),
+        )
+        .route(
+            "/api/v1/ledger/checkpoints",
+            axum::routing::get(|| async { axum::Json(json!([])) }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    for with_key in [false, true] {
+        let mut args: Vec<String> = vec![
+            "ledger".into(),
+            "verify".into(),
+            "--url".into(),
+            url.clone(),
+        ];
+        if with_key {
+            args.extend(["--verifier-key".into(), verifier_key.clone()]);
+        }
+        let output = civitas_command(args).await;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{stdout}");
+        assert!(stdout.is_empty(), "{stdout}");
+        assert!(
+            stderr.contains("the node listed no signed checkpoints"),
+            "{stderr}"
+        );
+    }
 }
 
 /// A page of records stops once it holds 4 MiB; its `Link` header, or its count, says where the
