@@ -71,88 +71,17 @@ fn check_validates_config_and_exits() {
 #[test]
 fn serves_until_sigterm_then_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(CIVITAS)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--gateway-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .env_remove("CIVITAS_BOOTSTRAP_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut generated_key = None;
-    let mut api = None;
-    while let Some(Ok(line)) = lines.next() {
-        if line.trim().starts_with("cvk_") {
-            generated_key = Some(line.trim().to_owned());
-        }
-        if let Some(rest) = line.split("serving the API on http://").nth(1) {
-            api = Some(rest.split_whitespace().next().unwrap().to_owned());
-            break;
-        }
-    }
-    let api = api.expect("the server announces its address");
-    let key = generated_key.expect("a first start prints the admin key once");
-
+    let (child, key, api) = serve_in(dir.path(), None);
+    let key = key.expect("a first start prints the admin key once");
     let body = http_get(&api, "/api/v1/me", &key);
     assert!(body.contains("\"role\":\"platform_admin\""), "{body}");
-
-    let started = Instant::now();
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the server did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(exit.success(), "a clean stop exits 0: {exit:?}");
+    stop_within(child, Duration::from_secs(10));
 
     // The second start finds the admin and prints no key.
-    let output = Command::new(CIVITAS)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--gateway-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut second = output;
-    let mut lines = BufReader::new(second.stdout.take().unwrap()).lines();
-    let mut printed_key = false;
-    while let Some(Ok(line)) = lines.next() {
-        printed_key |= line.trim().starts_with("cvk_");
-        if line.contains("serving the API") {
-            break;
-        }
-    }
-    Command::new("kill")
-        .args(["-TERM", &second.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(second.wait().unwrap().success());
-    assert!(
-        !printed_key,
+    let (second, printed, _) = serve_in(dir.path(), None);
+    stop_within(second, Duration::from_secs(10));
+    assert_eq!(
+        printed, None,
         "the admin key is shown only on the first start"
     );
 }
