@@ -132,8 +132,20 @@ fn validated(line: u64, draft: ResourceDraft) -> Result<(u64, ResourceDraft), Ro
 }
 
 fn read_csv<'a, R: BufRead + 'a>(
-    input: R,
+    mut input: R,
 ) -> Box<dyn Iterator<Item = Result<(u64, ResourceDraft), RowError>> + 'a> {
+    // The csv reader counts a line when it meets its `\n`, and in a file whose lines end in
+    // `\r\n` (as spreadsheets write them) a record ends at the `\r`, so each record's line is
+    // counted one short: the header's line ending tells which kind of file this is.
+    let crlf = input.fill_buf().is_ok_and(|start| {
+        start
+            .iter()
+            .position(|&byte| byte == b'\n')
+            .is_some_and(|newline| newline > 0 && start[newline - 1] == b'\r')
+    });
+    let physical = move |position: Option<&csv::Position>| {
+        position.map_or(0, |position| position.line() + u64::from(crlf))
+    };
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
@@ -159,12 +171,12 @@ fn read_csv<'a, R: BufRead + 'a>(
         }
         Some(record)
     });
-    Box::new(records.map(|record| {
+    Box::new(records.map(move |record| {
         let record = record.map_err(|error| {
-            let line = error.position().map(|p| p.line()).unwrap_or(0);
+            let line = physical(error.position());
             row_error(line, "-", error)
         })?;
-        let line = record.position().map(|p| p.line()).unwrap_or(0);
+        let line = physical(record.position());
         if record.len() != CSV_COLUMNS.len() {
             return Err(row_error(
                 line,
@@ -558,5 +570,38 @@ impl ImportSummary {
                 message,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lines of the rows `read_drafts` refuses in `text`.
+    fn refused_lines(text: &str) -> Vec<u64> {
+        read_drafts(text.as_bytes(), Format::Csv)
+            .filter_map(|row| row.err().map(|error| error.line))
+            .collect()
+    }
+
+    #[test]
+    fn csv_errors_name_the_physical_line_whatever_the_line_ends() {
+        let row = |n: u32, kind: &str| {
+            format!(
+                "320100-T03-{n:06},{kind},T03,社会保险参保信息{n},,91350100M000100Y43,,参保明细,csv,\
+                 \"id_number|公民身份号码|string|personal|citizen_id\",unconditional,,,closed,monthly,\
+                 2026-02-01,,社保,,"
+            )
+        };
+        let lines = [
+            CSV_COLUMNS.join(","),
+            row(1, "dataset"),
+            row(2, "dataset"),
+            row(3, "nonsense"),
+            row(4, "dataset"),
+            row(5, "nonsense"),
+        ];
+        assert_eq!(refused_lines(&(lines.join("\n") + "\n")), [4, 6]);
+        assert_eq!(refused_lines(&(lines.join("\r\n") + "\r\n")), [4, 6]);
     }
 }
