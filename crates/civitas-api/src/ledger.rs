@@ -116,6 +116,18 @@ fn admin_record(event: &AuditEvent) -> Vec<u8> {
     }))
 }
 
+/// Runs `read` on a blocking thread: reads of many records or checkpoints are file I/O that
+/// must not hold up an async worker.
+async fn read_ledger<T: Send + 'static>(
+    state: &AppState,
+    read: impl FnOnce(&Ledger) -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    let ledger = state.ledger.clone();
+    tokio::task::spawn_blocking(move || read(&ledger))
+        .await
+        .map_err(ApiError::internal)?
+}
+
 async fn checkpoint_text(State(state): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -141,10 +153,10 @@ async fn tile(
                 Some(caller) => caller.permit(Action::ReadAudit, None)?,
                 None => return Err(ApiError::Unauthenticated),
             };
-            let ledger = state.ledger.clone();
-            tokio::task::spawn_blocking(move || ledger.entry_bundle(id.index, id.width))
-                .await
-                .map_err(ApiError::internal)??
+            read_ledger(&state, move |ledger| {
+                Ok(ledger.entry_bundle(id.index, id.width)?)
+            })
+            .await?
         }
     };
     Ok((
@@ -221,11 +233,10 @@ async fn checkpoints(
     let from_size = query.from_size.unwrap_or(0);
     // Anyone may ask, and a page reads some 1,250 checkpoint frames at most from the file: those
     // from the sparse index's entry before `from_size`, then the page.
-    let ledger = state.ledger.clone();
-    let found =
-        tokio::task::spawn_blocking(move || ledger.checkpoints_from(from_size, limit as usize))
-            .await
-            .map_err(ApiError::internal)??;
+    let found = read_ledger(&state, move |ledger| {
+        Ok(ledger.checkpoints_from(from_size, limit as usize)?)
+    })
+    .await?;
     Ok(axum::Json(
         found
             .into_iter()
@@ -309,17 +320,15 @@ async fn records(
     if start >= end {
         return Ok(axum::Json(Vec::<RecordView>::new()).into_response());
     }
-    let ledger = state.ledger.clone();
-    let views = tokio::task::spawn_blocking(move || {
+    let views = read_ledger(&state, move |ledger| {
         ledger
             .read_range_within(start..end, MAX_RECORD_BYTES_PER_CALL)?
             .into_iter()
             .zip(start..)
-            .map(|(bytes, index)| record_view(&ledger, index, bytes))
+            .map(|(bytes, index)| record_view(ledger, index, bytes))
             .collect::<ApiResult<Vec<_>>>()
     })
-    .await
-    .map_err(ApiError::internal)??;
+    .await?;
     let next = start + views.len() as u64;
     if next < end {
         let link = format!(

@@ -592,8 +592,8 @@ async fn harvest_listing(
             }
         }
     }
-    if caller.0.is_none() {
-        filter.open_type = Some(civitas_core::catalog::OpenType::Open);
+    if let Some(open_type) = crate::catalog::visible_open_type(caller) {
+        filter.open_type = Some(open_type);
     }
     let rows = params.integer("rows")?.unwrap_or(10).min(1000) as u32;
     let start = params.integer("start")?.unwrap_or(0);

@@ -671,9 +671,8 @@ impl Store {
         let from = filter.from.as_deref().unwrap_or("");
         let to = filter.to.as_deref().unwrap_or("9999-12-31");
         let resource = filter.resource.as_ref().map(ResourceCode::as_str);
-        let (totals, rows): ((i64, i64, i64, i64), Vec<UsageSummaryRow>) = read_pool!(
-            self,
-            |pool| {
+        let (totals, rows): ((i64, i64, i64, i64), Vec<UsageSummaryRow>) =
+            read_pool!(self, |pool| {
                 let totals = sqlx::query_as(concat!(
                     "SELECT COUNT(DISTINCT g.id), CAST(COALESCE(SUM(u.calls), 0) AS BIGINT),
                         CAST(COALESCE(SUM(u.denied), 0) AS BIGINT),
@@ -688,27 +687,28 @@ impl Store {
                 .fetch_one(pool)
                 .await?;
                 let rows = sqlx::query_as(concat!(
-                "SELECT g.id, g.consumer_organization, g.consumer_system, g.provider, g.resource,
-                        CAST(SUM(u.calls) AS BIGINT) AS calls, CAST(SUM(u.denied) AS BIGINT) AS denied,
+                    "SELECT g.id, g.consumer_organization, g.consumer_system, g.provider,
+                        g.resource, CAST(SUM(u.calls) AS BIGINT) AS calls,
+                        CAST(SUM(u.denied) AS BIGINT) AS denied,
                         CAST(SUM(u.bytes) AS BIGINT) AS bytes, COUNT(*) AS days,
                         MIN(u.day) AS first_day, MAX(u.day) AS last_day ",
-                usage_of_grants!(),
-                " AND g.id > $6
-                 GROUP BY g.id, g.consumer_organization, g.consumer_system, g.provider, g.resource
-                 ORDER BY g.id LIMIT $7"
-            ))
-            .bind(from)
-            .bind(to)
-            .bind(side)
-            .bind(filter.organization.as_str())
-            .bind(resource)
-            .bind(page.after.as_deref().unwrap_or(""))
-            .bind(page.fetch_limit())
-            .fetch_all(pool)
-            .await?;
+                    usage_of_grants!(),
+                    " AND g.id > $6
+                     GROUP BY g.id, g.consumer_organization, g.consumer_system, g.provider,
+                        g.resource
+                     ORDER BY g.id LIMIT $7"
+                ))
+                .bind(from)
+                .bind(to)
+                .bind(side)
+                .bind(filter.organization.as_str())
+                .bind(resource)
+                .bind(page.after.as_deref().unwrap_or(""))
+                .bind(page.fetch_limit())
+                .fetch_all(pool)
+                .await?;
                 (totals, rows)
-            }
-        );
+            });
         let grants = rows
             .into_iter()
             .map(UsageSummaryRow::into_summary)

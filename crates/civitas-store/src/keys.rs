@@ -343,9 +343,6 @@ impl Store {
         }))
     }
 
-    /// The hashes of every usable system key, with the system each belongs to and when the key
-    /// expires: keys not revoked or expired, of active systems of active organizations. The
-    /// gateway holds them in memory.
     /// Every active system of an active organization: the systems that may call the gateway,
     /// whether with a key or a client certificate.
     pub async fn active_systems(&self) -> Result<Vec<SystemRef>> {
@@ -368,6 +365,9 @@ impl Store {
             .collect()
     }
 
+    /// The hashes of every usable system key, with the system each belongs to and when the key
+    /// expires: keys not revoked or expired, of active systems of active organizations. The
+    /// gateway holds them in memory.
     pub async fn system_key_hashes(
         &self,
         now: Timestamp,

@@ -54,6 +54,23 @@ impl<'a> NodeClient<'a> {
             None => request,
         }
     }
+
+    /// The JSON answer to a GET of `path`; an error status or an unreadable answer is an error
+    /// naming `what` was asked for and the path.
+    pub(crate) async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        what: &str,
+    ) -> anyhow::Result<T> {
+        self.get(path)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .with_context(|| format!("{what} ({path})"))?
+            .json()
+            .await
+            .with_context(|| format!("reading the answer to {what} ({path})"))
+    }
 }
 
 /// The verifier key of the node whose data dir this is, from its key file and code.
@@ -105,14 +122,8 @@ pub async fn verify_remote(
         Some(key) => key.to_owned(),
         None => {
             let node: serde_json::Value = node
-                .get("/api/v1/node")
-                .send()
-                .await
-                .and_then(reqwest::Response::error_for_status)
-                .context("asking the node for its verifier key (/api/v1/node)")?
-                .json()
-                .await
-                .context("reading the node's answer at /api/v1/node")?;
+                .json("/api/v1/node", "asking the node for its verifier key")
+                .await?;
             node["verifier_key"]
                 .as_str()
                 .context("the node did not say its verifier_key")?
@@ -126,15 +137,8 @@ pub async fn verify_remote(
     let mut largest = None;
     loop {
         let path = format!("/api/v1/ledger/checkpoints?from_size={from_size}&limit=1000");
-        let page: Vec<serde_json::Value> = node
-            .get(&path)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .with_context(|| format!("listing the node's checkpoints ({path})"))?
-            .json()
-            .await
-            .with_context(|| format!("reading the node's checkpoints ({path})"))?;
+        let page: Vec<serde_json::Value> =
+            node.json(&path, "listing the node's checkpoints").await?;
         if page.is_empty() {
             break;
         }

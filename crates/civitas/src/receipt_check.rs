@@ -152,15 +152,15 @@ pub async fn check_remote(
             signed.tree_size
         );
     }
-    let view: serde_json::Value = get(format!(
-        "/api/v1/ledger/proofs/consistency?old={}&new={}",
-        signed.tree_size, latest.tree_size
-    ))
-    .send()
-    .await?
-    .error_for_status()?
-    .json()
-    .await?;
+    let view: serde_json::Value = node
+        .json(
+            &format!(
+                "/api/v1/ledger/proofs/consistency?old={}&new={}",
+                signed.tree_size, latest.tree_size
+            ),
+            "asking for a consistency proof",
+        )
+        .await?;
     let proof = view["proof"]
         .as_array()
         .context("a consistency proof without its hashes")?
