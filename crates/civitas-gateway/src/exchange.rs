@@ -544,8 +544,40 @@ impl Gateway {
             );
             return self.refuse_for(exchange, problem).await;
         }
-        // A successful answer delivers the resource's items; an error answer (a 404 page, say)
-        // passes as the upstream sent it but delivers none of them.
+        // An error answer (a 404 page, say) delivers none of the resource's items, but its body
+        // could still hold personal data (an error page echoing the record it failed on): when
+        // the grant does not deliver every item as it is, the provider's status and headers pass
+        // and its body is withheld. This is the provider's answer, not a refusal: it carries no
+        // `Civitas-Refusal`, so a 404 still reads as the provider's "not found".
+        if unfilterable && !upstream_body.is_end_stream() {
+            drop(upstream_body);
+            let problem = Problem::new(
+                upstream_parts.status,
+                "upstream_body_withheld",
+                format!(
+                    "{} answered {} in a format that cannot be filtered to the granted items, so \
+                     the gateway withholds its body",
+                    service.name, upstream_parts.status
+                ),
+            );
+            let body = problem.body(None);
+            let mut response = Response::new(full(body.clone()));
+            *response.status_mut() = upstream_parts.status;
+            copy_end_to_end_headers(&upstream_parts.headers, response.headers_mut());
+            let headers = response.headers_mut();
+            headers.remove(header::CONTENT_LENGTH);
+            headers.remove(header::CONTENT_ENCODING);
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/problem+json"),
+            );
+            let digest = sha256(&body);
+            return self
+                .complete(exchange, response, body.len() as u64, digest)
+                .await;
+        }
+        // A successful answer delivers the resource's items; an error answer whose grant delivers
+        // every item as it is passes as the upstream sent it, but delivers none of them.
         if upstream_parts.status.is_success() {
             exchange.items = service
                 .resource

@@ -81,7 +81,12 @@ pub async fn start_upstream_at(address: SocketAddr) -> SocketAddr {
         .route("/text", get(|| async { "plain text cannot be filtered" }))
         .route(
             "/gone",
-            get(|| async { (axum::http::StatusCode::NOT_FOUND, "no such account") }),
+            get(|| async {
+                (
+                    axum::http::StatusCode::NOT_FOUND,
+                    format!("no such account for {CITIZEN}, Zhang San"),
+                )
+            }),
         );
     let listener = tokio::net::TcpListener::bind(address).await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -558,7 +563,8 @@ async fn granted_call_is_filtered_masked_and_receipted(server: TestServer) {
     .await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{text}");
     assert!(text.contains("unfilterable_answer"));
-    // An error answer passes as sent, but its record lists no item as delivered.
+    // An error answer keeps the provider's status, but its body, which could echo personal data
+    // the grant masks, is withheld; the answer is the provider's, not a refusal of the gateway.
     let (status, headers, text, _) = call_until(
         &server,
         &city.consumer_key,
@@ -567,10 +573,18 @@ async fn granted_call_is_filtered_masked_and_receipted(server: TestServer) {
         |_| true,
     )
     .await;
-    assert_eq!(
-        (status, text.as_str()),
-        (StatusCode::NOT_FOUND, "no such account")
+    assert_eq!(status, StatusCode::NOT_FOUND, "{text}");
+    assert!(
+        !text.contains(CITIZEN) && !text.contains("Zhang"),
+        "the error page leaked: {text}"
     );
+    let problem: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(problem["code"], "upstream_body_withheld", "{problem}");
+    assert_eq!(
+        headers[reqwest::header::CONTENT_TYPE],
+        "application/problem+json"
+    );
+    assert!(headers.get("civitas-refusal").is_none(), "{headers:?}");
     let index = receipt_index(&headers);
     let (_, record) = server
         .get(&format!("/api/v1/ledger/records/{index}"), &auditor)
