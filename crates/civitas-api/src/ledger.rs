@@ -71,8 +71,19 @@ impl From<civitas_ledger::Error> for ApiError {
 }
 
 /// Appends every audit event still in the store's outbox to the ledger, oldest first, and
-/// records where each landed. Callers serialize through `AppState::audit_shipping`.
-pub async fn ship_audit_events(store: &Store, ledger: &Ledger) -> anyhow::Result<usize> {
+/// records where each landed. Callers serialize through `AppState::audit_shipping`, which holds
+/// `unnoted`: where events landed whose note in the store failed. Those are noted before anything
+/// else is shipped, so that a failed write of the store never makes an event ship twice (a node
+/// stopped before the note finds its events in the ledger instead: `Gateway::index_ledger`).
+pub async fn ship_audit_events(
+    store: &Store,
+    ledger: &Ledger,
+    unnoted: &mut Vec<(i64, u64)>,
+) -> anyhow::Result<usize> {
+    if !unnoted.is_empty() {
+        store.mark_audit_events_shipped(unnoted).await?;
+        unnoted.clear();
+    }
     let mut shipped = 0;
     loop {
         let events = store.unshipped_audit_events(1000).await?;
@@ -81,9 +92,10 @@ pub async fn ship_audit_events(store: &Store, ledger: &Ledger) -> anyhow::Result
         }
         let records = events.iter().map(admin_record).collect();
         let indexes = ledger.append_batch(records).await?;
-        let pairs: Vec<(i64, u64)> = events.iter().map(|e| e.id).zip(indexes).collect();
-        store.mark_audit_events_shipped(&pairs).await?;
-        shipped += pairs.len();
+        *unnoted = events.iter().map(|e| e.id).zip(indexes).collect();
+        store.mark_audit_events_shipped(unnoted).await?;
+        shipped += unnoted.len();
+        unnoted.clear();
     }
 }
 
@@ -92,7 +104,7 @@ pub async fn ship_audit_events(store: &Store, ledger: &Ledger) -> anyhow::Result
 /// in place of its details, `{"oversized": {"sha256": …, "bytes": …}}`, over the JSON of the
 /// details as the audit trail serves them: the record still commits to them, and one such event
 /// cannot stop the outbox, and with it every later event, from reaching the ledger.
-fn admin_record(event: &AuditEvent) -> Vec<u8> {
+pub fn admin_record(event: &AuditEvent) -> Vec<u8> {
     let record = |details: serde_json::Value| {
         record::encode(&Record::Admin(AdminRecord {
             at: event.at,
@@ -101,6 +113,7 @@ fn admin_record(event: &AuditEvent) -> Vec<u8> {
             object_kind: event.object_kind.clone(),
             object_id: event.object_id.clone(),
             details,
+            event: u64::try_from(event.id).ok(),
         }))
     };
     let whole = record(event.details.clone());

@@ -64,8 +64,9 @@ pub struct AppState {
     /// Compiled application scenarios, by code.
     pub scenarios: scenarios::ScenarioCache,
     /// Serializes shipping audit events into the ledger, so that they land in the order they
-    /// happened and each exactly once.
-    pub audit_shipping: Arc<tokio::sync::Mutex<()>>,
+    /// happened and each exactly once; holds where shipped events landed that the store has not
+    /// noted yet (see [`ledger::ship_audit_events`]).
+    pub audit_shipping: Arc<tokio::sync::Mutex<Vec<(i64, u64)>>>,
     /// API keys recently found valid.
     pub keys: auth::KeyCache,
 }
@@ -87,8 +88,8 @@ impl AppState {
 
     /// Moves every audit event from the store's outbox into the ledger.
     pub async fn ship_audit_events(&self) -> anyhow::Result<usize> {
-        let _one_at_a_time = self.audit_shipping.lock().await;
-        ledger::ship_audit_events(&self.store, &self.ledger).await
+        let mut unnoted = self.audit_shipping.lock().await;
+        ledger::ship_audit_events(&self.store, &self.ledger, &mut unnoted).await
     }
 
     /// Called after a grant or platform policy changed.

@@ -1,7 +1,8 @@
 //! The store's indexes derived from the ledger: the personal-data access index (which exchanges
-//! delivered data about which person, by keyed hash) and the scenario runs. Both are fed from the
-//! ledger's records in the background and can always be rebuilt from it; the subject report
-//! answers from the index and proves each answer with the exchange's ledger record and receipt.
+//! delivered data about which person, by keyed hash), the scenario runs and where each audit
+//! event landed. All are fed from the ledger's records in the background and can always be
+//! rebuilt from it; the subject report answers from the index and proves each answer with the
+//! exchange's ledger record and receipt.
 
 use civitas_core::CitizenId;
 use civitas_ledger::record::{self, Record, ScenarioRunRecord};
@@ -35,6 +36,8 @@ struct IndexedView {
     rule: Option<String>,
     #[serde(default)]
     part: u32,
+    #[serde(default)]
+    event: Option<u64>,
 }
 
 /// A ledger record the store's derived indexes take something from.
@@ -52,11 +55,13 @@ enum IndexedRecord {
         subjects: Vec<String>,
     },
     ScenarioRun,
+    /// The admin record of the store's audit event with this id.
+    AuditEvent(u64),
 }
 
 impl IndexedView {
-    /// The subjects of an exchange record or of its continuation, or that the record is a
-    /// scenario run; `None` for every other record.
+    /// The subjects of an exchange record or of its continuation, that the record is a scenario
+    /// run, or which audit event an admin record holds; `None` for every other record.
     fn read(bytes: &[u8]) -> Option<IndexedRecord> {
         let (&version, json) = bytes.split_first()?;
         if version != record::ENCODING_V1 {
@@ -65,6 +70,7 @@ impl IndexedView {
         let view: IndexedView = serde_json::from_slice(json).ok()?;
         match view.kind.as_str() {
             "scenario_run" => Some(IndexedRecord::ScenarioRun),
+            "admin" => view.event.map(IndexedRecord::AuditEvent),
             "exchange_subjects" => Some(IndexedRecord::MoreSubjects {
                 part: view.part,
                 subjects: view.subjects,
@@ -163,8 +169,10 @@ fn unhex32(text: &str) -> Option<[u8; 32]> {
 
 impl Gateway {
     /// Brings the store's indexes derived from the ledger up to the ledger's current size: the
-    /// personal-data access index (the subjects of exchange records) and the scenario runs (from
-    /// their run records), in transactions of `LEDGER_INDEX_BATCH` records. Both can always be
+    /// personal-data access index (the subjects of exchange records), the scenario runs (from
+    /// their run records) and where audit events landed (from admin records: an event appended
+    /// by a node that stopped before noting where it landed is noted here, so that it is not
+    /// appended again), in transactions of `LEDGER_INDEX_BATCH` records. All can always be
     /// rebuilt from the ledger; reading them after this call sees every durable record.
     pub async fn index_ledger(&self) -> anyhow::Result<()> {
         let store = &self.inner.store;
@@ -182,6 +190,7 @@ impl Gateway {
             };
             let mut deliveries = Vec::new();
             let mut runs = Vec::new();
+            let mut audit_events = Vec::new();
             for (offset, bytes) in records.iter().enumerate() {
                 let ledger_index = next + offset as u64;
                 let listed = match IndexedView::read(bytes) {
@@ -222,6 +231,12 @@ impl Gateway {
                         }
                         None
                     }
+                    Some(IndexedRecord::AuditEvent(event)) => {
+                        if let Ok(event) = i64::try_from(event) {
+                            audit_events.push((event, ledger_index));
+                        }
+                        None
+                    }
                     None => None,
                 };
                 deliveries.extend(listed.iter().flatten().filter_map(|subject| {
@@ -231,7 +246,9 @@ impl Gateway {
                     })
                 }));
             }
-            store.add_ledger_index(&deliveries, &runs, end).await?;
+            store
+                .add_ledger_index(&deliveries, &runs, &audit_events, end)
+                .await?;
             next = end;
         }
         Ok(())
@@ -428,8 +445,17 @@ mod tests {
             object_kind: "organization".into(),
             object_id: "x".into(),
             details: json!({"subjects": ["aa"], "consumer": "c/s"}),
+            event: Some(7),
         });
-        assert!(IndexedView::read(&record::encode(&admin)).is_none());
+        assert_eq!(
+            IndexedView::read(&record::encode(&admin)),
+            Some(IndexedRecord::AuditEvent(7))
+        );
+        let Record::Admin(mut admin) = admin else {
+            unreachable!()
+        };
+        admin.event = None;
+        assert!(IndexedView::read(&record::encode(&Record::Admin(admin))).is_none());
     }
 
     #[test]

@@ -58,6 +58,11 @@ pub struct AdminRecord {
     pub object_id: String,
     #[serde(serialize_with = "serialize_sorted")]
     pub details: Value,
+    /// The audit event's id in the node's store (its place in the audit outbox), so that an
+    /// event appended twice, by a node stopped between the append and its note of where the
+    /// event landed, is recognized; left out by records made without the outbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<u64>,
 }
 
 /// Whether a gateway call, transfer or decision was allowed.
@@ -303,6 +308,7 @@ mod tests {
             object_kind: "organization".into(),
             object_id: "91320100MA1X0000X1".into(),
             details: json!({"zeta": 1, "alpha": {"y": [2, {"b": 1, "a": 0}], "x": null}}),
+            event: None,
         })
     }
 
@@ -341,6 +347,21 @@ mod tests {
             r#"{"type":"admin","at":"2025-03-01T08:30:00Z","actor":"user:alice","action":"organization.create","object_kind":"organization","object_id":"91320100MA1X0000X1","details":{"alpha":{"x":null,"y":[2,{"a":0,"b":1}]},"zeta":1}}"#
         );
         assert_eq!(decode(&bytes).unwrap(), admin());
+
+        // An outbox event's id comes last, and only when there is one.
+        let Record::Admin(mut record) = admin() else {
+            unreachable!()
+        };
+        record.event = Some(42);
+        let bytes = encode(&Record::Admin(record.clone()));
+        assert!(
+            std::str::from_utf8(&bytes[1..])
+                .unwrap()
+                .ends_with(r#""zeta":1},"event":42}"#)
+        );
+        assert_eq!(decode(&bytes).unwrap(), Record::Admin(record));
+        let with_null = [&bytes[..bytes.len() - 12], b",\"event\":null}"].concat();
+        assert!(matches!(decode(&with_null), Err(Error::NotCanonical)));
     }
 
     #[test]

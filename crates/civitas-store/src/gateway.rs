@@ -723,15 +723,17 @@ impl Store {
     }
 
     /// Adds what a span of ledger records contributes to the store's derived indexes (entries
-    /// of the personal-data access index and scenario runs) and records how far into the ledger
-    /// they have read, in one transaction, so that a restart continues where it stopped. Adding a
-    /// span twice changes nothing. An entry of the access index is only the keyed hash of a
+    /// of the personal-data access index, scenario runs, and where audit events landed, as pairs
+    /// of event id and ledger index) and records how far into the ledger they have read, in one
+    /// transaction, so that a restart continues where it stopped. Adding a span twice changes
+    /// nothing, and an audit event keeps the first place noted for it. An entry of the access index is only the keyed hash of a
     /// person's ID number and the ledger index of an exchange that delivered their data: the
     /// exchange's record holds the rest.
     pub async fn add_ledger_index(
         &self,
         deliveries: &[SubjectDelivery],
         runs: &[ScenarioRun],
+        audit_events: &[(i64, u64)],
         next_ledger_index: u64,
     ) -> Result<()> {
         let backend = self.backend();
@@ -770,6 +772,17 @@ impl Store {
                         .bind(micros(run.at));
                 }
                 query.execute(&mut *tx).await?;
+            }
+            // The first record of an event is where it landed: one appended again (before this
+            // was noted) is not noted a second time.
+            for (event, ledger_index) in audit_events {
+                sqlx::query(
+                    "UPDATE audit_events SET ledger_index = $1 WHERE id = $2 AND ledger_index IS NULL",
+                )
+                .bind(*ledger_index as i64)
+                .bind(*event)
+                .execute(&mut *tx)
+                .await?;
             }
             sqlx::query("UPDATE ledger_index_state SET next = $1 WHERE id = 1 AND next < $1")
                 .bind(next_ledger_index as i64)

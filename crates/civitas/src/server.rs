@@ -196,7 +196,7 @@ pub async fn start(
         catalog_changes: catalog_changes.clone(),
         public_url: public_url.into(),
         ledger: ledger.clone(),
-        audit_shipping: Arc::new(tokio::sync::Mutex::new(())),
+        audit_shipping: Default::default(),
         keys: Default::default(),
         access: civitas_api::AccessSettings {
             max_valid_days: settings.max_grant_days,
@@ -211,7 +211,13 @@ pub async fn start(
     // busy port, say, does not leave an admin whose key nobody saw.
     let generated_admin_key = bootstrap(&store, bootstrap_token).await?;
     // Audit events written while no server ran (by `civitas catalog import`, say) or left behind
-    // by a crash reach the ledger before anything else happens.
+    // by a crash reach the ledger before anything else happens. Reading the ledger's new records
+    // first notes where events appended just before a crash landed, so that they are not
+    // appended again.
+    gateway
+        .index_ledger()
+        .await
+        .context("reading the ledger's latest records")?;
     let shipped = state
         .ship_audit_events()
         .await

@@ -85,6 +85,37 @@ async fn audit_outbox_ships_once(store: Store) {
     let pending_after = store.unshipped_audit_events(10).await.unwrap();
     assert_eq!(pending_after.len(), 1);
     assert_eq!(pending_after[0].id, pending[1].id);
+
+    // The ledger's reader notes where events landed that were appended but not marked (a node
+    // stopped in between), keeping the first place of an event appended twice.
+    store
+        .add_ledger_index(&[], &[], &[(pending[1].id, 9), (pending[0].id, 8)], 10)
+        .await
+        .unwrap();
+    store
+        .add_ledger_index(&[], &[], &[(pending[1].id, 12)], 13)
+        .await
+        .unwrap();
+    assert!(store.unshipped_audit_events(10).await.unwrap().is_empty());
+    let places: Vec<_> = store
+        .list_audit_events(
+            &AuditFilter::default(),
+            &PageRequest {
+                limit: 10,
+                after: None,
+            },
+        )
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|event| (event.id, event.ledger_index))
+        .collect();
+    assert_eq!(
+        places,
+        [(pending[1].id, Some(9)), (pending[0].id, Some(7))],
+        "newest first, each at its first place"
+    );
 }
 
 /// The events about any of several objects, in one sequence: every event exactly once, in the

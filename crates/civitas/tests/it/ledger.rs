@@ -19,7 +19,8 @@ use crate::support::{TestServer, on_both_stores};
 
 on_both_stores!(
     audit_events_reach_the_ledger_with_proofs,
-    verify_catches_tampering
+    verify_catches_tampering,
+    audit_events_appended_before_a_crash_are_not_appended_again
 );
 
 fn hash(text: &Value) -> merkle::Hash {
@@ -535,6 +536,7 @@ fn admin_record(object_id: u64, filler: usize) -> Vec<u8> {
             object_kind: "test".into(),
             object_id: object_id.to_string(),
             details: json!({ "filler": "x".repeat(filler) }),
+            event: None,
         },
     ))
 }
@@ -804,4 +806,83 @@ async fn a_page_of_large_records_stops_at_its_byte_limit_and_continues() {
     // Past the ledger's end: an empty page, with nothing to continue.
     let (beyond, link) = page(end, end + 10).await;
     assert!(beyond.is_empty() && link.is_none());
+}
+
+/// A node stopped between appending audit events to the ledger and noting in the store where they
+/// landed finds them in the ledger when it starts again, instead of appending them a second time.
+async fn audit_events_appended_before_a_crash_are_not_appended_again(mut server: TestServer) {
+    server.create_org(1, None).await;
+    server.stop().await;
+
+    // What such a stop leaves: an event still in the store's outbox whose record is in the
+    // ledger, appended as the server appends it.
+    let settings = server.settings.clone();
+    let store = civitas_store::Store::connect(&settings.store)
+        .await
+        .unwrap();
+    let org = crate::support::uscc(2);
+    store
+        .create_organization(
+            &civitas_core::authz::Permit::internal("civitas:test"),
+            &civitas_store::NewOrganization {
+                code: org.clone(),
+                name: "南京市测试局2".into(),
+                name_en: None,
+                level: civitas_core::registry::Level::Municipal,
+                region: civitas_core::RegionCode::parse("320100").unwrap(),
+                parent: None,
+            },
+        )
+        .await
+        .unwrap();
+    let events = store.unshipped_audit_events(10).await.unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let (landed, size) = {
+        let key = civitas::node::load_or_create_key(&settings.data_dir).unwrap();
+        let signer = civitas_ledger::NoteSigner::new(settings.node_code.as_str(), key).unwrap();
+        let ledger_dir = settings.data_dir.join("ledger");
+        let ledger = tokio::task::spawn_blocking(move || {
+            civitas_ledger::Ledger::open(&ledger_dir, signer, Default::default())
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let records = events
+            .iter()
+            .map(civitas_api::ledger::admin_record)
+            .collect();
+        let landed = ledger.append_batch(records).await.unwrap().start;
+        let size = ledger.size();
+        // Closing a ledger waits for its threads.
+        tokio::task::spawn_blocking(move || drop(ledger))
+            .await
+            .unwrap();
+        (landed, size)
+    };
+    drop(store);
+
+    let server = server.start_again().await;
+    let (_, status) = server
+        .get("/api/v1/ledger", crate::support::ADMIN_KEY)
+        .await;
+    assert_eq!(status["size"], size, "nothing appended again: {status}");
+    let (_, found) = server
+        .get(
+            &format!("/api/v1/audit/events?object_id={org}"),
+            crate::support::ADMIN_KEY,
+        )
+        .await;
+    assert_eq!(
+        found["items"][0]["action"], "organization.create",
+        "{found}"
+    );
+    assert_eq!(found["items"][0]["ledger_index"], landed, "{found}");
+    let (_, record) = server
+        .get(
+            &format!("/api/v1/ledger/records/{landed}"),
+            crate::support::ADMIN_KEY,
+        )
+        .await;
+    assert_eq!(record["record"]["object_id"], org.to_string(), "{record}");
+    assert_eq!(record["record"]["event"], events[0].id, "{record}");
 }

@@ -86,7 +86,17 @@ impl TestServer {
 
     /// Stops the server and starts a new one on the same data dir and store.
     pub async fn restart(mut self) -> TestServer {
+        self.stop().await;
+        self.start_again().await
+    }
+
+    /// Stops the server, leaving its data dir and store as they are.
+    pub async fn stop(&mut self) {
         self.running.take().unwrap().shutdown().await.unwrap();
+    }
+
+    /// Starts a server on the data dir and store of one stopped by [`TestServer::stop`].
+    pub async fn start_again(mut self) -> TestServer {
         let dir = self._dir.take();
         TestServer::start_with(self.settings.clone(), dir).await
     }
