@@ -312,7 +312,7 @@ pub struct RangeQuery {
     description = "Records `start` to `end` in index order, as many as the ledger holds. A page also stops once its records reach 4 MiB (records are up to 64 KiB each): it then has a `Link` header with `rel=\"next\"` for the rest of the range. A client that gets fewer records than it asked for continues from `start` plus the number it got; an empty list means the ledger ends at `start`. Auditors only.",
     responses(
         (status = 200, body = Vec<RecordView>, headers(
-            ("Link" = String, description = "`</api/v1/ledger/records?start=…&end=…>; rel=\"next\"`, when the page stopped early at its byte limit"),
+            ("Link" = String, description = "`<PUBLIC_URL/api/v1/ledger/records?start=…&end=…>; rel=\"next\"`, with the node's public URL, when the page stopped early at its byte limit"),
         )),
         (status = 422, body = Problem),
     ))]
@@ -344,9 +344,11 @@ async fn records(
     .await?;
     let next = start + views.len() as u64;
     if next < end {
+        // Absolute, from the node's public URL: a node served under a path prefix (behind a
+        // reverse proxy) is not at the root of its host.
         let link = format!(
-            "</api/v1/ledger/records?start={next}&end={}>; rel=\"next\"",
-            query.end
+            "<{}/api/v1/ledger/records?start={next}&end={}>; rel=\"next\"",
+            state.public_url, query.end
         );
         return Ok(([(header::LINK, link)], axum::Json(views)).into_response());
     }

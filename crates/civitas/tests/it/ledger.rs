@@ -784,7 +784,8 @@ async fn a_page_of_large_records_stops_at_its_byte_limit_and_continues() {
         link.as_deref(),
         Some(
             format!(
-                "</api/v1/ledger/records?start={}&end={end}>; rel=\"next\"",
+                "<{}/api/v1/ledger/records?start={}&end={end}>; rel=\"next\"",
+                server.base,
                 start + taken
             )
             .as_str()
