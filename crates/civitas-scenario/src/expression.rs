@@ -35,7 +35,14 @@ const STANDARD_FUNCTIONS: &[&str] = &[
 
 /// The helpers this crate adds, documented in `scenarios/README.md`. Each is pure: `age` reads the
 /// run's date, which the engine fixes for the run, never a clock.
-const HELPER_FUNCTIONS: &[&str] = &["min", "max", "age", "birth_date", "consecutive_months"];
+const HELPER_FUNCTIONS: &[&str] = &[
+    "min",
+    "max",
+    "round",
+    "age",
+    "birth_date",
+    "consecutive_months",
+];
 
 /// Words CEL reserves; a name in a definition that is one of them could not be written as
 /// `inputs.NAME` in an expression.
@@ -541,6 +548,9 @@ pub(crate) fn run_context(
     let added = [
         context.add_function("min", cel::functions::min),
         context.add_function("max", cel::functions::max),
+        context.add_function("round", |number: Value, places: Value| {
+            round(&number, &places)
+        }),
         context.add_function("age", move |id: Value| age(&id, run_date)),
         context.add_function("birth_date", |id: Value| birth_date(&id)),
         context.add_function("consecutive_months", |months: Value, end: Value| {
@@ -569,6 +579,80 @@ fn citizen_id_argument(function: &str, id: &Value) -> Result<CitizenId, Executio
         ));
     };
     CitizenId::parse(text).map_err(|error| helper_error(function, error.message))
+}
+
+/// Most decimal places `round` rounds to.
+const MAX_ROUND_PLACES: i64 = 9;
+
+/// `round(number, places)`: `number` rounded to `places` decimal places (0 to 9), halves away from
+/// zero, as amounts of money are rounded (四舍五入). A double is rounded as the decimal it is
+/// written as (its shortest form that reads back the same), not as its binary value: 2.675 gives
+/// 2.68, and 1800.1 * 3.0 (5400.299999999999) gives 5400.3 at one place or more. An int is
+/// already whole and is returned as it is.
+fn round(number: &Value, places: &Value) -> Result<Value, ExecutionError> {
+    const FUNCTION: &str = "round";
+    let places = match places {
+        Value::Int(places) if (0..=MAX_ROUND_PLACES).contains(places) => *places as usize,
+        Value::Int(places) => {
+            return Err(helper_error(
+                FUNCTION,
+                format!("rounds to 0 to {MAX_ROUND_PLACES} decimal places, not {places}"),
+            ));
+        }
+        other => {
+            return Err(helper_error(
+                FUNCTION,
+                format!(
+                    "expects the decimal places as an int, got {}",
+                    cel_type_name(other)
+                ),
+            ));
+        }
+    };
+    match number {
+        Value::Int(_) | Value::UInt(_) => Ok(number.clone()),
+        Value::Float(number) if number.is_finite() => {
+            Ok(Value::Float(round_decimal(*number, places)))
+        }
+        Value::Float(number) => Err(helper_error(
+            FUNCTION,
+            format!("{number} is not a finite number"),
+        )),
+        other => Err(helper_error(
+            FUNCTION,
+            format!("expects a number, got {}", cel_type_name(other)),
+        )),
+    }
+}
+
+/// A finite `number` rounded to `places` decimal places, halves away from zero, working on the
+/// digits of its shortest decimal form.
+fn round_decimal(number: f64, places: usize) -> f64 {
+    // `{:e}` writes the shortest digits that read back as `number`: `d.ddde±x`.
+    let text = format!("{:e}", number.abs());
+    let (mantissa, exponent) = text.split_once('e').expect("{:e} writes an exponent");
+    let exponent: i64 = exponent.parse().expect("{:e} writes an integer exponent");
+    let digits: Vec<u8> = mantissa
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .map(|digit| digit - b'0')
+        .collect();
+    // The digits kept are those worth at least 10^-places; the first digit is worth 10^exponent.
+    let kept = exponent + 1 + places as i64;
+    if kept >= digits.len() as i64 {
+        return number;
+    }
+    let mut whole: u128 = 0;
+    for &digit in &digits[..kept.max(0) as usize] {
+        whole = whole * 10 + u128::from(digit);
+    }
+    if kept >= 0 && digits[kept as usize] >= 5 {
+        whole += 1;
+    }
+    let rounded: f64 = format!("{whole}e-{places}")
+        .parse()
+        .expect("digits and an exponent read as a number");
+    rounded.copysign(number)
 }
 
 /// `age(id_number)`: the holder's age in whole years on the run's date, from the birth date in the
@@ -754,6 +838,49 @@ mod tests {
         assert_eq!(age(&id, date("2029-12-31")).unwrap(), Value::Int(80));
         let bad = Value::String(Arc::new("110105194912310021".into()));
         assert!(age(&bad, date("2029-12-31")).is_err());
+    }
+
+    #[test]
+    fn round_rounds_the_decimal_as_written_halves_away_from_zero() {
+        let round_to =
+            |number: f64, places: i64| match round(&Value::Float(number), &Value::Int(places))
+                .unwrap()
+            {
+                Value::Float(rounded) => rounded,
+                other => panic!("{other:?}"),
+            };
+        assert_eq!(1800.1 * 3.0, 5400.299999999999);
+        assert_eq!(round_to(1800.1 * 3.0, 2), 5400.3);
+        assert_eq!(round_to(1800.1 * 3.0, 0), 5400.0);
+        assert_eq!(
+            round_to(2.675, 2),
+            2.68,
+            "binary 2.67499999… is written 2.675"
+        );
+        assert_eq!(round_to(-2.675, 2), -2.68);
+        assert_eq!(round_to(0.125, 2), 0.13);
+        assert_eq!(round_to(0.124, 2), 0.12);
+        assert_eq!(round_to(9.995, 2), 10.0);
+        assert_eq!(round_to(0.004, 2), 0.0);
+        assert_eq!(round_to(0.005, 2), 0.01);
+        assert_eq!(round_to(0.0004, 2), 0.0);
+        assert_eq!(round_to(1234.5, 0), 1235.0);
+        assert_eq!(round_to(1e20, 2), 1e20);
+        assert_eq!(round_to(1.5e-12, 9), 0.0);
+        assert_eq!(round_to(5400.25, 9), 5400.25);
+        assert_eq!(
+            round(&Value::Int(5400), &Value::Int(2)).unwrap(),
+            Value::Int(5400)
+        );
+        for (number, places) in [
+            (Value::Float(1.0), Value::Int(10)),
+            (Value::Float(1.0), Value::Int(-1)),
+            (Value::Float(1.0), Value::Float(2.0)),
+            (Value::String(Arc::new("1".into())), Value::Int(2)),
+            (Value::Float(f64::INFINITY), Value::Int(2)),
+        ] {
+            assert!(round(&number, &places).is_err(), "{number:?} {places:?}");
+        }
     }
 
     #[test]
