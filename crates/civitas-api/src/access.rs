@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use axum::{
     Router,
-    extract::{Path, State},
+    extract::State,
     http::StatusCode,
     routing::{get, post},
 };
@@ -25,7 +25,7 @@ use crate::{
     AppState, PageOf,
     auth::Caller,
     error::{ApiError, ApiResult, Problem},
-    extract::{Json, Query},
+    extract::{Json, Path, Query},
     paging,
 };
 

@@ -33,18 +33,37 @@ const REMEMBERED_KEYS: usize = 10_000;
 /// lookup a second rather than one per request. Keys found invalid are not remembered.
 #[derive(Debug, Clone, Default)]
 pub struct KeyCache {
-    keys: Arc<Mutex<HashMap<String, (Instant, Authenticated)>>>,
+    keys: Arc<Mutex<RememberedKeys>>,
+}
+
+#[derive(Debug, Default)]
+struct RememberedKeys {
+    /// How many times the keys were forgotten: a lookup that began before the last time may have
+    /// read a key just revoked, and is not remembered.
+    generation: u64,
+    keys: HashMap<String, (Instant, Authenticated)>,
 }
 
 impl KeyCache {
     fn get(&self, hash: &str) -> Option<Authenticated> {
-        let keys = self.lock();
-        let (found_at, authenticated) = keys.get(hash)?;
+        let remembered = self.lock();
+        let (found_at, authenticated) = remembered.keys.get(hash)?;
         (found_at.elapsed() < REMEMBERED_KEY_TTL).then(|| authenticated.clone())
     }
 
-    fn insert(&self, hash: String, authenticated: Authenticated) {
-        let mut keys = self.lock();
+    /// What to pass to [`KeyCache::insert`] for a lookup in the store that starts now.
+    fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    /// Remembers a key found valid by a lookup that started at `generation`, unless a change
+    /// committed since, which may have revoked it after the lookup read it.
+    fn insert(&self, hash: String, authenticated: Authenticated, generation: u64) {
+        let mut remembered = self.lock();
+        if remembered.generation != generation {
+            return;
+        }
+        let keys = &mut remembered.keys;
         if keys.len() >= REMEMBERED_KEYS {
             keys.retain(|_, (found_at, _)| found_at.elapsed() < REMEMBERED_KEY_TTL);
             if keys.len() >= REMEMBERED_KEYS {
@@ -56,10 +75,12 @@ impl KeyCache {
 
     /// Forgets every key: called after each change, any of which may revoke one.
     pub fn clear(&self) {
-        self.lock().clear();
+        let mut remembered = self.lock();
+        remembered.generation += 1;
+        remembered.keys.clear();
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Authenticated)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RememberedKeys> {
         self.keys
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -107,12 +128,13 @@ impl FromRequestParts<AppState> for Caller {
             });
         }
         let now = Timestamp::now();
+        let generation = state.keys.generation();
         let authenticated = state
             .store
             .authenticate(&hash, now)
             .await?
             .ok_or(ApiError::Unauthenticated)?;
-        state.keys.insert(hash, authenticated.clone());
+        state.keys.insert(hash, authenticated.clone(), generation);
         // Only checked when the store is asked, at most once a second per key: that is often
         // enough for a mark of a minute's resolution.
         let stale = authenticated.last_used_at.is_none_or(|last_used| {
@@ -260,3 +282,41 @@ pub async fn verify_password(password: String, stored_hash: String) -> Result<bo
 
 /// The minimum length of a password; passphrases are encouraged.
 pub const MIN_PASSWORD_CHARS: usize = 12;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use civitas_core::registry::{Role, UserName};
+
+    fn authenticated() -> Authenticated {
+        Authenticated {
+            key_id: "k1".into(),
+            principal: Principal::User {
+                name: UserName::parse("dev").unwrap(),
+                role: Role::Developer,
+                organization: None,
+            },
+            last_used_at: None,
+        }
+    }
+
+    #[test]
+    fn a_key_looked_up_before_a_change_is_not_remembered_after_it() {
+        let cache = KeyCache::default();
+        let generation = cache.generation();
+        cache.insert("h1".into(), authenticated(), generation);
+        assert!(cache.get("h1").is_some());
+
+        // A request reads the key from the store; meanwhile the key is revoked, and the change
+        // forgets every remembered key; then the request's lookup answers, with the key valid.
+        let generation = cache.generation();
+        cache.clear();
+        cache.insert("h2".into(), authenticated(), generation);
+        assert!(
+            cache.get("h2").is_none(),
+            "a key read before its revocation must not be taken as valid after it"
+        );
+        cache.insert("h2".into(), authenticated(), cache.generation());
+        assert!(cache.get("h2").is_some());
+    }
+}

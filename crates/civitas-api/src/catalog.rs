@@ -2,7 +2,7 @@
 
 use axum::{
     Router,
-    extract::{Path, State},
+    extract::State,
     http::{HeaderMap, HeaderValue, StatusCode, header},
     routing::{get, post},
 };
@@ -21,7 +21,7 @@ use crate::{
     AppState, PageOf,
     auth::{Caller, MaybeCaller},
     error::{ApiError, ApiResult, Problem},
-    extract::{Json, Query},
+    extract::{Json, Path, Query},
     paging,
 };
 

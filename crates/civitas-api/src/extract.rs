@@ -176,6 +176,40 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     }
 }
 
+/// Path parameters. A parameter with a NUL character (`%00`) is a 422 `invalid_field` naming
+/// it, as in a query string: PostgreSQL cannot take NUL in text, so a key id or a certificate
+/// serial holding one was a 500 there (and a 404 on SQLite). A parameter that is not UTF-8 once
+/// decoded is a 422 `invalid_field` too, as a problem document like every other refusal.
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let refused = |status: axum::http::StatusCode, message: String| {
+            if status.is_server_error() {
+                // A route whose parameters do not fit its handler: a bug, not bad input.
+                ApiError::internal(anyhow::anyhow!(message))
+            } else {
+                ApiError::invalid("path", message)
+            }
+        };
+        let params = axum::extract::RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| refused(rejection.status(), rejection.body_text()))?;
+        if let Some((name, _)) = params.iter().find(|(_, value)| value.contains('\0')) {
+            return Err(ApiError::invalid(
+                name,
+                "must not contain the NUL character (U+0000)",
+            ));
+        }
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| Path(value))
+            .map_err(|rejection| refused(rejection.status(), rejection.body_text()))
+    }
+}
+
 fn serde_urlencoded_deserializer(query: &str) -> serde_urlencoded::Deserializer<'_> {
     serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()))
 }

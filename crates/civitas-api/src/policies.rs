@@ -3,7 +3,7 @@
 
 use axum::{
     Router,
-    extract::{Path, State},
+    extract::State,
     http::StatusCode,
     routing::{get, post},
 };
@@ -28,7 +28,7 @@ use crate::{
     access::{all_grants, check_read, text_field},
     auth::Caller,
     error::{ApiError, ApiResult, Problem},
-    extract::Json,
+    extract::{Json, Path},
 };
 
 pub fn routes() -> Router<AppState> {

@@ -2,7 +2,7 @@
 
 use axum::{
     Router,
-    extract::{Path, State},
+    extract::State,
     http::StatusCode,
     routing::{get, post},
 };
@@ -23,7 +23,7 @@ use crate::{
     AppState, PageOf,
     auth::{self, Caller, MIN_PASSWORD_CHARS},
     error::{ApiError, ApiResult, Problem},
-    extract::{Json, Query},
+    extract::{Json, Path, Query},
     paging,
 };
 

@@ -6,7 +6,7 @@ use std::{collections::HashMap, sync::Arc};
 use axum::{
     Router,
     body::Bytes,
-    extract::{Path, State},
+    extract::State,
     http::{HeaderMap, Method, StatusCode, header},
     routing::{get, post},
 };
@@ -27,7 +27,7 @@ use crate::{
     AppState, PageOf,
     auth::Caller,
     error::{ApiError, ApiResult, Problem},
-    extract::{Json, Query},
+    extract::{Json, Path, Query},
     paging,
 };
 

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use axum::{
     Router,
-    extract::{Path, State},
+    extract::State,
     http::{StatusCode, header},
     response::IntoResponse,
     routing::{get, post, put},
@@ -33,7 +33,7 @@ use crate::{
     AppState,
     auth::Caller,
     error::{ApiError, ApiResult, Problem},
-    extract::{Json, Query},
+    extract::{Json, Path, Query},
     paging,
 };
 

@@ -2,7 +2,13 @@
 //! gateway listener can require them, and a certificate's identity is read back from its
 //! subject alternative name `urn:civitas:system:{org}/{system}`.
 
-use std::{fs, io::Write, os::unix::fs::OpenOptionsExt, path::Path, sync::Arc};
+use std::{
+    fs,
+    io::{Read, Write},
+    os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    path::Path,
+    sync::Arc,
+};
 
 use anyhow::{Context, bail};
 use civitas_core::{Code, Uscc, access::SystemRef};
@@ -53,6 +59,29 @@ pub fn write_new_private_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// Reads a secret file written by [`write_new_private_file`], refusing one that others than its
+/// owner may read or write: whoever reads the CA key, say, can issue certificates that the
+/// gateway takes as any system's identity.
+pub fn read_private_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let mut file = fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mode = file
+        .metadata()
+        .with_context(|| format!("reading {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "{} is readable by others (mode {:o}); run `chmod 600` on it",
+            path.display(),
+            mode & 0o777
+        );
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(bytes)
+}
+
 fn random_serial() -> Vec<u8> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).expect("the operating system provides randomness");
@@ -76,8 +105,8 @@ impl CertificateAuthority {
         let key_path = dir.join(CA_KEY_FILE);
         let cert_path = dir.join(CA_CERT_FILE);
         if key_path.exists() {
-            let key_pem = fs::read_to_string(&key_path)
-                .with_context(|| format!("reading {}", key_path.display()))?;
+            let key_pem = String::from_utf8(read_private_file(&key_path)?)
+                .with_context(|| format!("{} is not PEM text", key_path.display()))?;
             let cert_pem = fs::read_to_string(&cert_path)
                 .with_context(|| format!("reading {}", cert_path.display()))?;
             let key = KeyPair::from_pem(&key_pem).context("the CA key")?;
@@ -263,4 +292,30 @@ pub fn identity_of(certificate: &[u8]) -> anyhow::Result<(SystemRef, String)> {
         }
     }
     bail!("the certificate names no civitas system")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ca_key_is_created_private_and_refused_when_others_may_read_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = CertificateAuthority::load_or_create(dir.path(), "cn-test").unwrap();
+        let key_path = dir.path().join(CA_KEY_FILE);
+        let mode = fs::metadata(&key_path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let again = CertificateAuthority::load_or_create(dir.path(), "cn-test").unwrap();
+        assert_eq!(again.certificate_pem(), first.certificate_pem());
+
+        // Restored from a backup or copied with a permissive umask: whoever can read the key can
+        // issue a certificate naming any system, so the node refuses to use it.
+        for loose in [0o644, 0o640, 0o604, 0o620] {
+            fs::set_permissions(&key_path, fs::Permissions::from_mode(loose)).unwrap();
+            let error = CertificateAuthority::load_or_create(dir.path(), "cn-test")
+                .err()
+                .expect("a key others may read is refused");
+            assert!(error.to_string().contains("chmod 600"), "{error:#}");
+        }
+    }
 }

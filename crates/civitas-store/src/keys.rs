@@ -177,6 +177,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(duplicate_as("api key", &new.id))?;
+            credentials_changed!(tx);
             record!(
                 tx,
                 permit,
@@ -272,6 +273,7 @@ impl Store {
                 .bind(micros(Timestamp::now()))
                 .execute(&mut *tx)
                 .await?;
+            credentials_changed!(tx);
             record!(tx, permit, "api_key.revoke", "api_key", id, json!({}));
         });
         self.api_key(id).await
@@ -397,20 +399,16 @@ impl Store {
     }
 
     /// A value that changes whenever the set of usable system keys may have changed (a key
-    /// issued or revoked, a system or organization changed). Cheap enough to poll.
+    /// issued or revoked, a system or organization registered or changed): the credentials
+    /// change sequence, which every such change advances in its own transaction. Cheap enough to
+    /// poll.
     pub async fn credentials_fingerprint(&self) -> Result<String> {
-        let row: (i64, i64, i64, i64, i64) = read_pool!(self, |pool| {
-            sqlx::query_as(
-                "SELECT (SELECT COUNT(*) FROM api_keys),
-                        (SELECT COALESCE(MAX(created_at), 0) FROM api_keys),
-                        (SELECT COALESCE(MAX(revoked_at), 0) FROM api_keys),
-                        (SELECT COALESCE(MAX(updated_at), 0) FROM systems),
-                        (SELECT COALESCE(MAX(updated_at), 0) FROM organizations)",
-            )
-            .fetch_one(pool)
-            .await?
+        let last: i64 = read_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT last FROM credentials_sequence WHERE id = 1")
+                .fetch_one(pool)
+                .await?
         });
-        Ok(format!("{}-{}-{}-{}-{}", row.0, row.1, row.2, row.3, row.4))
+        Ok(last.to_string())
     }
 
     /// Records that a key was used. Callers do this at most about once a minute per key, so that
@@ -426,3 +424,17 @@ impl Store {
         Ok(())
     }
 }
+
+/// Advances the credentials change sequence inside a change's transaction: the gateway reloads
+/// keys, active systems and organizations when the number moves. The row lock also makes such
+/// changes commit in the order of their numbers on PostgreSQL, so the number a reader sees covers
+/// every change before it. Timestamps could not do this: a change committed after another may
+/// carry an earlier time (a replica whose clock is behind, or a concurrent transaction).
+macro_rules! credentials_changed {
+    ($tx:expr) => {
+        sqlx::query("UPDATE credentials_sequence SET last = last + 1 WHERE id = 1")
+            .execute(&mut *$tx)
+            .await?;
+    };
+}
+pub(crate) use credentials_changed;

@@ -9,8 +9,8 @@ use jiff::Timestamp;
 use serde_json::json;
 
 use crate::{
-    Page, PageRequest, Result, Store, StoreError, audit::record, duplicate_as, list_placeholders,
-    micros, read_pool, timestamp, write_tx,
+    Page, PageRequest, Result, Store, StoreError, audit::record, duplicate_as,
+    keys::credentials_changed, list_placeholders, micros, read_pool, timestamp, write_tx,
 };
 
 /// Longest chain of parents followed before a hierarchy is declared broken; real hierarchies
@@ -304,6 +304,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(duplicate_as("organization", new.code.as_str()))?;
+            credentials_changed!(tx);
             record!(
                 tx,
                 permit,
@@ -444,6 +445,7 @@ impl Store {
             if update.name.is_some() || update.name_en.is_some() || update.level.is_some() {
                 reindex_resources_of!(tx, code);
             }
+            credentials_changed!(tx);
             record!(
                 tx,
                 permit,
@@ -491,6 +493,7 @@ impl Store {
             } else {
                 "organization.deactivate"
             };
+            credentials_changed!(tx);
             record!(tx, permit, action, "organization", code.as_str(), json!({}));
         });
         self.organization(code).await
@@ -568,6 +571,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(duplicate_as("system", &id))?;
+            credentials_changed!(tx);
             record!(
                 tx,
                 permit,
@@ -685,6 +689,7 @@ impl Store {
             } else {
                 "system.deactivate"
             };
+            credentials_changed!(tx);
             record!(tx, permit, action, "system", &id, json!({}));
         });
         self.system(organization, code).await

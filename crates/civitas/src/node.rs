@@ -50,11 +50,14 @@ pub fn load_or_create_key(data_dir: &Path) -> anyhow::Result<SigningKey> {
 }
 
 /// Loads a 32-byte node secret from `data_dir/name`, or makes one readable by the owner only.
-/// Used for the keyed hashes of the personal-data access index and for signing playback URLs.
+/// Refuses a secret file that others can read, as the node key's. Used for the keyed hashes of the personal-data access index and for signing playback URLs.
 pub fn load_or_create_secret(data_dir: &Path, name: &str) -> anyhow::Result<[u8; 32]> {
     let path = data_dir.join(name);
-    match fs::read(&path) {
-        Ok(bytes) => bytes
+    match fs::metadata(&path) {
+        // Whoever reads the subject key can reverse the access index's keyed hashes of citizen
+        // ID numbers (there are few enough numbers to try them all); the video key signs
+        // playback URLs.
+        Ok(_) => civitas_gateway::tls::read_private_file(&path)?
             .try_into()
             .map_err(|_| anyhow::anyhow!("{} must hold exactly 32 bytes", path.display())),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
@@ -89,6 +92,23 @@ mod tests {
         )
         .unwrap();
         let error = load_or_create_key(dir.path()).unwrap_err();
+        assert!(error.to_string().contains("chmod 600"), "{error}");
+    }
+
+    #[test]
+    fn secrets_are_kept_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = load_or_create_secret(dir.path(), "subject.key").unwrap();
+        assert_eq!(
+            load_or_create_secret(dir.path(), "subject.key").unwrap(),
+            first
+        );
+        fs::set_permissions(
+            dir.path().join("subject.key"),
+            fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let error = load_or_create_secret(dir.path(), "subject.key").unwrap_err();
         assert!(error.to_string().contains("chmod 600"), "{error}");
     }
 }

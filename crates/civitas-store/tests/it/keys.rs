@@ -2,7 +2,7 @@ use civitas_core::{
     Code,
     registry::{KeyOwner, Principal, Role, UserName},
 };
-use civitas_store::{NewApiKey, NewSystem, PageRequest, Store, StoreError};
+use civitas_store::{NewApiKey, NewSystem, PageRequest, Store, StoreError, StoreUrl};
 use jiff::{Timestamp, ToSpan};
 
 use crate::{admin, conformance, new_org, new_user, uscc};
@@ -203,4 +203,112 @@ async fn keys_follow_their_owner(store: Store) {
         .await
         .unwrap_err();
     assert!(matches!(error, StoreError::Invalid { .. }), "{error}");
+}
+
+/// The gateway reloads its callers when the credentials fingerprint moves. A change committed
+/// after another but stamped with an earlier time (by a replica whose clock is behind, or by a
+/// concurrent transaction on PostgreSQL) must move it too, or a revoked key and a deactivated
+/// system keep working at the gateway until some unrelated change.
+async fn credentials_fingerprint_moves_whatever_the_clock(store: Store, url: StoreUrl) {
+    store
+        .create_organization(&admin(), &new_org(1, None))
+        .await
+        .unwrap();
+    for code in ["portal", "other"] {
+        store
+            .create_system(
+                &admin(),
+                &uscc(1),
+                &NewSystem {
+                    code: Code::parse(code).unwrap(),
+                    name: "门户".into(),
+                    description: String::new(),
+                    consumes: true,
+                    provides: false,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let owner = KeyOwner::System {
+        organization: uscc(1),
+        system: Code::parse("portal").unwrap(),
+    };
+    for id in ["s1", "s2"] {
+        store
+            .create_api_key(&admin(), &new_key(id, owner.clone()))
+            .await
+            .unwrap();
+    }
+    // What a replica a second behind writes: the change committed last carries the earliest time.
+    let backdate = |sql: &'static str| {
+        let url = url.clone();
+        async move {
+            match url {
+                StoreUrl::Sqlite(path) => {
+                    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+                        .await
+                        .unwrap();
+                    sqlx::query(sql).execute(&pool).await.unwrap();
+                    pool.close().await;
+                }
+                StoreUrl::Postgres(url) => {
+                    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+                    sqlx::query(sql).execute(&pool).await.unwrap();
+                    pool.close().await;
+                }
+            }
+        }
+    };
+
+    store.revoke_api_key(&admin(), "s1").await.unwrap();
+    let before = store.credentials_fingerprint().await.unwrap();
+    store.revoke_api_key(&admin(), "s2").await.unwrap();
+    backdate(
+        "UPDATE api_keys SET revoked_at = (SELECT revoked_at - 1000000 FROM api_keys WHERE id = 's1') WHERE id = 's2'",
+    )
+    .await;
+    let after = store.credentials_fingerprint().await.unwrap();
+    assert_ne!(before, after, "the second revocation is seen");
+
+    store
+        .update_system(
+            &admin(),
+            &uscc(1),
+            &Code::parse("other").unwrap(),
+            &civitas_store::SystemUpdate {
+                name: Some("另一个".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let before = store.credentials_fingerprint().await.unwrap();
+    store
+        .set_system_active(&admin(), &uscc(1), &Code::parse("portal").unwrap(), false)
+        .await
+        .unwrap();
+    backdate(
+        "UPDATE systems SET updated_at = (SELECT updated_at - 1000000 FROM systems WHERE code = 'other') WHERE code = 'portal'",
+    )
+    .await;
+    let after = store.credentials_fingerprint().await.unwrap();
+    assert_ne!(before, after, "the deactivation is seen");
+}
+
+#[tokio::test]
+async fn credentials_fingerprint_moves_whatever_the_clock_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = StoreUrl::Sqlite(dir.path().join("civitas.db"));
+    let store = Store::connect(&url).await.unwrap();
+    credentials_fingerprint_moves_whatever_the_clock(store, url).await;
+}
+
+#[tokio::test]
+async fn credentials_fingerprint_moves_whatever_the_clock_postgres() {
+    let Some(url) = civitas_store::testing::fresh_postgres_database().await else {
+        return;
+    };
+    let store = Store::connect(&url).await.unwrap();
+    credentials_fingerprint_moves_whatever_the_clock(store, url).await;
 }

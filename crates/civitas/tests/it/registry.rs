@@ -710,6 +710,24 @@ async fn text_with_nul_is_invalid_input(server: TestServer) {
         .await;
     assert_problem(&queried, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
     assert_eq!(queried.1["field"], "cursor", "{}", queried.1);
+
+    // And a path parameter that reaches a store as it is: a key id, a certificate serial.
+    for (method, path, field) in [
+        (Method::GET, "/api/v1/keys/a%00b", "id"),
+        (Method::DELETE, "/api/v1/keys/a%00b", "id"),
+        (Method::GET, "/api/v1/certificates/a%00b", "serial"),
+        (Method::POST, "/api/v1/certificates/a%00b/revoke", "serial"),
+    ] {
+        let body = (method == Method::POST).then(|| json!({}));
+        let refused = server
+            .request(method.clone(), path, Some(ADMIN_KEY), body)
+            .await;
+        assert_problem(&refused, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+        assert_eq!(refused.1["field"], field, "{method} {path}: {}", refused.1);
+    }
+    // Bytes that are not UTF-8 once decoded are refused with a problem document too.
+    let garbled = server.get("/api/v1/keys/%FF%FE", ADMIN_KEY).await;
+    assert_problem(&garbled, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
 }
 
 /// A description is capped at 4,000 characters when it is changed, as when it is registered.
