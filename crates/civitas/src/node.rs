@@ -50,7 +50,8 @@ pub fn load_or_create_key(data_dir: &Path) -> anyhow::Result<SigningKey> {
 }
 
 /// Loads a 32-byte node secret from `data_dir/name`, or makes one readable by the owner only.
-/// Refuses a secret file that others can read, as the node key's. Used for the keyed hashes of the personal-data access index and for signing playback URLs.
+/// Refuses a secret file that others can read, as the node key's. Used for the keyed hashes of
+/// the personal-data access index and for signing playback URLs.
 pub fn load_or_create_secret(data_dir: &Path, name: &str) -> anyhow::Result<[u8; 32]> {
     let path = data_dir.join(name);
     match fs::metadata(&path) {
