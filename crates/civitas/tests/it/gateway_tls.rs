@@ -388,10 +388,12 @@ async fn a_hundred_megabytes_stream_with_flat_memory() {
     }
     let after = peak_rss_kib(child.id());
     assert_eq!(received, HUNDRED_MB);
+    // The kernel sums a process's resident pages from per-CPU counters, so two readings of the
+    // peak may differ by a little either way when it did not grow.
+    let grown = after.saturating_sub(before);
     assert!(
-        after - before < 32 * 1024,
-        "peak memory grew by {} KiB while streaming 100 MB",
-        after - before
+        grown < 32 * 1024,
+        "peak memory grew by {grown} KiB while streaming 100 MB"
     );
 
     // The completion record carries the size and digest of what crossed.
