@@ -9,6 +9,8 @@
 
 mod index;
 
+use std::collections::HashSet;
+
 use civitas_core::access::{Grant, GrantedItem, SystemRef};
 use civitas_core::catalog::{MaskKind, ResourceCode, ResourceKind, Sensitivity};
 use civitas_core::{InvalidValue, RegionCode, Uscc, registry::Level, string_enum};
@@ -580,16 +582,30 @@ fn invalid_grant_note(grant: &Grant, status: GrantStatus) -> String {
     }
 }
 
+/// Requested item codes up to this many are compared one by one; longer lists are put in a set.
+const FEW_REQUESTED_ITEMS: usize = 16;
+
 /// Works out what `grant` delivers of `request`'s resource. Items are listed in the resource's
 /// order, then requested codes the resource does not have.
 fn plan_items(request: &DecisionRequest, grant: &Grant, recording: bool) -> ItemPlan {
     let requested = request.requested_items.as_deref();
+    // A consumer names the items it asks for (a header of the gateway, a field of the explain
+    // request), so the list can be long: beyond a few codes they are looked up in a set, which
+    // keeps the plan linear in the list rather than in the list times the resource's items.
+    let requested_set: Option<HashSet<&str>> = requested
+        .filter(|codes| codes.len() > FEW_REQUESTED_ITEMS)
+        .map(|codes| codes.iter().map(String::as_str).collect());
+    let is_requested = |code: &str| match (&requested_set, requested) {
+        (Some(set), _) => set.contains(code),
+        (None, Some(codes)) => codes.iter().any(|requested| requested == code),
+        (None, None) => true,
+    };
     let mut plan = ItemPlan::default();
     // Grants usually list their items in the resource's order, so the item after the last one
     // found is tried first: one comparison per item instead of a search.
     let mut next_granted = 0;
     for item in &request.resource.items {
-        let is_requested = requested.is_none_or(|codes| codes.contains(&item.code));
+        let is_requested = is_requested(&item.code);
         let granted = match grant.items.get(next_granted) {
             Some(candidate) if candidate.code == item.code => {
                 next_granted += 1;
@@ -635,8 +651,22 @@ fn plan_items(request: &DecisionRequest, grant: &Grant, recording: bool) -> Item
             });
         }
     }
+    // Requested codes the resource does not have, each listed once.
+    let resource_codes: Option<HashSet<&str>> = requested_set.as_ref().map(|_| {
+        request
+            .resource
+            .items
+            .iter()
+            .map(|item| item.code.as_str())
+            .collect()
+    });
+    let mut unknown_listed: HashSet<&str> = HashSet::new();
     for code in requested.unwrap_or_default() {
-        let unknown = request.resource.item(code).is_none() && !plan.drop.contains(code);
+        let known = match &resource_codes {
+            Some(codes) => codes.contains(code.as_str()),
+            None => request.resource.item(code).is_some(),
+        };
+        let unknown = !known && unknown_listed.insert(code.as_str());
         if unknown {
             plan.drop.push(code.clone());
             if recording {

@@ -93,6 +93,28 @@ static BASE_PERMIT: LazyLock<Policy> = LazyLock::new(|| {
     .expect("the base permit parses")
 });
 
+/// The most policies of one action chained into one expression for the fast path (see
+/// `ActionPolicies::first_forbid`). The chain nests one `if` per policy, and Cedar parses,
+/// evaluates and drops expressions recursively, so a chain of thousands would overflow the
+/// stack; more policies than this are evaluated by Cedar's authorizer, one at a time.
+const MAX_CHAINED_POLICIES: usize = 64;
+
+/// The most operators, brackets and keywords that nest (`(`, `[`, `{`, `.`, `!`, `&&`, `if`,
+/// `has` ...) one policy may hold, counting each character of an operator. Cedar parses,
+/// type-checks and drops a policy recursively, so one nested thousands deep (`((((...))))`,
+/// `a && a && ...`) would overflow the stack and abort the whole process; every level of nesting
+/// takes at least one of these, so the count bounds the depth. Real platform rules need a few
+/// dozen.
+const MAX_POLICY_OPERATORS: usize = 256;
+
+/// The deepest nesting of brackets (`(`, `[`, `{`) in one policy. Cedar's parser takes a dozen
+/// stack frames per bracket, so brackets are limited on their own, far below the operators.
+const MAX_POLICY_NESTING: usize = 32;
+
+/// The most `if` expressions in one policy: Cedar's type checker takes time exponential in how
+/// deeply they nest (25 levels of `if true then` take seconds, 40 would take hours).
+const MAX_POLICY_IFS: usize = 12;
+
 /// A place in a policy's text, counted from 1. Columns count characters, not bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Position {
@@ -154,6 +176,15 @@ pub enum PolicyError {
         "policy {id} is a template (it has ?principal or ?resource slots), which platform policies cannot be"
     )]
     Template { id: String },
+    #[error(
+        "policy {id} is too complex: it has {found} {what}, at most {limit} are allowed; split it into several policies"
+    )]
+    TooComplex {
+        id: String,
+        what: String,
+        found: usize,
+        limit: usize,
+    },
 }
 
 impl PolicyError {
@@ -517,7 +548,7 @@ impl ActionPolicies {
             });
         }
         let compiled = conditions
-            .filter(|conditions| !conditions.is_empty())
+            .filter(|conditions| !conditions.is_empty() && conditions.len() <= MAX_CHAINED_POLICIES)
             .and_then(|conditions| {
                 let mut chain = String::new();
                 for (number, (_, text)) in conditions.iter().enumerate() {
@@ -704,8 +735,19 @@ impl PlatformPolicies {
     {
         let mut platform_policies = PlatformPolicies::new(city);
         for (id, text) in policies {
-            platform_policies.insert(id.as_ref(), text.as_ref())?;
+            let (id, text) = (id.as_ref(), text.as_ref());
+            let policy = parse_platform_policy(id, text)?;
+            platform_policies.policies.insert(
+                id.to_owned(),
+                StoredPolicy {
+                    text: text.to_owned(),
+                    policy,
+                },
+            );
         }
+        // Compiled once for all of them: compiling after each would take time quadratic in
+        // their number.
+        platform_policies.recompile();
         Ok(platform_policies)
     }
 
@@ -1114,6 +1156,7 @@ fn parse_platform_policy(id: &str, text: &str) -> Result<Policy> {
         id: id.to_owned(),
         message: error.message,
     })?;
+    check_complexity(id, text)?;
     let parsed = PolicySet::from_str(text).map_err(|errors| PolicyError::Syntax {
         id: id.to_owned(),
         problems: errors.iter().map(|error| problem(text, error)).collect(),
@@ -1150,6 +1193,89 @@ fn parse_platform_policy(id: &str, text: &str) -> Result<Policy> {
         });
     }
     Ok(policy)
+}
+
+/// Refuses a policy that nests too deeply for Cedar to handle safely, before Cedar sees it (see
+/// [`MAX_POLICY_OPERATORS`], [`MAX_POLICY_NESTING`] and [`MAX_POLICY_IFS`]). A rough scan of the text: string literals
+/// and `//` comments are skipped, every other character that can open a level of nesting counts
+/// once, and so do the keywords that make one.
+fn check_complexity(id: &str, text: &str) -> Result<()> {
+    let mut operators = 0;
+    let mut ifs = 0;
+    let (mut nesting, mut deepest) = (0usize, 0usize);
+    let mut characters = text.chars().peekable();
+    while let Some(character) = characters.next() {
+        match character {
+            '"' => {
+                while let Some(inside) = characters.next() {
+                    match inside {
+                        '\\' => {
+                            characters.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            '/' if characters.peek() == Some(&'/') => {
+                for inside in characters.by_ref() {
+                    if inside == '\n' {
+                        break;
+                    }
+                }
+            }
+            '(' | '[' | '{' => {
+                operators += 1;
+                nesting += 1;
+                deepest = deepest.max(nesting);
+            }
+            ')' | ']' | '}' => nesting = nesting.saturating_sub(1),
+            '.' | '!' | '-' | '+' | '*' | '<' | '>' | '=' | '&' | '|' => operators += 1,
+            _ if character.is_alphabetic() || character == '_' => {
+                let mut word = String::from(character);
+                while let Some(&next) = characters.peek() {
+                    if !(next.is_alphanumeric() || next == '_') {
+                        break;
+                    }
+                    word.push(next);
+                    characters.next();
+                }
+                match word.as_str() {
+                    "if" => {
+                        ifs += 1;
+                        operators += 1;
+                    }
+                    "has" | "like" | "in" | "is" => operators += 1,
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    let too_complex = |what: &str, found: usize, limit: usize| PolicyError::TooComplex {
+        id: id.to_owned(),
+        what: what.to_owned(),
+        found,
+        limit,
+    };
+    if deepest > MAX_POLICY_NESTING {
+        return Err(too_complex(
+            "levels of nested brackets",
+            deepest,
+            MAX_POLICY_NESTING,
+        ));
+    }
+    if ifs > MAX_POLICY_IFS {
+        return Err(too_complex("if expressions", ifs, MAX_POLICY_IFS));
+    }
+    if operators > MAX_POLICY_OPERATORS {
+        return Err(too_complex(
+            "operators, brackets and keywords",
+            operators,
+            MAX_POLICY_OPERATORS,
+        ));
+    }
+    Ok(())
 }
 
 /// Turns a Cedar diagnostic into a problem with a line and column in `text`.

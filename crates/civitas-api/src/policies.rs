@@ -82,6 +82,9 @@ async fn schema() -> &'static str {
 /// The longest policy text taken: far more than one `forbid` policy needs.
 const MAX_POLICY_CHARS: usize = 10_000;
 
+/// The most policies one explanation may try instead of the active ones.
+const MAX_TRIAL_POLICIES: usize = 200;
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyRequest {
@@ -224,21 +227,39 @@ async fn explain_request(
     let city =
         civitas_core::RegionCode::parse(&state.node.city_region).map_err(ApiError::internal)?;
     let policies = match request.policies {
-        Some(trial) => PlatformPolicies::with_policies(
-            city,
-            trial.iter().map(|(id, text)| (id.as_str(), text.as_str())),
-        )
-        .map_err(|error| ApiError::invalid("policies", error))?,
-        None => {
-            let mut policies = PlatformPolicies::new(city);
-            for policy in state.store.policies().await? {
-                if policy.active {
-                    policies
-                        .insert(policy.id.as_str(), &policy.text)
-                        .map_err(ApiError::internal)?;
-                }
+        Some(trial) => {
+            // Trial policies are checked as a submitted policy is: each is parsed and
+            // type-checked, which costs time in its length and in their number.
+            if trial.len() > MAX_TRIAL_POLICIES {
+                return Err(ApiError::invalid(
+                    "policies",
+                    format!("try at most {MAX_TRIAL_POLICIES} policies at once"),
+                ));
             }
-            policies
+            for (index, (_, text)) in trial.iter().enumerate() {
+                text_field(&format!("policies[{index}]"), text, MAX_POLICY_CHARS)?;
+            }
+            PlatformPolicies::with_policies(
+                city,
+                trial.iter().map(|(id, text)| (id.as_str(), text.as_str())),
+            )
+            .map_err(|error| ApiError::invalid("policies", error))?
+        }
+        None => {
+            let active: Vec<PlatformPolicy> = state
+                .store
+                .policies()
+                .await?
+                .into_iter()
+                .filter(|policy| policy.active)
+                .collect();
+            PlatformPolicies::with_policies(
+                city,
+                active
+                    .iter()
+                    .map(|policy| (policy.id.as_str(), policy.text.as_str())),
+            )
+            .map_err(ApiError::internal)?
         }
     };
     let at = request.at.unwrap_or_else(Timestamp::now);

@@ -233,17 +233,26 @@ async fn compile_services(
 }
 
 async fn load_policies(store: &Store, city: RegionCode) -> anyhow::Result<PlatformPolicies> {
-    let mut policies = PlatformPolicies::new(city);
+    let mut usable = Vec::new();
     for policy in store.policies().await? {
         if !policy.active {
             continue;
         }
-        if let Err(error) = policies.insert(policy.id.as_str(), &policy.text) {
+        if let Err(error) = PlatformPolicies::validate(policy.id.as_str(), &policy.text) {
             // Policies are validated when stored; one that no longer validates is reported, and
             // the others still apply.
             tracing::error!(policy = %policy.id, %error, "platform policy skipped");
+            continue;
         }
+        usable.push(policy);
     }
+    // All at once: inserting them one by one recompiles all before each, in quadratic time.
+    let policies = PlatformPolicies::with_policies(
+        city,
+        usable
+            .iter()
+            .map(|policy| (policy.id.as_str(), policy.text.as_str())),
+    )?;
     Ok(policies)
 }
 

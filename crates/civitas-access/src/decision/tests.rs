@@ -876,3 +876,60 @@ fn grant_status_follows_the_period_and_revocation() {
         GrantStatus::Revoked
     );
 }
+
+/// A consumer names the items it asks for, and the list can be long (a gateway header of
+/// hundreds of kilobytes). Planning compared every requested code with every unknown one
+/// listed so far, so tens of thousands of codes took seconds; it is linear now, and a long
+/// list decides as the same items in a short one do.
+#[test]
+fn a_long_list_of_requested_items_is_planned_in_linear_time() {
+    let consumer = xuanwu_consumer();
+    let resource = household_register();
+    let grants = GrantIndex::from_grants(vec![grant(
+        "g-1",
+        &consumer,
+        &resource,
+        vec![granted("id_number"), granted("district")],
+    )])
+    .unwrap();
+    let policies = PlatformPolicies::new(RegionCode::parse("320100").unwrap());
+    let mut codes: Vec<String> = (0..100_000).map(|number| format!("x{number}")).collect();
+    codes.extend([
+        "district".to_owned(),
+        "x7".to_owned(),
+        "id_number".to_owned(),
+    ]);
+    let mut long = request(consumer.clone(), resource.clone());
+    long.requested_items = Some(codes);
+    let started = std::time::Instant::now();
+    let decision = decide(&long, &grants, &policies);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let Decision::Allow {
+        deliver,
+        mask,
+        drop,
+        ..
+    } = &decision
+    else {
+        panic!("{decision:?}");
+    };
+    assert_eq!(deliver, &["district"]);
+    assert_eq!(mask.len(), 1);
+    // Every unknown code is listed once.
+    assert_eq!(drop.len(), 4 + 100_000);
+    let mut short = request(consumer, resource);
+    short.requested_items = Some(vec!["district".to_owned(), "id_number".to_owned()]);
+    let Decision::Allow {
+        deliver: short_deliver,
+        mask: short_mask,
+        ..
+    } = decide(&short, &grants, &policies)
+    else {
+        panic!("the short request is allowed");
+    };
+    assert_eq!((&short_deliver, &short_mask), (deliver, mask));
+}

@@ -561,3 +561,95 @@ fn attributes_no_policy_reads_are_not_part_of_the_memo_key() {
     let stats = policies.memo_stats();
     assert_eq!((stats.entries, stats.misses, stats.hits), (1, 1, 2));
 }
+
+/// Policies nested thousands deep overflowed the stack in Cedar's parser (aborting the whole
+/// process), and nested `if`s made its type checker run for hours. Both are refused by a scan
+/// of the text before Cedar sees it, and what passes the scan is handled without trouble, on a
+/// test thread's stack (2 MiB, like a tokio worker's).
+#[test]
+fn refuses_policies_nested_too_deeply_for_cedar() {
+    let when = |body: String| format!("forbid (principal, action, resource) when {{ {body} }};");
+    let chained = |depth: usize| {
+        [
+            when(format!("true{}", " && true".repeat(depth / 2))),
+            when(format!("context.hour{} > 1", " + 1".repeat(depth))),
+            when(format!("principal{} == 1", ".a".repeat(depth))),
+        ]
+    };
+    let bracketed = |depth: usize| {
+        [
+            when(format!("{}true{}", "(".repeat(depth), ")".repeat(depth))),
+            when(format!("{}1{} == 1", "[".repeat(depth), "]".repeat(depth))),
+            when(format!(
+                "{}1{} == 1",
+                "{a: ".repeat(depth),
+                "}".repeat(depth)
+            )),
+        ]
+    };
+    for text in chained(5_000).into_iter().chain(bracketed(5_000)) {
+        let error = PlatformPolicies::validate("deep", &text).expect_err(&text[..80]);
+        assert!(matches!(error, PolicyError::TooComplex { .. }), "{error}");
+        assert!(error.to_string().contains("too complex"), "{error}");
+    }
+    // Just below the limit, Cedar answers (accepts or refuses by the schema) without trouble.
+    for text in chained(240).into_iter().chain(bracketed(30)) {
+        let _ =
+            PlatformPolicies::with_policies(RegionCode::parse("320100").unwrap(), [("deep", text)]);
+    }
+    let ifs = when(format!(
+        "{}true{}",
+        "if true then ".repeat(40),
+        " else false".repeat(40)
+    ));
+    let started = std::time::Instant::now();
+    let error = PlatformPolicies::validate("ifs", &ifs).unwrap_err();
+    assert!(matches!(error, PolicyError::TooComplex { .. }), "{error}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    // Strings and comments do not count.
+    let commented = format!(
+        "// {}\nforbid (principal, action, resource) when {{ principal.code == \"{}\\\"\" }};",
+        "((((".repeat(200),
+        "&&&&".repeat(200)
+    );
+    PlatformPolicies::validate("commented", &commented).unwrap();
+}
+
+/// Loading thousands of policies took time quadratic in their number (every one recompiled
+/// all before it), and chaining them all into one expression overflowed the stack.
+#[test]
+fn many_policies_load_at_once_and_decide() {
+    let texts: Vec<(String, String)> = (0..2_000)
+        .map(|number| {
+            (
+                format!("rule-{number:04}"),
+                format!(
+                    "forbid (principal, action, resource) when {{ context.expected_rows == {} }};",
+                    number + 1_000
+                ),
+            )
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let policies =
+        PlatformPolicies::with_policies(RegionCode::parse("320100").unwrap(), texts).unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    let (mut request, plan) = varied_requests().swap_remove(0);
+    request.resource = resource(ResourceKind::Dataset, "320102");
+    request.expected_rows = 1_500;
+    assert_eq!(
+        policies.evaluate(&request, &plan, None, false),
+        PolicyOutcome::Forbidden {
+            policy_id: "rule-0500".to_owned()
+        }
+    );
+    request.expected_rows = 7;
+    assert_eq!(
+        policies.evaluate(&request, &plan, None, false),
+        PolicyOutcome::Permitted
+    );
+}

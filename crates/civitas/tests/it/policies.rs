@@ -13,7 +13,8 @@ use crate::{
 
 on_both_stores!(
     policies_are_validated_explained_and_enforced,
-    explain_is_only_for_the_parties_to_the_grants
+    explain_is_only_for_the_parties_to_the_grants,
+    hostile_trial_policies_get_a_clear_refusal
 );
 
 const PERSONAL_STAYS_IN_CITY: &str = r#"@description("personal items never leave for a system outside the city")
@@ -220,4 +221,89 @@ async fn explain_is_only_for_the_parties_to_the_grants(server: TestServer) {
         );
         assert!(explained.to_string().contains(&city.grant), "{explained}");
     }
+}
+
+/// Anyone who may explain may try policies. One nested thousands deep overflowed the stack of
+/// Cedar's parser and aborted the whole node; nested `if`s kept a worker busy for hours; and
+/// thousands of policies took time quadratic in their number. Each is refused with a 422 now, and
+/// the node keeps answering.
+async fn hostile_trial_policies_get_a_clear_refusal(server: TestServer) {
+    let upstream = start_upstream().await;
+    let city = city(&server, upstream, json!({})).await;
+    let explain = |policies: serde_json::Value| {
+        json!({
+            "consumer": { "organization": city.consumer, "system": "portal" },
+            "resource": "320100-B01-000001",
+            "policies": policies,
+        })
+    };
+    let deep = format!(
+        "forbid (principal, action, resource) when {{ {}true{} }};",
+        "(".repeat(4_000),
+        ")".repeat(4_000)
+    );
+    let chained = format!(
+        "forbid (principal, action, resource) when {{ true{} }};",
+        "&&true".repeat(1_500)
+    );
+    let ifs = format!(
+        "forbid (principal, action, resource) when {{ {}true{} }};",
+        "if true then ".repeat(40),
+        " else false".repeat(40)
+    );
+    for text in [deep, chained, ifs] {
+        let (status, problem) = server
+            .post(
+                "/api/v1/policy/explain",
+                &city.officer,
+                explain(json!([["deep", text]])),
+            )
+            .await;
+        assert_eq!(
+            (status, problem["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("policies")),
+            "{problem}"
+        );
+        assert!(
+            problem["detail"].as_str().unwrap().contains("too complex"),
+            "{problem}"
+        );
+    }
+    let many: Vec<(String, &str)> = (0..5_000)
+        .map(|number| (format!("rule-{number}"), PERSONAL_STAYS_IN_CITY))
+        .collect();
+    let (status, problem) = server
+        .post(
+            "/api/v1/policy/explain",
+            &city.officer,
+            explain(json!(many)),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("policies")),
+        "{problem}"
+    );
+    let long = "// x\n".repeat(3_000) + PERSONAL_STAYS_IN_CITY;
+    let (status, problem) = server
+        .post(
+            "/api/v1/policy/explain",
+            &city.officer,
+            explain(json!([["long", long]])),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("policies[0]")),
+        "{problem}"
+    );
+    // The node still answers, and a reasonable trial still works.
+    let (status, explained) = server
+        .post(
+            "/api/v1/policy/explain",
+            &city.officer,
+            explain(json!([["personal-stays-in-city", PERSONAL_STAYS_IN_CITY]])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{explained}");
 }
