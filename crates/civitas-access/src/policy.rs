@@ -1196,9 +1196,9 @@ fn parse_platform_policy(id: &str, text: &str) -> Result<Policy> {
 }
 
 /// Refuses a policy that nests too deeply for Cedar to handle safely, before Cedar sees it (see
-/// [`MAX_POLICY_OPERATORS`], [`MAX_POLICY_NESTING`] and [`MAX_POLICY_IFS`]). A rough scan of the text: string literals
-/// and `//` comments are skipped, every other character that can open a level of nesting counts
-/// once, and so do the keywords that make one.
+/// [`MAX_POLICY_OPERATORS`], [`MAX_POLICY_NESTING`] and [`MAX_POLICY_IFS`]). A rough scan of the
+/// text: string literals and `//` comments are skipped, every other character that can open a
+/// level of nesting counts once, and so do the keywords that make one.
 fn check_complexity(id: &str, text: &str) -> Result<()> {
     let mut operators = 0;
     let mut ifs = 0;
