@@ -458,6 +458,16 @@ fn collect_citizen_ids(value: &Value, into: &mut BTreeSet<String>) {
                 into.insert(id.as_str().to_owned());
             }
         }
+        // An ID number whose check character is a digit fits in a JSON number, and a provider
+        // may send it as one: the person's data was delivered all the same.
+        Value::Number(number) => {
+            if let Some(id) = number
+                .as_u64()
+                .and_then(|n| CitizenId::parse(&n.to_string()).ok())
+            {
+                into.insert(id.as_str().to_owned());
+            }
+        }
         Value::Array(elements) => elements.iter().for_each(|e| collect_citizen_ids(e, into)),
         _ => {}
     }
@@ -547,6 +557,28 @@ mod tests {
             delivered.citizen_ids.iter().next().unwrap(),
             "11010519491231002X"
         );
+    }
+
+    #[test]
+    fn citizen_ids_sent_as_numbers_are_found() {
+        let tree = tree(&[("id_number", "$[*].id"), ("name", "$[*].name")]);
+        let answer = json!([
+            {"id": 320102199003071239_u64, "name": "张三"},
+            {"id": 320104198812120457_u64, "name": "李四"},
+            {"id": 12345, "name": "not an ID number"}
+        ]);
+        for treatment in [Treatment::Deliver, Treatment::Mask(MaskKind::CitizenId)] {
+            let (_, delivered) =
+                filter_both(&tree, &answer, &|_| treatment, &|item| item == "id_number");
+            assert_eq!(
+                delivered.citizen_ids,
+                BTreeSet::from([
+                    "320102199003071239".to_owned(),
+                    "320104198812120457".to_owned()
+                ]),
+                "{treatment:?}"
+            );
+        }
     }
 
     #[test]
