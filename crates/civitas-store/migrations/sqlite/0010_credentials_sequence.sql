@@ -4,8 +4,8 @@
 -- number only grows, in the order the changes commit. The timestamps it replaces as the gateway's
 -- signal did not: a change committed later with an earlier time (a replica whose clock is
 -- behind, or concurrent writers on PostgreSQL) went unseen.
-CREATE TABLE credentials_sequence (
+CREATE TABLE IF NOT EXISTS credentials_sequence (
     id   INTEGER PRIMARY KEY CHECK (id = 1),
     last BIGINT NOT NULL
 );
-INSERT INTO credentials_sequence (id, last) VALUES (1, 0);
+INSERT INTO credentials_sequence (id, last) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
