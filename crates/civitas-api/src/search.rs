@@ -573,10 +573,12 @@ async fn harvest_listing(
     };
     for (facet, value) in parse_fq(&rest)? {
         match facet {
-            Facet::Provider if filter.provider.is_none() => {
-                filter.provider = Some(civitas_core::Uscc::parse(&value).map_err(|error| {
-                    CkanError::search_query(format!("organization {value:?}: {error}"))
-                })?);
+            Facet::Provider if filter.providers.is_empty() => {
+                filter
+                    .providers
+                    .push(civitas_core::Uscc::parse(&value).map_err(|error| {
+                        CkanError::search_query(format!("organization {value:?}: {error}"))
+                    })?);
             }
             Facet::OpenType if filter.open_type.is_none() => {
                 filter.open_type = Some(
