@@ -279,11 +279,11 @@ async fn list_resources(
 ) -> ApiResult<axum::Json<PageOf<Resource>>> {
     caller.permit(Action::ReadCatalog, None)?;
     let filter = ResourceFilter {
-        provider: query.provider,
+        providers: query.provider.into_iter().collect(),
         kind: query.kind,
         active: Some(query.active.unwrap_or(true)),
         modified_since: query.modified_since,
-        open_type: None,
+        ..ResourceFilter::default()
     };
     let page = state
         .store

@@ -626,7 +626,7 @@ async fn organization_show(
     );
     if params.boolean("include_datasets")? {
         let filter = civitas_store::ResourceFilter {
-            provider: Some(code),
+            providers: vec![code],
             active: Some(true),
             open_type: visible_open_type(caller),
             ..Default::default()

@@ -232,6 +232,10 @@ pub struct SearchRequest {
     pub query: String,
     /// AND across facets, OR between values of the same facet.
     pub filters: Vec<(Facet, String)>,
+    /// Entries with any of these values are left out (`-facet:value`), whatever the filters let
+    /// through.
+    #[serde(default)]
+    pub exclusions: Vec<(Facet, String)>,
     /// Facets whose value counts over all matches are returned, each at most once
     /// ([`CatalogIndex::search`] refuses a facet requested twice).
     pub facets: Vec<Facet>,
@@ -248,6 +252,7 @@ impl Default for SearchRequest {
         SearchRequest {
             query: String::new(),
             filters: Vec::new(),
+            exclusions: Vec::new(),
             facets: Vec::new(),
             facet_limit: 20,
             sort: Sort::Relevance,
@@ -470,7 +475,7 @@ impl CatalogIndex {
                 message: format!("limit must be at most {MAX_LIMIT}"),
             });
         }
-        if request.filters.len() > MAX_FILTERS {
+        if request.filters.len() + request.exclusions.len() > MAX_FILTERS {
             return Err(SearchError::InvalidRequest {
                 message: format!("at most {MAX_FILTERS} filter values"),
             });
@@ -491,6 +496,7 @@ impl CatalogIndex {
             &shared.fields,
             &request.query,
             &request.filters,
+            &request.exclusions,
         )?;
         let sort = match (request.sort, built.has_text()) {
             (Sort::Relevance, true) => cursor::Order::Relevance,

@@ -29,6 +29,8 @@ pub(crate) struct BuiltQuery {
     text: Option<Box<dyn Query>>,
     /// AND across facets, OR among the values of one facet.
     filters: BTreeMap<Facet, Vec<String>>,
+    /// Values no match may have.
+    exclusions: Vec<(Facet, String)>,
     /// Chinese-analyzed words of the positive clauses, to highlight in names and summaries.
     pub highlight_terms: BTreeSet<String>,
 }
@@ -55,9 +57,12 @@ impl BuiltQuery {
     /// several) skip postings scoring too low to matter (block-max WAND), which a filter clause
     /// in the query would prevent: so filters that let through a large share of the entries
     /// (those the skipping pays off for) go to the collector instead. A narrow filter stays a
-    /// clause of the query, whose postings then skip what the filter rules out.
+    /// clause of the query, whose postings then skip what the filter rules out. Exclusions are
+    /// always clauses of the query: they are rare, and the collector's filters admit a value
+    /// rather than rule one out.
     pub(crate) fn plan(self, fields: &Fields, by_relevance: bool, searcher: &Searcher) -> Plan {
         if by_relevance
+            && self.exclusions.is_empty()
             && let Some(text) = &self.text
             && let Some(words) = words_of_text_fields(text.as_ref(), fields)
             && (words.is_empty() || many_match_all(&words, searcher))
@@ -75,6 +80,17 @@ impl BuiltQuery {
             clauses.push((Occur::Must, text));
         }
         clauses.extend(filter_clauses(fields, self.filters));
+        if !self.exclusions.is_empty() {
+            // A query of excluded values alone matches nothing: they are left out of everything.
+            if clauses.is_empty() {
+                clauses.push((Occur::Must, Box::new(AllQuery)));
+            }
+            clauses.extend(
+                self.exclusions
+                    .iter()
+                    .map(|(facet, value)| (Occur::MustNot, exact(fields.facet(*facet), value))),
+            );
+        }
         let query: Box<dyn Query> = match clauses.len() {
             0 => Box::new(AllQuery),
             1 if clauses[0].0 == Occur::Must => clauses.pop().expect("one clause").1,
@@ -178,6 +194,7 @@ pub(crate) fn build(
     fields: &Fields,
     text: &str,
     filters: &[(Facet, String)],
+    exclusions: &[(Facet, String)],
 ) -> Result<BuiltQuery> {
     let expression = parse(text).map_err(|message| SearchError::Syntax { message })?;
     let mut builder = Builder {
@@ -195,6 +212,7 @@ pub(crate) fn build(
     Ok(BuiltQuery {
         text,
         filters: by_facet,
+        exclusions: exclusions.to_vec(),
         highlight_terms: builder.highlight_terms,
     })
 }

@@ -6,14 +6,14 @@ use std::collections::{HashMap, HashSet};
 use civitas_core::{
     Uscc,
     authz::Permit,
-    catalog::{OpenType, Resource, ResourceCode, ResourceDraft, ResourceKind},
+    catalog::{ClassificationCode, OpenType, Resource, ResourceCode, ResourceDraft, ResourceKind},
 };
 use jiff::Timestamp;
 use serde_json::json;
 
 use crate::{
-    Page, PageRequest, Result, Store, StoreError, audit::record, list_placeholders, micros,
-    read_pool, timestamp, values_placeholders, write_tx,
+    Backend, Page, PageRequest, Result, Store, StoreError, audit::record, list_placeholders,
+    micros, read_pool, timestamp, values_placeholders, write_tx,
 };
 
 /// Rows per multi-row statement: well under SQLite's 32,766 and PostgreSQL's 65,535 parameters
@@ -57,9 +57,19 @@ pub struct ResourceVersion {
     pub draft: ResourceDraft,
 }
 
+/// Which resources a listing or count takes: those that pass every condition given. The lists
+/// are bound one parameter per value, so they hold a few hundred values at most (CKAN's `fq`
+/// holds 100 clauses at most).
 #[derive(Debug, Clone, Default)]
 pub struct ResourceFilter {
-    pub provider: Option<Uscc>,
+    /// Only resources of one of these providers (of any provider when empty).
+    pub providers: Vec<Uscc>,
+    /// No resources of these providers.
+    pub excluded_providers: Vec<Uscc>,
+    /// Only resources of one of these classifications (of any when empty).
+    pub classifications: Vec<ClassificationCode>,
+    /// No resources of these classifications.
+    pub excluded_classifications: Vec<ClassificationCode>,
     pub kind: Option<ResourceKind>,
     pub active: Option<bool>,
     /// Only resources changed at or after this time.
@@ -67,6 +77,62 @@ pub struct ResourceFilter {
     /// Only resources of this open type (anonymous callers see open data only, and counts
     /// shown to them must not tell how many others exist).
     pub open_type: Option<OpenType>,
+}
+
+impl ResourceFilter {
+    /// The filter's conditions, joined by `AND`, and the number of the first parameter after
+    /// theirs. The lists' placeholders come first, numbered from 1: on SQLite they are anonymous,
+    /// which only the statement's first parameters can be (see `list_placeholders`). An empty
+    /// list is no condition (`IN ()` is not SQL on PostgreSQL). Bind the parameters with
+    /// `bind_filter!`.
+    fn conditions(&self, backend: Backend) -> (String, usize) {
+        let mut conditions = Vec::new();
+        let mut next = 1;
+        let lists = [
+            ("provider IN", self.providers.len()),
+            ("provider NOT IN", self.excluded_providers.len()),
+            ("classification IN", self.classifications.len()),
+            ("classification NOT IN", self.excluded_classifications.len()),
+        ];
+        for (test, values) in lists {
+            if values > 0 {
+                conditions.push(format!(
+                    "{test} ({})",
+                    list_placeholders(backend, next, values)
+                ));
+                next += values;
+            }
+        }
+        for test in ["kind =", "active =", "updated_at >=", "open_type ="] {
+            conditions.push(format!("(${next} IS NULL OR {test} ${next})"));
+            next += 1;
+        }
+        (conditions.join(" AND "), next)
+    }
+}
+
+/// Binds a `ResourceFilter`'s parameters to a query, in the order of
+/// `ResourceFilter::conditions`; the statement's own parameters are bound after them.
+macro_rules! bind_filter {
+    ($query:expr, $filter:expr) => {{
+        let filter: &ResourceFilter = $filter;
+        let mut query = $query;
+        for provider in filter.providers.iter().chain(&filter.excluded_providers) {
+            query = query.bind(provider.as_str());
+        }
+        for classification in filter
+            .classifications
+            .iter()
+            .chain(&filter.excluded_classifications)
+        {
+            query = query.bind(classification.to_string());
+        }
+        query
+            .bind(filter.kind.map(ResourceKind::as_str))
+            .bind(filter.active)
+            .bind(filter.modified_since.map(micros))
+            .bind(filter.open_type.map(OpenType::as_str))
+    }};
 }
 
 #[derive(sqlx::FromRow)]
@@ -557,26 +623,16 @@ impl Store {
         filter: &ResourceFilter,
         page: &PageRequest,
     ) -> Result<Page<Resource>> {
-        let sql = concat!(
-            "SELECT code, ",
+        let (conditions, next) = filter.conditions(self.backend());
+        let sql = format!(
+            "SELECT code, {} FROM resources WHERE {conditions} AND code > ${next}
+             ORDER BY code LIMIT ${}",
             resource_columns!(),
-            " FROM resources
-             WHERE code > $1
-               AND ($2 IS NULL OR provider = $2)
-               AND ($3 IS NULL OR kind = $3)
-               AND ($4 IS NULL OR active = $4)
-               AND ($5 IS NULL OR updated_at >= $5)
-               AND ($6 IS NULL OR open_type = $6)
-             ORDER BY code LIMIT $7"
+            next + 1
         );
         let rows: Vec<(String, i64, bool, i64, i64, String)> = read_pool!(self, |pool| {
-            sqlx::query_as(sql)
+            bind_filter!(sqlx::query_as(sqlx::AssertSqlSafe(sql)), filter)
                 .bind(page.after.as_deref().unwrap_or(""))
-                .bind(filter.provider.as_ref().map(Uscc::as_str))
-                .bind(filter.kind.map(ResourceKind::as_str))
-                .bind(filter.active)
-                .bind(filter.modified_since.map(micros))
-                .bind(filter.open_type.map(OpenType::as_str))
                 .bind(page.fetch_limit())
                 .fetch_all(pool)
                 .await?
@@ -605,26 +661,16 @@ impl Store {
         offset: u64,
         limit: u32,
     ) -> Result<Vec<Resource>> {
-        let sql = concat!(
-            "SELECT ",
+        let (conditions, next) = filter.conditions(self.backend());
+        let sql = format!(
+            "SELECT {} FROM resources WHERE {conditions} ORDER BY code LIMIT ${next} OFFSET ${}",
             resource_columns!(),
-            " FROM resources
-             WHERE ($1 IS NULL OR provider = $1)
-               AND ($2 IS NULL OR kind = $2)
-               AND ($3 IS NULL OR active = $3)
-               AND ($4 IS NULL OR updated_at >= $4)
-               AND ($5 IS NULL OR open_type = $5)
-             ORDER BY code LIMIT $6 OFFSET $7"
+            next + 1
         );
         // An offset past every row gives an empty page, as any offset past the end does.
         let offset = i64::try_from(offset).unwrap_or(i64::MAX);
         let rows: Vec<ResourceRow> = read_pool!(self, |pool| {
-            sqlx::query_as(sql)
-                .bind(filter.provider.as_ref().map(Uscc::as_str))
-                .bind(filter.kind.map(ResourceKind::as_str))
-                .bind(filter.active)
-                .bind(filter.modified_since.map(micros))
-                .bind(filter.open_type.map(OpenType::as_str))
+            bind_filter!(sqlx::query_as(sqlx::AssertSqlSafe(sql)), filter)
                 .bind(i64::from(limit))
                 .bind(offset)
                 .fetch_all(pool)
@@ -635,22 +681,12 @@ impl Store {
 
     /// How many resources match `filter`.
     pub async fn count_resources(&self, filter: &ResourceFilter) -> Result<u64> {
+        let (conditions, _) = filter.conditions(self.backend());
+        let sql = format!("SELECT COUNT(*) FROM resources WHERE {conditions}");
         let count: i64 = read_pool!(self, |pool| {
-            sqlx::query_scalar(
-                "SELECT COUNT(*) FROM resources
-                 WHERE ($1 IS NULL OR provider = $1)
-                   AND ($2 IS NULL OR kind = $2)
-                   AND ($3 IS NULL OR active = $3)
-                   AND ($4 IS NULL OR updated_at >= $4)
-                   AND ($5 IS NULL OR open_type = $5)",
-            )
-            .bind(filter.provider.as_ref().map(Uscc::as_str))
-            .bind(filter.kind.map(ResourceKind::as_str))
-            .bind(filter.active)
-            .bind(filter.modified_since.map(micros))
-            .bind(filter.open_type.map(OpenType::as_str))
-            .fetch_one(pool)
-            .await?
+            bind_filter!(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)), filter)
+                .fetch_one(pool)
+                .await?
         });
         Ok(count as u64)
     }

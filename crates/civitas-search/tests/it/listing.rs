@@ -183,6 +183,38 @@ async fn filters_and_across_facets_or_within_one() {
         ]),
         2
     );
+    // Exclusions leave out the entries with any of their values: alone, beside filters, beside
+    // words, and of a facet of several values.
+    let excluding = |text: &str, filters: &[(Facet, &str)], exclusions: &[(Facet, &str)]| {
+        let owned = |pairs: &[(Facet, &str)]| {
+            pairs
+                .iter()
+                .map(|(facet, value)| (*facet, value.to_string()))
+                .collect()
+        };
+        let request = SearchRequest {
+            filters: owned(filters),
+            exclusions: owned(exclusions),
+            ..query(text)
+        };
+        index.search(&request).unwrap().total
+    };
+    let provider_a = (Facet::Provider, "PROVIDER-A");
+    assert_eq!(excluding("", &[], &[provider_a]), 5);
+    assert_eq!(
+        excluding("", &[], &[provider_a, (Facet::Provider, "PROVIDER-B")]),
+        0
+    );
+    // Datasets (0, 1, 2) not of provider A (even): 1.
+    assert_eq!(excluding("", &[(Facet::Kind, "dataset")], &[provider_a]), 1);
+    // Tags 人口 (0, 1, 2) without 户籍 (0, 3): 1 and 2.
+    assert_eq!(
+        excluding("", &[(Facet::Tag, "人口")], &[(Facet::Tag, "户籍")]),
+        2
+    );
+    let words = index.search(&query("人口")).unwrap().total;
+    assert_eq!(excluding("人口", &[], &[(Facet::Tag, "户籍")]), words - 2);
+    assert_eq!(excluding("人口", &[], &[(Facet::Tag, "unknown")]), words);
     // Facets and filters together: counts are over the filtered matches.
     let request = SearchRequest {
         filters: vec![(Facet::Kind, "file".into())],

@@ -12,7 +12,8 @@ use crate::{admin, conformance, new_org, uscc};
 conformance!(
     resources_keep_every_version,
     bulk_upsert_is_idempotent_and_partial,
-    change_sequence_follows_writes
+    change_sequence_follows_writes,
+    filters_take_lists_of_providers_and_classifications
 );
 
 pub fn draft(n: u32, provider: u32) -> ResourceDraft {
@@ -252,4 +253,127 @@ async fn change_sequence_follows_writes(store: Store) {
         .unwrap();
     let tail = store.resource_changes(3, 100).await.unwrap();
     assert_eq!((tail[0].0, tail[0].1.active), (4, false));
+}
+
+/// CKAN's harvester asks for datasets of any of some organizations, or of none of them (and the
+/// same of groups, the classifications): lists in the filter, alone and beside the other
+/// conditions, in all three queries that take a filter.
+async fn filters_take_lists_of_providers_and_classifications(store: Store) {
+    for n in 1..=3 {
+        store
+            .create_organization(&admin(), &new_org(n, None))
+            .await
+            .unwrap();
+    }
+    // Provider 1: 1 to 4; provider 2: 5 to 7; provider 3: 8 and 9. Classification T03: 2, 5, 8;
+    // open: 3, 6, 9.
+    let batch: Vec<_> = (1..=9)
+        .map(|n| {
+            let provider = match n {
+                1..=4 => 1,
+                5..=7 => 2,
+                _ => 3,
+            };
+            let mut draft = draft(n, provider);
+            if n % 3 == 2 {
+                draft.classification = ClassificationCode::parse("T03").unwrap();
+            }
+            if n % 3 == 0 {
+                draft.open_type = OpenType::Open;
+            }
+            draft
+        })
+        .collect();
+    let (outcome, _) = store
+        .write_resources(&admin(), &batch, WriteMode::Create)
+        .await
+        .unwrap();
+    assert_eq!(outcome.created, 9, "{:?}", outcome.rejected);
+    let t03 = || ClassificationCode::parse("T03").unwrap();
+    let cases: Vec<(ResourceFilter, Vec<u32>)> = vec![
+        (ResourceFilter::default(), (1..=9).collect()),
+        (
+            ResourceFilter {
+                providers: vec![uscc(1), uscc(3)],
+                ..Default::default()
+            },
+            vec![1, 2, 3, 4, 8, 9],
+        ),
+        (
+            ResourceFilter {
+                excluded_providers: vec![uscc(1), uscc(3)],
+                ..Default::default()
+            },
+            vec![5, 6, 7],
+        ),
+        (
+            ResourceFilter {
+                providers: vec![uscc(1), uscc(2)],
+                excluded_providers: vec![uscc(2)],
+                ..Default::default()
+            },
+            vec![1, 2, 3, 4],
+        ),
+        (
+            ResourceFilter {
+                classifications: vec![t03()],
+                ..Default::default()
+            },
+            vec![2, 5, 8],
+        ),
+        (
+            ResourceFilter {
+                excluded_classifications: vec![t03()],
+                excluded_providers: vec![uscc(2)],
+                ..Default::default()
+            },
+            vec![1, 3, 4, 9],
+        ),
+        // Every list and every other condition at once: the parameters after the lists are
+        // numbered on from them.
+        (
+            ResourceFilter {
+                providers: vec![uscc(1), uscc(2), uscc(3)],
+                excluded_providers: vec![uscc(3)],
+                classifications: vec![ClassificationCode::parse("B01").unwrap()],
+                excluded_classifications: vec![t03()],
+                kind: Some(ResourceKind::Dataset),
+                active: Some(true),
+                modified_since: Some(jiff::Timestamp::UNIX_EPOCH),
+                open_type: Some(OpenType::Open),
+            },
+            vec![3, 6],
+        ),
+    ];
+    let code = |n: &u32| format!("320100-B01-{n:06}");
+    for (filter, expected) in cases {
+        let expected: Vec<String> = expected.iter().map(code).collect();
+        let count = store.count_resources(&filter).await.unwrap();
+        assert_eq!(count, expected.len() as u64, "{filter:?}");
+        let at_offset: Vec<String> = store
+            .resources_at_offset(&filter, 1, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|resource| resource.draft.code.to_string())
+            .collect();
+        assert_eq!(at_offset, expected[1.min(expected.len())..], "{filter:?}");
+        let page = store
+            .list_resources(
+                &filter,
+                &PageRequest {
+                    limit: 2,
+                    after: expected.first().cloned(),
+                },
+            )
+            .await
+            .unwrap();
+        let listed: Vec<String> = page
+            .items
+            .iter()
+            .map(|resource| resource.draft.code.to_string())
+            .collect();
+        let end = expected.len().min(3);
+        assert_eq!(listed, expected[1.min(expected.len())..end], "{filter:?}");
+    }
 }

@@ -18,6 +18,7 @@ on_both_stores!(
     ckan_action_api_and_ckanapi_client,
     repeated_facets_are_counted_once,
     ckan_harvesters_walk_the_catalog_by_id,
+    ckan_harvesters_include_and_exclude_organizations_and_groups,
     a_renamed_provider_is_indexed_anew
 );
 
@@ -543,36 +544,50 @@ async fn repeated_facets_are_counted_once(server: TestServer) {
     assert_eq!(status, StatusCode::OK);
 }
 
+/// `fq` as it goes into a query string: spaces, brackets, quotes and `+` encoded.
+fn encode_fq(fq: &str) -> String {
+    fq.replace('%', "%25")
+        .replace(' ', "%20")
+        .replace('+', "%2B")
+        .replace('[', "%5B")
+        .replace(']', "%5D")
+        .replace('"', "%22")
+}
+
+/// Walks the catalog as CKAN's harvester does, two datasets a page: the ids in the order
+/// listed, and the count the last page gave.
+async fn harvest(server: &TestServer, key: Option<&str>, fq: &str) -> (Vec<String>, u64) {
+    let mut ids = Vec::new();
+    let mut count = None;
+    for page in 0.. {
+        let (status, body) = ckan_call(
+            server,
+            "package_search",
+            &format!(
+                "sort=id%20asc&rows=2&start={}&fq={}",
+                page * 2,
+                encode_fq(fq)
+            ),
+            key,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{fq}: {body}");
+        count = Some(body["result"]["count"].as_u64().unwrap());
+        let results = body["result"]["results"].as_array().unwrap();
+        if results.is_empty() {
+            break;
+        }
+        ids.extend(results.iter().map(|p| p["id"].as_str().unwrap().to_owned()));
+    }
+    (ids, count.unwrap())
+}
+
 /// What CKAN's harvester asks: `sort=id asc`, `start` raised page by page until a page is empty,
 /// and for a later run `fq=metadata_modified:[SINCE TO *]`; an anonymous harvester gets open
 /// data only, and `start` may go past the search index's window.
 async fn ckan_harvesters_walk_the_catalog_by_id(server: TestServer) {
     let (_, insurance) = catalog(&server).await;
-    let walk = |key: Option<&'static str>, fq: String| {
-        let server = &server;
-        async move {
-            let mut ids = Vec::new();
-            let mut count = None;
-            for page in 0.. {
-                let (status, body) = ckan_call(
-                    server,
-                    "package_search",
-                    &format!("sort=id%20asc&rows=2&start={}&fq={fq}", page * 2),
-                    key,
-                )
-                .await;
-                assert_eq!(status, StatusCode::OK, "{body}");
-                count = Some(body["result"]["count"].as_u64().unwrap());
-                let results = body["result"]["results"].as_array().unwrap();
-                if results.is_empty() {
-                    break;
-                }
-                ids.extend(results.iter().map(|p| p["id"].as_str().unwrap().to_owned()));
-            }
-            (ids, count.unwrap())
-        }
-    };
-    let (ids, count) = walk(Some(ADMIN_KEY), String::new()).await;
+    let (ids, count) = harvest(&server, Some(ADMIN_KEY), "").await;
     assert_eq!(ids.len(), 5, "{ids:?}");
     assert_eq!(count, 5);
     let mut sorted = ids.clone();
@@ -581,25 +596,28 @@ async fn ckan_harvesters_walk_the_catalog_by_id(server: TestServer) {
     assert_eq!(ids, sorted, "in id order, each once");
 
     // Anonymous: open data only (two of the five).
-    let (open, open_count) = walk(None, String::new()).await;
+    let (open, open_count) = harvest(&server, None, "").await;
     assert_eq!((open.len(), open_count), (2, 2), "{open:?}");
 
     // Changed since: everything since 2000, nothing since a time to come.
-    let (since, _) = walk(
+    let (since, _) = harvest(
+        &server,
         Some(ADMIN_KEY),
-        "metadata_modified:%5B2000-01-01T00:00:00Z%20TO%20*%5D".into(),
+        "metadata_modified:[2000-01-01T00:00:00Z TO *]",
     )
     .await;
     assert_eq!(since, ids);
-    let (_, none) = walk(
+    let (_, none) = harvest(
+        &server,
         Some(ADMIN_KEY),
-        "metadata_modified:%5B2100-01-01T00:00:00Z%20TO%20*%5D".into(),
+        "metadata_modified:[2100-01-01T00:00:00Z TO *]",
     )
     .await;
     assert_eq!(none, 0);
-    let (theirs, _) = walk(
+    let (theirs, _) = harvest(
+        &server,
         Some(ADMIN_KEY),
-        format!("organization:{}", insurance.to_lowercase()),
+        &format!("organization:{}", insurance.to_lowercase()),
     )
     .await;
     assert_eq!(theirs.len(), 2, "{theirs:?}");
@@ -645,6 +663,191 @@ async fn ckan_harvesters_walk_the_catalog_by_id(server: TestServer) {
             .unwrap()
             .is_empty()
     );
+}
+
+/// A harvest source configured with `organizations_filter_include` sends
+/// `fq=organization:a OR organization:b`, one with `organizations_filter_exclude`
+/// `-organization:a -organization:b` (and `groups:…` likewise), beside the modified range of a
+/// later run. Listings and searches both take them; anonymous callers still see open data only.
+async fn ckan_harvesters_include_and_exclude_organizations_and_groups(server: TestServer) {
+    let (fund, insurance) = catalog(&server).await;
+    let third = server.create_org(3, None).await.to_string();
+    let mut body = resource("320100-B01-000004", &third);
+    body["open_type"] = json!("open");
+    let (status, created) = server.post("/api/v1/resources", ADMIN_KEY, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (fund, insurance, third) = (
+        fund.to_lowercase(),
+        insurance.to_lowercase(),
+        third.to_lowercase(),
+    );
+    let fund_or_third = format!("organization:{fund} OR organization:{third}");
+    let listed = |codes: &[&str]| -> Vec<String> { codes.iter().map(|c| c.to_string()).collect() };
+    let fund_and_third = listed(&[
+        "320100-B01-000001",
+        "320100-B01-000002",
+        "320100-B01-000003",
+        "320100-B01-000004",
+    ]);
+    for (key, fq, expected) in [
+        (
+            Some(ADMIN_KEY),
+            fund_or_third.clone(),
+            fund_and_third.clone(),
+        ),
+        (
+            Some(ADMIN_KEY),
+            format!("{fund_or_third} metadata_modified:[2000-01-01T00:00:00Z TO *]"),
+            fund_and_third.clone(),
+        ),
+        (
+            Some(ADMIN_KEY),
+            format!("metadata_modified:[2100-01-01T00:00:00Z TO *] {fund_or_third}"),
+            vec![],
+        ),
+        // Anonymous: the open ones among them.
+        (
+            None,
+            fund_or_third.clone(),
+            listed(&["320100-B01-000001", "320100-B01-000004"]),
+        ),
+        (
+            Some(ADMIN_KEY),
+            format!("-organization:{fund}"),
+            listed(&[
+                "320100-B01-000004",
+                "320100-T03-000001",
+                "320100-T03-000002",
+            ]),
+        ),
+        (
+            Some(ADMIN_KEY),
+            format!("-organization:{fund} -organization:{third}"),
+            listed(&["320100-T03-000001", "320100-T03-000002"]),
+        ),
+        (
+            None,
+            format!("-organization:{fund}"),
+            listed(&["320100-B01-000004", "320100-T03-000001"]),
+        ),
+        (
+            Some(ADMIN_KEY),
+            format!("organization:{fund} OR organization:{insurance} -organization:{fund}"),
+            listed(&["320100-T03-000001", "320100-T03-000002"]),
+        ),
+        // Groups are the classifications.
+        (
+            Some(ADMIN_KEY),
+            "groups:t03".into(),
+            listed(&["320100-T03-000001", "320100-T03-000002"]),
+        ),
+        (
+            Some(ADMIN_KEY),
+            format!("groups:b01 OR groups:t03 -organization:{fund}"),
+            listed(&[
+                "320100-B01-000004",
+                "320100-T03-000001",
+                "320100-T03-000002",
+            ]),
+        ),
+        (
+            Some(ADMIN_KEY),
+            format!("-groups:b01 organization:{fund} OR organization:{insurance}"),
+            listed(&["320100-T03-000001", "320100-T03-000002"]),
+        ),
+    ] {
+        let (ids, count) = harvest(&server, key, &fq).await;
+        assert_eq!(ids, expected, "{fq} ({key:?})");
+        assert_eq!(count, expected.len() as u64, "{fq} ({key:?})");
+    }
+
+    // A search (sort=score desc) takes the same clauses from the index.
+    search_until(&server, "q=", Some(ADMIN_KEY), |r| r["total"] == 6).await;
+    for (key, fq, expected) in [
+        (Some(ADMIN_KEY), fund_or_third.clone(), 4),
+        (None, fund_or_third.clone(), 2),
+        (Some(ADMIN_KEY), format!("-organization:{fund}"), 3),
+        (None, format!("-organization:{fund}"), 2),
+        (None, format!("-organization:{fund} -open_type:open"), 0),
+        (
+            Some(ADMIN_KEY),
+            format!("-groups:t03 -organization:{third}"),
+            3,
+        ),
+        (Some(ADMIN_KEY), "tags:社保 -tags:养老".to_string(), 1),
+    ] {
+        let (status, body) = ckan_call(
+            &server,
+            "package_search",
+            &format!("fq={}&rows=10", encode_fq(&fq)),
+            key,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{fq}: {body}");
+        assert_eq!(body["result"]["count"], expected, "{fq} ({key:?}): {body}");
+        assert_eq!(
+            body["result"]["results"].as_array().unwrap().len(),
+            expected,
+            "{fq} ({key:?}): {body}"
+        );
+        if key.is_none() {
+            assert!(
+                body["result"]["results"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|package| package["isopen"] == true),
+                "{body}"
+            );
+        }
+    }
+
+    // What cannot be expressed is refused, naming the clause.
+    for (sort, fq, fragment) in [
+        (
+            "id%20asc",
+            format!("organization:{fund} OR groups:b01"),
+            "groups:b01",
+        ),
+        (
+            "score%20desc",
+            format!("organization:{fund} OR groups:b01"),
+            "groups:b01",
+        ),
+        ("id%20asc", "OR groups:b01".into(), "cannot start with OR"),
+        ("id%20asc", "groups:b01 OR".into(), "cannot end with OR"),
+        ("id%20asc", "- groups:b01".into(), "'-' must be followed"),
+        (
+            "id%20asc",
+            "-tags:社保".into(),
+            "excludes organizations and groups only",
+        ),
+        (
+            "id%20asc",
+            "-organization:nobody".into(),
+            "organization \"NOBODY\"",
+        ),
+        (
+            "score%20desc",
+            "metadata_modified:[2000-01-01T00:00:00Z TO *]".into(),
+            "only in a listing",
+        ),
+    ] {
+        let (status, body) = ckan_call(
+            &server,
+            "package_search",
+            &format!("sort={sort}&fq={}", encode_fq(&fq)),
+            Some(ADMIN_KEY),
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"]["__type"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("Search Query Error")),
+            "{fq}: {body}"
+        );
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(fragment), "{fq}: {message}");
+    }
 }
 
 /// The index shows each entry with its provider's name and level: after the provider is renamed
