@@ -2,10 +2,10 @@ use civitas_core::{
     Code,
     registry::{KeyOwner, Principal, Role, UserName},
 };
-use civitas_store::{NewApiKey, NewSystem, PageRequest, Store, StoreError, StoreUrl};
+use civitas_store::{NewApiKey, PageRequest, Store, StoreError, StoreUrl};
 use jiff::{Timestamp, ToSpan};
 
-use crate::{admin, conformance, new_org, new_user, uscc};
+use crate::{admin, conformance, new_org, new_system, new_user, uscc};
 
 conformance!(keys_authenticate_until_revoked, keys_follow_their_owner);
 
@@ -125,17 +125,7 @@ async fn keys_follow_their_owner(store: Store) {
         .unwrap();
     let system = Code::parse("portal").unwrap();
     store
-        .create_system(
-            &admin(),
-            &uscc(1),
-            &NewSystem {
-                code: system.clone(),
-                name: "门户".into(),
-                description: String::new(),
-                consumes: true,
-                provides: false,
-            },
-        )
+        .create_system(&admin(), &uscc(1), &new_system(system.as_str(), true))
         .await
         .unwrap();
     let owner = KeyOwner::System {
@@ -216,17 +206,7 @@ async fn credentials_fingerprint_moves_whatever_the_clock(store: Store, url: Sto
         .unwrap();
     for code in ["portal", "other"] {
         store
-            .create_system(
-                &admin(),
-                &uscc(1),
-                &NewSystem {
-                    code: Code::parse(code).unwrap(),
-                    name: "门户".into(),
-                    description: String::new(),
-                    consumes: true,
-                    provides: false,
-                },
-            )
+            .create_system(&admin(), &uscc(1), &new_system(code, true))
             .await
             .unwrap();
     }

@@ -15,7 +15,7 @@ use civitas_core::{
     authz::Permit,
     registry::{Level, Role, UserName},
 };
-use civitas_store::{NewOrganization, NewUser, Store, StoreUrl};
+use civitas_store::{NewOrganization, NewSystem, NewUser, Store, StoreUrl};
 
 /// Generates, for each listed async test function `fn(Store)`, one test per backend.
 macro_rules! conformance {
@@ -64,6 +64,17 @@ pub fn new_org(n: u32, parent: Option<u32>) -> NewOrganization {
         level: Level::Municipal,
         region: RegionCode::parse("320100").unwrap(),
         parent: parent.map(uscc),
+    }
+}
+
+/// A system that consumes services, or else provides them.
+pub fn new_system(code: &str, consumes: bool) -> NewSystem {
+    NewSystem {
+        code: civitas_core::Code::parse(code).unwrap(),
+        name: format!("系统 {code}"),
+        description: "a test system".into(),
+        consumes,
+        provides: !consumes,
     }
 }
 

@@ -3,11 +3,11 @@ use civitas_core::{
     registry::{Level, Role, UserName},
 };
 use civitas_store::{
-    NewSystem, OrganizationFilter, OrganizationUpdate, PageRequest, Store, StoreError,
-    SystemFilter, SystemUpdate, UserFilter, UserUpdate,
+    OrganizationFilter, OrganizationUpdate, PageRequest, Store, StoreError, SystemFilter,
+    SystemUpdate, UserFilter, UserUpdate,
 };
 
-use crate::{admin, conformance, new_org, new_user, uscc};
+use crate::{admin, conformance, new_org, new_system, new_user, uscc};
 
 conformance!(
     organizations_round_trip,
@@ -230,13 +230,6 @@ async fn systems_round_trip(store: Store) {
         .create_organization(&admin(), &new_org(1, None))
         .await
         .unwrap();
-    let new_system = |code: &str, consumes: bool| NewSystem {
-        code: Code::parse(code).unwrap(),
-        name: format!("系统 {code}"),
-        description: "a test system".into(),
-        consumes,
-        provides: !consumes,
-    };
     let created = store
         .create_system(&admin(), &uscc(1), &new_system("portal", true))
         .await
