@@ -103,8 +103,8 @@ pub struct GatewayConfig {
 pub enum Caller {
     /// A connection without a client certificate; the request may carry an API key.
     Anonymous,
-    /// A client certificate from the node's CA, with its serial.
-    Certificate(SystemRef, String),
+    /// A client certificate from the node's CA.
+    Certificate(tls::ClientIdentity),
     /// A call made inside the node on behalf of a system (application scenarios).
     Internal(SystemRef),
 }
@@ -445,7 +445,17 @@ impl Gateway {
             |detail: &str| Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", detail);
         match caller {
             Caller::Internal(system) => Ok(system.clone()),
-            Caller::Certificate(system, serial) => {
+            Caller::Certificate(tls::ClientIdentity {
+                system,
+                serial,
+                not_after,
+            }) => {
+                // Checked at the handshake too, but a keep-alive connection can outlive it.
+                if Timestamp::now() > *not_after {
+                    return Err(unauthenticated(&format!(
+                        "the client certificate expired at {not_after}"
+                    )));
+                }
                 let snapshot = self.inner.snapshot.read().expect("snapshot lock");
                 if snapshot.revoked_certificates.contains(serial) {
                     return Err(unauthenticated("the client certificate is revoked"));

@@ -246,7 +246,7 @@ impl Gateway {
                             .and_then(|certs| certs.first())
                         {
                             Some(certificate) => match tls::identity_of(certificate) {
-                                Ok((system, serial)) => Caller::Certificate(system, serial),
+                                Ok(identity) => Caller::Certificate(identity),
                                 Err(error) => {
                                     tracing::debug!(%error, %peer, "client certificate without identity");
                                     return;

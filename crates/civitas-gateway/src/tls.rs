@@ -264,11 +264,24 @@ pub fn upstream_config(ca: &CertificateAuthority) -> anyhow::Result<Arc<rustls::
     Ok(Arc::new(config))
 }
 
-/// The system a verified client certificate names, and the certificate's serial.
-pub fn identity_of(certificate: &[u8]) -> anyhow::Result<(SystemRef, String)> {
+/// Who a client certificate names, and until when it may be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    pub system: SystemRef,
+    /// The serial in lower-case hexadecimal, as revocations name it.
+    pub serial: String,
+    /// The end of the certificate's validity. The TLS handshake checks it, but a connection
+    /// may outlive it, so the gateway checks it again for every call.
+    pub not_after: jiff::Timestamp,
+}
+
+/// The system a verified client certificate names, its serial and the end of its validity.
+pub fn identity_of(certificate: &[u8]) -> anyhow::Result<ClientIdentity> {
     let (_, parsed) = x509_parser::parse_x509_certificate(certificate)
         .context("parsing the client certificate")?;
     let serial = hex(parsed.raw_serial());
+    let not_after = jiff::Timestamp::from_second(parsed.validity().not_after.timestamp())
+        .context("the client certificate's end of validity")?;
     for extension in parsed.extensions() {
         if let x509_parser::extensions::ParsedExtension::SubjectAlternativeName(names) =
             extension.parsed_extension()
@@ -280,13 +293,14 @@ pub fn identity_of(certificate: &[u8]) -> anyhow::Result<(SystemRef, String)> {
                     let Some((organization, code)) = system.split_once('/') else {
                         bail!("malformed system URI {uri}");
                     };
-                    return Ok((
-                        SystemRef {
+                    return Ok(ClientIdentity {
+                        system: SystemRef {
                             organization: Uscc::parse(organization)?,
                             system: Code::parse(code)?,
                         },
                         serial,
-                    ));
+                        not_after,
+                    });
                 }
             }
         }
@@ -307,6 +321,23 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let again = CertificateAuthority::load_or_create(dir.path(), "cn-test").unwrap();
         assert_eq!(again.certificate_pem(), first.certificate_pem());
+
+        // A client certificate names its system, serial and end of validity, which the
+        // gateway checks on every call of a connection that outlives it.
+        let system = SystemRef {
+            organization: Uscc::from_parts('1', '1', "320100", "MB000001").unwrap(),
+            system: Code::parse("portal").unwrap(),
+        };
+        let issued = first.issue_client(&system, None, 3).unwrap();
+        let der = CertificateDer::from_pem_slice(issued.certificate_pem.as_bytes()).unwrap();
+        assert_eq!(
+            identity_of(&der).unwrap(),
+            ClientIdentity {
+                system,
+                serial: issued.serial,
+                not_after: issued.not_after,
+            }
+        );
 
         // Restored from a backup or copied with a permissive umask: whoever can read the key can
         // issue a certificate naming any system, so the node refuses to use it.
