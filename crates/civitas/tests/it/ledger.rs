@@ -213,31 +213,18 @@ async fn verify_catches_tampering(server: TestServer) {
     }
     let auditor = server.user_with_key("auditor", "auditor", Some(&org)).await;
     // Checkpoints are signed at least once a second; wait for one that covers every record.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        let (_, status) = server.get("/api/v1/ledger", &auditor).await;
-        if status["checkpoint_size"] == status["size"] && status["size"].as_u64() > Some(20) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no checkpoint covered the records: {status}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    assert!(checkpointed_size(&server, &auditor).await > 20);
 
     // Against the running node over HTTP.
-    let output = Command::new(env!("CARGO_BIN_EXE_civitas"))
-        .args([
-            "ledger",
-            "verify",
-            "--url",
-            &server.base,
-            "--api-key",
-            &auditor,
-        ])
-        .output()
-        .unwrap();
+    let verify_url = |api_key: Option<&str>| {
+        let mut args = vec!["ledger".to_owned(), "verify".into(), "--url".into()];
+        args.push(server.base.clone());
+        if let Some(key) = api_key {
+            args.extend(["--api-key".to_owned(), key.to_owned()]);
+        }
+        civitas_command(args)
+    };
+    let output = verify_url(Some(&auditor)).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -251,11 +238,7 @@ async fn verify_catches_tampering(server: TestServer) {
         Some(civitas::ledger_verify::SELF_KEY_WARNING),
         "{stdout}"
     );
-    let no_key = Command::new(env!("CARGO_BIN_EXE_civitas"))
-        .args(["ledger", "verify", "--url", &server.base])
-        .env_remove("CIVITAS_API_KEY")
-        .output()
-        .unwrap();
+    let no_key = verify_url(None).await;
     assert!(!no_key.status.success());
     let no_key_stderr = String::from_utf8_lossy(&no_key.stderr);
     assert!(
@@ -264,17 +247,7 @@ async fn verify_catches_tampering(server: TestServer) {
         "{no_key_stderr}"
     );
     let developer = server.user_with_key("dev", "developer", Some(&org)).await;
-    let not_an_auditor = Command::new(env!("CARGO_BIN_EXE_civitas"))
-        .args([
-            "ledger",
-            "verify",
-            "--url",
-            &server.base,
-            "--api-key",
-            &developer,
-        ])
-        .output()
-        .unwrap();
+    let not_an_auditor = verify_url(Some(&developer)).await;
     assert!(!not_an_auditor.status.success());
     let not_an_auditor_stderr = String::from_utf8_lossy(&not_an_auditor.stderr);
     assert!(

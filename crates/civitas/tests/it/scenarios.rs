@@ -202,15 +202,20 @@ async fn shipped_scenarios_decide_like_the_registers_say(server: TestServer) {
     );
 }
 
-async fn broken_definitions_and_bad_inputs_are_refused(server: TestServer) {
-    let (population, _services, city) = reference_city(&server).await;
-    let officer = server
+/// A data officer of the housing-fund centre, which owns the withdrawal scenario: the key.
+async fn fund_officer(server: &TestServer) -> String {
+    server
         .user_with_key(
             "fund-officer",
             "data_officer",
             Some(&"11320100013201020G".parse().unwrap()),
         )
-        .await;
+        .await
+}
+
+async fn broken_definitions_and_bad_inputs_are_refused(server: TestServer) {
+    let (population, _services, city) = reference_city(&server).await;
+    let officer = fund_officer(&server).await;
     let original = reference::SCENARIOS[0].1;
     let publish = |text: String| {
         let server = &server;
@@ -624,13 +629,7 @@ async fn a_scenario_code_stays_with_its_organization(server: TestServer) {
     assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
 
     // The owner's officer cannot hand the code to another organization's system either.
-    let officer = server
-        .user_with_key(
-            "fund-officer",
-            "data_officer",
-            Some(&"11320100013201020G".parse().unwrap()),
-        )
-        .await;
+    let officer = fund_officer(&server).await;
     let (status, problem) = publish_as(&server, &officer, code, TAKEOVER).await;
     assert_eq!(status, StatusCode::CONFLICT, "{problem}");
     let (status, problem) = publish_as(&server, ADMIN_KEY, code, TAKEOVER).await;
@@ -682,13 +681,7 @@ async fn a_scenario_code_stays_with_its_organization(server: TestServer) {
 async fn expressions_consent_and_records_are_bounded(server: TestServer) {
     let (population, _services, city) = reference_city(&server).await;
     let code = "housing-fund-rental-withdrawal";
-    let officer = server
-        .user_with_key(
-            "fund-officer",
-            "data_officer",
-            Some(&"11320100013201020G".parse().unwrap()),
-        )
-        .await;
+    let officer = fund_officer(&server).await;
     let original = reference::SCENARIOS[0].1;
     let rule = "when: steps.fund.found && steps.fund.balance > 0.0";
     assert!(original.contains(rule));
