@@ -92,6 +92,11 @@ impl ApiError {
     /// The problem document for this error.
     pub fn problem(&self) -> Problem {
         let (status, code) = self.status_and_code();
+        debug_assert_eq!(
+            civitas_core::problems::find(code).and_then(|known| known.status),
+            Some(status.as_u16()),
+            "{code} is not in civitas_core::problems with this status"
+        );
         Problem {
             problem_type: format!("/docs/problems#{code}"),
             title: status.canonical_reason().unwrap_or("error").to_lowercase(),
@@ -172,5 +177,65 @@ impl ApiError {
 impl From<Denied> for ApiError {
     fn from(denied: Denied) -> ApiError {
         ApiError::Forbidden(denied.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use civitas_core::problems::{Listener, PROBLEM_TYPES, find};
+
+    use super::*;
+
+    /// The error table and the problem types the API documents at `/docs/problems` agree both
+    /// ways: every error's code is documented with its status, and every code documented for the
+    /// API is one an error has.
+    #[test]
+    fn every_error_is_a_documented_problem_type() {
+        let errors = [
+            ApiError::Unauthenticated,
+            ApiError::InvalidCredentials,
+            ApiError::Forbidden("x".into()),
+            ApiError::NotFound {
+                kind: "x",
+                id: "y".into(),
+            },
+            ApiError::NoRoute("/x".into()),
+            ApiError::MethodNotAllowed("PUT".into()),
+            ApiError::Duplicate {
+                kind: "x",
+                id: "y".into(),
+            },
+            ApiError::Conflict("x".into()),
+            ApiError::PreconditionFailed("x".into()),
+            ApiError::invalid("x", "y"),
+            ApiError::MalformedJson("x".into()),
+            ApiError::SearchSyntax("x".into()),
+            ApiError::UnsupportedMediaType,
+            ApiError::PayloadTooLarge(1),
+            ApiError::Unavailable("x".into()),
+            ApiError::internal(anyhow::anyhow!("x")),
+        ];
+        let mut codes = BTreeSet::new();
+        for error in &errors {
+            let (status, code) = error.status_and_code();
+            assert_eq!(
+                find(code).and_then(|known| known.status),
+                Some(status.as_u16()),
+                "{code}"
+            );
+            assert_eq!(
+                error.problem().problem_type,
+                format!("/docs/problems#{code}")
+            );
+            codes.insert(code);
+        }
+        let documented: BTreeSet<&str> = PROBLEM_TYPES
+            .iter()
+            .filter(|known| known.listener != Listener::Gateway)
+            .map(|known| known.code)
+            .collect();
+        assert_eq!(codes, documented);
     }
 }

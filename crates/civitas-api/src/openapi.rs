@@ -127,5 +127,15 @@ impl utoipa::Modify for BearerAuth {
 }
 
 pub fn routes() -> Router<AppState> {
-    Router::new().merge(SwaggerUi::new("/docs").url("/api/v1/openapi.json", ApiDoc::openapi()))
+    Router::new()
+        .route("/docs/problems", axum::routing::get(problems))
+        .merge(SwaggerUi::new("/docs").url("/api/v1/openapi.json", ApiDoc::openapi()))
+}
+
+/// Every problem type, where the `type` of a problem document (`/docs/problems#CODE`) points.
+async fn problems() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        civitas_core::problems::page(),
+    )
 }

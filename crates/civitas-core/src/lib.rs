@@ -7,6 +7,7 @@ pub mod access;
 pub mod authz;
 pub mod catalog;
 mod ids;
+pub mod problems;
 mod region;
 pub mod registry;
 pub mod service;

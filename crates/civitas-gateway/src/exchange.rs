@@ -590,10 +590,11 @@ impl Gateway {
     }
 
     /// `GET /healthz` (the gateway is up) and `GET /readyz` (it can answer calls: its ledger
-    /// takes appends) on the gateway's own listener, for the load balancer in front of it;
-    /// `None` for any other path. Neither is an exchange, so neither is recorded.
+    /// takes appends) on the gateway's own listener, for the load balancer in front of it, and
+    /// `GET /docs/problems`, where the `type` of the gateway's problem documents points; `None`
+    /// for any other path. None of them is an exchange, so none is recorded.
     fn probe(&self, method: &Method, path: &str) -> Option<Response<GatewayBody>> {
-        if path != "/healthz" && path != "/readyz" {
+        if path != "/healthz" && path != "/readyz" && path != "/docs/problems" {
             return None;
         }
         if method != Method::GET && method != Method::HEAD {
@@ -619,6 +620,14 @@ impl Gateway {
                 )
                 .response(None),
             );
+        }
+        if path == "/docs/problems" {
+            let mut response = Response::new(full(Bytes::from(civitas_core::problems::page())));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            return Some(response);
         }
         let text = if path == "/healthz" {
             "ok\n"

@@ -22,6 +22,7 @@ on_both_stores!(
     video_playback_urls,
     connections_are_spread_over_the_gateway_threads,
     the_gateway_answers_health_and_readiness_probes,
+    problem_types_link_to_their_documentation,
     client_certificates_are_listed_and_read,
     the_daily_quota_holds_across_a_restart,
     the_gateway_s_own_headers_cannot_be_forged,
@@ -1240,6 +1241,51 @@ async fn the_gateway_answers_health_and_readiness_probes(server: TestServer) {
         .await
         .unwrap();
     assert_eq!(elsewhere.status(), StatusCode::NOT_FOUND);
+}
+
+/// A problem's `type` resolves, against the listener that gave it, to the page of problem types,
+/// which has a row for its code.
+async fn problem_types_link_to_their_documentation(server: TestServer) {
+    let gateway = gateway_url(&server);
+    let api_problem = server
+        .client
+        .get(format!("{}/api/v1/organizations", server.base))
+        .send()
+        .await
+        .unwrap();
+    let gateway_problem = server
+        .client
+        .get(format!("{gateway}/x/a/b/c"))
+        .send()
+        .await
+        .unwrap();
+    let not_a_route = server
+        .client
+        .get(format!("{gateway}/nowhere"))
+        .send()
+        .await
+        .unwrap();
+    for (base, answer, code) in [
+        (&server.base, api_problem, "unauthenticated"),
+        (&gateway, gateway_problem, "unauthenticated"),
+        (&gateway, not_a_route, "no_route"),
+    ] {
+        let problem: Value = answer.json().await.unwrap();
+        assert_eq!(problem["code"], code);
+        let link = reqwest::Url::parse(base)
+            .unwrap()
+            .join(problem["type"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(link.fragment(), Some(code));
+        let page = server.client.get(link.clone()).send().await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK, "{link}");
+        assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+        let page = page.text().await.unwrap();
+        assert!(page.contains(&format!("<tr id=\"{code}\">")), "{link}");
+        // Both listeners document the gateway's own codes and the API's.
+        assert!(page.contains("<tr id=\"upstream_timeout\">"));
+        assert!(page.contains("<tr id=\"precondition_failed\">"));
+    }
 }
 
 async fn client_certificates_are_listed_and_read(server: TestServer) {
