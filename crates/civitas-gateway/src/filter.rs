@@ -567,32 +567,34 @@ fn apply(
     citizen_ids: bool,
     seen: &mut Seen,
 ) -> bool {
-    if treatment == Treatment::Drop {
-        return false;
-    }
-    if citizen_ids {
-        collect_citizen_ids(value, &mut seen.citizen_ids);
-    }
     match treatment {
         Treatment::Drop => false,
         Treatment::Deliver => {
+            if citizen_ids {
+                collect_citizen_ids(value, &mut seen.citizen_ids);
+            }
             seen.delivered[group] = true;
             true
         }
         Treatment::Mask(kind) => {
             let text = match value {
-                Value::String(text) => std::mem::take(text),
-                Value::Number(number) => number.to_string(),
-                Value::Bool(flag) => flag.to_string(),
+                Value::String(text) => Cow::Borrowed(text.as_str()),
+                Value::Number(number) => Cow::Owned(number.to_string()),
+                Value::Bool(flag) => Cow::Owned(flag.to_string()),
                 Value::Null => {
                     seen.delivered[group] = true;
                     return true;
                 }
-                // A structure cannot be masked field by field here: it does not leave.
+                // A structure cannot be masked field by field here: it does not leave (and so
+                // neither do the ID numbers in it).
                 Value::Array(_) | Value::Object(_) => return false,
             };
             match mask::mask(kind, &text) {
                 Some(masked) => {
+                    // Only a value that leaves, masked, counts as delivered.
+                    if citizen_ids {
+                        collect_citizen_ids(value, &mut seen.citizen_ids);
+                    }
                     *value = Value::String(masked);
                     seen.delivered[group] = true;
                     seen.masked[group] = true;
@@ -1160,6 +1162,36 @@ mod tests {
             );
             assert_eq!(delivered.citizen_ids.len(), usize::from(delivered_any));
         }
+    }
+
+    #[test]
+    fn citizen_ids_are_collected_only_from_values_that_leave() {
+        let tree = tree(&[("ids", "$.ids"), ("id", "$.id")]);
+        let answer = json!({"ids": ["11010519491231002X"], "id": "11010519491231002X"});
+        let is_id = |_: &str| true;
+        // An array cannot be masked, and a free-text mask leaves nothing of a value: neither
+        // leaves, so nobody's data was delivered.
+        for mask in [
+            Treatment::Mask(MaskKind::CitizenId),
+            Treatment::Mask(MaskKind::FreeText),
+        ] {
+            let treatment = |item: &str| match item {
+                "ids" => mask,
+                _ => Treatment::Mask(MaskKind::FreeText),
+            };
+            let (_, delivered) = filter_both(&tree, &answer, &treatment, &is_id);
+            assert_eq!(delivered, Delivered::default(), "{mask:?}");
+        }
+        let (_, delivered) = filter_both(
+            &tree,
+            &answer,
+            &|_| Treatment::Mask(MaskKind::CitizenId),
+            &is_id,
+        );
+        assert_eq!(
+            delivered.citizen_ids,
+            BTreeSet::from(["11010519491231002X".to_owned()])
+        );
     }
 
     #[test]
