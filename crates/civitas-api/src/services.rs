@@ -16,7 +16,7 @@ use civitas_core::{
     access::SystemRef,
     authz::Action,
     catalog::{ResourceCode, ResourceKind},
-    service::{FieldMapping, Service, ServiceDraft},
+    service::{FieldMapping, Service, ServiceDraft, find_overlap},
 };
 use civitas_gateway::{
     SubjectAccess,
@@ -77,7 +77,7 @@ fn system_ref(org: &str, system: &str) -> ApiResult<SystemRef> {
 #[utoipa::path(put, path = "/api/v1/organizations/{org_code}/systems/{system_code}/services/{service_code}", tag = "gateway",
     params(("org_code" = String, Path), ("system_code" = String, Path), ("service_code" = String, Path)),
     request_body = ServiceDraft,
-    description = "Registers or replaces the service (the provider's data officers): its upstream, allowed methods and paths, timeout, and where each information item is in its JSON answers. The code `video` names a provider system's video playback platform.",
+    description = "Registers or replaces the service (the provider's data officers): its upstream, allowed methods and paths, timeout, and where each information item is in its JSON answers. A mapped field is delivered as a whole, so no mapping's path may lie inside another's or be the same path for another item (`$.a` and `$.a[*].b` overlap, `$.a.b` and `$.a.c` do not): such a draft is refused with 422 naming both. The code `video` names a provider system's video playback platform.",
     responses((status = 200, body = Service), (status = 201, body = Service), (status = 403, body = Problem), (status = 422, body = Problem)))]
 async fn put_service(
     State(state): State<AppState>,
@@ -304,13 +304,25 @@ pub struct MappingRequest {
 pub struct MappingSuggestion {
     /// Path patterns of the description's GET operations.
     pub paths: Vec<String>,
+    /// Mappings that can be registered together: none lies inside another.
     pub fields: Vec<FieldMapping>,
-    /// Items of the resource no property matched.
+    /// Mappings the description also suggests that are left out of `fields`: each lies inside
+    /// (or is) the field of a mapping there for another item, and a service may not map both.
+    pub left_out: Vec<LeftOutMapping>,
+    /// Items of the resource no property matched, or whose mappings were all left out.
     pub unmatched_items: Vec<String>,
 }
 
+/// A suggested mapping left out, with the kept mapping whose field holds it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LeftOutMapping {
+    pub item: String,
+    pub path: String,
+    pub inside: FieldMapping,
+}
+
 #[utoipa::path(post, path = "/api/v1/services/mapping-from-openapi", tag = "gateway", request_body = MappingRequest,
-    description = "Suggests a service's path patterns and field mappings from its OpenAPI description: a property maps to the item whose code equals its name, or the one named by an `x-civitas-item` extension. Review the suggestion, then register the service.",
+    description = "Suggests a service's path patterns and field mappings from its OpenAPI description: a property maps to the item whose code equals its name, or the one named by an `x-civitas-item` extension. Where the operations' answers put one item's field inside another's (or give one field to two items), the outer mapping is kept and the inner one listed in `left_out`, since a service may not register both. Review the suggestion, then register the service.",
     responses((status = 200, body = MappingSuggestion), (status = 422, body = Problem)))]
 async fn mapping_from_openapi(
     State(state): State<AppState>,
@@ -338,6 +350,7 @@ async fn mapping_from_openapi(
     let mut suggestion = MappingSuggestion {
         paths: Vec::new(),
         fields: Vec::new(),
+        left_out: Vec::new(),
         unmatched_items: Vec::new(),
     };
     for (path, operations) in paths {
@@ -362,6 +375,15 @@ async fn mapping_from_openapi(
         .fields
         .sort_by(|a, b| (&a.item, &a.path).cmp(&(&b.item, &b.path)));
     suggestion.fields.dedup();
+    // One operation's schema maps no property inside a mapped one, but operations differ: what
+    // one maps whole, another may map field by field. The outer mapping stays.
+    while let Some(overlap) = find_overlap(&suggestion.fields) {
+        let inside = suggestion.fields[overlap.outer].clone();
+        let FieldMapping { item, path } = suggestion.fields.remove(overlap.inner);
+        suggestion
+            .left_out
+            .push(LeftOutMapping { item, path, inside });
+    }
     suggestion.unmatched_items = items
         .into_iter()
         .filter(|item| !suggestion.fields.iter().any(|field| field.item == *item))

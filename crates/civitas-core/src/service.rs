@@ -5,6 +5,15 @@
 //! - path patterns: `/accounts/{id_number}` (`{…}` is one path segment), `/files/**` (any rest);
 //! - field paths: `$.name`, `$.data.deposits[*].amount`, `$["名称"]` — where in a JSON answer the
 //!   value of an information item is.
+//!
+//! The gateway delivers a mapped field as a whole, so a draft whose fields overlap is refused
+//! ([`find_overlap`]): with `$.person` mapped to one item and `$.person.id_number` to another,
+//! granting the first would deliver the second's values inside it, whatever the grant says of
+//! them. A path overlaps another when its steps begin with the other's (`[*]` is a step like any
+//! key: `$.a` and `$.a[*].b` overlap, `$.a[*]` and `$.a.b` do not, since one value cannot be
+//! both an array and an object). This holds for the same item too: a field of an item inside a
+//! field of the same item maps nothing new. Only a mapping repeated exactly (same item, same
+//! path) is let through, as it changes nothing.
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -40,7 +49,8 @@ pub struct ServiceDraft {
     #[serde(default)]
     pub paths: Vec<String>,
     /// Where each information item is in the JSON answers. Fields of a JSON answer that map to no
-    /// granted item never leave the gateway.
+    /// granted item never leave the gateway. No mapping's path may lie inside (or be) another's,
+    /// since a mapped field is delivered as a whole.
     #[serde(default)]
     pub fields: Vec<FieldMapping>,
     /// Total time allowed for the upstream's answer.
@@ -115,6 +125,12 @@ impl ServiceDraft {
         for (index, field) in self.fields.iter().enumerate() {
             FieldPath::parse(&field.path)
                 .map_err(|e| error(format!("fields[{index}].path"), e.message))?;
+        }
+        if let Some(overlap) = find_overlap(&self.fields) {
+            return Err(error(
+                format!("fields[{}].path", overlap.inner),
+                overlap.describe(&self.fields),
+            ));
         }
         if !(1..=300_000).contains(&self.timeout_ms) {
             return Err(error(
@@ -204,15 +220,16 @@ impl PathPattern {
 }
 
 /// One step of a field path.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum FieldStep {
     Key(String),
     /// Every element of an array.
     Each,
 }
 
-/// A field path: `$` followed by `.key`, `["key"]` or `[*]` steps.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// A field path: `$` followed by `.key`, `["key"]` or `[*]` steps. Paths order by their steps,
+/// so a path comes before every path inside it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FieldPath {
     pub steps: Vec<FieldStep>,
 }
@@ -254,6 +271,56 @@ impl FieldPath {
         }
         Ok(FieldPath { steps })
     }
+}
+
+/// Two mappings whose fields overlap, by their places in the list of mappings: `inner`'s path
+/// lies inside `outer`'s, or is the same path for another item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overlap {
+    pub outer: usize,
+    pub inner: usize,
+}
+
+impl Overlap {
+    /// What is wrong with `inner`, naming `outer`, e.g. `"$.person.id_number" lies inside
+    /// "$.person" (fields[0], item record)`.
+    pub fn describe(&self, fields: &[FieldMapping]) -> String {
+        let (outer, inner) = (&fields[self.outer], &fields[self.inner]);
+        let relation = if FieldPath::parse(&outer.path) == FieldPath::parse(&inner.path) {
+            "is the same field as"
+        } else {
+            "lies inside"
+        };
+        format!(
+            "{:?} {relation} {:?} (fields[{}], item {})",
+            inner.path, outer.path, self.outer, outer.item
+        )
+    }
+}
+
+/// The first pair of `fields` that overlap (see the module's documentation), if any. Paths that
+/// do not parse are passed over: they map nothing.
+///
+/// Sorted by their steps, the paths between a path and one inside it all lie inside it too, so
+/// when any two paths overlap, a path and the one right after it do: checking neighbours finds an
+/// overlap in O(n log n).
+pub fn find_overlap(fields: &[FieldMapping]) -> Option<Overlap> {
+    let mut paths: Vec<(FieldPath, usize)> = fields
+        .iter()
+        .enumerate()
+        .filter_map(|(index, field)| Some((FieldPath::parse(&field.path).ok()?, index)))
+        .collect();
+    paths.sort();
+    paths.windows(2).find_map(|pair| {
+        let [(outer_path, outer), (inner_path, inner)] = pair else {
+            unreachable!("windows of two");
+        };
+        let repeated = outer_path == inner_path && fields[*outer].item == fields[*inner].item;
+        (inner_path.steps.starts_with(&outer_path.steps) && !repeated).then_some(Overlap {
+            outer: *outer,
+            inner: *inner,
+        })
+    })
 }
 
 #[cfg(test)]
@@ -299,6 +366,104 @@ mod tests {
         );
         for bad in ["name", "$", "$..a", "$[\"a", "$.a[0]", "$.*"] {
             assert!(FieldPath::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Field mappings as `(item, path)`.
+    type Mappings = [(&'static str, &'static str)];
+
+    /// Validates a draft with these mappings and checks the error it gives, if any.
+    fn check_fields(fields: &Mappings, expected: Option<&str>) {
+        let draft = ServiceDraft {
+            code: Code::parse("accounts").unwrap(),
+            resource: ResourceCode::parse("320100-B01-000001").unwrap(),
+            upstream: "http://upstream.test".into(),
+            methods: default_methods(),
+            paths: Vec::new(),
+            fields: fields
+                .iter()
+                .map(|(item, path)| FieldMapping {
+                    item: (*item).into(),
+                    path: (*path).into(),
+                })
+                .collect(),
+            timeout_ms: default_timeout_ms(),
+        };
+        let outcome = draft.validate().map_err(|error| error.to_string());
+        assert_eq!(outcome.err().as_deref(), expected, "{fields:?}");
+    }
+
+    #[test]
+    fn overlapping_field_mappings_are_refused() {
+        let cases: &[(&Mappings, Option<&str>)] = &[
+            (
+                &[("record", "$.person"), ("id_number", "$.person.id_number")],
+                Some(
+                    r#"fields[1].path: "$.person.id_number" lies inside "$.person" (fields[0], item record)"#,
+                ),
+            ),
+            (
+                &[("id_number", "$.person.id_number"), ("record", "$.person")],
+                Some(
+                    r#"fields[0].path: "$.person.id_number" lies inside "$.person" (fields[1], item record)"#,
+                ),
+            ),
+            // `[*]` is a step like any key.
+            (
+                &[("list", "$.a[*]"), ("b", "$.a[*].b")],
+                Some(r#"fields[1].path: "$.a[*].b" lies inside "$.a[*]" (fields[0], item list)"#),
+            ),
+            (
+                &[("b", "$.a[*].b"), ("a", "$.a")],
+                Some(r#"fields[0].path: "$.a[*].b" lies inside "$.a" (fields[1], item a)"#),
+            ),
+            (
+                &[("list", "$[*]"), ("name", "$[*].name")],
+                Some(r#"fields[1].path: "$[*].name" lies inside "$[*]" (fields[0], item list)"#),
+            ),
+            // One path spelled two ways is one field.
+            (
+                &[("name", "$.名称"), ("title", r#"$["名称"]"#)],
+                Some(
+                    r#"fields[1].path: "$[\"名称\"]" is the same field as "$.名称" (fields[0], item name)"#,
+                ),
+            ),
+            // The same item nested in itself is refused too; repeated exactly, it is let through.
+            (
+                &[("record", "$.person"), ("record", "$.person.name")],
+                Some(
+                    r#"fields[1].path: "$.person.name" lies inside "$.person" (fields[0], item record)"#,
+                ),
+            ),
+            (
+                &[("record", "$.person"), ("record", r#"$["person"]"#)],
+                None,
+            ),
+            // Found among others, with a path sorting between the two.
+            (
+                &[("b", "$.a.b"), ("c", "$.c"), ("z", "$.a.z"), ("a", "$.a")],
+                Some(r#"fields[0].path: "$.a.b" lies inside "$.a" (fields[3], item a)"#),
+            ),
+            (
+                &[("x", "$.a"), ("x", "$.a"), ("y", "$.a")],
+                Some(r#"fields[2].path: "$.a" is the same field as "$.a" (fields[1], item x)"#),
+            ),
+            // Siblings, an array's elements beside an object's keys, and a key that starts with
+            // another key do not overlap; one item may have several fields.
+            (&[("b", "$.a.b"), ("c", "$.a.c")], None),
+            (&[("each", "$.a[*]"), ("b", "$.a.b")], None),
+            (&[("ab", "$.ab"), ("a", "$.a"), ("a_b", "$.a_b")], None),
+            (
+                &[
+                    ("month", "$.deposits[*].month"),
+                    ("amount", "$.deposits[*].amount"),
+                    ("month", "$.months[*]"),
+                ],
+                None,
+            ),
+        ];
+        for (fields, expected) in cases {
+            check_fields(fields, *expected);
         }
     }
 }

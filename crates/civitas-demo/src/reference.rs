@@ -859,3 +859,27 @@ pub async fn install(store: &Store, services: &ProviderServices) -> anyhow::Resu
         city_app_key: issued.secret,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use civitas_core::service::find_overlap;
+
+    use super::*;
+
+    /// The gateway delivers a mapped field whole, so no shipped service may map a field inside
+    /// another's (registration through the API refuses that; the demo writes to the store).
+    #[test]
+    fn no_reference_service_maps_a_field_inside_another() {
+        for spec in SERVICES {
+            let fields: Vec<FieldMapping> = spec
+                .items
+                .iter()
+                .map(|(item, _, _, _, _, path)| FieldMapping {
+                    item: (*item).to_owned(),
+                    path: (*path).to_owned(),
+                })
+                .collect();
+            assert_eq!(find_overlap(&fields), None, "{}", spec.code);
+        }
+    }
+}

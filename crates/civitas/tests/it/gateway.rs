@@ -30,6 +30,7 @@ on_both_stores!(
     an_open_circuit_does_not_use_up_the_grant_s_calls,
     service_upstreams_are_for_the_provider,
     an_answer_about_many_people_is_recorded_whole,
+    overlapping_field_mappings_are_refused,
 );
 
 pub const CITIZEN: &str = "11010519491231002X";
@@ -1839,4 +1840,114 @@ async fn an_answer_about_many_people_is_recorded_whole(server: TestServer) {
     let (status, _, text) = call_once(&server, &city.consumer_key, &long).await;
     assert_eq!(status, StatusCode::URI_TOO_LONG, "{text}");
     assert!(text.contains("uri_too_long"), "{text}");
+}
+
+/// A mapped field leaves the gateway whole, so a service whose mappings put one item's field
+/// inside another's (which would deliver the inner item with the outer one, whatever the grant
+/// says of it) is refused, naming both fields; a mapping suggested from an OpenAPI description
+/// leaves such a field out and says so.
+async fn overlapping_field_mappings_are_refused(server: TestServer) {
+    let upstream = start_upstream().await;
+    let city = city(&server, upstream, json!({})).await;
+    let path = format!(
+        "/api/v1/organizations/{}/systems/fund-core/services/accounts",
+        city.provider
+    );
+    let (_, registered) = server.get(&path, &city.officer).await;
+    let put = |fields: Value| {
+        let service = json!({
+            "code": "accounts", "resource": "320100-B01-000001",
+            "upstream": format!("http://{upstream}"), "methods": ["GET"],
+            "paths": ["/accounts/{id}"], "timeout_ms": 300, "fields": fields
+        });
+        server.request(
+            reqwest::Method::PUT,
+            &path,
+            Some(&city.officer),
+            Some(service),
+        )
+    };
+    for (fields, field, detail) in [
+        (
+            json!([
+                { "item": "name", "path": "$.holder" },
+                { "item": "id_number", "path": "$.holder.id_number" }
+            ]),
+            "fields[1].path",
+            r#"fields[1].path: "$.holder.id_number" lies inside "$.holder" (fields[0], item name)"#,
+        ),
+        (
+            json!([
+                { "item": "balance", "path": "$.balance" },
+                { "item": "monthly_deposit", "path": "$.deposits[*].amount" },
+                { "item": "deposit_month", "path": "$.deposits[*]" }
+            ]),
+            "fields[1].path",
+            r#"fields[1].path: "$.deposits[*].amount" lies inside "$.deposits[*]" (fields[2], item deposit_month)"#,
+        ),
+    ] {
+        let (status, problem) = put(fields).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+        assert_eq!(problem["code"], "invalid_field", "{problem}");
+        assert_eq!(problem["field"], field, "{problem}");
+        assert_eq!(problem["detail"], detail, "{problem}");
+    }
+    let (_, unchanged) = server.get(&path, &city.officer).await;
+    assert_eq!(unchanged, registered, "a refused draft changes nothing");
+    let calls = format!("/x/{}/fund-core/accounts/accounts/{CITIZEN}", city.provider);
+    let (_, text) = call_ok(&server, &city.consumer_key, &calls).await;
+    assert!(!text.contains(CITIZEN), "{text}");
+
+    // One item at two fields that do not overlap is fine.
+    let (status, body) = put(json!([
+        { "item": "deposit_month", "path": "$.deposits[*].month" },
+        { "item": "deposit_month", "path": "$.months[*]" },
+        { "item": "balance", "path": "$.balance" }
+    ]))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // One operation maps the holder whole, another field by field: the outer mapping is kept.
+    let answer = |schema: Value| {
+        json!({ "get": { "responses": { "200": { "content": {
+            "application/json": { "schema": schema }
+        } } } } })
+    };
+    let openapi = json!({
+        "openapi": "3.1.0",
+        "paths": {
+            "/accounts/{id}": answer(json!({ "type": "object", "properties": {
+                "holder": { "type": "object", "x-civitas-item": "name" },
+                "balance": { "type": "number" }
+            } })),
+            "/holders/{id}": answer(json!({ "type": "object", "properties": {
+                "holder": { "type": "object", "properties": {
+                    "id_number": { "type": "string" }
+                } }
+            } }))
+        }
+    });
+    let (status, suggestion) = server
+        .post(
+            "/api/v1/services/mapping-from-openapi",
+            &city.officer,
+            json!({ "resource": "320100-B01-000001", "openapi": openapi }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{suggestion}");
+    assert_eq!(
+        suggestion,
+        json!({
+            "paths": ["/accounts/{id}", "/holders/{id}"],
+            "fields": [
+                { "item": "balance", "path": "$.balance" },
+                { "item": "name", "path": "$.holder" }
+            ],
+            "left_out": [{
+                "item": "id_number", "path": "$.holder.id_number",
+                "inside": { "item": "name", "path": "$.holder" }
+            }],
+            "unmatched_items": ["id_number", "monthly_deposit", "deposit_month"]
+        })
+    );
 }
