@@ -700,9 +700,9 @@ pub struct UpdateUser {
 }
 
 #[utoipa::path(patch, path = "/api/v1/users/{name}", tag = "registry",
-    description = "Changes a user. The caller must be allowed to manage the user both as they are and as they will be: making a user an auditor, or changing an auditor, is for platform admins only.",
+    description = "Changes the fields named, and only those. The caller must be allowed to manage the user both as they are and as they will be: making a user an auditor, or changing an auditor, is for platform admins only. A change of the user's role or organization by someone else between the check and the write is a 409: read the user again and retry.",
     params(("name" = String, Path)), request_body = UpdateUser,
-    responses((status = 200, body = User), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = User), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 async fn update_user(
     State(state): State<AppState>,
     caller: Caller,
@@ -711,7 +711,8 @@ async fn update_user(
 ) -> ApiResult<axum::Json<User>> {
     let name = user_name(&name)?;
     let current = state.store.user(&name).await?;
-    // The caller must be allowed to manage the user both as they are and as they will be.
+    // The caller must be allowed to manage the user both as they are and as they will be. The
+    // store writes only while the user's role and organization are still those checked here.
     let permit = user_permit(&caller, current.role, current.organization.as_ref())?;
     let new_organization = match &request.organization {
         Some(organization) => organization.as_ref(),
@@ -735,7 +736,7 @@ async fn update_user(
         organization: request.organization,
         password_hash,
     };
-    let user = state.store.update_user(&permit, &name, &update).await?;
+    let user = state.store.update_user(&permit, &current, &update).await?;
     state.audit_changed().await;
     Ok(axum::Json(user))
 }

@@ -15,6 +15,7 @@ conformance!(
     organization_listing_pages_and_filters,
     systems_round_trip,
     users_round_trip,
+    user_updates_apply_to_the_user_as_read,
 );
 
 async fn organizations_round_trip(store: Store) {
@@ -373,7 +374,7 @@ async fn users_round_trip(store: Store) {
     let promoted = store
         .update_user(
             &admin(),
-            &name,
+            &officer,
             &UserUpdate {
                 role: Some(Role::OrgAdmin),
                 password_hash: Some("$argon2id$x".into()),
@@ -390,7 +391,7 @@ async fn users_round_trip(store: Store) {
     let bad = store
         .update_user(
             &admin(),
-            &name,
+            &promoted,
             &UserUpdate {
                 role: Some(Role::PlatformAdmin),
                 ..Default::default()
@@ -425,4 +426,129 @@ async fn users_round_trip(store: Store) {
         None,
         "inactive users cannot sign in"
     );
+}
+
+/// The API checks the caller's permission against the user as it read them; an update applies
+/// only while the user is still so, and writes only the fields it names. A display name edited
+/// from a stale read must neither restore a role changed since nor slip past the check.
+async fn user_updates_apply_to_the_user_as_read(store: Store) {
+    for n in [1, 2] {
+        store
+            .create_organization(&admin(), &new_org(n, None))
+            .await
+            .unwrap();
+    }
+    let name = UserName::parse("dev").unwrap();
+    let read = store
+        .create_user(&admin(), &new_user("dev", Role::OrgAdmin, Some(1)))
+        .await
+        .unwrap();
+
+    // Demoted after the read.
+    store
+        .update_user(
+            &admin(),
+            &read,
+            &UserUpdate {
+                role: Some(Role::Developer),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let stale = store
+        .update_user(
+            &admin(),
+            &read,
+            &UserUpdate {
+                display_name: Some("Renamed".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(stale, StoreError::Conflict(_)), "{stale}");
+    let now = store.user(&name).await.unwrap();
+    assert_eq!(
+        (now.role, now.display_name.as_str()),
+        (Role::Developer, "DEV"),
+        "a refused update writes nothing"
+    );
+
+    // Read again, the same edit applies and leaves the role and organization as they are.
+    let renamed = store
+        .update_user(
+            &admin(),
+            &now,
+            &UserUpdate {
+                display_name: Some("Renamed".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            renamed.role,
+            renamed.organization.clone(),
+            renamed.display_name.as_str()
+        ),
+        (Role::Developer, Some(uscc(1)), "Renamed")
+    );
+
+    // Moved to another organization after the read: as stale as a changed role.
+    store
+        .update_user(
+            &admin(),
+            &renamed,
+            &UserUpdate {
+                organization: Some(Some(uscc(2))),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let stale = store
+        .update_user(
+            &admin(),
+            &renamed,
+            &UserUpdate {
+                password_hash: Some("$argon2id$y".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(stale, StoreError::Conflict(_)), "{stale}");
+    assert_eq!(store.password_hash(&name).await.unwrap(), None);
+    assert_eq!(store.user(&name).await.unwrap().organization, Some(uscc(2)));
+
+    // A platform admin, who has no organization, is matched as such.
+    let root = store
+        .create_user(&admin(), &new_user("root", Role::PlatformAdmin, None))
+        .await
+        .unwrap();
+    let root = store
+        .update_user(
+            &admin(),
+            &root,
+            &UserUpdate {
+                display_name: Some("Root".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (root.role, root.organization, root.display_name.as_str()),
+        (Role::PlatformAdmin, None, "Root")
+    );
+
+    let mut ghost = read.clone();
+    ghost.name = UserName::parse("ghost").unwrap();
+    let missing = store
+        .update_user(&admin(), &ghost, &UserUpdate::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, StoreError::NotFound { .. }), "{missing}");
 }
