@@ -173,6 +173,7 @@ pub struct IssuedKeyResponse {
 }
 
 #[utoipa::path(post, path = "/api/v1/login", tag = "registry", request_body = LoginRequest,
+    description = "Signs in with a password and issues a key for 12 hours. Deactivated users, and users of a deactivated organization, cannot sign in.",
     responses((status = 201, body = IssuedKeyResponse), (status = 401, body = Problem)))]
 async fn login(
     State(state): State<AppState>,
@@ -348,7 +349,7 @@ async fn update_organization(
 }
 
 #[utoipa::path(delete, path = "/api/v1/organizations/{org_code}", tag = "registry",
-    description = "Deactivates the organization. Organizations are never deleted.",
+    description = "Deactivates the organization. Organizations are never deleted. Until it is reactivated, its systems' and users' keys stop working at once, its users cannot sign in, and no user is created in it or moved into it (422 naming `organization`).",
     params(("org_code" = String, Path)),
     responses((status = 200, body = Organization), (status = 404, body = Problem)))]
 async fn deactivate_organization(
@@ -360,6 +361,7 @@ async fn deactivate_organization(
 }
 
 #[utoipa::path(post, path = "/api/v1/organizations/{org_code}/reactivate", tag = "registry",
+    description = "Reactivates the organization: its systems' and users' keys work again, and its users sign in again (unless deactivated themselves).",
     params(("org_code" = String, Path)),
     responses((status = 200, body = Organization), (status = 404, body = Problem)))]
 async fn reactivate_organization(
@@ -611,7 +613,7 @@ fn user_permit(
 }
 
 #[utoipa::path(post, path = "/api/v1/users", tag = "registry", request_body = CreateUser,
-    description = "Creates a user (an organization's admin, in their organization). Auditors read every organization's records, so only platform admins create auditors and platform admins.",
+    description = "Creates a user (an organization's admin, in their organization). Auditors read every organization's records, so only platform admins create auditors and platform admins. The organization must exist and be active (422 naming `organization` otherwise).",
     responses((status = 201, body = User), (status = 409, body = Problem), (status = 422, body = Problem)))]
 async fn create_user(
     State(state): State<AppState>,
@@ -700,7 +702,7 @@ pub struct UpdateUser {
 }
 
 #[utoipa::path(patch, path = "/api/v1/users/{name}", tag = "registry",
-    description = "Changes the fields named, and only those. The caller must be allowed to manage the user both as they are and as they will be: making a user an auditor, or changing an auditor, is for platform admins only. A change of the user's role or organization by someone else between the check and the write is a 409: read the user again and retry.",
+    description = "Changes the fields named, and only those. The caller must be allowed to manage the user both as they are and as they will be: making a user an auditor, or changing an auditor, is for platform admins only. A user is not moved into a deactivated organization (422 naming `organization`). A change of the user's role or organization by someone else between the check and the write is a 409: read the user again and retry.",
     params(("name" = String, Path)), request_body = UpdateUser,
     responses((status = 200, body = User), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 async fn update_user(

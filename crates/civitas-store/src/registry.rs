@@ -796,13 +796,19 @@ impl Store {
         .into_user()
     }
 
-    /// The stored password hash of an active user, for signing in.
+    /// The stored password hash of an active user of an active organization (or of none, as
+    /// platform admins are), for signing in: a deactivated organization's users sign in again
+    /// once it is reactivated, as their keys work again.
     pub async fn password_hash(&self, name: &UserName) -> Result<Option<String>> {
         let hash: Option<Option<String>> = read_pool!(self, |pool| {
-            sqlx::query_scalar("SELECT password_hash FROM users WHERE name = $1 AND active")
-                .bind(name.as_str())
-                .fetch_optional(pool)
-                .await?
+            sqlx::query_scalar(
+                "SELECT u.password_hash FROM users u
+                 LEFT JOIN organizations o ON o.code = u.organization
+                 WHERE u.name = $1 AND u.active AND (u.organization IS NULL OR o.active)",
+            )
+            .bind(name.as_str())
+            .fetch_optional(pool)
+            .await?
         });
         Ok(hash.flatten())
     }
@@ -831,13 +837,22 @@ impl Store {
         };
         check_user_scope(role, organization)?;
         write_tx!(self, |tx| {
-            if let Some(Some(organization)) = &update.organization
-                && organization_active!(&mut *tx, organization.as_str()).is_none()
-            {
-                return Err(StoreError::invalid(
-                    "organization",
-                    format!("unknown organization {organization}"),
-                ));
+            if let Some(Some(organization)) = &update.organization {
+                match organization_active!(&mut *tx, organization.as_str()) {
+                    None => {
+                        return Err(StoreError::invalid(
+                            "organization",
+                            format!("unknown organization {organization}"),
+                        ));
+                    }
+                    Some(false) => {
+                        return Err(StoreError::invalid(
+                            "organization",
+                            format!("organization {organization} is deactivated"),
+                        ));
+                    }
+                    Some(true) => {}
+                }
             }
             let changed = sqlx::query(
                 "UPDATE users SET
