@@ -173,20 +173,24 @@ pub struct IssuedKeyResponse {
 }
 
 #[utoipa::path(post, path = "/api/v1/login", tag = "registry", request_body = LoginRequest,
-    description = "Signs in with a password and issues a key for 12 hours. Deactivated users, and users of a deactivated organization, cannot sign in.",
+    description = "Signs in with a password and issues a key for 12 hours. Deactivated users, and users of a deactivated organization, cannot sign in. Every refusal is the same 401 `invalid_credentials` and costs the same password check: an unknown name's password is checked against a dummy hash, so the time of the answer does not tell which names exist.",
     responses((status = 201, body = IssuedKeyResponse), (status = 401, body = Problem)))]
 async fn login(
     State(state): State<AppState>,
     Json(request): Json<LoginRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<IssuedKeyResponse>)> {
-    let name = UserName::parse(&request.name).map_err(|_| ApiError::InvalidCredentials)?;
-    let stored = state.store.password_hash(&name).await?;
-    let Some(stored) = stored else {
+    // Every refusal costs one password verification, whether the name is malformed, unknown or
+    // deactivated (checked against a dummy hash) or the password wrong: the time of the answer
+    // does not tell which names exist.
+    let name = UserName::parse(&request.name).ok();
+    let stored = match &name {
+        Some(name) => state.store.password_hash(name).await?,
+        None => None,
+    };
+    let verified = auth::verify_password(request.password, stored).await?;
+    let (true, Some(name)) = (verified, name) else {
         return Err(ApiError::InvalidCredentials);
     };
-    if !auth::verify_password(request.password, stored).await? {
-        return Err(ApiError::InvalidCredentials);
-    }
     let now = Timestamp::now();
     let issued = auth::issue_key(
         KeyOwner::User { name: name.clone() },

@@ -402,6 +402,18 @@ async fn users_keys_and_login(server: TestServer) {
         StatusCode::UNAUTHORIZED,
         "invalid_credentials",
     );
+    // An unknown or malformed name is refused alike (after as long a check).
+    for name in ["nobody.here", "not a name!"] {
+        let unknown = server
+            .request(
+                Method::POST,
+                "/api/v1/login",
+                None,
+                Some(json!({ "name": name, "password": "correct horse battery" })),
+            )
+            .await;
+        assert_problem(&unknown, StatusCode::UNAUTHORIZED, "invalid_credentials");
+    }
     let (status, session) = server
         .request(
             Method::POST,
