@@ -250,34 +250,65 @@ pub fn session_expiry(now: Timestamp) -> Timestamp {
 
 /// Hashes a password with argon2id; slow on purpose, so it runs off the async threads.
 pub async fn hash_password(password: String) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || hash_password_now(&password))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::Internal)
+}
+
+/// Hashes a password with argon2id and the crate's default parameters, on the calling thread.
+fn hash_password_now(password: &str) -> anyhow::Result<String> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let mut salt_bytes = [0u8; 16];
+    getrandom::fill(&mut salt_bytes).expect("the operating system provides randomness");
+    let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| anyhow::anyhow!("argon2: {e}"))
+}
+
+/// A hash of a random password nobody knows, made once with the algorithm and parameters of every
+/// stored hash. A sign-in whose name has no stored hash (no such user, a deactivated one, one
+/// without a password) checks its password against this one instead, so that it costs what a
+/// wrong password costs and its time does not tell whether the name exists.
+pub fn dummy_password_hash() -> &'static str {
+    static DUMMY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        hash_password_now(&new_secret()).expect("argon2 hashes with its default parameters")
+    });
+    &DUMMY
+}
+
+/// Checks a sign-in's password against the user's stored argon2 hash, off the async threads.
+/// Without a stored hash it checks against [`dummy_password_hash`] all the same, and answers
+/// false.
+pub async fn verify_password(
+    password: String,
+    stored_hash: Option<String>,
+) -> Result<bool, ApiError> {
     tokio::task::spawn_blocking(move || {
-        use argon2::password_hash::{PasswordHasher, SaltString};
-        let mut salt_bytes = [0u8; 16];
-        getrandom::fill(&mut salt_bytes).expect("the operating system provides randomness");
-        let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
-        argon2::Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|hash| hash.to_string())
-            .map_err(|e| anyhow::anyhow!("argon2: {e}"))
+        verify_password_now(&password, stored_hash.as_deref(), dummy_password_hash())
     })
     .await
     .map_err(ApiError::internal)?
     .map_err(ApiError::Internal)
 }
 
-/// Checks a password against a stored argon2 hash, off the async threads.
-pub async fn verify_password(password: String, stored_hash: String) -> Result<bool, ApiError> {
-    tokio::task::spawn_blocking(move || {
-        use argon2::password_hash::{PasswordHash, PasswordVerifier};
-        let parsed =
-            PasswordHash::new(&stored_hash).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?;
-        Ok(argon2::Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok())
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::Internal)
+/// [`verify_password`] on the calling thread, with `dummy` to check against when there is no
+/// stored hash.
+fn verify_password_now(
+    password: &str,
+    stored_hash: Option<&str>,
+    dummy: &str,
+) -> anyhow::Result<bool> {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    let checked_against = stored_hash.unwrap_or(dummy);
+    let parsed =
+        PasswordHash::new(checked_against).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?;
+    let matches = argon2::Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok();
+    Ok(matches && stored_hash.is_some())
 }
 
 /// The minimum length of a password; passphrases are encouraged.
@@ -298,6 +329,44 @@ mod tests {
             },
             last_used_at: None,
         }
+    }
+
+    /// The parameters a hash was made with: its algorithm, version, and argon2's memory, time and
+    /// parallelism costs.
+    fn cost_of(hash: &str) -> (String, Option<u32>, String) {
+        let parsed = argon2::password_hash::PasswordHash::new(hash).unwrap();
+        let params = parsed
+            .params
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        (parsed.algorithm.to_string(), parsed.version, params)
+    }
+
+    #[test]
+    fn an_unknown_name_costs_a_verification_against_a_hash_like_the_stored_ones() {
+        let stored = hash_password_now("correct horse battery").unwrap();
+        let dummy = dummy_password_hash();
+        assert_eq!(cost_of(dummy), cost_of(&stored));
+        assert_eq!(cost_of(dummy).0, "argon2id");
+        assert!(
+            std::ptr::eq(dummy, dummy_password_hash()),
+            "made once, not on every sign-in"
+        );
+
+        let verify = |password, stored| verify_password_now(password, stored, dummy);
+        assert!(verify("correct horse battery", Some(&stored)).unwrap());
+        assert!(!verify("wrong horse battery", Some(&stored)).unwrap());
+        assert!(!verify("correct horse battery", None).unwrap());
+
+        // Without a stored hash the password is verified against the dummy: one that cannot be
+        // read shows that it is, where an early answer would not have looked at it.
+        assert!(verify_password_now("x", None, "not a hash").is_err());
+        // And never matches, not even the dummy's own password.
+        let known = hash_password_now("the dummy's password").unwrap();
+        assert!(verify_password_now("the dummy's password", Some(&known), &known).unwrap());
+        assert!(!verify_password_now("the dummy's password", None, &known).unwrap());
     }
 
     #[test]

@@ -173,19 +173,24 @@ pub struct IssuedKeyResponse {
 }
 
 #[utoipa::path(post, path = "/api/v1/login", tag = "registry", request_body = LoginRequest,
+    description = "Signs in with a password and issues a key for 12 hours. Deactivated users, and users of a deactivated organization, cannot sign in. Every refusal is the same 401 `invalid_credentials` and costs the same password check: an unknown name's password is checked against a dummy hash, so the time of the answer does not tell which names exist.",
     responses((status = 201, body = IssuedKeyResponse), (status = 401, body = Problem)))]
 async fn login(
     State(state): State<AppState>,
     Json(request): Json<LoginRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<IssuedKeyResponse>)> {
-    let name = UserName::parse(&request.name).map_err(|_| ApiError::InvalidCredentials)?;
-    let stored = state.store.password_hash(&name).await?;
-    let Some(stored) = stored else {
+    // Every refusal costs one password verification, whether the name is malformed, unknown or
+    // deactivated (checked against a dummy hash) or the password wrong: the time of the answer
+    // does not tell which names exist.
+    let name = UserName::parse(&request.name).ok();
+    let stored = match &name {
+        Some(name) => state.store.password_hash(name).await?,
+        None => None,
+    };
+    let verified = auth::verify_password(request.password, stored).await?;
+    let (true, Some(name)) = (verified, name) else {
         return Err(ApiError::InvalidCredentials);
     };
-    if !auth::verify_password(request.password, stored).await? {
-        return Err(ApiError::InvalidCredentials);
-    }
     let now = Timestamp::now();
     let issued = auth::issue_key(
         KeyOwner::User { name: name.clone() },
@@ -348,7 +353,7 @@ async fn update_organization(
 }
 
 #[utoipa::path(delete, path = "/api/v1/organizations/{org_code}", tag = "registry",
-    description = "Deactivates the organization. Organizations are never deleted.",
+    description = "Deactivates the organization. Organizations are never deleted. Until it is reactivated, its systems' and users' keys stop working at once, its users cannot sign in, and no user is created in it or moved into it (422 naming `organization`).",
     params(("org_code" = String, Path)),
     responses((status = 200, body = Organization), (status = 404, body = Problem)))]
 async fn deactivate_organization(
@@ -360,6 +365,7 @@ async fn deactivate_organization(
 }
 
 #[utoipa::path(post, path = "/api/v1/organizations/{org_code}/reactivate", tag = "registry",
+    description = "Reactivates the organization: its systems' and users' keys work again, and its users sign in again (unless deactivated themselves).",
     params(("org_code" = String, Path)),
     responses((status = 200, body = Organization), (status = 404, body = Problem)))]
 async fn reactivate_organization(
@@ -611,7 +617,7 @@ fn user_permit(
 }
 
 #[utoipa::path(post, path = "/api/v1/users", tag = "registry", request_body = CreateUser,
-    description = "Creates a user (an organization's admin, in their organization). Auditors read every organization's records, so only platform admins create auditors and platform admins.",
+    description = "Creates a user (an organization's admin, in their organization). Auditors read every organization's records, so only platform admins create auditors and platform admins. The organization must exist and be active (422 naming `organization` otherwise).",
     responses((status = 201, body = User), (status = 409, body = Problem), (status = 422, body = Problem)))]
 async fn create_user(
     State(state): State<AppState>,
@@ -700,9 +706,9 @@ pub struct UpdateUser {
 }
 
 #[utoipa::path(patch, path = "/api/v1/users/{name}", tag = "registry",
-    description = "Changes a user. The caller must be allowed to manage the user both as they are and as they will be: making a user an auditor, or changing an auditor, is for platform admins only.",
+    description = "Changes the fields named, and only those. The caller must be allowed to manage the user both as they are and as they will be: making a user an auditor, or changing an auditor, is for platform admins only. A user is not moved into a deactivated organization (422 naming `organization`). A change of the user's role or organization by someone else between the check and the write is a 409: read the user again and retry.",
     params(("name" = String, Path)), request_body = UpdateUser,
-    responses((status = 200, body = User), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = User), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 async fn update_user(
     State(state): State<AppState>,
     caller: Caller,
@@ -711,7 +717,8 @@ async fn update_user(
 ) -> ApiResult<axum::Json<User>> {
     let name = user_name(&name)?;
     let current = state.store.user(&name).await?;
-    // The caller must be allowed to manage the user both as they are and as they will be.
+    // The caller must be allowed to manage the user both as they are and as they will be. The
+    // store writes only while the user's role and organization are still those checked here.
     let permit = user_permit(&caller, current.role, current.organization.as_ref())?;
     let new_organization = match &request.organization {
         Some(organization) => organization.as_ref(),
@@ -735,7 +742,7 @@ async fn update_user(
         organization: request.organization,
         password_hash,
     };
-    let user = state.store.update_user(&permit, &name, &update).await?;
+    let user = state.store.update_user(&permit, &current, &update).await?;
     state.audit_changed().await;
     Ok(axum::Json(user))
 }

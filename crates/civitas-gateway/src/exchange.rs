@@ -154,6 +154,33 @@ fn redact_citizen_ids(text: &str, found: &mut BTreeSet<String>) -> String {
     out
 }
 
+/// The rows a bulk read announces in `civitas-bulk-rows`; `None` for a call without the header.
+/// A value that is not one whole number is refused rather than read as no header: that would
+/// make a bulk read an ordinary call, out of reach of the policies that limit bulk reads.
+fn bulk_rows(headers: &HeaderMap) -> Result<Option<u64>, Problem> {
+    let mut values = headers.get_all(BULK_ROWS_HEADER).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let rows = value
+        .to_str()
+        .ok()
+        .filter(|text| !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit()))
+        .and_then(|text| text.parse::<u64>().ok());
+    match (rows, values.next()) {
+        (Some(rows), None) => Ok(Some(rows)),
+        _ => Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad_header",
+            format!(
+                "the {BULK_ROWS_HEADER} header must be given once, as a whole number of rows \
+                 (0 to {})",
+                u64::MAX
+            ),
+        )),
+    }
+}
+
 /// The longest path and query a call may have, as nginx's default buffers for a request line:
 /// a call's record holds its path, and a record is at most 64 KiB.
 const MAX_TARGET_BYTES: usize = 8 * 1024;
@@ -313,11 +340,10 @@ impl Gateway {
                     .filter(|item| !item.is_empty())
                     .collect()
             });
-        let expected_rows = parts
-            .headers
-            .get(BULK_ROWS_HEADER)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.parse::<u64>().ok());
+        let expected_rows = match bulk_rows(&parts.headers) {
+            Ok(rows) => rows,
+            Err(problem) => return self.refuse_for(exchange, problem).await,
+        };
         let Some(decision) = self.decide_for(
             &consumer,
             service.resource.clone(),
@@ -1115,6 +1141,47 @@ mod tests {
             let (seconds, _) = uuid.get_timestamp().unwrap().to_unix();
             assert!(seconds.abs_diff(Timestamp::now().as_second() as u64) < 60);
         }
+    }
+
+    #[test]
+    fn a_bulk_read_s_row_count_is_one_whole_number() {
+        let check = |values: &[&[u8]], expected: Option<Option<u64>>| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(BULK_ROWS_HEADER, HeaderValue::from_bytes(value).unwrap());
+            }
+            let rows = bulk_rows(&headers);
+            if let Err(problem) = &rows {
+                assert_eq!(
+                    (problem.status, problem.code),
+                    (StatusCode::BAD_REQUEST, "bad_header")
+                );
+                assert!(
+                    problem.detail.contains(BULK_ROWS_HEADER),
+                    "{}",
+                    problem.detail
+                );
+            }
+            assert_eq!(rows.ok(), expected, "{values:?}");
+        };
+        check(&[], Some(None));
+        check(&[b"0"], Some(Some(0)));
+        check(&[b"250000"], Some(Some(250_000)));
+        check(&[b"18446744073709551615"], Some(Some(u64::MAX)));
+        for unreadable in [
+            &b"many"[..],
+            b"",
+            b"-1",
+            b"+5",
+            b"1.5",
+            b"1e6",
+            b"1,000",
+            b"18446744073709551616",
+            b"\xe5\x8d\x81",
+        ] {
+            check(&[unreadable], None);
+        }
+        check(&[b"10", b"10"], None);
     }
 
     #[test]

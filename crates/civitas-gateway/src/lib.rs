@@ -69,7 +69,8 @@ pub const RECEIPT_HEADER: &str = "civitas-receipt";
 pub const REFUSAL_HEADER: &str = "civitas-refusal";
 /// The header that tells the upstream which system calls, `{org}/{system}`.
 pub const CONSUMER_HEADER: &str = "civitas-consumer";
-/// Optional request headers: the items wanted (comma-separated), and a bulk read's row count.
+/// Optional request headers: the items wanted (comma-separated), and a bulk read's row count (one
+/// whole number; any other value is refused with 400 `bad_header`, and recorded).
 pub const ITEMS_HEADER: &str = "civitas-items";
 pub const BULK_ROWS_HEADER: &str = "civitas-bulk-rows";
 

@@ -45,18 +45,56 @@ pub struct IssuedCertificate {
 }
 
 /// Creates `path` (which must not exist) readable by the owner only from the start, so that a
-/// secret is never readable by others, not even for a moment, and writes `bytes` durably. Every
-/// secret file of a node (its key, the CA key, keyed-hash secrets) is written with this.
+/// secret is never readable by others, not even for a moment, and writes `bytes` durably: a crash
+/// leaves either the whole file or none (see [`write_file_whole`]). Every secret file of a node
+/// (its key, the CA key, keyed-hash secrets) is written with this.
 pub fn write_new_private_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    write_file_whole(path, bytes, 0o600, false)
+}
+
+/// Writes `bytes` to `path` so that a crash at any moment leaves either the whole new file there
+/// or none (or, with `replace`, the old one): they go to a temporary file beside it, created
+/// with `mode`, which is synced and then moved into place, and the directory is synced so that
+/// the move survives too. Without `replace`, an existing `path` is an error and stays as it is.
+fn write_file_whole(path: &Path, bytes: &[u8], mode: u32, replace: bool) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} names no file", path.display()))?;
+    let temporary = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+    // A temporary file left by an interrupted write is replaced.
+    match fs::remove_file(&temporary) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            return Err(error).with_context(|| format!("removing {}", temporary.display()));
+        }
+        _ => {}
+    }
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", path.display()))
+        .mode(mode)
+        .open(&temporary)
+        .with_context(|| format!("creating {}", temporary.display()))?;
+    let written = file.write_all(bytes).and_then(|()| file.sync_all());
+    drop(file);
+    // A hard link, unlike a rename, refuses to replace a file that is there.
+    let placed = written.and_then(|()| {
+        if replace {
+            fs::rename(&temporary, path)
+        } else {
+            fs::hard_link(&temporary, path).and_then(|()| fs::remove_file(&temporary))
+        }
+    });
+    if let Err(error) = placed {
+        let _ = fs::remove_file(&temporary);
+        return Err(error).with_context(|| format!("writing {}", path.display()));
+    }
+    fs::File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))
 }
 
 /// Reads a secret file written by [`write_new_private_file`], refusing one that others than its
@@ -82,6 +120,19 @@ pub fn read_private_file(path: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Checks that `cert_pem` is one certificate, for `key`.
+fn check_certificate_of(cert_pem: &str, key: &KeyPair) -> anyhow::Result<()> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
+        .map_err(|e| anyhow::anyhow!("not a PEM certificate: {e}"))?;
+    let certificate = pem
+        .parse_x509()
+        .map_err(|e| anyhow::anyhow!("not an X.509 certificate: {e}"))?;
+    if certificate.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+        bail!("the certificate is for another key");
+    }
+    Ok(())
+}
+
 fn random_serial() -> Vec<u8> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).expect("the operating system provides randomness");
@@ -101,18 +152,56 @@ fn days_from_now(days: i64) -> time::OffsetDateTime {
 
 impl CertificateAuthority {
     /// Loads the CA from `dir` (`ca.key`, `ca.crt`), or makes one valid for 20 years.
+    ///
+    /// The key is written first, then the certificate, each whole or not at all. A key found
+    /// without its certificate (a crash between the two, or a certificate left empty by a crash
+    /// of an older version that did not sync it) gets a new self-signed certificate for the same
+    /// key and name, under which the certificates it issued still verify. A certificate that is
+    /// not the key's is an error: which of the two is wrong is the operator's call.
     pub fn load_or_create(dir: &Path, node_code: &str) -> anyhow::Result<CertificateAuthority> {
         let key_path = dir.join(CA_KEY_FILE);
         let cert_path = dir.join(CA_CERT_FILE);
         if key_path.exists() {
             let key_pem = String::from_utf8(read_private_file(&key_path)?)
                 .with_context(|| format!("{} is not PEM text", key_path.display()))?;
-            let cert_pem = fs::read_to_string(&cert_path)
-                .with_context(|| format!("reading {}", cert_path.display()))?;
             let key = KeyPair::from_pem(&key_pem).context("the CA key")?;
+            let stored = match fs::read_to_string(&cert_path) {
+                Ok(pem) if !pem.trim().is_empty() => Ok(pem),
+                Ok(_) => Err("empty"),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err("missing"),
+                Err(error) => {
+                    return Err(error).with_context(|| format!("reading {}", cert_path.display()));
+                }
+            };
+            let cert_pem = match stored {
+                Ok(pem) => pem,
+                Err(why) => {
+                    tracing::warn!(
+                        path = %cert_path.display(),
+                        why,
+                        "the CA certificate is not there; making it again from the CA key"
+                    );
+                    Self::certify(&key, node_code, &cert_path)?
+                }
+            };
+            check_certificate_of(&cert_pem, &key).with_context(|| {
+                format!(
+                    "{} is not the certificate of {}; remove it to have it made again from the key",
+                    cert_path.display(),
+                    key_path.display()
+                )
+            })?;
             return Ok(CertificateAuthority { key, cert_pem });
         }
         let key = KeyPair::generate().context("generating the CA key")?;
+        write_new_private_file(&key_path, key.serialize_pem().as_bytes())?;
+        let cert_pem = Self::certify(&key, node_code, &cert_path)?;
+        Ok(CertificateAuthority { key, cert_pem })
+    }
+
+    /// Makes the CA's self-signed certificate for `key` and writes it to `cert_path`, replacing
+    /// any there; its PEM.
+    fn certify(key: &KeyPair, node_code: &str, cert_path: &Path) -> anyhow::Result<String> {
         let mut params = CertificateParams::default();
         params.distinguished_name = rcgen::DistinguishedName::new();
         params.distinguished_name.push(
@@ -125,15 +214,10 @@ impl CertificateAuthority {
         params.not_after = days_from_now(20 * 365);
         params.serial_number = Some(SerialNumber::from(random_serial()));
         let cert = params
-            .self_signed(&key)
+            .self_signed(key)
             .context("signing the CA certificate")?;
-        write_new_private_file(&key_path, key.serialize_pem().as_bytes())?;
-        fs::write(&cert_path, cert.pem())
-            .with_context(|| format!("writing {}", cert_path.display()))?;
-        Ok(CertificateAuthority {
-            key,
-            cert_pem: cert.pem(),
-        })
+        write_file_whole(cert_path, cert.pem().as_bytes(), 0o644, true)?;
+        Ok(cert.pem())
     }
 
     pub fn certificate_pem(&self) -> &str {
@@ -311,6 +395,102 @@ pub fn identity_of(certificate: &[u8]) -> anyhow::Result<ClientIdentity> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The names in `dir`, sorted.
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_new_file_is_written_whole_and_never_over_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.key");
+        // A temporary file that a crash left behind is replaced.
+        fs::write(dir.path().join(".node.key.tmp"), b"half a ke").unwrap();
+        write_new_private_file(&path, b"the key").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"the key");
+        assert_eq!(names_in(dir.path()), ["node.key"]);
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        let error = write_new_private_file(&path, b"another key").unwrap_err();
+        assert!(format!("{error:#}").contains("node.key"), "{error:#}");
+        assert_eq!(fs::read(&path).unwrap(), b"the key", "left as it was");
+        assert_eq!(names_in(dir.path()), ["node.key"]);
+    }
+
+    #[test]
+    fn a_ca_key_without_its_certificate_gets_one_for_the_same_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = CertificateAuthority::load_or_create(dir.path(), "cn-test").unwrap();
+        assert_eq!(names_in(dir.path()), [CA_CERT_FILE, CA_KEY_FILE]);
+        let system = SystemRef {
+            organization: Uscc::from_parts('1', '1', "320100", "MB000001").unwrap(),
+            system: Code::parse("portal").unwrap(),
+        };
+        let issued = first.issue_client(&system, None, 3).unwrap();
+        let client = CertificateDer::from_pem_slice(issued.certificate_pem.as_bytes()).unwrap();
+        let verifies_under = |ca: &CertificateAuthority| {
+            let mut roots = RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(ca.certificate_pem().as_bytes()) {
+                roots.add(cert.unwrap()).unwrap();
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                Arc::new(rustls::crypto::ring::default_provider()),
+            )
+            .build()
+            .unwrap();
+            verifier
+                .verify_client_cert(&client, &[], rustls::pki_types::UnixTime::now())
+                .is_ok()
+        };
+        assert!(verifies_under(&first));
+
+        // A crash between the key and its certificate, or an older version's certificate that
+        // never reached the disk: a certificate is made again for the same key and name.
+        let cert_path = dir.path().join(CA_CERT_FILE);
+        for damage in [None, Some(""), Some("\n")] {
+            match damage {
+                None => fs::remove_file(&cert_path).unwrap(),
+                Some(text) => fs::write(&cert_path, text).unwrap(),
+            }
+            let again = CertificateAuthority::load_or_create(dir.path(), "cn-test").unwrap();
+            assert_ne!(again.certificate_pem(), first.certificate_pem());
+            assert_eq!(
+                fs::read_to_string(&cert_path).unwrap(),
+                again.certificate_pem()
+            );
+            assert!(
+                verifies_under(&again),
+                "what the CA issued still verifies under its new certificate"
+            );
+            assert_eq!(names_in(dir.path()), [CA_CERT_FILE, CA_KEY_FILE]);
+            let kept = CertificateAuthority::load_or_create(dir.path(), "cn-test").unwrap();
+            assert_eq!(kept.certificate_pem(), again.certificate_pem());
+        }
+
+        // A certificate that is not the key's, or not a certificate, is the operator's to sort
+        // out: the node does not start on it, nor replace it.
+        let elsewhere = tempfile::tempdir().unwrap();
+        let other = CertificateAuthority::load_or_create(elsewhere.path(), "cn-test").unwrap();
+        for wrong in [
+            other.certificate_pem(),
+            "-----BEGIN CERTIFICATE-----\nMIIB\n",
+        ] {
+            fs::write(&cert_path, wrong).unwrap();
+            let error = CertificateAuthority::load_or_create(dir.path(), "cn-test")
+                .err()
+                .expect("a certificate of another key is refused");
+            assert!(format!("{error:#}").contains("remove it"), "{error:#}");
+            assert_eq!(fs::read_to_string(&cert_path).unwrap(), wrong);
+        }
+    }
 
     #[test]
     fn the_ca_key_is_created_private_and_refused_when_others_may_read_it() {

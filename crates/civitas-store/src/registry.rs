@@ -796,59 +796,108 @@ impl Store {
         .into_user()
     }
 
-    /// The stored password hash of an active user, for signing in.
+    /// The stored password hash of an active user of an active organization (or of none, as
+    /// platform admins are), for signing in: a deactivated organization's users sign in again
+    /// once it is reactivated, as their keys work again.
     pub async fn password_hash(&self, name: &UserName) -> Result<Option<String>> {
         let hash: Option<Option<String>> = read_pool!(self, |pool| {
-            sqlx::query_scalar("SELECT password_hash FROM users WHERE name = $1 AND active")
-                .bind(name.as_str())
-                .fetch_optional(pool)
-                .await?
+            sqlx::query_scalar(
+                "SELECT u.password_hash FROM users u
+                 LEFT JOIN organizations o ON o.code = u.organization
+                 WHERE u.name = $1 AND u.active AND (u.organization IS NULL OR o.active)",
+            )
+            .bind(name.as_str())
+            .fetch_optional(pool)
+            .await?
         });
         Ok(hash.flatten())
     }
 
+    /// Changes the user `seen`, writing only the fields `update` names, on the condition that the
+    /// user's role and organization are still those of `seen`: the caller's permission to manage
+    /// the user was checked against them, and a change made since (a demotion, a move to another
+    /// organization) may have taken it away. [`StoreError::Conflict`] when they changed, so the
+    /// caller reads the user again and checks anew; the condition is part of the `UPDATE`, which
+    /// PostgreSQL evaluates again on the row as a concurrent writer left it.
     pub async fn update_user(
         &self,
         permit: &Permit,
-        name: &UserName,
+        seen: &User,
         update: &UserUpdate,
     ) -> Result<User> {
+        let name = &seen.name;
         if let Some(display_name) = &update.display_name {
             check_text("display_name", display_name, 200)?;
         }
-        let current = self.user(name).await?;
-        let role = update.role.unwrap_or(current.role);
+        // What the user will be, given that the row still holds `seen`'s role and organization.
+        let role = update.role.unwrap_or(seen.role);
         let organization = match &update.organization {
-            Some(organization) => organization.clone(),
-            None => current.organization.clone(),
+            Some(organization) => organization.as_ref(),
+            None => seen.organization.as_ref(),
         };
-        check_user_scope(role, organization.as_ref())?;
+        check_user_scope(role, organization)?;
         write_tx!(self, |tx| {
-            if let Some(Some(organization)) = &update.organization
-                && organization_active!(&mut *tx, organization.as_str()).is_none()
-            {
-                return Err(StoreError::invalid(
-                    "organization",
-                    format!("unknown organization {organization}"),
-                ));
+            if let Some(Some(organization)) = &update.organization {
+                match organization_active!(&mut *tx, organization.as_str()) {
+                    None => {
+                        return Err(StoreError::invalid(
+                            "organization",
+                            format!("unknown organization {organization}"),
+                        ));
+                    }
+                    Some(false) => {
+                        return Err(StoreError::invalid(
+                            "organization",
+                            format!("organization {organization} is deactivated"),
+                        ));
+                    }
+                    Some(true) => {}
+                }
             }
-            sqlx::query(
+            let changed = sqlx::query(
                 "UPDATE users SET
                     display_name = COALESCE($2, display_name),
-                    role = $3,
-                    organization = $4,
-                    password_hash = COALESCE($5, password_hash),
-                    updated_at = $6
-                 WHERE name = $1",
+                    role = COALESCE($3, role),
+                    organization = CASE WHEN $4 THEN $5 ELSE organization END,
+                    password_hash = COALESCE($6, password_hash),
+                    updated_at = $7
+                 WHERE name = $1 AND role = $8 AND COALESCE(organization, '') = COALESCE($9, '')",
             )
             .bind(name.as_str())
             .bind(&update.display_name)
-            .bind(role.as_str())
-            .bind(organization.as_ref().map(Uscc::as_str))
+            .bind(update.role.map(Role::as_str))
+            .bind(update.organization.is_some())
+            .bind(
+                update
+                    .organization
+                    .as_ref()
+                    .and_then(Option::as_ref)
+                    .map(Uscc::as_str),
+            )
             .bind(&update.password_hash)
             .bind(micros(Timestamp::now()))
+            .bind(seen.role.as_str())
+            .bind(seen.organization.as_ref().map(Uscc::as_str))
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+            if changed == 0 {
+                let exists: Option<String> =
+                    sqlx::query_scalar("SELECT name FROM users WHERE name = $1")
+                        .bind(name.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                return Err(match exists {
+                    None => StoreError::NotFound {
+                        kind: "user",
+                        id: name.to_string(),
+                    },
+                    Some(_) => StoreError::Conflict(format!(
+                        "user {name}'s role or organization changed since it was read; read it \
+                         again and retry"
+                    )),
+                });
+            }
             record!(
                 tx,
                 permit,

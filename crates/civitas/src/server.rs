@@ -231,6 +231,8 @@ pub async fn start(
         state.clone(),
         stopped.clone(),
     ));
+    // Made now, so that the first sign-in of an unknown name does not also pay for making it.
+    tokio::task::spawn_blocking(civitas_api::auth::dummy_password_hash);
     let api = civitas_api::router(state);
     let api_task = tokio::spawn(serve(api_listener, api, stopped.clone()));
     let feeder_task = tokio::spawn(civitas_api::search::feed_index(

@@ -9,7 +9,7 @@ use crate::{admin, conformance, new_org, new_system, new_user, uscc};
 
 conformance!(keys_authenticate_until_revoked, keys_follow_their_owner);
 
-fn new_key(id: &str, owner: KeyOwner) -> NewApiKey {
+pub(crate) fn new_key(id: &str, owner: KeyOwner) -> NewApiKey {
     NewApiKey {
         id: id.into(),
         hash: format!("hash-of-{id}"),

@@ -1,11 +1,12 @@
 use civitas_core::{
     Code, RegionCode,
-    registry::{Level, Role, UserName},
+    registry::{KeyOwner, Level, Role, UserName},
 };
 use civitas_store::{
     OrganizationFilter, OrganizationUpdate, PageRequest, Store, StoreError, SystemFilter,
     SystemUpdate, UserFilter, UserUpdate,
 };
+use jiff::Timestamp;
 
 use crate::{admin, conformance, new_org, new_system, new_user, uscc};
 
@@ -15,6 +16,8 @@ conformance!(
     organization_listing_pages_and_filters,
     systems_round_trip,
     users_round_trip,
+    user_updates_apply_to_the_user_as_read,
+    users_of_a_deactivated_organization,
 );
 
 async fn organizations_round_trip(store: Store) {
@@ -373,7 +376,7 @@ async fn users_round_trip(store: Store) {
     let promoted = store
         .update_user(
             &admin(),
-            &name,
+            &officer,
             &UserUpdate {
                 role: Some(Role::OrgAdmin),
                 password_hash: Some("$argon2id$x".into()),
@@ -390,7 +393,7 @@ async fn users_round_trip(store: Store) {
     let bad = store
         .update_user(
             &admin(),
-            &name,
+            &promoted,
             &UserUpdate {
                 role: Some(Role::PlatformAdmin),
                 ..Default::default()
@@ -424,5 +427,237 @@ async fn users_round_trip(store: Store) {
         store.password_hash(&name).await.unwrap(),
         None,
         "inactive users cannot sign in"
+    );
+}
+
+/// The API checks the caller's permission against the user as it read them; an update applies
+/// only while the user is still so, and writes only the fields it names. A display name edited
+/// from a stale read must neither restore a role changed since nor slip past the check.
+async fn user_updates_apply_to_the_user_as_read(store: Store) {
+    for n in [1, 2] {
+        store
+            .create_organization(&admin(), &new_org(n, None))
+            .await
+            .unwrap();
+    }
+    let name = UserName::parse("dev").unwrap();
+    let read = store
+        .create_user(&admin(), &new_user("dev", Role::OrgAdmin, Some(1)))
+        .await
+        .unwrap();
+
+    // Demoted after the read.
+    store
+        .update_user(
+            &admin(),
+            &read,
+            &UserUpdate {
+                role: Some(Role::Developer),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let stale = store
+        .update_user(
+            &admin(),
+            &read,
+            &UserUpdate {
+                display_name: Some("Renamed".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(stale, StoreError::Conflict(_)), "{stale}");
+    let now = store.user(&name).await.unwrap();
+    assert_eq!(
+        (now.role, now.display_name.as_str()),
+        (Role::Developer, "DEV"),
+        "a refused update writes nothing"
+    );
+
+    // Read again, the same edit applies and leaves the role and organization as they are.
+    let renamed = store
+        .update_user(
+            &admin(),
+            &now,
+            &UserUpdate {
+                display_name: Some("Renamed".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            renamed.role,
+            renamed.organization.clone(),
+            renamed.display_name.as_str()
+        ),
+        (Role::Developer, Some(uscc(1)), "Renamed")
+    );
+
+    // Moved to another organization after the read: as stale as a changed role.
+    store
+        .update_user(
+            &admin(),
+            &renamed,
+            &UserUpdate {
+                organization: Some(Some(uscc(2))),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let stale = store
+        .update_user(
+            &admin(),
+            &renamed,
+            &UserUpdate {
+                password_hash: Some("$argon2id$y".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(stale, StoreError::Conflict(_)), "{stale}");
+    assert_eq!(store.password_hash(&name).await.unwrap(), None);
+    assert_eq!(store.user(&name).await.unwrap().organization, Some(uscc(2)));
+
+    // A platform admin, who has no organization, is matched as such.
+    let root = store
+        .create_user(&admin(), &new_user("root", Role::PlatformAdmin, None))
+        .await
+        .unwrap();
+    let root = store
+        .update_user(
+            &admin(),
+            &root,
+            &UserUpdate {
+                display_name: Some("Root".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (root.role, root.organization, root.display_name.as_str()),
+        (Role::PlatformAdmin, None, "Root")
+    );
+
+    let mut ghost = read.clone();
+    ghost.name = UserName::parse("ghost").unwrap();
+    let missing = store
+        .update_user(&admin(), &ghost, &UserUpdate::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, StoreError::NotFound { .. }), "{missing}");
+}
+
+/// A deactivated organization's users neither sign in nor use their keys, and no user is made in
+/// it or moved into it; reactivated, its users sign in and use their keys again.
+async fn users_of_a_deactivated_organization(store: Store) {
+    for n in [1, 2] {
+        store
+            .create_organization(&admin(), &new_org(n, None))
+            .await
+            .unwrap();
+    }
+    let name = UserName::parse("dev").unwrap();
+    let mut dev = new_user("dev", Role::Developer, Some(1));
+    dev.password_hash = Some("$argon2id$dev".into());
+    store.create_user(&admin(), &dev).await.unwrap();
+    let mut root = new_user("root", Role::PlatformAdmin, None);
+    root.password_hash = Some("$argon2id$root".into());
+    store.create_user(&admin(), &root).await.unwrap();
+    let other = store
+        .create_user(&admin(), &new_user("other", Role::Developer, Some(2)))
+        .await
+        .unwrap();
+    store
+        .create_api_key(
+            &admin(),
+            &crate::keys::new_key("d1", KeyOwner::User { name: name.clone() }),
+        )
+        .await
+        .unwrap();
+    let now = Timestamp::now();
+    assert!(
+        store
+            .authenticate("hash-of-d1", now)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    store
+        .set_organization_active(&admin(), &uscc(1), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.password_hash(&name).await.unwrap(),
+        None,
+        "a deactivated organization's users cannot sign in"
+    );
+    assert!(
+        store
+            .authenticate("hash-of-d1", now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .password_hash(&UserName::parse("root").unwrap())
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("$argon2id$root"),
+        "a platform admin belongs to no organization"
+    );
+
+    let created = store
+        .create_user(&admin(), &new_user("late", Role::Developer, Some(1)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&created, StoreError::Invalid { field, .. } if field == "organization"),
+        "{created}"
+    );
+    let moved = store
+        .update_user(
+            &admin(),
+            &other,
+            &UserUpdate {
+                organization: Some(Some(uscc(1))),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&moved, StoreError::Invalid { field, .. } if field == "organization"),
+        "{moved}"
+    );
+    assert_eq!(
+        store.user(&other.name).await.unwrap().organization,
+        Some(uscc(2))
+    );
+
+    store
+        .set_organization_active(&admin(), &uscc(1), true)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.password_hash(&name).await.unwrap().as_deref(),
+        Some("$argon2id$dev")
+    );
+    assert!(
+        store
+            .authenticate("hash-of-d1", now)
+            .await
+            .unwrap()
+            .is_some()
     );
 }

@@ -18,6 +18,7 @@ use crate::support::{ADMIN_KEY, TestServer, on_both_stores};
 on_both_stores!(
     granted_call_is_filtered_masked_and_receipted,
     denials_limits_and_revocation,
+    a_bulk_read_s_row_count_is_read_or_refused,
     upstream_failures_and_circuit_breaker,
     video_playback_urls,
     connections_are_spread_over_the_gateway_threads,
@@ -719,6 +720,91 @@ async fn denials_limits_and_revocation(server: TestServer) {
             .starts_with("grant_revoked"),
         "{problem}"
     );
+}
+
+/// `Civitas-Bulk-Rows` announces a bulk read of so many rows, which platform policies may limit.
+/// A value the gateway cannot read is refused, and recorded like every refusal: read as no
+/// header, it would have made the bulk read an ordinary call, out of the policies' reach.
+async fn a_bulk_read_s_row_count_is_read_or_refused(server: TestServer) {
+    let upstream = start_upstream().await;
+    let city = city(&server, upstream, json!({})).await;
+    let (status, body) = server
+        .request(
+            reqwest::Method::PUT,
+            "/api/v1/policies/no-big-bulk-reads",
+            Some(ADMIN_KEY),
+            Some(json!({
+                "description": "bulk reads of at most 1000 rows",
+                "text": "forbid (principal, action, resource) when { context.bulk && context.expected_rows > 1000 };",
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let url = format!(
+        "{}/x/{}/fund-core/accounts/accounts/{CITIZEN}",
+        gateway_url(&server),
+        city.provider
+    );
+    let call = |rows: &'static [u8]| {
+        server
+            .client
+            .get(&url)
+            .bearer_auth(&city.consumer_key)
+            .header(
+                "civitas-bulk-rows",
+                reqwest::header::HeaderValue::from_bytes(rows).unwrap(),
+            )
+            .send()
+    };
+    // The policy reaches the gateway within a second or two.
+    let started = Instant::now();
+    let big = loop {
+        let response = call(b"5000").await.unwrap();
+        if response.status() == StatusCode::FORBIDDEN || started.elapsed() > Duration::from_secs(3)
+        {
+            break response;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(big.status(), StatusCode::FORBIDDEN);
+    let problem: Value = big.json().await.unwrap();
+    assert_eq!(problem["rule"], "policy:no-big-bulk-reads", "{problem}");
+    assert_eq!(call(b"500").await.unwrap().status(), StatusCode::OK);
+
+    for unreadable in [&b"many"[..], b"-5000", b"5e3", b"\xe5\x8d\x81"] {
+        let response = call(unreadable).await.unwrap();
+        let sent = String::from_utf8_lossy(unreadable);
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{sent}");
+        let headers = response.headers().clone();
+        assert_eq!(headers["content-type"], "application/problem+json");
+        assert_eq!(headers["civitas-refusal"], "bad_header");
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["code"], "bad_header", "{problem}");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("civitas-bulk-rows"),
+            "{problem}"
+        );
+        let index = receipt_index(&headers);
+        let (_, record) = server
+            .get(&format!("/api/v1/ledger/records/{index}"), ADMIN_KEY)
+            .await;
+        assert_eq!(record["record"]["decision"], "deny", "{record}");
+        assert_eq!(record["record"]["rule"], "bad_header", "{record}");
+    }
+    // Given twice, the count is as unreadable as a word.
+    let twice = server
+        .client
+        .get(&url)
+        .bearer_auth(&city.consumer_key)
+        .header("civitas-bulk-rows", "10")
+        .header("civitas-bulk-rows", "5000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(twice.status(), StatusCode::BAD_REQUEST);
 }
 
 async fn upstream_failures_and_circuit_breaker(server: TestServer) {

@@ -15,6 +15,7 @@ on_both_stores!(
     changes_are_audited,
     text_with_nul_is_invalid_input,
     system_descriptions_are_capped_on_update,
+    a_deactivated_organization_s_users_stop_until_it_is_reactivated,
 );
 
 fn assert_problem(response: &(StatusCode, Value), status: StatusCode, code: &str) {
@@ -401,6 +402,18 @@ async fn users_keys_and_login(server: TestServer) {
         StatusCode::UNAUTHORIZED,
         "invalid_credentials",
     );
+    // An unknown or malformed name is refused alike (after as long a check).
+    for name in ["nobody.here", "not a name!"] {
+        let unknown = server
+            .request(
+                Method::POST,
+                "/api/v1/login",
+                None,
+                Some(json!({ "name": name, "password": "correct horse battery" })),
+            )
+            .await;
+        assert_problem(&unknown, StatusCode::UNAUTHORIZED, "invalid_credentials");
+    }
     let (status, session) = server
         .request(
             Method::POST,
@@ -751,4 +764,86 @@ async fn system_descriptions_are_capped_on_update(server: TestServer) {
     assert_eq!(too_long.1["field"], "description", "{}", too_long.1);
     let (_, unchanged) = server.get(&path, ADMIN_KEY).await;
     assert_eq!(unchanged["description"], json!(longest));
+}
+
+/// Deactivating an organization stops its users as deactivating each of them would: their keys
+/// stop working at once (the server forgets the keys it remembered), they cannot sign in, and no
+/// user is made in it or moved into it. Reactivated, it has its users back.
+async fn a_deactivated_organization_s_users_stop_until_it_is_reactivated(server: TestServer) {
+    let org = server.create_org(1, None).await;
+    let elsewhere = server.create_org(2, None).await;
+    let (status, body) = server
+        .post(
+            "/api/v1/users",
+            ADMIN_KEY,
+            json!({ "name": "wang.fang", "display_name": "王芳", "role": "data_officer", "organization": org, "password": "correct horse battery" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = server
+        .post(
+            "/api/v1/keys",
+            ADMIN_KEY,
+            json!({ "owner": { "kind": "user", "name": "wang.fang" }, "label": "laptop" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let key = body["key"].as_str().unwrap().to_owned();
+    let other_key = server
+        .user_with_key("li.lei", "developer", Some(&elsewhere))
+        .await;
+    let login = || {
+        server.request(
+            Method::POST,
+            "/api/v1/login",
+            None,
+            Some(json!({ "name": "wang.fang", "password": "correct horse battery" })),
+        )
+    };
+    assert_eq!(login().await.0, StatusCode::CREATED);
+    // Remembered as valid for a second from here.
+    assert_eq!(server.get("/api/v1/me", &key).await.0, StatusCode::OK);
+
+    let (status, body) = server
+        .delete(&format!("/api/v1/organizations/{org}"), ADMIN_KEY)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let stopped = server.get("/api/v1/me", &key).await;
+    assert_problem(&stopped, StatusCode::UNAUTHORIZED, "unauthenticated");
+    assert_problem(
+        &login().await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    );
+    let created = server
+        .post(
+            "/api/v1/users",
+            ADMIN_KEY,
+            json!({ "name": "late", "display_name": "迟", "role": "developer", "organization": org }),
+        )
+        .await;
+    assert_problem(&created, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+    assert_eq!(created.1["field"], "organization");
+    let moved = server
+        .patch(
+            "/api/v1/users/li.lei",
+            ADMIN_KEY,
+            json!({ "organization": org }),
+        )
+        .await;
+    assert_problem(&moved, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+    assert_eq!(moved.1["field"], "organization");
+    let (_, li) = server.get("/api/v1/users/li.lei", &other_key).await;
+    assert_eq!(li["organization"], elsewhere.to_string());
+
+    let (status, body) = server
+        .post(
+            &format!("/api/v1/organizations/{org}/reactivate"),
+            ADMIN_KEY,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(server.get("/api/v1/me", &key).await.0, StatusCode::OK);
+    assert_eq!(login().await.0, StatusCode::CREATED);
 }
