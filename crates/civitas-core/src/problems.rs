@@ -168,6 +168,14 @@ pub const PROBLEM_TYPES: &[ProblemType] = &[
          cannot be forwarded. Recorded as a refusal.",
     ),
     problem(
+        "bad_header",
+        400,
+        Gateway,
+        "A `civitas-` request header cannot be read: `civitas-items` must be a comma-separated \
+         list of item codes, and `civitas-bulk-rows` one whole number of rows, given once. \
+         Recorded as a refusal.",
+    ),
+    problem(
         "denied",
         403,
         Gateway,

@@ -154,6 +154,33 @@ fn redact_citizen_ids(text: &str, found: &mut BTreeSet<String>) -> String {
     out
 }
 
+/// The items a call asks for in `civitas-items` (a comma-separated list, which may be split over
+/// several header lines); `None` for a call without the header, which asks for every granted item.
+/// A value that is not text is refused rather than read as no header, which would deliver more
+/// than the consumer asked for.
+fn requested_items(headers: &HeaderMap) -> Result<Option<Vec<String>>, Problem> {
+    let mut items: Option<Vec<String>> = None;
+    for value in headers.get_all(ITEMS_HEADER) {
+        let text = value.to_str().map_err(|_| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "bad_header",
+                format!(
+                    "the {ITEMS_HEADER} header must be a comma-separated list of item codes in \
+                     visible ASCII"
+                ),
+            )
+        })?;
+        items.get_or_insert_with(Vec::new).extend(
+            text.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(str::to_owned),
+        );
+    }
+    Ok(items)
+}
+
 /// The rows a bulk read announces in `civitas-bulk-rows`; `None` for a call without the header.
 /// A value that is not one whole number is refused rather than read as no header: that would
 /// make a bulk read an ordinary call, out of reach of the policies that limit bulk reads.
@@ -329,17 +356,10 @@ impl Gateway {
 
         // Decide.
         let now = exchange.at;
-        let requested_items = parts
-            .headers
-            .get(ITEMS_HEADER)
-            .and_then(|value| value.to_str().ok())
-            .map(|value| {
-                value
-                    .split(',')
-                    .map(|item| item.trim().to_owned())
-                    .filter(|item| !item.is_empty())
-                    .collect()
-            });
+        let requested_items = match requested_items(&parts.headers) {
+            Ok(items) => items,
+            Err(problem) => return self.refuse_for(exchange, problem).await,
+        };
         let expected_rows = match bulk_rows(&parts.headers) {
             Ok(rows) => rows,
             Err(problem) => return self.refuse_for(exchange, problem).await,
@@ -1141,6 +1161,31 @@ mod tests {
             let (seconds, _) = uuid.get_timestamp().unwrap().to_unix();
             assert!(seconds.abs_diff(Timestamp::now().as_second() as u64) < 60);
         }
+    }
+
+    #[test]
+    fn the_requested_items_are_read_from_every_header_line_or_refused() {
+        let read = |values: &[&[u8]]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(ITEMS_HEADER, HeaderValue::from_bytes(value).unwrap());
+            }
+            requested_items(&headers).map_err(|problem| (problem.status, problem.code))
+        };
+        assert_eq!(read(&[]), Ok(None));
+        assert_eq!(read(&[b""]), Ok(Some(vec![])));
+        assert_eq!(
+            read(&[b" name, id_number ,", b"balance"]),
+            Ok(Some(vec![
+                "name".to_owned(),
+                "id_number".to_owned(),
+                "balance".to_owned()
+            ]))
+        );
+        assert_eq!(
+            read(&[b"name", "姓名".as_bytes()]),
+            Err((StatusCode::BAD_REQUEST, "bad_header"))
+        );
     }
 
     #[test]
