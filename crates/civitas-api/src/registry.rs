@@ -198,7 +198,10 @@ async fn login(
         Some(auth::session_expiry(now)),
     );
     let permit = civitas_core::authz::Permit::internal("civitas:login");
-    let api_key = state.store.create_api_key(&permit, &issued.record).await?;
+    let api_key = state
+        .store
+        .create_api_key(&permit, &issued.record, None)
+        .await?;
     state.audit_changed().await;
     Ok((
         StatusCode::CREATED,
@@ -748,9 +751,9 @@ async fn update_user(
 }
 
 #[utoipa::path(delete, path = "/api/v1/users/{name}", tag = "registry",
-    description = "Deactivates the user; their keys stop working at once.",
+    description = "Deactivates the user; their keys stop working at once. A change of the user's role or organization by someone else between the check and the write is a 409: read the user again and retry.",
     params(("name" = String, Path)),
-    responses((status = 200, body = User), (status = 404, body = Problem)))]
+    responses((status = 200, body = User), (status = 404, body = Problem), (status = 409, body = Problem)))]
 async fn deactivate_user(
     State(state): State<AppState>,
     caller: Caller,
@@ -760,8 +763,9 @@ async fn deactivate_user(
 }
 
 #[utoipa::path(post, path = "/api/v1/users/{name}/reactivate", tag = "registry",
+    description = "Reactivates the user. A change of the user's role or organization by someone else between the check and the write is a 409: read the user again and retry.",
     params(("name" = String, Path)),
-    responses((status = 200, body = User), (status = 404, body = Problem)))]
+    responses((status = 200, body = User), (status = 404, body = Problem), (status = 409, body = Problem)))]
 async fn reactivate_user(
     State(state): State<AppState>,
     caller: Caller,
@@ -778,8 +782,12 @@ async fn set_user_active(
 ) -> ApiResult<axum::Json<User>> {
     let name = user_name(&name)?;
     let current = state.store.user(&name).await?;
+    // The store writes only while the user's role and organization are still those checked here.
     let permit = user_permit(&caller, current.role, current.organization.as_ref())?;
-    let user = state.store.set_user_active(&permit, &name, active).await?;
+    let user = state
+        .store
+        .set_user_active(&permit, &current, active)
+        .await?;
     state.audit_changed().await;
     Ok(axum::Json(user))
 }
@@ -801,31 +809,34 @@ pub struct CreateKey {
 ///
 /// A user's key acts as that user, so issuing, reading or revoking another user's keys is
 /// managing the user: a developer, who manages the organization's system keys, must not be able
-/// to act as its org admin.
+/// to act as its org admin. With the permit comes the user it was checked against, for another
+/// user's keys: the store issues or revokes such a key only while that user's role and
+/// organization are still as read.
 async fn key_permit(
     state: &AppState,
     caller: &Caller,
     owner: &KeyOwner,
-) -> ApiResult<civitas_core::authz::Permit> {
+) -> ApiResult<(civitas_core::authz::Permit, Option<User>)> {
     match owner {
         KeyOwner::User { name } => {
             if let Principal::User { name: own_name, .. } = &caller.principal
                 && own_name == name
             {
-                return caller.permit(Action::ManageOwnKeys, None);
+                return Ok((caller.permit(Action::ManageOwnKeys, None)?, None));
             }
             let user = state.store.user(name).await?;
-            user_permit(caller, user.role, user.organization.as_ref())
+            let permit = user_permit(caller, user.role, user.organization.as_ref())?;
+            Ok((permit, Some(user)))
         }
         KeyOwner::System { organization, .. } => {
-            caller.permit(Action::ManageKeys, Some(organization))
+            Ok((caller.permit(Action::ManageKeys, Some(organization))?, None))
         }
     }
 }
 
 #[utoipa::path(post, path = "/api/v1/keys", tag = "registry", request_body = CreateKey,
-    description = "Issues an API key: one's own; another user's for whoever manages that user (their organization's admin; for auditors and platform admins, a platform admin); a system's for whoever manages its organization's keys.",
-    responses((status = 201, body = IssuedKeyResponse), (status = 403, body = Problem), (status = 422, body = Problem)))]
+    description = "Issues an API key: one's own; another user's for whoever manages that user (their organization's admin; for auditors and platform admins, a platform admin); a system's for whoever manages its organization's keys. A change of the owning user's role or organization by someone else between the check and the write is a 409: read the user again and retry.",
+    responses((status = 201, body = IssuedKeyResponse), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 async fn create_key(
     State(state): State<AppState>,
     caller: Caller,
@@ -838,7 +849,7 @@ async fn create_key(
             return Err(ApiError::invalid("owner", "name the owner of the key"));
         }
     };
-    let permit = key_permit(&state, &caller, &owner).await?;
+    let (permit, checked) = key_permit(&state, &caller, &owner).await?;
     let expires_at = match request.expires_in_days {
         Some(0) => return Err(ApiError::invalid("expires_in_days", "must be at least 1")),
         Some(days) if days > 3660 => {
@@ -848,7 +859,10 @@ async fn create_key(
         None => None,
     };
     let issued = auth::issue_key(owner, request.label, expires_at);
-    let api_key = state.store.create_api_key(&permit, &issued.record).await?;
+    let api_key = state
+        .store
+        .create_api_key(&permit, &issued.record, checked.as_ref())
+        .await?;
     state.audit_changed().await;
     Ok((
         StatusCode::CREATED,
@@ -958,7 +972,7 @@ async fn get_key(
 }
 
 #[utoipa::path(delete, path = "/api/v1/keys/{id}", tag = "registry",
-    description = "Revokes the key; it stops working at once.",
+    description = "Revokes the key; it stops working at once. A key already revoked is a 409, and so is, for another user's key, a change of that user's role or organization by someone else between the check and the write: read the user again and retry.",
     params(("id" = String, Path)),
     responses((status = 200, body = ApiKey), (status = 404, body = Problem), (status = 409, body = Problem)))]
 async fn revoke_key(
@@ -967,8 +981,11 @@ async fn revoke_key(
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<ApiKey>> {
     let key = state.store.api_key(&id).await?;
-    let permit = key_permit(&state, &caller, &key.owner).await?;
-    let key = state.store.revoke_api_key(&permit, &id).await?;
+    let (permit, checked) = key_permit(&state, &caller, &key.owner).await?;
+    let key = state
+        .store
+        .revoke_api_key(&permit, &id, checked.as_ref())
+        .await?;
     state.audit_changed().await;
     Ok(axum::Json(key))
 }

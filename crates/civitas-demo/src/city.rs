@@ -458,7 +458,7 @@ pub async fn build(
             "demo".into(),
             None,
         );
-        store.create_api_key(&permit, &issued.record).await?;
+        store.create_api_key(&permit, &issued.record, None).await?;
         let (organization, organization_name) = match &organization {
             Some(code) => (code.to_string(), names[code].name.clone()),
             None => (String::new(), String::new()),
@@ -496,7 +496,7 @@ pub async fn build(
                 "demo".into(),
                 None,
             );
-            store.create_api_key(&permit, &issued.record).await?;
+            store.create_api_key(&permit, &issued.record, None).await?;
             issued.secret
         };
         keys.push(KeyEntry {

@@ -853,7 +853,7 @@ pub async fn install(store: &Store, services: &ProviderServices) -> anyhow::Resu
         "demo".into(),
         None,
     );
-    store.create_api_key(&permit, &issued.record).await?;
+    store.create_api_key(&permit, &issued.record, None).await?;
     Ok(ReferenceCity {
         city_app,
         city_app_key: issued.secret,

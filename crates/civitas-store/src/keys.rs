@@ -5,13 +5,16 @@ use civitas_core::{
     Code, Uscc,
     access::SystemRef,
     authz::Permit,
-    registry::{ApiKey, KeyOwner, Principal, Role, UserName},
+    registry::{ApiKey, KeyOwner, Principal, Role, User, UserName},
 };
 use jiff::Timestamp;
 use serde_json::json;
 
 use crate::{
-    Page, PageRequest, Result, Store, StoreError, audit::record, duplicate_as, micros, read_pool,
+    Page, PageRequest, Result, Store, StoreError,
+    audit::record,
+    duplicate_as, micros, read_pool,
+    registry::{lock_user_as_seen, user_not_as_seen},
     timestamp, write_tx,
 };
 
@@ -112,7 +115,17 @@ struct CredentialRow {
 }
 
 impl Store {
-    pub async fn create_api_key(&self, permit: &Permit, new: &NewApiKey) -> Result<ApiKey> {
+    /// Issues a key. `checked` is the user the caller's permission was checked against when the
+    /// key is another user's (its owner, as the caller read them): the key is issued only while the
+    /// owner's role and organization are still theirs, as a change made since (a demotion, a move
+    /// to another organization) may have taken the permission away ([`StoreError::Conflict`]
+    /// otherwise). `None` for one's own keys, systems' keys and keys the server issues.
+    pub async fn create_api_key(
+        &self,
+        permit: &Permit,
+        new: &NewApiKey,
+        checked: Option<&User>,
+    ) -> Result<ApiKey> {
         if new.label.chars().count() > 200 {
             return Err(StoreError::invalid(
                 "label",
@@ -131,7 +144,26 @@ impl Store {
                 Some(system.as_str()),
             ),
         };
+        if let Some(seen) = checked
+            && user_name != Some(seen.name.as_str())
+        {
+            return Err(StoreError::invalid(
+                "owner",
+                "the key's owner is not the user checked",
+            ));
+        }
         write_tx!(self, |tx| {
+            // The owner's row stays locked, as checked, until the key is in.
+            if let Some(seen) = checked
+                && !lock_user_as_seen!(tx, seen)
+            {
+                return Err(match user_not_as_seen!(&mut *tx, &seen.name) {
+                    StoreError::NotFound { .. } => {
+                        StoreError::invalid("owner", "no such user or system")
+                    }
+                    conflict => conflict,
+                });
+            }
             let owner_active: Option<bool> = match &new.owner {
                 KeyOwner::User { name } => {
                     sqlx::query_scalar("SELECT active FROM users WHERE name = $1")
@@ -247,26 +279,46 @@ impl Store {
         Ok(page.page(keys, |key| key.id.clone()))
     }
 
-    pub async fn revoke_api_key(&self, permit: &Permit, id: &str) -> Result<ApiKey> {
+    /// Revokes a key. `checked` is, as for [`Store::create_api_key`], the user the caller's
+    /// permission was checked against when the key is another user's: the key is revoked only
+    /// while its owner's role and organization are still theirs ([`StoreError::Conflict`]
+    /// otherwise).
+    pub async fn revoke_api_key(
+        &self,
+        permit: &Permit,
+        id: &str,
+        checked: Option<&User>,
+    ) -> Result<ApiKey> {
         write_tx!(self, |tx| {
-            let revoked_at: Option<Option<i64>> =
-                sqlx::query_scalar("SELECT revoked_at FROM api_keys WHERE id = $1")
+            let key: Option<(Option<i64>, Option<String>)> =
+                sqlx::query_as("SELECT revoked_at, user_name FROM api_keys WHERE id = $1")
                     .bind(id)
                     .fetch_optional(&mut *tx)
                     .await?;
-            match revoked_at {
+            let user_name = match key {
                 None => {
                     return Err(StoreError::NotFound {
                         kind: "api key",
                         id: id.to_owned(),
                     });
                 }
-                Some(Some(_)) => {
+                Some((Some(_), _)) => {
                     return Err(StoreError::Conflict(format!(
                         "api key {id} is already revoked"
                     )));
                 }
-                Some(None) => {}
+                Some((None, user_name)) => user_name,
+            };
+            if let Some(seen) = checked {
+                if user_name.as_deref() != Some(seen.name.as_str()) {
+                    return Err(StoreError::invalid(
+                        "owner",
+                        "the key's owner is not the user checked",
+                    ));
+                }
+                if !lock_user_as_seen!(tx, seen) {
+                    return Err(user_not_as_seen!(&mut *tx, &seen.name));
+                }
             }
             sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE id = $1")
                 .bind(id)

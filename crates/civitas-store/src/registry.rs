@@ -270,6 +270,50 @@ macro_rules! organization_active {
     };
 }
 
+/// Locks the row of the user `$seen` (a [`User`] as the caller read it) for the rest of the
+/// transaction, if the user's role and organization are still those of `$seen`; evaluates to
+/// whether they are. The statement changes nothing. On PostgreSQL its condition is evaluated again
+/// on the row as a concurrent writer left it, and the lock holds off a change of the user until
+/// the transaction ends, so what the transaction writes next is for the user as checked.
+macro_rules! lock_user_as_seen {
+    ($tx:expr, $seen:expr) => {
+        sqlx::query(
+            "UPDATE users SET role = role
+             WHERE name = $1 AND role = $2 AND COALESCE(organization, '') = COALESCE($3, '')",
+        )
+        .bind($seen.name.as_str())
+        .bind($seen.role.as_str())
+        .bind($seen.organization.as_ref().map(Uscc::as_str))
+        .execute(&mut *$tx)
+        .await?
+        .rows_affected()
+            > 0
+    };
+}
+pub(crate) use lock_user_as_seen;
+
+/// The error for a write to the user `$name` that found them no longer as read: `NotFound` when
+/// they are gone, [`StoreError::Conflict`] when their role or organization changed.
+macro_rules! user_not_as_seen {
+    ($executor:expr, $name:expr) => {{
+        let exists: Option<String> = sqlx::query_scalar("SELECT name FROM users WHERE name = $1")
+            .bind($name.as_str())
+            .fetch_optional($executor)
+            .await?;
+        match exists {
+            None => StoreError::NotFound {
+                kind: "user",
+                id: $name.to_string(),
+            },
+            Some(_) => StoreError::Conflict(format!(
+                "user {}'s role or organization changed since it was read; read it again and retry",
+                $name
+            )),
+        }
+    }};
+}
+pub(crate) use user_not_as_seen;
+
 impl Store {
     pub async fn create_organization(
         &self,
@@ -882,21 +926,7 @@ impl Store {
             .await?
             .rows_affected();
             if changed == 0 {
-                let exists: Option<String> =
-                    sqlx::query_scalar("SELECT name FROM users WHERE name = $1")
-                        .bind(name.as_str())
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                return Err(match exists {
-                    None => StoreError::NotFound {
-                        kind: "user",
-                        id: name.to_string(),
-                    },
-                    Some(_) => StoreError::Conflict(format!(
-                        "user {name}'s role or organization changed since it was read; read it \
-                         again and retry"
-                    )),
-                });
+                return Err(user_not_as_seen!(&mut *tx, name));
             }
             record!(
                 tx,
@@ -915,28 +945,32 @@ impl Store {
         self.user(name).await
     }
 
-    /// Deactivates a user; their API keys stop working at once because authentication checks the
-    /// owner's state on every request.
+    /// Deactivates (or reactivates) the user `seen`; their API keys stop working at once because
+    /// authentication checks the owner's state on every request. Like [`Store::update_user`], it
+    /// applies only while the user's role and organization are still those of `seen`, against
+    /// which the caller's permission was checked ([`StoreError::Conflict`] otherwise).
     pub async fn set_user_active(
         &self,
         permit: &Permit,
-        name: &UserName,
+        seen: &User,
         active: bool,
     ) -> Result<User> {
+        let name = &seen.name;
         write_tx!(self, |tx| {
-            let changed =
-                sqlx::query("UPDATE users SET active = $2, updated_at = $3 WHERE name = $1")
-                    .bind(name.as_str())
-                    .bind(active)
-                    .bind(micros(Timestamp::now()))
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+            let changed = sqlx::query(
+                "UPDATE users SET active = $2, updated_at = $3
+                 WHERE name = $1 AND role = $4 AND COALESCE(organization, '') = COALESCE($5, '')",
+            )
+            .bind(name.as_str())
+            .bind(active)
+            .bind(micros(Timestamp::now()))
+            .bind(seen.role.as_str())
+            .bind(seen.organization.as_ref().map(Uscc::as_str))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
             if changed == 0 {
-                return Err(StoreError::NotFound {
-                    kind: "user",
-                    id: name.to_string(),
-                });
+                return Err(user_not_as_seen!(&mut *tx, name));
             }
             let action = if active {
                 "user.reactivate"

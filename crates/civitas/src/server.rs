@@ -379,7 +379,7 @@ async fn bootstrap(store: &Store, token: Option<String>) -> anyhow::Result<Optio
     };
     let record =
         civitas_api::auth::key_record(&secret, KeyOwner::User { name }, "bootstrap".into(), None);
-    store.create_api_key(&permit, &record).await?;
+    store.create_api_key(&permit, &record, None).await?;
     tracing::info!(
         user = BOOTSTRAP_ADMIN,
         "created the first platform admin's key"

@@ -2,12 +2,16 @@ use civitas_core::{
     Code,
     registry::{KeyOwner, Principal, Role, UserName},
 };
-use civitas_store::{NewApiKey, PageRequest, Store, StoreError, StoreUrl};
+use civitas_store::{NewApiKey, PageRequest, Store, StoreError, StoreUrl, UserUpdate};
 use jiff::{Timestamp, ToSpan};
 
 use crate::{admin, conformance, new_org, new_system, new_user, uscc};
 
-conformance!(keys_authenticate_until_revoked, keys_follow_their_owner);
+conformance!(
+    keys_authenticate_until_revoked,
+    keys_follow_their_owner,
+    user_keys_are_issued_and_revoked_for_the_user_as_read,
+);
 
 pub(crate) fn new_key(id: &str, owner: KeyOwner) -> NewApiKey {
     NewApiKey {
@@ -33,7 +37,7 @@ async fn keys_authenticate_until_revoked(store: Store) {
         name: UserName::parse("dev").unwrap(),
     };
     let key = store
-        .create_api_key(&admin(), &new_key("k1", owner.clone()))
+        .create_api_key(&admin(), &new_key("k1", owner.clone()), None)
         .await
         .unwrap();
     assert_eq!(key.created_by, "civitas:test");
@@ -87,7 +91,7 @@ async fn keys_authenticate_until_revoked(store: Store) {
         .unwrap();
     assert_eq!(by_org.items.len(), 1);
 
-    let revoked = store.revoke_api_key(&admin(), "k1").await.unwrap();
+    let revoked = store.revoke_api_key(&admin(), "k1", None).await.unwrap();
     assert!(revoked.revoked_at.is_some());
     assert!(
         store
@@ -96,12 +100,18 @@ async fn keys_authenticate_until_revoked(store: Store) {
             .unwrap()
             .is_none()
     );
-    let again = store.revoke_api_key(&admin(), "k1").await.unwrap_err();
+    let again = store
+        .revoke_api_key(&admin(), "k1", None)
+        .await
+        .unwrap_err();
     assert!(matches!(again, StoreError::Conflict(_)));
 
     let mut expiring = new_key("k2", owner);
     expiring.expires_at = Some(now + 1.hour());
-    store.create_api_key(&admin(), &expiring).await.unwrap();
+    store
+        .create_api_key(&admin(), &expiring, None)
+        .await
+        .unwrap();
     assert!(
         store
             .authenticate("hash-of-k2", now)
@@ -116,6 +126,116 @@ async fn keys_authenticate_until_revoked(store: Store) {
             .unwrap()
             .is_none()
     );
+}
+
+/// Another user's key is issued or revoked only while that user's role and organization are
+/// those the caller's permission was checked against: an organization's admin must not issue a
+/// key for a user moved meanwhile to another organization, or made an auditor.
+async fn user_keys_are_issued_and_revoked_for_the_user_as_read(store: Store) {
+    for n in [1, 2] {
+        store
+            .create_organization(&admin(), &new_org(n, None))
+            .await
+            .unwrap();
+    }
+    let name = UserName::parse("dev").unwrap();
+    let owner = KeyOwner::User { name: name.clone() };
+    let read = store
+        .create_user(&admin(), &new_user("dev", Role::Developer, Some(1)))
+        .await
+        .unwrap();
+    store
+        .create_api_key(&admin(), &new_key("k1", owner.clone()), Some(&read))
+        .await
+        .unwrap();
+    let fingerprint = store.credentials_fingerprint().await.unwrap();
+
+    // Moved to another organization after the read.
+    let moved = store
+        .update_user(
+            &admin(),
+            &read,
+            &UserUpdate {
+                organization: Some(Some(uscc(2))),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let stale = store
+        .create_api_key(&admin(), &new_key("k2", owner.clone()), Some(&read))
+        .await
+        .unwrap_err();
+    assert!(matches!(stale, StoreError::Conflict(_)), "{stale}");
+    let missing = store.api_key("k2").await.unwrap_err();
+    assert!(
+        matches!(missing, StoreError::NotFound { .. }),
+        "a refused key is not issued: {missing}"
+    );
+    let stale = store
+        .revoke_api_key(&admin(), "k1", Some(&read))
+        .await
+        .unwrap_err();
+    assert!(matches!(stale, StoreError::Conflict(_)), "{stale}");
+    assert_eq!(store.api_key("k1").await.unwrap().revoked_at, None);
+    assert_eq!(
+        store.credentials_fingerprint().await.unwrap(),
+        fingerprint,
+        "a refused change changes no credentials"
+    );
+
+    // Given another role after the read.
+    let promoted = store
+        .update_user(
+            &admin(),
+            &moved,
+            &UserUpdate {
+                role: Some(Role::OrgAdmin),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let stale = store
+        .create_api_key(&admin(), &new_key("k2", owner.clone()), Some(&moved))
+        .await
+        .unwrap_err();
+    assert!(matches!(stale, StoreError::Conflict(_)), "{stale}");
+    assert!(store.api_key("k2").await.is_err());
+    let stale = store
+        .revoke_api_key(&admin(), "k1", Some(&moved))
+        .await
+        .unwrap_err();
+    assert!(matches!(stale, StoreError::Conflict(_)), "{stale}");
+    assert_eq!(store.api_key("k1").await.unwrap().revoked_at, None);
+
+    // Read again, both apply.
+    store
+        .create_api_key(&admin(), &new_key("k2", owner.clone()), Some(&promoted))
+        .await
+        .unwrap();
+    let revoked = store
+        .revoke_api_key(&admin(), "k1", Some(&promoted))
+        .await
+        .unwrap();
+    assert!(revoked.revoked_at.is_some());
+
+    // The user checked must be the key's owner.
+    let other = store
+        .create_user(&admin(), &new_user("other", Role::Developer, Some(1)))
+        .await
+        .unwrap();
+    let wrong = store
+        .create_api_key(&admin(), &new_key("k3", owner.clone()), Some(&other))
+        .await
+        .unwrap_err();
+    assert!(matches!(wrong, StoreError::Invalid { .. }), "{wrong}");
+    let wrong = store
+        .revoke_api_key(&admin(), "k2", Some(&other))
+        .await
+        .unwrap_err();
+    assert!(matches!(wrong, StoreError::Invalid { .. }), "{wrong}");
+    assert_eq!(store.api_key("k2").await.unwrap().revoked_at, None);
 }
 
 async fn keys_follow_their_owner(store: Store) {
@@ -133,7 +253,7 @@ async fn keys_follow_their_owner(store: Store) {
         system: system.clone(),
     };
     store
-        .create_api_key(&admin(), &new_key("s1", owner))
+        .create_api_key(&admin(), &new_key("s1", owner), None)
         .await
         .unwrap();
     let now = Timestamp::now();
@@ -189,7 +309,7 @@ async fn keys_follow_their_owner(store: Store) {
         name: UserName::parse("ghost").unwrap(),
     };
     let error = store
-        .create_api_key(&admin(), &new_key("g1", unknown_owner))
+        .create_api_key(&admin(), &new_key("g1", unknown_owner), None)
         .await
         .unwrap_err();
     assert!(matches!(error, StoreError::Invalid { .. }), "{error}");
@@ -216,7 +336,7 @@ async fn credentials_fingerprint_moves_whatever_the_clock(store: Store, url: Sto
     };
     for id in ["s1", "s2"] {
         store
-            .create_api_key(&admin(), &new_key(id, owner.clone()))
+            .create_api_key(&admin(), &new_key(id, owner.clone()), None)
             .await
             .unwrap();
     }
@@ -241,9 +361,9 @@ async fn credentials_fingerprint_moves_whatever_the_clock(store: Store, url: Sto
         }
     };
 
-    store.revoke_api_key(&admin(), "s1").await.unwrap();
+    store.revoke_api_key(&admin(), "s1", None).await.unwrap();
     let before = store.credentials_fingerprint().await.unwrap();
-    store.revoke_api_key(&admin(), "s2").await.unwrap();
+    store.revoke_api_key(&admin(), "s2", None).await.unwrap();
     backdate(
         "UPDATE api_keys SET revoked_at = (SELECT revoked_at - 1000000 FROM api_keys WHERE id = 's1') WHERE id = 's2'",
     )

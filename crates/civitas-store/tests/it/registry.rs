@@ -17,6 +17,7 @@ conformance!(
     systems_round_trip,
     users_round_trip,
     user_updates_apply_to_the_user_as_read,
+    user_activation_applies_to_the_user_as_read,
     users_of_a_deactivated_organization,
 );
 
@@ -422,7 +423,10 @@ async fn users_round_trip(store: Store) {
             .len(),
         1
     );
-    store.set_user_active(&admin(), &name, false).await.unwrap();
+    store
+        .set_user_active(&admin(), &promoted, false)
+        .await
+        .unwrap();
     assert_eq!(
         store.password_hash(&name).await.unwrap(),
         None,
@@ -555,6 +559,96 @@ async fn user_updates_apply_to_the_user_as_read(store: Store) {
     assert!(matches!(missing, StoreError::NotFound { .. }), "{missing}");
 }
 
+/// Deactivating and reactivating a user apply, like updates, only while the user's role and
+/// organization are those the caller's permission was checked against.
+async fn user_activation_applies_to_the_user_as_read(store: Store) {
+    for n in [1, 2] {
+        store
+            .create_organization(&admin(), &new_org(n, None))
+            .await
+            .unwrap();
+    }
+    let name = UserName::parse("dev").unwrap();
+    let read = store
+        .create_user(&admin(), &new_user("dev", Role::OrgAdmin, Some(1)))
+        .await
+        .unwrap();
+
+    // Demoted after the read.
+    let demoted = store
+        .update_user(
+            &admin(),
+            &read,
+            &UserUpdate {
+                role: Some(Role::Developer),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let stale = store
+        .set_user_active(&admin(), &read, false)
+        .await
+        .unwrap_err();
+    assert!(matches!(stale, StoreError::Conflict(_)), "{stale}");
+    assert!(
+        store.user(&name).await.unwrap().active,
+        "a refused deactivation changes nothing"
+    );
+
+    // Moved to another organization after the read.
+    let moved = store
+        .update_user(
+            &admin(),
+            &demoted,
+            &UserUpdate {
+                organization: Some(Some(uscc(2))),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let stale = store
+        .set_user_active(&admin(), &demoted, false)
+        .await
+        .unwrap_err();
+    assert!(matches!(stale, StoreError::Conflict(_)), "{stale}");
+    assert!(store.user(&name).await.unwrap().active);
+
+    // Read again, it applies; reactivation is checked the same way.
+    let deactivated = store
+        .set_user_active(&admin(), &moved, false)
+        .await
+        .unwrap();
+    assert!(!deactivated.active);
+    let stale = store
+        .set_user_active(&admin(), &read, true)
+        .await
+        .unwrap_err();
+    assert!(matches!(stale, StoreError::Conflict(_)), "{stale}");
+    assert!(!store.user(&name).await.unwrap().active);
+    let reactivated = store
+        .set_user_active(&admin(), &deactivated, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            reactivated.active,
+            reactivated.role,
+            reactivated.organization
+        ),
+        (true, Role::Developer, Some(uscc(2)))
+    );
+
+    let mut ghost = read.clone();
+    ghost.name = UserName::parse("ghost").unwrap();
+    let missing = store
+        .set_user_active(&admin(), &ghost, false)
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, StoreError::NotFound { .. }), "{missing}");
+}
+
 /// A deactivated organization's users neither sign in nor use their keys, and no user is made in
 /// it or moved into it; reactivated, its users sign in and use their keys again.
 async fn users_of_a_deactivated_organization(store: Store) {
@@ -579,6 +673,7 @@ async fn users_of_a_deactivated_organization(store: Store) {
         .create_api_key(
             &admin(),
             &crate::keys::new_key("d1", KeyOwner::User { name: name.clone() }),
+            None,
         )
         .await
         .unwrap();
