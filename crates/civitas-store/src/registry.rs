@@ -270,6 +270,29 @@ macro_rules! organization_active {
     };
 }
 
+/// Returns from the enclosing function with an `organization` error unless the organization
+/// `$organization` (a [`Uscc`]) exists and is active, as a user's organization must be.
+macro_rules! organization_takes_users {
+    ($executor:expr, $organization:expr) => {
+        let organization: &Uscc = $organization;
+        match organization_active!($executor, organization.as_str()) {
+            None => {
+                return Err(StoreError::invalid(
+                    "organization",
+                    format!("unknown organization {organization}"),
+                ));
+            }
+            Some(false) => {
+                return Err(StoreError::invalid(
+                    "organization",
+                    format!("organization {organization} is deactivated"),
+                ));
+            }
+            Some(true) => {}
+        }
+    };
+}
+
 /// Locks the row of the user `$seen` (a [`User`] as the caller read it) for the rest of the
 /// transaction, if the user's role and organization are still those of `$seen`; evaluates to
 /// whether they are. The statement changes nothing. On PostgreSQL its condition is evaluated again
@@ -780,21 +803,7 @@ impl Store {
         check_user_scope(new.role, new.organization.as_ref())?;
         write_tx!(self, |tx| {
             if let Some(organization) = &new.organization {
-                match organization_active!(&mut *tx, organization.as_str()) {
-                    None => {
-                        return Err(StoreError::invalid(
-                            "organization",
-                            format!("unknown organization {organization}"),
-                        ));
-                    }
-                    Some(false) => {
-                        return Err(StoreError::invalid(
-                            "organization",
-                            format!("organization {organization} is deactivated"),
-                        ));
-                    }
-                    Some(true) => {}
-                }
+                organization_takes_users!(&mut *tx, organization);
             }
             sqlx::query(
                 "INSERT INTO users (name, display_name, role, organization, password_hash, active, created_at, updated_at)
@@ -882,21 +891,7 @@ impl Store {
         check_user_scope(role, organization)?;
         write_tx!(self, |tx| {
             if let Some(Some(organization)) = &update.organization {
-                match organization_active!(&mut *tx, organization.as_str()) {
-                    None => {
-                        return Err(StoreError::invalid(
-                            "organization",
-                            format!("unknown organization {organization}"),
-                        ));
-                    }
-                    Some(false) => {
-                        return Err(StoreError::invalid(
-                            "organization",
-                            format!("organization {organization} is deactivated"),
-                        ));
-                    }
-                    Some(true) => {}
-                }
+                organization_takes_users!(&mut *tx, organization);
             }
             let changed = sqlx::query(
                 "UPDATE users SET
