@@ -270,25 +270,34 @@ macro_rules! organization_active {
     };
 }
 
+/// Locks the row of the active organization `$code` for the rest of the transaction; evaluates to
+/// whether it is there and active. The statement changes nothing. A user or system added to an
+/// organization takes this lock first: on PostgreSQL the row's foreign-key lock does not hold off
+/// a deactivation, which would then commit between the check and the insert and leave a user or
+/// system in a deactivated organization; with it, the deactivation waits, or the check sees it.
+macro_rules! lock_active_organization {
+    ($tx:expr, $code:expr) => {
+        sqlx::query("UPDATE organizations SET active = active WHERE code = $1 AND active")
+            .bind($code)
+            .execute(&mut *$tx)
+            .await?
+            .rows_affected()
+            > 0
+    };
+}
+
 /// Returns from the enclosing function with an `organization` error unless the organization
-/// `$organization` (a [`Uscc`]) exists and is active, as a user's organization must be.
+/// `$organization` (a [`Uscc`]) exists and is active, as a user's organization must be; it stays
+/// so until the transaction `$tx` ends (see [`lock_active_organization`]).
 macro_rules! organization_takes_users {
-    ($executor:expr, $organization:expr) => {
+    ($tx:expr, $organization:expr) => {
         let organization: &Uscc = $organization;
-        match organization_active!($executor, organization.as_str()) {
-            None => {
-                return Err(StoreError::invalid(
-                    "organization",
-                    format!("unknown organization {organization}"),
-                ));
-            }
-            Some(false) => {
-                return Err(StoreError::invalid(
-                    "organization",
-                    format!("organization {organization} is deactivated"),
-                ));
-            }
-            Some(true) => {}
+        if !lock_active_organization!($tx, organization.as_str()) {
+            let message = match organization_active!(&mut *$tx, organization.as_str()) {
+                None => format!("unknown organization {organization}"),
+                Some(_) => format!("organization {organization} is deactivated"),
+            };
+            return Err(StoreError::invalid("organization", message));
         }
     };
 }
@@ -610,19 +619,18 @@ impl Store {
         check_description(&new.description)?;
         let id = format!("{organization}/{}", new.code);
         write_tx!(self, |tx| {
-            match organization_active!(&mut *tx, organization.as_str()) {
-                None => {
-                    return Err(StoreError::NotFound {
-                        kind: "organization",
-                        id: organization.to_string(),
-                    });
-                }
-                Some(false) => {
-                    return Err(StoreError::Conflict(format!(
-                        "organization {organization} is deactivated"
-                    )));
-                }
-                Some(true) => {}
+            if !lock_active_organization!(tx, organization.as_str()) {
+                return Err(
+                    match organization_active!(&mut *tx, organization.as_str()) {
+                        None => StoreError::NotFound {
+                            kind: "organization",
+                            id: organization.to_string(),
+                        },
+                        Some(_) => StoreError::Conflict(format!(
+                            "organization {organization} is deactivated"
+                        )),
+                    },
+                );
             }
             sqlx::query(
                 "INSERT INTO systems (organization, code, name, description, consumes, provides, active, created_at, updated_at)
@@ -803,7 +811,7 @@ impl Store {
         check_user_scope(new.role, new.organization.as_ref())?;
         write_tx!(self, |tx| {
             if let Some(organization) = &new.organization {
-                organization_takes_users!(&mut *tx, organization);
+                organization_takes_users!(tx, organization);
             }
             sqlx::query(
                 "INSERT INTO users (name, display_name, role, organization, password_hash, active, created_at, updated_at)
@@ -891,7 +899,7 @@ impl Store {
         check_user_scope(role, organization)?;
         write_tx!(self, |tx| {
             if let Some(Some(organization)) = &update.organization {
-                organization_takes_users!(&mut *tx, organization);
+                organization_takes_users!(tx, organization);
             }
             let changed = sqlx::query(
                 "UPDATE users SET

@@ -756,3 +756,63 @@ async fn users_of_a_deactivated_organization(store: Store) {
             .is_some()
     );
 }
+
+/// On PostgreSQL a user or system is added to an organization only while it stays active: a
+/// deactivation that has not committed yet when the addition checks the organization is waited
+/// for, and then refuses it. (A foreign key's lock alone lets the deactivation commit between the
+/// check and the insert, and leaves a user or system in a deactivated organization.) SQLite writes
+/// one at a time, so only PostgreSQL can interleave them.
+#[tokio::test]
+async fn an_addition_to_an_organization_waits_for_its_deactivation() {
+    let Some(url) = civitas_store::testing::fresh_postgres_database().await else {
+        return;
+    };
+    let store = Store::connect(&url).await.unwrap();
+    store
+        .create_organization(&admin(), &new_org(1, None))
+        .await
+        .unwrap();
+    let civitas_store::StoreUrl::Postgres(raw_url) = &url else {
+        unreachable!("a PostgreSQL url");
+    };
+    let pool = sqlx::PgPool::connect(raw_url).await.unwrap();
+    for adding_a_user in [true, false] {
+        // Another writer deactivates the organization and has not committed yet.
+        let mut deactivating = pool.begin().await.unwrap();
+        sqlx::query("UPDATE organizations SET active = false WHERE code = $1")
+            .bind(uscc(1).as_str())
+            .execute(&mut *deactivating)
+            .await
+            .unwrap();
+        let adding = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                if adding_a_user {
+                    store
+                        .create_user(&admin(), &new_user("late", Role::Developer, Some(1)))
+                        .await
+                        .map(|_| ())
+                } else {
+                    store
+                        .create_system(&admin(), &uscc(1), &new_system("late", true))
+                        .await
+                        .map(|_| ())
+                }
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(
+            !adding.is_finished(),
+            "the addition waits for the deactivation"
+        );
+        deactivating.commit().await.unwrap();
+        let error = adding.await.unwrap().unwrap_err();
+        assert!(error.to_string().contains("deactivated"), "{error}");
+        sqlx::query("UPDATE organizations SET active = true WHERE code = $1")
+            .bind(uscc(1).as_str())
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    assert!(store.user(&UserName::parse("late").unwrap()).await.is_err());
+}
