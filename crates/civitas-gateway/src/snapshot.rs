@@ -199,6 +199,33 @@ async fn organizations(store: &Store) -> anyhow::Result<HashMap<Uscc, Organizati
     }
 }
 
+/// Warns of each service in `new` whose field mappings overlap, when it is new or changed since
+/// `old`: registered before overlapping mappings were refused, it is filtered item by item, but
+/// its provider should register it again. Services are compiled again on every catalog change,
+/// so an unchanged one is not warned of again.
+fn warn_of_overlapping_mappings(
+    old: &HashMap<String, Arc<CompiledService>>,
+    new: &HashMap<String, Arc<CompiledService>>,
+) {
+    for (name, service) in new {
+        let fields = &service.service.draft.fields;
+        let Some(overlap) = civitas_core::service::find_overlap(fields) else {
+            continue;
+        };
+        if old
+            .get(name)
+            .is_some_and(|old| old.service.updated_at == service.service.updated_at)
+        {
+            continue;
+        }
+        tracing::warn!(
+            service = %name,
+            overlap = %overlap.describe(fields),
+            "a stored service maps a field inside another; register it again without the overlap"
+        );
+    }
+}
+
 async fn compile_services(
     store: &Store,
     organizations: &HashMap<Uscc, OrganizationFacts>,
@@ -410,6 +437,7 @@ impl Snapshot {
         self.revoked_certificates
             .extend(changes.revoked_certificates);
         if let Some(services) = changes.services {
+            warn_of_overlapping_mappings(&self.services, &services);
             self.services = services;
         }
         if let Some(policies) = changes.policies {
