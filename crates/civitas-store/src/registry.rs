@@ -878,8 +878,8 @@ impl Store {
     /// user's role and organization are still those of `seen`: the caller's permission to manage
     /// the user was checked against them, and a change made since (a demotion, a move to another
     /// organization) may have taken it away. [`StoreError::Conflict`] when they changed, so the
-    /// caller reads the user again and checks anew; the condition is part of the `UPDATE`, which
-    /// PostgreSQL evaluates again on the row as a concurrent writer left it.
+    /// caller reads the user again and checks anew; [`lock_user_as_seen`] checks the condition and
+    /// holds the row until the change commits.
     pub async fn update_user(
         &self,
         permit: &Permit,
@@ -901,14 +901,17 @@ impl Store {
             if let Some(Some(organization)) = &update.organization {
                 organization_takes_users!(tx, organization);
             }
-            let changed = sqlx::query(
+            if !lock_user_as_seen!(tx, seen) {
+                return Err(user_not_as_seen!(&mut *tx, name));
+            }
+            sqlx::query(
                 "UPDATE users SET
                     display_name = COALESCE($2, display_name),
                     role = COALESCE($3, role),
                     organization = CASE WHEN $4 THEN $5 ELSE organization END,
                     password_hash = COALESCE($6, password_hash),
                     updated_at = $7
-                 WHERE name = $1 AND role = $8 AND COALESCE(organization, '') = COALESCE($9, '')",
+                 WHERE name = $1",
             )
             .bind(name.as_str())
             .bind(&update.display_name)
@@ -923,14 +926,8 @@ impl Store {
             )
             .bind(&update.password_hash)
             .bind(micros(Timestamp::now()))
-            .bind(seen.role.as_str())
-            .bind(seen.organization.as_ref().map(Uscc::as_str))
             .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if changed == 0 {
-                return Err(user_not_as_seen!(&mut *tx, name));
-            }
+            .await?;
             record!(
                 tx,
                 permit,
@@ -960,21 +957,15 @@ impl Store {
     ) -> Result<User> {
         let name = &seen.name;
         write_tx!(self, |tx| {
-            let changed = sqlx::query(
-                "UPDATE users SET active = $2, updated_at = $3
-                 WHERE name = $1 AND role = $4 AND COALESCE(organization, '') = COALESCE($5, '')",
-            )
-            .bind(name.as_str())
-            .bind(active)
-            .bind(micros(Timestamp::now()))
-            .bind(seen.role.as_str())
-            .bind(seen.organization.as_ref().map(Uscc::as_str))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if changed == 0 {
+            if !lock_user_as_seen!(tx, seen) {
                 return Err(user_not_as_seen!(&mut *tx, name));
             }
+            sqlx::query("UPDATE users SET active = $2, updated_at = $3 WHERE name = $1")
+                .bind(name.as_str())
+                .bind(active)
+                .bind(micros(Timestamp::now()))
+                .execute(&mut *tx)
+                .await?;
             let action = if active {
                 "user.reactivate"
             } else {
