@@ -185,6 +185,13 @@ pub struct ServiceView {
     pub methods: Vec<String>,
     pub paths: Vec<String>,
     pub fields: Vec<FieldMapping>,
+    /// Present when two of `fields` overlap, which registration refuses, in a service stored
+    /// before it did: the first field at fault and what it overlaps, as a registration would
+    /// be told, e.g. `fields[1].path: "$.holder.id_number" lies inside "$.holder" (fields[0],
+    /// item name)`. The gateway delivers each value of such a service as strictly as the
+    /// strictest item whose field holds it; register the service again without the overlap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overlap: Option<String>,
     pub timeout_ms: u32,
     pub active: bool,
     #[schema(value_type = String, format = DateTime)]
@@ -204,6 +211,13 @@ impl ServiceView {
             fields,
             timeout_ms,
         } = service.draft;
+        let overlap = find_overlap(&fields).map(|overlap| {
+            format!(
+                "fields[{}].path: {}",
+                overlap.inner,
+                overlap.describe(&fields)
+            )
+        });
         ServiceView {
             provider: service.provider,
             code,
@@ -212,6 +226,7 @@ impl ServiceView {
             methods,
             paths,
             fields,
+            overlap,
             timeout_ms,
             active: service.active,
             created_at: service.created_at,
@@ -222,7 +237,7 @@ impl ServiceView {
 
 #[utoipa::path(get, path = "/api/v1/organizations/{org_code}/systems/{system_code}/services/{service_code}", tag = "gateway",
     params(("org_code" = String, Path), ("system_code" = String, Path), ("service_code" = String, Path)),
-    description = "The service. Its `upstream` is shown only to the provider's people who manage its services, auditors and platform admins.",
+    description = "The service. Its `upstream` is shown only to the provider's people who manage its services, auditors and platform admins. A service stored before overlapping field mappings were refused says which of its fields overlap in `overlap`, absent otherwise: its provider should register it again without the overlap.",
     responses((status = 200, body = ServiceView), (status = 404, body = Problem)))]
 async fn get_service(
     State(state): State<AppState>,
@@ -242,7 +257,7 @@ async fn get_service(
 
 #[utoipa::path(get, path = "/api/v1/organizations/{org_code}/systems/{system_code}/services", tag = "gateway",
     params(("org_code" = String, Path), ("system_code" = String, Path)),
-    description = "The system's services. Their `upstream` is shown only to the provider's people who manage its services, auditors and platform admins.",
+    description = "The system's services. Their `upstream` is shown only to the provider's people who manage its services, auditors and platform admins; `overlap` names the overlapping field mappings of a service stored before they were refused.",
     responses((status = 200, body = Vec<ServiceView>)))]
 async fn list_services(
     State(state): State<AppState>,

@@ -199,31 +199,28 @@ async fn organizations(store: &Store) -> anyhow::Result<HashMap<Uscc, Organizati
     }
 }
 
-/// Warns of each service in `new` whose field mappings overlap, when it is new or changed since
-/// `old`: registered before overlapping mappings were refused, it is filtered item by item, but
-/// its provider should register it again. Services are compiled again on every catalog change,
-/// so an unchanged one is not warned of again.
-fn warn_of_overlapping_mappings(
+/// The services in `new` whose field mappings overlap, by name with what overlaps, that are new
+/// or changed since `old`: registered before overlapping mappings were refused, such a service
+/// is filtered item by item, but its provider should register it again. Services are compiled
+/// again on every catalog change, so an unchanged one is not warned of again.
+fn overlapping_mappings_to_warn_of<'a>(
     old: &HashMap<String, Arc<CompiledService>>,
-    new: &HashMap<String, Arc<CompiledService>>,
-) {
-    for (name, service) in new {
-        let fields = &service.service.draft.fields;
-        let Some(overlap) = civitas_core::service::find_overlap(fields) else {
-            continue;
-        };
-        if old
-            .get(name)
-            .is_some_and(|old| old.service.updated_at == service.service.updated_at)
-        {
-            continue;
-        }
-        tracing::warn!(
-            service = %name,
-            overlap = %overlap.describe(fields),
-            "a stored service maps a field inside another; register it again without the overlap"
-        );
-    }
+    new: &'a HashMap<String, Arc<CompiledService>>,
+) -> Vec<(&'a str, String)> {
+    let mut found: Vec<(&str, String)> = new
+        .iter()
+        .filter(|(name, service)| {
+            old.get(*name)
+                .is_none_or(|old| old.service.updated_at != service.service.updated_at)
+        })
+        .filter_map(|(name, service)| {
+            let fields = &service.service.draft.fields;
+            let overlap = civitas_core::service::find_overlap(fields)?;
+            Some((name.as_str(), overlap.describe(fields)))
+        })
+        .collect();
+    found.sort();
+    found
 }
 
 async fn compile_services(
@@ -437,7 +434,13 @@ impl Snapshot {
         self.revoked_certificates
             .extend(changes.revoked_certificates);
         if let Some(services) = changes.services {
-            warn_of_overlapping_mappings(&self.services, &services);
+            for (service, overlap) in overlapping_mappings_to_warn_of(&self.services, &services) {
+                tracing::warn!(
+                    service,
+                    overlap,
+                    "a stored service maps a field inside another; register it again without the overlap"
+                );
+            }
             self.services = services;
         }
         if let Some(policies) = changes.policies {
@@ -516,5 +519,94 @@ mod tests {
         );
         assert!(snapshot.grants.get("g2").is_some());
         assert_eq!(snapshot.positions().access_sequence, 2);
+    }
+
+    /// Services named by code, each compiled from its field mappings and the second it was
+    /// last updated at.
+    fn services(
+        services: &[(&str, serde_json::Value, i64)],
+    ) -> HashMap<String, Arc<CompiledService>> {
+        let resource: Resource = serde_json::from_value(serde_json::json!({
+            "code": "320100-B01-000001", "kind": "interface", "classification": "B01",
+            "name": "住房公积金账户信息", "provider": "11320100MB0000019F",
+            "provider_system": "fund-core",
+            "items": [
+                { "code": "name", "name": "姓名", "data_type": "string", "sensitivity": "internal" },
+                { "code": "id_number", "name": "公民身份号码", "data_type": "string",
+                  "sensitivity": "personal" }
+            ],
+            "sharing": { "type": "unconditional", "method": "interface" },
+            "open_type": "closed", "update_cycle": "realtime",
+            "version": 1, "active": true,
+            "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"
+        }))
+        .unwrap();
+        services
+            .iter()
+            .map(|(code, fields, updated)| {
+                let service: Service = serde_json::from_value(serde_json::json!({
+                    "provider": { "organization": "11320100MB0000019F", "system": "fund-core" },
+                    "code": code, "resource": "320100-B01-000001",
+                    "upstream": "http://127.0.0.1:1", "methods": ["GET"],
+                    "paths": ["/accounts/{id}"], "timeout_ms": 300, "fields": fields,
+                    "active": true, "created_at": "2026-01-01T00:00:00Z",
+                    "updated_at": Timestamp::from_second(*updated).unwrap()
+                }))
+                .unwrap();
+                let compiled = CompiledService::compile(
+                    service,
+                    &resource,
+                    RegionCode::parse("320100").unwrap(),
+                );
+                (compiled.name.clone(), Arc::new(compiled))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn overlapping_mappings_are_warned_of_when_new_or_changed() {
+        let overlapping = serde_json::json!([
+            { "item": "name", "path": "$.holder" },
+            { "item": "id_number", "path": "$.holder.id_number" }
+        ]);
+        let apart = serde_json::json!([
+            { "item": "name", "path": "$.name" },
+            { "item": "id_number", "path": "$.id_number" }
+        ]);
+        let warned = |old: &HashMap<String, Arc<CompiledService>>,
+                      new: &HashMap<String, Arc<CompiledService>>| {
+            overlapping_mappings_to_warn_of(old, new)
+                .into_iter()
+                .map(|(name, overlap)| format!("{name}: {overlap}"))
+                .collect::<Vec<_>>()
+        };
+        let first = services(&[
+            ("accounts", overlapping.clone(), 1),
+            ("holders", overlapping.clone(), 1),
+            ("plain", apart.clone(), 1),
+        ]);
+        let overlap = r#""$.holder.id_number" lies inside "$.holder" (fields[0], item name)"#;
+        assert_eq!(
+            warned(&HashMap::new(), &first),
+            [
+                format!("11320100MB0000019F/fund-core/accounts: {overlap}"),
+                format!("11320100MB0000019F/fund-core/holders: {overlap}"),
+            ]
+        );
+        assert_eq!(
+            warned(&first, &first),
+            Vec::<String>::new(),
+            "nothing changed"
+        );
+        // Changed: one still overlapping, one mended.
+        let second = services(&[
+            ("accounts", overlapping, 2),
+            ("holders", apart.clone(), 2),
+            ("plain", apart, 1),
+        ]);
+        assert_eq!(
+            warned(&first, &second),
+            [format!("11320100MB0000019F/fund-core/accounts: {overlap}")]
+        );
     }
 }

@@ -417,6 +417,16 @@ async fn import_reports_broken_rows_and_export_round_trips(server: TestServer) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 
+    // A resource whose texts hold what CSV cells make awkward: the list separators, padding,
+    // backslashes and line breaks.
+    let mut awkward = resource("320100-T03-000008", &org);
+    awkward["name"] = json!(" 法人登记信息\u{3000}");
+    awkward["summary"] = json!("见 \\\\fs01\\登记;\n");
+    awkward["items"][1]["name"] = json!("余额|合计;元 ");
+    awkward["tags"] = json!(["法人;机构", " 登记", "a\\"]);
+    let (status, created) = server.post("/api/v1/resources", ADMIN_KEY, awkward).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+
     // Export, re-import: nothing changes.
     for format in ["csv", "jsonl"] {
         let export_path = dir.path().join(format!("export.{format}"));
@@ -435,10 +445,25 @@ async fn import_reports_broken_rows_and_export_round_trips(server: TestServer) {
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(output.status.success(), "{stdout}");
         assert!(
-            stdout.contains("0 created, 0 updated, 3 unchanged, 0 rejected"),
+            stdout.contains("0 created, 0 updated, 4 unchanged, 0 rejected"),
             "{format}: {stdout}"
         );
     }
+    let exported = std::fs::read_to_string(dir.path().join("export.csv")).unwrap();
+    for escaped in [
+        "\\ 法人登记信息\\\u{3000}",
+        "余额\\|合计\\;元\\ ",
+        "法人\\;机构;\\ 登记;a\\\\",
+    ] {
+        assert!(exported.contains(escaped), "{escaped:?} in {exported}");
+    }
+    let (_, stored) = server
+        .get("/api/v1/resources/320100-T03-000008", ADMIN_KEY)
+        .await;
+    assert_eq!(
+        (&stored["version"], &stored["tags"]),
+        (&json!(1), &json!(["法人;机构", " 登记", "a\\"]))
+    );
     let exported = std::fs::read_to_string(dir.path().join("export.jsonl")).unwrap();
     let first: Value = serde_json::from_str(exported.lines().next().unwrap()).unwrap();
     assert_eq!(first["items"][0]["mask"], "citizen_id");

@@ -32,6 +32,7 @@ on_both_stores!(
     service_upstreams_are_for_the_provider,
     an_answer_about_many_people_is_recorded_whole,
     overlapping_field_mappings_are_refused,
+    a_stored_service_s_overlapping_mappings_are_reported,
 );
 
 pub const CITIZEN: &str = "11010519491231002X";
@@ -2035,5 +2036,93 @@ async fn overlapping_field_mappings_are_refused(server: TestServer) {
             }],
             "unmatched_items": ["id_number", "monthly_deposit", "deposit_month"]
         })
+    );
+}
+
+/// A service stored before overlapping mappings were refused is still in the store and served;
+/// reading it through the API says what overlaps, so that its provider registers it again, and
+/// registering it again as it is is refused, naming the same two fields.
+async fn a_stored_service_s_overlapping_mappings_are_reported(server: TestServer) {
+    use civitas_core::{Code, access::SystemRef, authz::Permit, service::ServiceDraft};
+
+    let upstream = start_upstream().await;
+    let city = city(&server, upstream, json!({})).await;
+    let path = format!(
+        "/api/v1/organizations/{}/systems/fund-core/services/accounts",
+        city.provider
+    );
+    let (status, registered) = server.get(&path, &city.officer).await;
+    assert_eq!(status, StatusCode::OK, "{registered}");
+    assert!(registered.get("overlap").is_none(), "{registered}");
+
+    let service = json!({
+        "code": "accounts", "resource": "320100-B01-000001",
+        "upstream": format!("http://{upstream}"), "methods": ["GET"],
+        "paths": ["/accounts/{id}"], "timeout_ms": 300,
+        "fields": [
+            { "item": "id_number", "path": "$.id_number" },
+            { "item": "name", "path": "$.name" },
+            { "item": "balance", "path": "$.balance" },
+            { "item": "monthly_deposit", "path": "$.deposits[*].amount" },
+            { "item": "deposit_month", "path": "$.deposits[*]" }
+        ]
+    });
+    let draft: ServiceDraft = serde_json::from_value(service.clone()).unwrap();
+    assert!(draft.validate().is_err(), "the API would refuse the draft");
+    // The store takes what it is given: validation is the API's, so the test writes there, as
+    // registration did before it refused overlaps.
+    let provider = SystemRef {
+        organization: city.provider.parse().unwrap(),
+        system: Code::parse("fund-core").unwrap(),
+    };
+    server
+        .running
+        .as_ref()
+        .unwrap()
+        .store()
+        .put_service(&Permit::internal("civitas:test"), &provider, &draft)
+        .await
+        .unwrap();
+
+    let overlap = r#"fields[3].path: "$.deposits[*].amount" lies inside "$.deposits[*]" (fields[4], item deposit_month)"#;
+    let (status, stored) = server.get(&path, &city.officer).await;
+    assert_eq!(status, StatusCode::OK, "{stored}");
+    assert_eq!(stored["overlap"], overlap, "{stored}");
+    assert_eq!(stored["fields"], service["fields"], "{stored}");
+    let (status, listed) = server
+        .get(
+            &format!(
+                "/api/v1/organizations/{}/systems/fund-core/services",
+                city.provider
+            ),
+            ADMIN_KEY,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed[0]["overlap"], overlap, "{listed}");
+
+    let (status, problem) = server
+        .request(
+            reqwest::Method::PUT,
+            &path,
+            Some(&city.officer),
+            Some(service),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["field"], "fields[3].path", "{problem}");
+    assert_eq!(problem["detail"], overlap, "{problem}");
+    let (_, unchanged) = server.get(&path, &city.officer).await;
+    assert_eq!(unchanged, stored, "a refused draft changes nothing");
+
+    let (_, spec) = server
+        .request(reqwest::Method::GET, "/api/v1/openapi.json", None, None)
+        .await;
+    let described = &spec["components"]["schemas"]["ServiceView"]["properties"]["overlap"];
+    assert!(
+        described["description"]
+            .as_str()
+            .is_some_and(|text| text.contains("register the service again")),
+        "{described}"
     );
 }
