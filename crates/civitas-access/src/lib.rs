@@ -22,4 +22,4 @@ pub use decision::{
     granted_item, validate_grant,
 };
 pub use mask::{keeps_length, mask, mask_kind_for};
-pub use policy::{MemoStats, PlatformPolicies, PolicyError};
+pub use policy::{MemoStats, PlatformPolicies, PolicyError, PolicyStatus};

@@ -12,6 +12,15 @@
 //! written, not silently skipped at run time. Should a policy still fail to evaluate, the exchange
 //! is refused (fail closed): Cedar skips a forbid that errors, which would let data out unchecked.
 //!
+//! A stored policy may stop validating without being touched, when Cedar or the schema is
+//! upgraded. The gateway loads stored policies with [`PlatformPolicies::from_stored`], which
+//! never leaves one out, since that would silently allow what it forbade: a policy that still
+//! parses as one forbid but no longer type-checks is evaluated as written (it forbids where it
+//! matches; where it fails to evaluate, the exchange is refused as above), and one that cannot be
+//! read at all cannot be scoped to any exchange, so every exchange the policies decide is refused
+//! naming it until an admin fixes or deactivates it. [`PolicyStatus`] says how each fared; the
+//! write path ([`PlatformPolicies::validate`], [`PlatformPolicies::insert`]) stays strict.
+//!
 //! Evaluating Cedar is most of the cost of a decision, and a gateway decides the same exchanges
 //! over and over. The outcome is a pure function of the facts the policies can see (gathered in
 //! `PolicyFacts`), the policies and the directory, so [`PlatformPolicies`] keeps a memo of
@@ -193,6 +202,41 @@ impl PolicyError {
         match self {
             PolicyError::Syntax { problems, .. } | PolicyError::Schema { problems, .. } => problems,
             _ => &[],
+        }
+    }
+}
+
+/// How a stored policy fares with today's Cedar, schema and limits. Policies are validated when
+/// they are written, but a later upgrade of Cedar or of the schema may leave a stored one that no
+/// longer validates; see [`PlatformPolicies::from_stored`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyStatus {
+    /// It validates.
+    Valid,
+    /// It parses as one forbid policy but no longer type-checks against the schema. It is
+    /// evaluated as written: where it matches it forbids, and where its evaluation fails the
+    /// exchange is refused.
+    Stale(PolicyError),
+    /// It cannot be read as one forbid policy, so what it covers is unknown: while it is active,
+    /// every exchange the platform policies decide is refused naming it.
+    Unusable(PolicyError),
+}
+
+impl PolicyStatus {
+    /// `valid`, `stale` or `unusable`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PolicyStatus::Valid => "valid",
+            PolicyStatus::Stale(_) => "stale",
+            PolicyStatus::Unusable(_) => "unusable",
+        }
+    }
+
+    /// What is wrong with the policy, unless it is valid.
+    pub fn error(&self) -> Option<&PolicyError> {
+        match self {
+            PolicyStatus::Valid => None,
+            PolicyStatus::Stale(error) | PolicyStatus::Unusable(error) => Some(error),
         }
     }
 }
@@ -466,6 +510,9 @@ pub struct PlatformPolicies {
     city: RegionCode,
     /// Policies by id, with the text as the admins wrote it.
     policies: BTreeMap<String, StoredPolicy>,
+    /// The unusable policy with the smallest id and why, which every decision then names (see
+    /// [`PolicyStatus::Unusable`]).
+    first_unusable: Option<(String, String)>,
     /// The policies that can apply to reading, and to playing. Splitting by action is exact
     /// because the schema has no action groups, and it spares evaluating `play`-only rules on
     /// every read.
@@ -485,7 +532,20 @@ pub struct PlatformPolicies {
 #[derive(Clone)]
 struct StoredPolicy {
     text: String,
-    policy: Policy,
+    /// The policy as Cedar reads it; `None` exactly when `status` is [`PolicyStatus::Unusable`].
+    policy: Option<Policy>,
+    status: PolicyStatus,
+}
+
+impl StoredPolicy {
+    /// A policy that passed [`parse_platform_policy`].
+    fn valid(text: &str, policy: Policy) -> StoredPolicy {
+        StoredPolicy {
+            text: text.to_owned(),
+            policy: Some(policy),
+            status: PolicyStatus::Valid,
+        }
+    }
 }
 
 /// The platform policies that apply to one action, compiled for evaluation.
@@ -529,7 +589,12 @@ impl ActionPolicies {
         let mut conditions: Option<Vec<(String, String)>> = Some(Vec::new());
         let mut context_use = ContextUse::NONE;
         for (id, stored) in policies {
-            let applies = match stored.policy.action_constraint() {
+            // Unusable policies have no action constraint to read; they are answered before
+            // Cedar is asked (see `PlatformPolicies::evaluate`).
+            let Some(policy) = &stored.policy else {
+                continue;
+            };
+            let applies = match policy.action_constraint() {
                 ActionConstraint::Any => true,
                 ActionConstraint::Eq(constrained) => constrained == *action,
                 ActionConstraint::In(constrained) => constrained.contains(action),
@@ -538,12 +603,12 @@ impl ActionPolicies {
                 continue;
             }
             ids.push(id.clone());
-            context_use = context_use.union(ContextUse::of(&stored.policy));
+            context_use = context_use.union(ContextUse::of(policy));
             policy_set
-                .add(stored.policy.clone())
+                .add(policy.clone())
                 .expect("policy ids are unique and differ from the base permit's");
             conditions = conditions.and_then(|mut conditions| {
-                conditions.push((id.clone(), condition_text(&stored.policy)?));
+                conditions.push((id.clone(), condition_text(policy)?));
                 Some(conditions)
             });
         }
@@ -719,6 +784,7 @@ impl PlatformPolicies {
             read: ActionPolicies::compile(&policies, &NAMES.read),
             play: ActionPolicies::compile(&policies, &NAMES.play),
             policies,
+            first_unusable: None,
             authorizer: Authorizer::new(),
             directory: Directory::default(),
             memo: Memo::with_capacity(DEFAULT_CAPACITY),
@@ -737,18 +803,66 @@ impl PlatformPolicies {
         for (id, text) in policies {
             let (id, text) = (id.as_ref(), text.as_ref());
             let policy = parse_platform_policy(id, text)?;
-            platform_policies.policies.insert(
-                id.to_owned(),
-                StoredPolicy {
-                    text: text.to_owned(),
-                    policy,
-                },
-            );
+            platform_policies
+                .policies
+                .insert(id.to_owned(), StoredPolicy::valid(text, policy));
         }
         // Compiled once for all of them: compiling after each would take time quadratic in
         // their number.
         platform_policies.recompile();
         Ok(platform_policies)
+    }
+
+    /// Loads stored `(id, text)` policies as the gateway does, which never refuses one: each was
+    /// validated when it was written, but an upgrade of Cedar or of the schema since may have
+    /// left some that no longer validate, and leaving those out would let through what they
+    /// forbid. A policy that still parses but no longer type-checks ([`PolicyStatus::Stale`]) is
+    /// evaluated as written, so it forbids where it matches, and where it fails to evaluate the
+    /// exchange is refused as for any failing policy. A policy that cannot be read at all
+    /// ([`PolicyStatus::Unusable`]) cannot be scoped to any exchange, so every exchange these
+    /// policies decide is refused naming it until it is fixed or deactivated (fail closed).
+    /// [`PlatformPolicies::status`] tells how each fared.
+    pub fn from_stored<I, S, T>(city: RegionCode, policies: I) -> PlatformPolicies
+    where
+        I: IntoIterator<Item = (S, T)>,
+        S: AsRef<str>,
+        T: AsRef<str>,
+    {
+        let mut platform_policies = PlatformPolicies::new(city);
+        for (id, text) in policies {
+            let (id, text) = (id.as_ref(), text.as_ref());
+            let (policy, status) = load_stored(id, text);
+            platform_policies.policies.insert(
+                id.to_owned(),
+                StoredPolicy {
+                    text: text.to_owned(),
+                    policy,
+                    status,
+                },
+            );
+        }
+        platform_policies.recompile();
+        platform_policies
+    }
+
+    /// How a stored policy fares with today's Cedar, schema and limits, as
+    /// [`PlatformPolicies::from_stored`] would load it.
+    pub fn check_stored(id: &str, text: &str) -> PolicyStatus {
+        load_stored(id, text).1
+    }
+
+    /// How the policy `id` fared when it was loaded; every policy added by
+    /// [`PlatformPolicies::with_policies`] or [`PlatformPolicies::insert`] is valid.
+    pub fn status(&self, id: &str) -> Option<&PolicyStatus> {
+        self.policies.get(id).map(|stored| &stored.status)
+    }
+
+    /// The policies that do not validate, in id order, with how they fared.
+    pub fn not_valid(&self) -> impl Iterator<Item = (&str, &PolicyStatus)> {
+        self.policies
+            .iter()
+            .filter(|(_, stored)| stored.status != PolicyStatus::Valid)
+            .map(|(id, stored)| (id.as_str(), &stored.status))
     }
 
     /// Checks a policy text as an admin submits it: the id is a code (lower-case letters, digits,
@@ -761,13 +875,9 @@ impl PlatformPolicies {
     /// Adds a policy, or replaces the policy with the same id. Returns the replaced text.
     pub fn insert(&mut self, id: &str, text: &str) -> Result<Option<String>> {
         let policy = parse_platform_policy(id, text)?;
-        let replaced = self.policies.insert(
-            id.to_owned(),
-            StoredPolicy {
-                text: text.to_owned(),
-                policy,
-            },
-        );
+        let replaced = self
+            .policies
+            .insert(id.to_owned(), StoredPolicy::valid(text, policy));
         self.recompile();
         Ok(replaced.map(|stored| stored.text))
     }
@@ -783,6 +893,13 @@ impl PlatformPolicies {
     fn recompile(&mut self) {
         self.read = ActionPolicies::compile(&self.policies, &NAMES.read);
         self.play = ActionPolicies::compile(&self.policies, &NAMES.play);
+        self.first_unusable = self
+            .policies
+            .iter()
+            .find_map(|(id, stored)| match &stored.status {
+                PolicyStatus::Unusable(error) => Some((id.clone(), unusable_message(error))),
+                PolicyStatus::Valid | PolicyStatus::Stale(_) => None,
+            });
         self.invalidate_memo();
     }
 
@@ -905,6 +1022,21 @@ impl PlatformPolicies {
             ResourceKind::Video => &self.play,
             ResourceKind::Dataset | ResourceKind::Interface | ResourceKind::File => &self.read,
         };
+        if let Some((policy_id, message)) = &self.first_unusable {
+            // An explanation still shows what the readable policies say.
+            if let Some(trace) = trace {
+                if applicable.ids.is_empty() {
+                    self.trace_not_applicable(trace, applicable);
+                } else {
+                    let facts = PolicyFacts::of(request, plan);
+                    self.evaluate_facts(&facts, applicable, Some(trace), false);
+                }
+            }
+            return PolicyOutcome::Failed {
+                policy_id: policy_id.clone(),
+                message: message.clone(),
+            };
+        }
         // Without applicable policies the base permit alone would answer: skip Cedar entirely.
         if applicable.ids.is_empty() {
             if let Some(trace) = trace {
@@ -1039,10 +1171,18 @@ impl PlatformPolicies {
         }
     }
 
-    /// Records the policies whose action constraint excludes the request's action.
+    /// Records the policies whose action constraint excludes the request's action, and the
+    /// unusable ones, which apply to every exchange and fail.
     fn trace_not_applicable(&self, trace: &mut Vec<PolicyStep>, applicable: &ActionPolicies) {
-        for id in self.policies.keys() {
-            if !applicable.ids.contains(id) {
+        for (id, stored) in &self.policies {
+            if let PolicyStatus::Unusable(error) = &stored.status {
+                trace.push(PolicyStep {
+                    policy_id: id.clone(),
+                    applies: true,
+                    matched: false,
+                    error: Some(unusable_message(error)),
+                });
+            } else if !applicable.ids.contains(id) {
                 trace.push(PolicyStep {
                     policy_id: id.clone(),
                     applies: false,
@@ -1136,6 +1276,14 @@ impl PlatformPolicies {
     }
 }
 
+/// Why an unusable policy refuses every exchange, for the admin who must fix it.
+fn unusable_message(error: &PolicyError) -> String {
+    format!(
+        "the stored policy cannot be read, so every exchange is refused until a platform admin \
+         fixes or deactivates it: {error}"
+    )
+}
+
 /// The policy that failed and what went wrong.
 fn failing_policy(error: &AuthorizationError) -> (String, String) {
     match error {
@@ -1152,6 +1300,27 @@ pub(crate) fn schema() -> &'static Schema {
 }
 
 fn parse_platform_policy(id: &str, text: &str) -> Result<Policy> {
+    let policy = parse_forbid(id, text)?;
+    check_schema(id, text, &policy)?;
+    Ok(policy)
+}
+
+/// Reads a stored policy with today's Cedar, schema and limits: the policy when it parses as one
+/// forbid policy (whether or not it still type-checks), and how it fares.
+fn load_stored(id: &str, text: &str) -> (Option<Policy>, PolicyStatus) {
+    match parse_forbid(id, text) {
+        Err(error) => (None, PolicyStatus::Unusable(error)),
+        Ok(policy) => match check_schema(id, text, &policy) {
+            Ok(()) => (Some(policy), PolicyStatus::Valid),
+            Err(error) => (Some(policy), PolicyStatus::Stale(error)),
+        },
+    }
+}
+
+/// Everything [`parse_platform_policy`] checks except the schema: the id, the limits of
+/// complexity, the syntax, and that the text is exactly one forbid policy without slots. A policy
+/// that fails any of these cannot be handed to Cedar as a platform policy at all.
+fn parse_forbid(id: &str, text: &str) -> Result<Policy> {
     Code::parse(id).map_err(|error| PolicyError::InvalidId {
         id: id.to_owned(),
         message: error.message,
@@ -1174,7 +1343,11 @@ fn parse_platform_policy(id: &str, text: &str) -> Result<Policy> {
     if policy.effect() != Effect::Forbid {
         return Err(PolicyError::NotForbid { id: id.to_owned() });
     }
-    let policy = policy.new_id(PolicyId::new(id));
+    Ok(policy.new_id(PolicyId::new(id)))
+}
+
+/// Type-checks a parsed policy in strict mode against the civitas schema.
+fn check_schema(id: &str, text: &str, policy: &Policy) -> Result<()> {
     let mut single = PolicySet::new();
     single
         .add(policy.clone())
@@ -1192,7 +1365,7 @@ fn parse_platform_policy(id: &str, text: &str) -> Result<Policy> {
                 .collect(),
         });
     }
-    Ok(policy)
+    Ok(())
 }
 
 /// Refuses a policy that nests too deeply for Cedar to handle safely, before Cedar sees it (see

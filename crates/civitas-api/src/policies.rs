@@ -8,7 +8,7 @@ use axum::{
     routing::{get, post},
 };
 use civitas_access::{
-    GrantIndex, PlatformPolicies,
+    GrantIndex, PlatformPolicies, PolicyStatus,
     decision::{ConsumerFacts, DecisionRequest, Explanation, ItemPolicy, LocalTime, ResourceFacts},
     explain,
 };
@@ -46,30 +46,77 @@ fn policy_id(text: &str) -> ApiResult<Code> {
     Code::parse(text).map_err(|error| ApiError::invalid("id", error))
 }
 
+/// How a stored policy fares with the node's Cedar and schema today.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyValidity {
+    /// It validates: the gateway evaluates it.
+    Valid,
+    /// It parses but no longer type-checks against the schema (after an upgrade of Cedar or of
+    /// the schema). While it is active, the gateway evaluates it as written and refuses every
+    /// exchange where it fails to evaluate.
+    Stale,
+    /// It cannot be read as one forbid policy. While it is active, the gateway refuses every
+    /// exchange a grant allows, naming it.
+    Unusable,
+}
+
+/// A stored platform policy, with whether it still validates. Policies are checked when they
+/// are written, so one that is not valid was left so by an upgrade: fix it or deactivate it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PolicyView {
+    #[serde(flatten)]
+    pub policy: PlatformPolicy,
+    pub validity: PolicyValidity,
+    /// What is wrong with it, with lines and columns where known; null when it is valid.
+    pub problem: Option<String>,
+}
+
+impl PolicyView {
+    fn of(policy: PlatformPolicy) -> PolicyView {
+        let status = PlatformPolicies::check_stored(policy.id.as_str(), &policy.text);
+        let validity = match status {
+            PolicyStatus::Valid => PolicyValidity::Valid,
+            PolicyStatus::Stale(_) => PolicyValidity::Stale,
+            PolicyStatus::Unusable(_) => PolicyValidity::Unusable,
+        };
+        PolicyView {
+            policy,
+            validity,
+            problem: status.error().map(ToString::to_string),
+        }
+    }
+}
+
 #[utoipa::path(get, path = "/api/v1/policies", tag = "access",
-    responses((status = 200, body = Vec<PlatformPolicy>)))]
+    description = "Every stored platform policy, active or not, each with whether it still validates against the node's Cedar schema (`validity`, and `problem` when it does not).",
+    responses((status = 200, body = Vec<PolicyView>)))]
 async fn list_policies(
     State(state): State<AppState>,
     caller: Caller,
-) -> ApiResult<axum::Json<Vec<PlatformPolicy>>> {
+) -> ApiResult<axum::Json<Vec<PolicyView>>> {
     caller.permit(Action::ReadCatalog, None)?;
-    Ok(axum::Json(state.store.policies().await?))
+    let policies = state.store.policies().await?;
+    Ok(axum::Json(
+        policies.into_iter().map(PolicyView::of).collect(),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/policies/{id}", tag = "access",
     params(("id" = String, Path)),
-    responses((status = 200, body = PlatformPolicy), (status = 404, body = Problem)))]
+    description = "A stored platform policy, with whether it still validates against the node's Cedar schema.",
+    responses((status = 200, body = PolicyView), (status = 404, body = Problem)))]
 async fn get_policy(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> ApiResult<axum::Json<PlatformPolicy>> {
+) -> ApiResult<axum::Json<PolicyView>> {
     caller.permit(Action::ReadCatalog, None)?;
     let id = Code::parse(&id).map_err(|e| ApiError::NotFound {
         kind: "policy",
         id: format!("{id} ({e})"),
     })?;
-    Ok(axum::Json(state.store.policy(&id).await?))
+    Ok(axum::Json(PolicyView::of(state.store.policy(&id).await?)))
 }
 
 #[utoipa::path(get, path = "/api/v1/policies/schema", tag = "access",
@@ -102,13 +149,13 @@ fn default_true() -> bool {
 #[utoipa::path(put, path = "/api/v1/policies/{id}", tag = "access",
     params(("id" = String, Path)), request_body = PolicyRequest,
     description = "Creates or replaces a platform policy (platform admins). The policy is checked against the Cedar schema of civitas entities first; one that does not parse or type-check is refused with its line and column.",
-    responses((status = 200, body = PlatformPolicy), (status = 201, body = PlatformPolicy), (status = 403, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = PolicyView), (status = 201, body = PolicyView), (status = 403, body = Problem), (status = 422, body = Problem)))]
 async fn put_policy(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     Json(request): Json<PolicyRequest>,
-) -> ApiResult<(StatusCode, axum::Json<PlatformPolicy>)> {
+) -> ApiResult<(StatusCode, axum::Json<PolicyView>)> {
     let permit = caller.permit(Action::ManagePolicies, None)?;
     let id = policy_id(&id)?;
     text_field("description", &request.description, 2000)?;
@@ -133,18 +180,18 @@ async fn put_policy(
     } else {
         StatusCode::OK
     };
-    Ok((status, axum::Json(policy)))
+    Ok((status, axum::Json(PolicyView::of(policy))))
 }
 
 #[utoipa::path(delete, path = "/api/v1/policies/{id}", tag = "access",
     params(("id" = String, Path)),
-    description = "Deactivates a platform policy; policies are kept for the record.",
-    responses((status = 200, body = PlatformPolicy), (status = 404, body = Problem)))]
+    description = "Deactivates a platform policy; policies are kept for the record. A policy that no longer validates (see `validity`) can always be deactivated.",
+    responses((status = 200, body = PolicyView), (status = 404, body = Problem)))]
 async fn deactivate_policy(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> ApiResult<axum::Json<PlatformPolicy>> {
+) -> ApiResult<axum::Json<PolicyView>> {
     let permit = caller.permit(Action::ManagePolicies, None)?;
     let id = Code::parse(&id).map_err(|e| ApiError::NotFound {
         kind: "policy",
@@ -157,7 +204,7 @@ async fn deactivate_policy(
         .await?;
     state.audit_changed().await;
     state.access_changed();
-    Ok(axum::Json(policy))
+    Ok(axum::Json(PolicyView::of(policy)))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -246,6 +293,8 @@ async fn explain_request(
             .map_err(|error| ApiError::invalid("policies", error))?
         }
         None => {
+            // Loaded as the gateway loads them, so that a stored policy that no longer
+            // validates is explained as the gateway decides with it.
             let active: Vec<PlatformPolicy> = state
                 .store
                 .policies()
@@ -253,13 +302,12 @@ async fn explain_request(
                 .into_iter()
                 .filter(|policy| policy.active)
                 .collect();
-            PlatformPolicies::with_policies(
+            PlatformPolicies::from_stored(
                 city,
                 active
                     .iter()
                     .map(|policy| (policy.id.as_str(), policy.text.as_str())),
             )
-            .map_err(ApiError::internal)?
         }
     };
     let at = request.at.unwrap_or_else(Timestamp::now);

@@ -180,8 +180,11 @@ pub const PROBLEM_TYPES: &[ProblemType] = &[
         403,
         Gateway,
         "The access decision refused the call: no grant covers the calling system, resource and \
-         purpose, the grant was revoked or has expired, or a policy forbids it. `rule` names \
-         what decided. Recorded as a refusal.",
+         purpose, the grant was revoked or has expired, or a platform policy forbids it. A \
+         platform policy that cannot be evaluated (one that fails, or a stored one that no \
+         longer parses after an upgrade) refuses too, as `policy_failed`, until a platform admin \
+         fixes or deactivates it. `rule` names what decided (`policy:` and the id for a policy). \
+         Recorded as a refusal.",
     ),
     problem(
         "rate_limited",

@@ -740,14 +740,19 @@ impl Gateway {
         reason: &civitas_access::DenyReason,
         rule: String,
     ) -> Response<GatewayBody> {
-        let problem = Problem::new(
-            StatusCode::FORBIDDEN,
-            "denied",
-            format!(
-                "{} may not {what} ({reason}, decided by {rule})",
-                exchange.consumer
-            ),
+        let mut detail = format!(
+            "{} may not {what} ({reason}, decided by {rule})",
+            exchange.consumer
         );
+        if *reason == civitas_access::DenyReason::PolicyFailed {
+            // Refused for a fault of the platform, not of the call: say who can mend it.
+            let policy = rule.strip_prefix("policy:").unwrap_or(&rule);
+            detail.push_str(&format!(
+                "; platform policy {policy} cannot be evaluated, so exchanges it decides are \
+                 refused until a platform admin fixes or deactivates it"
+            ));
+        }
+        let problem = Problem::new(StatusCode::FORBIDDEN, "denied", detail);
         exchange.rule = Some(rule);
         self.refuse(exchange, problem).await
     }

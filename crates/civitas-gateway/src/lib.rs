@@ -225,6 +225,7 @@ impl Gateway {
         let snapshot = Snapshot::load(&store, config.city_region).await?;
         let client = new_upstream_client(&config.upstream_tls);
         let metrics = GatewayMetrics::register(registry);
+        metrics.observe_policies(&snapshot.policies);
         let gateway = Gateway {
             inner: Arc::new(Inner {
                 store,
@@ -367,11 +368,12 @@ impl Gateway {
         {
             return Ok(());
         }
-        self.inner
-            .snapshot
-            .write()
-            .expect("snapshot lock")
-            .apply(changes);
+        let policies_changed = changes.changes_policies();
+        let mut snapshot = self.inner.snapshot.write().expect("snapshot lock");
+        snapshot.apply(changes);
+        if policies_changed {
+            self.inner.metrics.observe_policies(&snapshot.policies);
+        }
         Ok(())
     }
 

@@ -1,7 +1,9 @@
 //! Prometheus metrics of the gateway: calls and latency by consumer, provider, service and
 //! status, bytes delivered, how long calls wait for the ledger, the connections open on each
-//! gateway thread, and which services' circuits are open.
+//! gateway thread, which services' circuits are open, and how many active platform policies no
+//! longer validate.
 
+use civitas_access::PlatformPolicies;
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{
@@ -31,6 +33,12 @@ pub struct ThreadLabels {
     pub thread: u32,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyStateLabels {
+    /// `stale` or `unusable`, as `civitas_access::PolicyStatus` names them.
+    pub state: &'static str,
+}
+
 type HistogramFamily = Family<ExchangeLabels, Histogram, fn() -> Histogram>;
 
 #[derive(Clone)]
@@ -45,6 +53,8 @@ pub struct GatewayMetrics {
     pub open_connections: Family<ThreadLabels, Gauge>,
     /// 1 while a service's circuit is open (or half-open), 0 once it closed again.
     pub open_circuits: Family<ServiceLabels, Gauge>,
+    /// Active platform policies the gateway loaded that no longer validate, by how they fare.
+    pub policies_not_valid: Family<PolicyStateLabels, Gauge>,
 }
 
 impl GatewayMetrics {
@@ -64,6 +74,7 @@ impl GatewayMetrics {
             )),
             open_connections: Family::default(),
             open_circuits: Family::default(),
+            policies_not_valid: Family::default(),
         };
         registry.register(
             "civitas_gateway_exchanges",
@@ -96,6 +107,26 @@ impl GatewayMetrics {
             "Whether a service's circuit breaker is open: its calls fail fast until a probe succeeds",
             metrics.open_circuits.clone(),
         );
+        registry.register(
+            "civitas_gateway_policies_not_valid",
+            "Active platform policies that no longer validate: stale ones are evaluated as \
+             written, unusable ones refuse every exchange the policies decide until fixed or \
+             deactivated",
+            metrics.policies_not_valid.clone(),
+        );
         metrics
+    }
+
+    /// Counts the policies the gateway now decides with that do not validate.
+    pub fn observe_policies(&self, policies: &PlatformPolicies) {
+        for state in ["stale", "unusable"] {
+            let count = policies
+                .not_valid()
+                .filter(|(_, status)| status.as_str() == state)
+                .count();
+            self.policies_not_valid
+                .get_or_create(&PolicyStateLabels { state })
+                .set(count as i64);
+        }
     }
 }

@@ -9,7 +9,7 @@ use std::{
 };
 
 use civitas_access::{
-    GrantIndex, PlatformPolicies,
+    GrantIndex, PlatformPolicies, PolicyStatus,
     decision::{ItemPolicy, ResourceFacts},
 };
 use civitas_core::{
@@ -164,6 +164,11 @@ pub struct Changes {
 }
 
 impl Changes {
+    /// Whether the platform policies were loaded again.
+    pub fn changes_policies(&self) -> bool {
+        self.policies.is_some()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.credentials.is_none()
             && self.grants.is_empty()
@@ -256,27 +261,39 @@ async fn compile_services(
     Ok(compiled)
 }
 
+/// Loads the active policies as stored. None is left out: one that no longer validates (after an
+/// upgrade of Cedar or of the schema) is still evaluated where it parses, and refuses every
+/// exchange the policies decide where it does not (see `PlatformPolicies::from_stored`), since
+/// leaving it out would let through what it forbids. Each such policy is logged as an error.
 async fn load_policies(store: &Store, city: RegionCode) -> anyhow::Result<PlatformPolicies> {
-    let mut usable = Vec::new();
-    for policy in store.policies().await? {
-        if !policy.active {
-            continue;
-        }
-        if let Err(error) = PlatformPolicies::validate(policy.id.as_str(), &policy.text) {
-            // Policies are validated when stored; one that no longer validates is reported, and
-            // the others still apply.
-            tracing::error!(policy = %policy.id, %error, "platform policy skipped");
-            continue;
-        }
-        usable.push(policy);
-    }
+    let active: Vec<_> = store
+        .policies()
+        .await?
+        .into_iter()
+        .filter(|policy| policy.active)
+        .collect();
     // All at once: inserting them one by one recompiles all before each, in quadratic time.
-    let policies = PlatformPolicies::with_policies(
+    let policies = PlatformPolicies::from_stored(
         city,
-        usable
+        active
             .iter()
             .map(|policy| (policy.id.as_str(), policy.text.as_str())),
-    )?;
+    );
+    for (id, status) in policies.not_valid() {
+        match status {
+            PolicyStatus::Unusable(error) => tracing::error!(
+                policy = %id,
+                %error,
+                "platform policy cannot be read: every exchange the policies decide is refused until it is fixed or deactivated"
+            ),
+            PolicyStatus::Stale(error) => tracing::error!(
+                policy = %id,
+                %error,
+                "platform policy no longer validates: it is evaluated as written, and an exchange where it fails is refused; fix or deactivate it"
+            ),
+            PolicyStatus::Valid => {}
+        }
+    }
     Ok(policies)
 }
 

@@ -653,3 +653,160 @@ fn many_policies_load_at_once_and_decide() {
         PolicyOutcome::Permitted
     );
 }
+
+/// Reads `level` as the number it is not: Cedar compares a string with a number as unequal, so
+/// the policy evaluates, but strict validation refuses the comparison.
+const STALE_BUT_EVALUATES: &str =
+    "forbid (principal, action, resource) when { principal.level != 1 && context.bulk };";
+
+/// Reads an attribute the schema does not have: refused by validation, and an error when
+/// evaluated.
+const STALE_AND_FAILS: &str =
+    "forbid (principal, action, resource) when { principal.department == \"police\" };";
+
+fn city() -> RegionCode {
+    RegionCode::parse("320100").unwrap()
+}
+
+#[test]
+fn a_stored_policy_that_no_longer_type_checks_is_evaluated_as_written() {
+    // What an upgrade of the schema can leave in the store: the write path refuses these.
+    for text in [STALE_BUT_EVALUATES, STALE_AND_FAILS] {
+        let error = PlatformPolicies::validate("stale", text).expect_err(text);
+        assert!(matches!(error, PolicyError::Schema { .. }), "{error:?}");
+        assert!(PlatformPolicies::with_policies(city(), [("stale", text)]).is_err());
+        assert_eq!(
+            PlatformPolicies::check_stored("stale", text),
+            PolicyStatus::Stale(error)
+        );
+    }
+
+    let mut policies = PlatformPolicies::from_stored(
+        city(),
+        [
+            ("bulk-by-level", STALE_BUT_EVALUATES),
+            ("by-department", STALE_AND_FAILS),
+        ],
+    );
+    assert_eq!(policies.len(), 2);
+    assert_eq!(
+        policies.status("bulk-by-level").map(PolicyStatus::as_str),
+        Some("stale")
+    );
+    assert_eq!(
+        policies.not_valid().map(|(id, _)| id).collect::<Vec<_>>(),
+        ["bulk-by-level", "by-department"]
+    );
+    for memo in [true, false] {
+        if !memo {
+            policies.set_memo_capacity(0);
+        }
+        let (mut forbidden, mut failed) = (0, 0);
+        for (request, plan) in varied_requests() {
+            let outcome = policies.evaluate(&request, &plan, None, false);
+            // Every exchange is decided by one of them; none goes through unchecked.
+            match &outcome {
+                PolicyOutcome::Forbidden { policy_id } => {
+                    assert!(request.bulk, "{request:?}");
+                    assert_eq!(policy_id, "bulk-by-level");
+                    forbidden += 1;
+                }
+                PolicyOutcome::Failed { policy_id, message } => {
+                    assert!(!request.bulk, "{request:?}");
+                    assert_eq!(policy_id, "by-department");
+                    assert!(message.contains("department"), "{message}");
+                    failed += 1;
+                }
+                PolicyOutcome::Permitted => panic!("permitted: {request:?}"),
+            }
+            let exact = policies.evaluate(&request, &plan, None, true);
+            assert_eq!(without_message(outcome), without_message(exact));
+        }
+        assert!(forbidden > 0 && failed > 0);
+    }
+
+    // Alone, the policy that evaluates forbids exactly what it says.
+    let alone = PlatformPolicies::from_stored(city(), [("bulk-by-level", STALE_BUT_EVALUATES)]);
+    for (request, plan) in varied_requests() {
+        let expected = if request.bulk {
+            PolicyOutcome::Forbidden {
+                policy_id: "bulk-by-level".to_owned(),
+            }
+        } else {
+            PolicyOutcome::Permitted
+        };
+        assert_eq!(alone.evaluate(&request, &plan, None, false), expected);
+    }
+}
+
+#[test]
+fn a_stored_policy_that_does_not_parse_refuses_every_exchange() {
+    let unreadable = [
+        ("syntax", "forbid (principal, action, resource) when {"),
+        ("permit", "permit (principal, action, resource);"),
+        (
+            "two",
+            "forbid (principal, action, resource); forbid (principal, action, resource);",
+        ),
+    ];
+    for (id, text) in unreadable {
+        let status = PlatformPolicies::check_stored(id, text);
+        assert_eq!(status.as_str(), "unusable", "{text}");
+        assert_eq!(
+            status.error(),
+            PlatformPolicies::validate(id, text).err().as_ref()
+        );
+
+        // A readable policy beside it that forbids nothing does not help.
+        let policies = PlatformPolicies::from_stored(
+            city(),
+            [
+                (id, text),
+                (
+                    "files-by-day",
+                    "forbid (principal, action, resource) when { resource.kind == \"file\" } unless { context.hour >= 8 && context.hour < 18 };",
+                ),
+            ],
+        );
+        assert_eq!(policies.len(), 2);
+        for (request, plan) in varied_requests() {
+            let PolicyOutcome::Failed { policy_id, message } =
+                policies.evaluate(&request, &plan, None, false)
+            else {
+                panic!("not refused: {request:?}");
+            };
+            assert_eq!(policy_id, id);
+            assert!(message.contains("fixes or deactivates it"), "{message}");
+        }
+
+        // An explanation names it as failing, beside what the readable policy says.
+        let (request, plan) = varied_requests().swap_remove(0);
+        let mut trace = Vec::new();
+        let outcome = policies.evaluate(&request, &plan, Some(&mut trace), false);
+        assert!(
+            matches!(outcome, PolicyOutcome::Failed { .. }),
+            "{outcome:?}"
+        );
+        let ids: Vec<&str> = trace.iter().map(|step| step.policy_id.as_str()).collect();
+        let mut expected = vec![id, "files-by-day"];
+        expected.sort_unstable();
+        assert_eq!(ids, expected);
+        let step = trace.iter().find(|step| step.policy_id == id).unwrap();
+        assert!(
+            step.applies && !step.matched && step.error.is_some(),
+            "{step:?}"
+        );
+
+        // Deactivated (no longer loaded), exchanges are decided again.
+        let without = PlatformPolicies::from_stored(
+            city(),
+            [(
+                "files-by-day",
+                "forbid (principal, action, resource) when { resource.kind == \"file\" } unless { context.hour >= 8 && context.hour < 18 };",
+            )],
+        );
+        assert!(varied_requests().iter().any(|(request, plan)| {
+            without.evaluate(request, plan, None, false) == PolicyOutcome::Permitted
+        }));
+    }
+}

@@ -14,7 +14,8 @@ use crate::{
 on_both_stores!(
     policies_are_validated_explained_and_enforced,
     explain_is_only_for_the_parties_to_the_grants,
-    hostile_trial_policies_get_a_clear_refusal
+    hostile_trial_policies_get_a_clear_refusal,
+    stored_policies_that_no_longer_validate_refuse_exchanges
 );
 
 const PERSONAL_STAYS_IN_CITY: &str = r#"@description("personal items never leave for a system outside the city")
@@ -306,4 +307,263 @@ async fn hostile_trial_policies_get_a_clear_refusal(server: TestServer) {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{explained}");
+}
+
+/// Refused calls of `key` to `path` until `ready` holds, within three seconds: the refusal
+/// names `rule`, and its record in the ledger does too.
+async fn refused_by(
+    server: &TestServer,
+    key: &str,
+    path: &str,
+    rule: &str,
+    reason: &str,
+) -> serde_json::Value {
+    let (status, headers, text, _) =
+        call_until(server, key, path, Duration::from_secs(3), |status| {
+            status == StatusCode::FORBIDDEN
+        })
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+    let problem: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (problem["code"].as_str(), problem["rule"].as_str()),
+        (Some("denied"), Some(rule)),
+        "{problem}"
+    );
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains(reason), "{detail}");
+    let index = headers["civitas-receipt"].to_str().unwrap();
+    let (status, record) = server
+        .get(&format!("/api/v1/ledger/records/{index}"), ADMIN_KEY)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{record}");
+    assert_eq!(
+        (
+            record["record"]["decision"].as_str(),
+            record["record"]["rule"].as_str()
+        ),
+        (Some("deny"), Some(rule)),
+        "{record}"
+    );
+    problem
+}
+
+/// A policy stored before an upgrade of Cedar or of the schema may no longer validate. It is not
+/// left out (which would let through what it forbids): one that parses is evaluated as written,
+/// refusing where it fails, and one that does not refuses every exchange until a platform admin
+/// fixes or deactivates it. The API lists how each fares. The store is written directly, as the
+/// API refuses such texts.
+async fn stored_policies_that_no_longer_validate_refuse_exchanges(server: TestServer) {
+    use civitas_core::{Code, authz::Permit};
+
+    let upstream = start_upstream().await;
+    let city = city(&server, upstream, json!({})).await;
+    let path = format!("/x/{}/fund-core/accounts/accounts/{CITIZEN}", city.provider);
+    call_ok(&server, &city.consumer_key, &path).await;
+
+    let store = civitas_store::Store::connect(&server.settings.store)
+        .await
+        .unwrap();
+    let permit = Permit::internal("civitas:test");
+    let store_policy = |id: &'static str, text: &'static str| {
+        let (store, permit) = (&store, &permit);
+        async move {
+            store
+                .put_policy(
+                    permit,
+                    &Code::parse(id).unwrap(),
+                    "before the upgrade",
+                    text,
+                    true,
+                )
+                .await
+                .unwrap();
+        }
+    };
+    let policy_of = |listed: &serde_json::Value, id: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|policy| policy["id"] == id)
+            .unwrap_or_else(|| panic!("{id} is not listed: {listed}"))
+            .clone()
+    };
+
+    // Parses, but reads an attribute the schema does not have: evaluating it fails.
+    let by_department =
+        "forbid (principal, action, resource) when { principal.department == \"police\" };";
+    let refusal = server
+        .request(
+            Method::PUT,
+            "/api/v1/policies/by-department",
+            Some(ADMIN_KEY),
+            Some(json!({ "description": "x", "text": by_department })),
+        )
+        .await;
+    assert_eq!(refusal.0, StatusCode::UNPROCESSABLE_ENTITY, "{}", refusal.1);
+    store_policy("by-department", by_department).await;
+    let problem = refused_by(
+        &server,
+        &city.consumer_key,
+        &path,
+        "policy:by-department",
+        "policy_failed",
+    )
+    .await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("fixes or deactivates it"),
+        "{problem}"
+    );
+    let (status, policy) = server
+        .get("/api/v1/policies/by-department", &city.officer)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{policy}");
+    assert_eq!(policy["validity"], "stale", "{policy}");
+    assert!(
+        policy["problem"]
+            .as_str()
+            .is_some_and(|problem| problem.contains("department")),
+        "{policy}"
+    );
+    // Explain decides as the gateway does.
+    let (status, explained) = server
+        .post("/api/v1/policy/explain", &city.officer, json!({ "consumer": { "organization": city.consumer, "system": "portal" }, "resource": "320100-B01-000001" }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{explained}");
+    assert_eq!(
+        explained["explanation"]["decision"]["rule"], "policy:by-department",
+        "{explained}"
+    );
+    let metrics = server.get_text("/metrics").await;
+    assert!(
+        metrics.contains("civitas_gateway_policies_not_valid{state=\"stale\"} 1"),
+        "{metrics}"
+    );
+    let (status, deactivated) = server
+        .delete("/api/v1/policies/by-department", ADMIN_KEY)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{deactivated}");
+    assert_eq!(
+        (
+            deactivated["active"].as_bool(),
+            deactivated["validity"].as_str()
+        ),
+        (Some(false), Some("stale"))
+    );
+    call_ok(&server, &city.consumer_key, &path).await;
+
+    // Parses, compares a string with a number: it evaluates, and forbids as written.
+    store_policy(
+        "level-as-number",
+        "forbid (principal, action, resource) when { principal.level != 1 };",
+    )
+    .await;
+    refused_by(
+        &server,
+        &city.consumer_key,
+        &path,
+        "policy:level-as-number",
+        "forbidden_by_policy",
+    )
+    .await;
+    let (status, _) = server
+        .delete("/api/v1/policies/level-as-number", ADMIN_KEY)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    call_ok(&server, &city.consumer_key, &path).await;
+
+    // Does not parse: nothing tells which exchanges it covers, so every one is refused.
+    store_policy(
+        "unreadable",
+        "forbid (principal, action, resource) when { principal.level == };",
+    )
+    .await;
+    let problem = refused_by(
+        &server,
+        &city.consumer_key,
+        &path,
+        "policy:unreadable",
+        "policy_failed",
+    )
+    .await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("platform policy unreadable cannot be evaluated"),
+        "{problem}"
+    );
+    let (status, listed) = server.get("/api/v1/policies", &city.officer).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let unreadable = policy_of(&listed, "unreadable");
+    assert_eq!(
+        (
+            unreadable["validity"].as_str(),
+            unreadable["active"].as_bool()
+        ),
+        (Some("unusable"), Some(true)),
+        "{unreadable}"
+    );
+    assert!(
+        unreadable["problem"]
+            .as_str()
+            .is_some_and(|problem| problem.contains("syntax error")),
+        "{unreadable}"
+    );
+    let department = policy_of(&listed, "by-department");
+    assert_eq!(
+        (
+            department["validity"].as_str(),
+            department["active"].as_bool()
+        ),
+        (Some("stale"), Some(false))
+    );
+    let metrics = server.get_text("/metrics").await;
+    assert!(
+        metrics.contains("civitas_gateway_policies_not_valid{state=\"unusable\"} 1")
+            && metrics.contains("civitas_gateway_policies_not_valid{state=\"stale\"} 0"),
+        "{metrics}"
+    );
+
+    // A valid policy is listed as such; deactivating the unreadable one lets exchanges through.
+    let (status, created) = server
+        .request(
+            Method::PUT,
+            "/api/v1/policies/personal-stays-in-city",
+            Some(ADMIN_KEY),
+            Some(json!({ "description": "个人信息不出城", "text": PERSONAL_STAYS_IN_CITY })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        (created["validity"].as_str(), &created["problem"]),
+        (Some("valid"), &serde_json::Value::Null),
+        "{created}"
+    );
+    let (status, _) = server
+        .delete("/api/v1/policies/unreadable", ADMIN_KEY)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    call_ok(&server, &city.consumer_key, &path).await;
+
+    // The API's description says what the listing holds.
+    let (status, spec) = server
+        .request(Method::GET, "/api/v1/openapi.json", None, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let view = &spec["components"]["schemas"]["PolicyView"];
+    let text = view.to_string();
+    assert!(
+        text.contains("validity") && text.contains("problem") && text.contains("PlatformPolicy"),
+        "{view}"
+    );
+    assert_eq!(
+        spec["components"]["schemas"]["PolicyValidity"]["enum"],
+        json!(["valid", "stale", "unusable"]),
+        "{spec}"
+    );
 }
