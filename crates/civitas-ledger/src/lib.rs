@@ -25,7 +25,10 @@ pub mod record;
 pub mod tiles;
 pub mod verify;
 
-pub use ledger::{Checkpoint, Completions, Error, Ledger, LedgerOptions, Result};
+pub use ledger::{
+    Checkpoint, CheckpointRef, Completions, Error, Ledger, LedgerOptions, RecordDamage, Result,
+    SalvageCut, SalvageMode, SalvageReport, salvage_records, salvage_side_file_name,
+};
 pub use merkle::Hash;
 pub use note::{NoteSigner, NoteVerifier};
 pub use receipt::Receipt;
