@@ -11,6 +11,8 @@
 //! - [`record`]: the canonical record encoding.
 //! - [`tiles`]: tlog-tiles paths and entry bundles.
 //! - [`Ledger`]: the log on disk.
+//! - [`salvage_records`]: cutting the records at damage that stops the ledger from opening,
+//!   keeping what is cut.
 //! - [`Receipt`]: a self-contained inclusion receipt.
 //! - [`verify`]: full independent verification of a data directory or of records streamed in.
 

@@ -109,11 +109,20 @@ pub async fn start(
     let ledger_dir = settings.data_dir.join("ledger");
     let signer = NoteSigner::new(settings.node_code.as_str(), signing_key.clone())
         .context("the node key as a checkpoint signer")?;
-    let ledger = tokio::task::spawn_blocking(move || {
+    let ledger = match tokio::task::spawn_blocking(move || {
         Ledger::open(&ledger_dir, signer, LedgerOptions::default())
     })
     .await?
-    .context("opening the ledger")?;
+    {
+        Ok(ledger) => ledger,
+        Err(error @ civitas_ledger::Error::DamageBeforeValidFrames { .. }) => {
+            anyhow::bail!(
+                "opening the ledger: {error}; {}",
+                crate::ledger_salvage::hint(&settings.data_dir)
+            )
+        }
+        Err(error) => return Err(error).context("opening the ledger"),
+    };
 
     let public_key = signing_key.verifying_key().to_bytes();
     let api_listener = TcpListener::bind(settings.listen)

@@ -10,7 +10,9 @@
 //!   full 256-leaf tile), written without fsync and made durable just before each checkpoint, so
 //!   after a crash only their part beyond the last checkpoint has to be recomputed.
 //! - `checkpoints.dat`: every signed checkpoint, as frames, each fsynced.
-//! - `lock`: held with an exclusive file lock while the ledger is open.
+//! - `lock`: held with an exclusive file lock while the ledger is open or being salvaged.
+//! - `records.dat.cut-<offset>`: the bytes a salvage cut off the records at that offset (see
+//!   `salvage`); kept for the operator, never read by the ledger.
 //!
 //! One writer thread owns all appends: it drains every pending append, writes them with one write
 //! per file and one fdatasync of the records file, and only then publishes the new size and
@@ -90,7 +92,7 @@ pub enum Error {
     /// Damage past the latest checkpoint that a crash cannot explain, since a crash tears only
     /// the end of the records: the ledger will not cut off the records after it.
     #[error(
-        "record {index} at byte {offset} of the records file is corrupt ({reason}), and a valid record frame follows at byte {next_frame}: not a torn write, so the records after it are kept and the ledger does not open until the file is restored or salvaged (cut at the damage, keeping a copy of what is cut)"
+        "record {index} at byte {offset} of the records file is corrupt ({reason}), and a valid record frame follows at byte {next_frame}: not a torn write, so the records after it are kept and the ledger does not open until the file is restored or salvaged (cut at the damage)"
     )]
     DamageBeforeValidFrames {
         index: u64,

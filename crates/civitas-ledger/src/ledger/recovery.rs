@@ -7,7 +7,9 @@
 //!   the zero-filled space the writer keeps ahead of its records, left in place; if no valid frame
 //!   starts anywhere after it, it is a torn write, cut off with everything after it; if a valid
 //!   frame follows, the damage lies among records that were synced, and perhaps acknowledged,
-//!   after it: that is corruption, and the ledger refuses to open rather than cut them off.
+//!   after it: that is corruption, and the ledger refuses to open rather than cut them off. An
+//!   operator can have them cut off with `salvage_records`, which keeps the cut bytes and finds
+//!   the damage with the same scan (`scan_records`).
 //! - derived files: written without fsync, so their tail may be missing or garbage. They were
 //!   synced before the latest checkpoint was written, so their prefix up to that checkpoint is
 //!   trusted once a spot check passes (the last checkpointed record's frame and leaf hash, the

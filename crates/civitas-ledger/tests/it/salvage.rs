@@ -302,6 +302,25 @@ async fn damage_among_checkpointed_records_is_refused_and_nothing_changes() {
             assert_eq!(snapshot(dir.path()), before, "{mode:?}");
         }
     }
+
+    // A checkpointed record rewritten with a valid checksum, and damage after the checkpoint:
+    // cutting would not make the records match the checkpoint again, so salvaging fails.
+    let dir = damaged_copy(crashed.path(), |records| {
+        let payload = at(3) + 8..at(3) + 8 + record(3).len();
+        records[payload.start] ^= 1;
+        let checksum = crc32c::crc32c(&records[payload]);
+        records[at(3) + 4..at(3) + 8].copy_from_slice(&checksum.to_le_bytes());
+        records[at(20) + 9] ^= 1;
+    });
+    let before = snapshot(dir.path());
+    match salvage_records(dir.path(), SalvageMode::Apply) {
+        Err(Error::CheckpointMismatch {
+            ordinal: 1,
+            tree_size: 10,
+        }) => {}
+        other => panic!("expected the records to contradict the checkpoint, got {other:?}"),
+    }
+    assert_eq!(snapshot(dir.path()), before);
 }
 
 #[tokio::test]
