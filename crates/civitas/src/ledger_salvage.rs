@@ -112,7 +112,7 @@ pub fn describe(report: &SalvageReport) -> String {
             ];
             lines.push(if cut.applied {
                 format!(
-                    "salvaged: records.dat cut at byte {}; the node recomputes the derived files when it next opens the ledger, and `civitas ledger verify` checks the result",
+                    "salvaged: records.dat cut at byte {}; when the node next starts it recomputes the derived files, forgets what its store derived from the records cut off and reads the ledger again from the cut, and appends the audit events recorded there again; `civitas ledger verify` checks the result",
                     damage.offset
                 )
             } else {

@@ -138,7 +138,9 @@ enum LedgerCommand {
     /// record with valid records after it, past the latest signed checkpoint. Every byte cut is
     /// first saved to `records.dat.cut-OFFSET` in the ledger dir. Without --apply, only reports
     /// the damage and what would be cut off. Refuses while a node has the ledger open, and when
-    /// the damage lies among records a signed checkpoint covers (exit status 1).
+    /// the damage lies among records a signed checkpoint covers (exit status 1). When the node
+    /// next starts, it re-reads the ledger from the cut for its store's indexes and appends the
+    /// audit events recorded in the cut records again.
     Salvage {
         /// Save the cut bytes and cut the records; without it nothing is changed.
         #[arg(long)]

@@ -20,7 +20,8 @@ use crate::support::{TestServer, on_both_stores};
 on_both_stores!(
     audit_events_reach_the_ledger_with_proofs,
     verify_catches_tampering,
-    audit_events_appended_before_a_crash_are_not_appended_again
+    audit_events_appended_before_a_crash_are_not_appended_again,
+    a_node_on_a_salvaged_ledger_re_indexes_and_re_appends
 );
 
 fn hash(text: &Value) -> merkle::Hash {
@@ -1079,4 +1080,160 @@ async fn salvage_from_the_command_line() {
         text(&busy.stderr)
     );
     drop(open);
+}
+
+/// The offsets of the whole frames at the start of `records.dat`, in order.
+fn frame_offsets(records: &[u8]) -> Vec<usize> {
+    let mut offsets = Vec::new();
+    let mut offset = 0;
+    while let Some(length) = records.get(offset..offset + 4) {
+        let length = u32::from_le_bytes(length.try_into().unwrap()) as usize;
+        if length == 0 || offset + 8 + length > records.len() {
+            break;
+        }
+        offsets.push(offset);
+        offset += 8 + length;
+    }
+    offsets
+}
+
+/// A node whose last records were cut by `civitas ledger salvage --apply` starts on a ledger
+/// shorter than its store's indexes: the subject report no longer cites the records cut, the
+/// audit events that had landed there are appended again in their order, exchanges after the
+/// restart are indexed, and the ledger verifies.
+async fn a_node_on_a_salvaged_ledger_re_indexes_and_re_appends(mut server: TestServer) {
+    use crate::gateway::{CITIZEN, call_ok, city, receipt_index, start_upstream};
+
+    let upstream = start_upstream().await;
+    let city = city(&server, upstream, json!({})).await;
+    let path = format!("/x/{}/fund-core/accounts/accounts/{CITIZEN}", city.provider);
+    let auditor = server
+        .user_with_key("auditor", "auditor", Some(&city.provider.parse().unwrap()))
+        .await;
+    let (headers, _) = call_ok(&server, &city.consumer_key, &path).await;
+    let kept_exchange = receipt_index(&headers);
+    server.stop().await;
+
+    // A clean stop signs a checkpoint over every record. Keeping the checkpoints as they are now
+    // and putting them back later leaves the records written after this point unsigned, as a
+    // crash between checkpoints does.
+    let data_dir = server.settings.data_dir.clone();
+    let ledger_file = |name: &str| data_dir.join("ledger").join(name);
+    let checkpoints = std::fs::read(ledger_file("checkpoints.dat")).unwrap();
+    let cut_at = frame_offsets(&std::fs::read(ledger_file("records.dat")).unwrap()).len();
+
+    let mut server = server.start_again().await;
+    let (headers, _) = call_ok(&server, &city.consumer_key, &path).await;
+    let lost_exchange = receipt_index(&headers);
+    assert!(lost_exchange >= cut_at as u64);
+    let org = server.create_org(3, None).await;
+    server.create_system(&org, "archive").await;
+    call_ok(&server, &city.consumer_key, &path).await;
+    let (_, events) = server.get("/api/v1/audit/events?limit=100", &auditor).await;
+    // The events that landed after the cut, oldest first.
+    let mut cut_events: Vec<(i64, u64)> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| {
+            (
+                event["id"].as_i64().unwrap(),
+                event["ledger_index"].as_u64().unwrap(),
+            )
+        })
+        .filter(|(_, index)| *index >= cut_at as u64)
+        .collect();
+    cut_events.reverse();
+    assert!(cut_events.len() >= 2, "{events}");
+    let (_, report) = server
+        .get(&format!("/api/v1/audit/subjects/{CITIZEN}"), &auditor)
+        .await;
+    assert_eq!(report["accesses"].as_array().unwrap().len(), 3, "{report}");
+    server.stop().await;
+
+    // Record `cut_at`, the first one after the kept checkpoint, damaged; the node refuses to
+    // open its ledger until the salvage cuts the records there.
+    let mut records = std::fs::read(ledger_file("records.dat")).unwrap();
+    let frames = frame_offsets(&records);
+    assert!(frames.len() > cut_at + 1, "valid records follow the damage");
+    records[frames[cut_at] + 9] ^= 0x40;
+    std::fs::write(ledger_file("records.dat"), records).unwrap();
+    std::fs::write(ledger_file("checkpoints.dat"), &checkpoints).unwrap();
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let salvage = civitas_in(&["ledger", "salvage", "--apply"], &data_dir);
+    let stdout = text(&salvage.stdout);
+    assert!(
+        salvage.status.success(),
+        "{stdout}{}",
+        text(&salvage.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "salvaged: records.dat cut at byte {}",
+            frames[cut_at]
+        )) && stdout.contains("appends the audit events recorded there again"),
+        "{stdout}"
+    );
+
+    let mut server = server.start_again().await;
+    let (_, ledger) = server.get("/api/v1/ledger", &auditor).await;
+    assert_eq!(
+        ledger["size"],
+        cut_at + cut_events.len(),
+        "the events cut off, and nothing else, appended again: {ledger}"
+    );
+    let (_, events) = server.get("/api/v1/audit/events?limit=100", &auditor).await;
+    let landed: std::collections::HashMap<i64, u64> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| {
+            (
+                event["id"].as_i64().unwrap(),
+                event["ledger_index"].as_u64().expect("every event landed"),
+            )
+        })
+        .collect();
+    for (n, (event, _)) in cut_events.iter().enumerate() {
+        let index = landed[event];
+        assert_eq!(index, (cut_at + n) as u64, "appended again in their order");
+        let (_, record) = server
+            .get(&format!("/api/v1/ledger/records/{index}"), &auditor)
+            .await;
+        assert_eq!(
+            (&record["record"]["type"], &record["record"]["event"]),
+            (&json!("admin"), &json!(event)),
+            "{record}"
+        );
+    }
+    let accesses = |report: &Value| -> Vec<u64> {
+        report["accesses"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{report}"))
+            .iter()
+            .map(|access| access["ledger_index"].as_u64().unwrap())
+            .collect()
+    };
+    let (status, report) = server
+        .get(&format!("/api/v1/audit/subjects/{CITIZEN}"), &auditor)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(accesses(&report), [kept_exchange], "no cut record is cited");
+    let (headers, _) = call_ok(&server, &city.consumer_key, &path).await;
+    let new_exchange = receipt_index(&headers);
+    assert!(new_exchange >= (cut_at + cut_events.len()) as u64);
+    let (_, report) = server
+        .get(&format!("/api/v1/audit/subjects/{CITIZEN}"), &auditor)
+        .await;
+    assert_eq!(accesses(&report), [kept_exchange, new_exchange]);
+    assert_eq!(
+        report["accesses"][1]["consumer"],
+        format!("{}/portal", city.consumer)
+    );
+    server.stop().await;
+
+    let verify = civitas_in(&["ledger", "verify"], &data_dir);
+    let stdout = text(&verify.stdout);
+    assert!(verify.status.success(), "{stdout}{}", text(&verify.stderr));
+    assert!(stdout.starts_with("ledger ok: "), "{stdout}");
 }
