@@ -11,6 +11,8 @@
 //! - [`record`]: the canonical record encoding.
 //! - [`tiles`]: tlog-tiles paths and entry bundles.
 //! - [`Ledger`]: the log on disk.
+//! - [`salvage_records`]: cutting the records at damage that stops the ledger from opening,
+//!   keeping what is cut.
 //! - [`Receipt`]: a self-contained inclusion receipt.
 //! - [`verify`]: full independent verification of a data directory or of records streamed in.
 
@@ -25,7 +27,10 @@ pub mod record;
 pub mod tiles;
 pub mod verify;
 
-pub use ledger::{Checkpoint, Completions, Error, Ledger, LedgerOptions, Result};
+pub use ledger::{
+    Checkpoint, CheckpointRef, Completions, Error, Ledger, LedgerOptions, RecordDamage, Result,
+    SalvageCut, SalvageMode, SalvageReport, salvage_records, salvage_side_file_name,
+};
 pub use merkle::Hash;
 pub use note::{NoteSigner, NoteVerifier};
 pub use receipt::Receipt;

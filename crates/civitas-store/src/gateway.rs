@@ -126,6 +126,28 @@ pub struct SubjectDelivery {
     pub ledger_index: u64,
 }
 
+/// What `Store::rewind_ledger_index` undid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerIndexRewind {
+    /// How far the store had read the ledger before.
+    pub indexed_to: u64,
+    /// The ledger's size, where the store's position is now if it was past it.
+    pub ledger_size: u64,
+    /// Entries of the personal-data access index deleted.
+    pub subject_deliveries: u64,
+    /// Scenario runs deleted.
+    pub scenario_runs: u64,
+    /// Audit events returned to the outbox.
+    pub audit_events: u64,
+}
+
+impl LedgerIndexRewind {
+    /// Whether the store had derived anything from records the ledger no longer holds.
+    pub fn rewound(&self) -> bool {
+        self.indexed_to > self.ledger_size || self.audit_events > 0
+    }
+}
+
 /// The usage rows of a report: the days `$1` to `$2` of the grants whose provider (`$3` is
 /// `provider`) or consumer organization is `$4`, on resource `$5` when it is not null.
 macro_rules! usage_of_grants {
@@ -800,6 +822,61 @@ impl Store {
                 .await?
         });
         Ok(next as u64)
+    }
+
+    /// Forgets what the store derived from ledger records at `ledger_size` and beyond, for a
+    /// ledger that came back shorter than the store remembers (its records cut by a salvage, or
+    /// restored from an older backup), whose indexes from `ledger_size` on go to new records.
+    /// In one transaction: entries of the access index and scenario runs at those indexes are
+    /// deleted, audit events noted as landed there return to the outbox, to be appended again
+    /// in the order they happened, and the position goes back to `ledger_size`, so that reading
+    /// the ledger rebuilds the rest. Audit events are looked for even when the position is not
+    /// past the ledger, since shipping notes where events landed before the reader gets there.
+    /// The access index and the runs are searched only when the position is past the ledger:
+    /// their rows always lie before it, and the search reads every row of the access index.
+    /// Only the node holding the ledger may call this, before it reads or appends.
+    pub async fn rewind_ledger_index(&self, ledger_size: u64) -> Result<LedgerIndexRewind> {
+        let size = ledger_size as i64;
+        let rewind = write_tx!(self, |tx| {
+            let indexed_to: i64 =
+                sqlx::query_scalar("SELECT next FROM ledger_index_state WHERE id = 1")
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let audit_events =
+                sqlx::query("UPDATE audit_events SET ledger_index = NULL WHERE ledger_index >= $1")
+                    .bind(size)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            let (subject_deliveries, scenario_runs) = if indexed_to > size {
+                let deliveries =
+                    sqlx::query("DELETE FROM subject_deliveries WHERE ledger_index >= $1")
+                        .bind(size)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                let runs = sqlx::query("DELETE FROM scenario_runs WHERE ledger_index >= $1")
+                    .bind(size)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                sqlx::query("UPDATE ledger_index_state SET next = $1 WHERE id = 1")
+                    .bind(size)
+                    .execute(&mut *tx)
+                    .await?;
+                (deliveries, runs)
+            } else {
+                (0, 0)
+            };
+            LedgerIndexRewind {
+                indexed_to: indexed_to as u64,
+                ledger_size,
+                subject_deliveries,
+                scenario_runs,
+                audit_events,
+            }
+        });
+        Ok(rewind)
     }
 
     /// The ledger indexes of the exchanges that delivered data about the person with this keyed

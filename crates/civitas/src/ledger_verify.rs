@@ -93,7 +93,18 @@ pub fn verify_local(data_dir: &Path, verifier_key: &str) -> anyhow::Result<Outco
         bar.set_position(done);
     });
     bar.finish_and_clear();
-    let report = result.map_err(describe)?;
+    let report = result.map_err(|error| {
+        let salvageable = matches!(
+            error,
+            civitas_ledger::VerifyError::DamageBeforeValidFrames { .. }
+        );
+        let error = describe(error);
+        if salvageable {
+            anyhow::anyhow!("{error:#}; {}", crate::ledger_salvage::hint(data_dir))
+        } else {
+            error
+        }
+    })?;
     Ok(Outcome {
         report,
         seconds: started.elapsed().as_secs_f64(),

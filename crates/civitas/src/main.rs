@@ -15,7 +15,7 @@ use civitas::{
     config::{Config, LogFormat, Settings},
     demo,
     indexing::IndexFollower,
-    ledger_verify, receipt_check, server,
+    ledger_salvage, ledger_verify, receipt_check, server,
 };
 use civitas_store::{PageRequest, ResourceFilter, Store};
 use clap::{Parser, Subcommand};
@@ -134,6 +134,20 @@ enum LedgerCommand {
         #[command(flatten)]
         config: Box<Config>,
     },
+    /// Cut the local ledger's records at damage that stops the node from opening it: a damaged
+    /// record with valid records after it, past the latest signed checkpoint. Every byte cut is
+    /// first saved to `records.dat.cut-OFFSET` in the ledger dir. Without --apply, only reports
+    /// the damage and what would be cut off. Refuses while a node has the ledger open, and when
+    /// the damage lies among records a signed checkpoint covers (exit status 1). When the node
+    /// next starts, it re-reads the ledger from the cut for its store's indexes and appends the
+    /// audit events recorded in the cut records again.
+    Salvage {
+        /// Save the cut bytes and cut the records; without it nothing is changed.
+        #[arg(long)]
+        apply: bool,
+        #[command(flatten)]
+        config: Box<Config>,
+    },
     /// Check one record's receipt (a gateway answer's `Civitas-Receipt`, or a subject report's)
     /// with nothing but the node's verifier key: the checkpoint's signature, the inclusion proof
     /// and, given the record, its hash. With --url and --index the receipt is fetched from a
@@ -218,6 +232,9 @@ fn main() -> ExitCode {
                     config,
                 },
         } => verify_ledger(*config, url, api_key, verifier_key).map(|()| ExitCode::SUCCESS),
+        Command::Ledger {
+            command: LedgerCommand::Salvage { apply, config },
+        } => salvage_ledger(*config, apply).map(|()| ExitCode::SUCCESS),
         Command::Ledger {
             command:
                 LedgerCommand::CheckReceipt {
@@ -504,6 +521,18 @@ fn verify_ledger(
     if self_key {
         println!("{}", ledger_verify::SELF_KEY_WARNING);
     }
+    Ok(())
+}
+
+fn salvage_ledger(config: Config, apply: bool) -> anyhow::Result<()> {
+    let settings = config.resolve()?;
+    let mode = if apply {
+        civitas_ledger::SalvageMode::Apply
+    } else {
+        civitas_ledger::SalvageMode::DryRun
+    };
+    let report = ledger_salvage::salvage_local(&settings.data_dir, mode)?;
+    println!("{}", ledger_salvage::describe(&report));
     Ok(())
 }
 

@@ -109,11 +109,20 @@ pub async fn start(
     let ledger_dir = settings.data_dir.join("ledger");
     let signer = NoteSigner::new(settings.node_code.as_str(), signing_key.clone())
         .context("the node key as a checkpoint signer")?;
-    let ledger = tokio::task::spawn_blocking(move || {
+    let ledger = match tokio::task::spawn_blocking(move || {
         Ledger::open(&ledger_dir, signer, LedgerOptions::default())
     })
     .await?
-    .context("opening the ledger")?;
+    {
+        Ok(ledger) => ledger,
+        Err(error @ civitas_ledger::Error::DamageBeforeValidFrames { .. }) => {
+            anyhow::bail!(
+                "opening the ledger: {error}; {}",
+                crate::ledger_salvage::hint(&settings.data_dir)
+            )
+        }
+        Err(error) => return Err(error).context("opening the ledger"),
+    };
 
     let public_key = signing_key.verifying_key().to_bytes();
     let api_listener = TcpListener::bind(settings.listen)
@@ -210,6 +219,25 @@ pub async fn start(
     // The first admin is made once everything else has started, so that a start failing on a
     // busy port, say, does not leave an admin whose key nobody saw.
     let generated_admin_key = bootstrap(&store, bootstrap_token).await?;
+    // A ledger shorter than the store remembers (cut by `civitas ledger salvage --apply`, or
+    // restored from an older backup) gave the indexes past its end to new records: what the
+    // store derived from the lost ones is forgotten before anything reads or appends, the
+    // reading below rebuilds from the ledger, and the events noted there are appended again.
+    let ledger_size = ledger.size();
+    let rewind = store
+        .rewind_ledger_index(ledger_size)
+        .await
+        .context("rewinding the store's indexes to the ledger's size")?;
+    if rewind.rewound() {
+        tracing::warn!(
+            ledger_size,
+            indexed_to = rewind.indexed_to,
+            subject_deliveries = rewind.subject_deliveries,
+            scenario_runs = rewind.scenario_runs,
+            audit_events = rewind.audit_events,
+            "the ledger is shorter than the store's indexes: deleted the entries of the personal-data access index and the scenario runs read from the lost records, returned the audit events noted there to the outbox to be appended again, and re-indexing from the ledger's end"
+        );
+    }
     // Audit events written while no server ran (by `civitas catalog import`, say) or left behind
     // by a crash reach the ledger before anything else happens. Reading the ledger's new records
     // first notes where events appended just before a crash landed, so that they are not

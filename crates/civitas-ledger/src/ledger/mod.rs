@@ -10,7 +10,9 @@
 //!   full 256-leaf tile), written without fsync and made durable just before each checkpoint, so
 //!   after a crash only their part beyond the last checkpoint has to be recomputed.
 //! - `checkpoints.dat`: every signed checkpoint, as frames, each fsynced.
-//! - `lock`: held with an exclusive file lock while the ledger is open.
+//! - `lock`: held with an exclusive file lock while the ledger is open or being salvaged.
+//! - `records.dat.cut-<offset>`: the bytes a salvage cut off the records at that offset (see
+//!   `salvage`); kept for the operator, never read by the ledger.
 //!
 //! One writer thread owns all appends: it drains every pending append, writes them with one write
 //! per file and one fdatasync of the records file, and only then publishes the new size and
@@ -21,6 +23,7 @@
 mod checkpointer;
 mod completions;
 mod recovery;
+mod salvage;
 mod writer;
 
 use std::fs::{File, OpenOptions};
@@ -43,6 +46,10 @@ use crate::tiles::{TILE_HEIGHT, TILE_WIDTH, encode_entry_bundle};
 
 pub(crate) use checkpointer::CheckpointControl;
 pub use completions::Completions;
+pub use salvage::{
+    CheckpointRef, RecordDamage, SalvageCut, SalvageMode, SalvageReport, salvage_records,
+    salvage_side_file_name,
+};
 
 pub(crate) const RECORDS_FILE: &str = "records.dat";
 pub(crate) const OFFSETS_FILE: &str = "record-offsets.dat";
@@ -50,7 +57,7 @@ pub(crate) const LEAF_HASHES_FILE: &str = "leaf-hashes.dat";
 pub(crate) const LEVEL4_HASHES_FILE: &str = "level4-hashes.dat";
 pub(crate) const TILE_HASHES_FILE: &str = "tile-hashes.dat";
 pub(crate) const CHECKPOINTS_FILE: &str = "checkpoints.dat";
-const LOCK_FILE: &str = "lock";
+pub(crate) const LOCK_FILE: &str = "lock";
 
 pub(crate) const OFFSET_BYTES: u64 = 8;
 pub(crate) const HASH_BYTES: u64 = 32;
@@ -85,7 +92,7 @@ pub enum Error {
     /// Damage past the latest checkpoint that a crash cannot explain, since a crash tears only
     /// the end of the records: the ledger will not cut off the records after it.
     #[error(
-        "record {index} at byte {offset} of the records file is corrupt ({reason}), and a valid record frame follows at byte {next_frame}: not a torn write, so the records after it are kept and the ledger does not open until the file is repaired or restored"
+        "record {index} at byte {offset} of the records file is corrupt ({reason}), and a valid record frame follows at byte {next_frame}: not a torn write, so the records after it are kept and the ledger does not open until the file is restored or salvaged (cut at the damage)"
     )]
     DamageBeforeValidFrames {
         index: u64,
@@ -93,6 +100,10 @@ pub enum Error {
         reason: String,
         next_frame: u64,
     },
+    #[error(
+        "salvage side file {0} is already there with other bytes than those it would save; move it away first"
+    )]
+    SalvageSideFileDiffers(PathBuf),
     #[error("checkpoints file is corrupt at byte {offset}: {reason}")]
     CorruptCheckpoints { offset: u64, reason: String },
     #[error("latest stored checkpoint does not verify with this node's key: {0}")]
@@ -206,7 +217,7 @@ impl DataFiles {
     }
 }
 
-fn open_data_file(dir: &Path, name: &str) -> Result<File> {
+pub(crate) fn open_data_file(dir: &Path, name: &str) -> Result<File> {
     let path = dir.join(name);
     OpenOptions::new()
         .read(true)
@@ -497,7 +508,7 @@ const LOCK_PATIENCE: Duration = Duration::from_millis(500);
 /// this one is spawning holds a copy of every open file until it starts its program, so a
 /// ledger that was just closed can look open for that moment: a held lock is tried again for
 /// [`LOCK_PATIENCE`] before it counts as another holder's.
-fn lock_directory(lock_file: &File, dir: &Path, lock_path: &Path) -> Result<()> {
+pub(crate) fn lock_directory(lock_file: &File, dir: &Path, lock_path: &Path) -> Result<()> {
     let give_up = std::time::Instant::now() + LOCK_PATIENCE;
     let mut pause = Duration::from_millis(1);
     loop {

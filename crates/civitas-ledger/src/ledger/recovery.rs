@@ -7,7 +7,9 @@
 //!   the zero-filled space the writer keeps ahead of its records, left in place; if no valid frame
 //!   starts anywhere after it, it is a torn write, cut off with everything after it; if a valid
 //!   frame follows, the damage lies among records that were synced, and perhaps acknowledged,
-//!   after it: that is corruption, and the ledger refuses to open rather than cut them off.
+//!   after it: that is corruption, and the ledger refuses to open rather than cut them off. An
+//!   operator can have them cut off with `salvage_records`, which keeps the cut bytes and finds
+//!   the damage with the same scan (`scan_records`).
 //! - derived files: written without fsync, so their tail may be missing or garbage. They were
 //!   synced before the latest checkpoint was written, so their prefix up to that checkpoint is
 //!   trusted once a spot check passes (the last checkpointed record's frame and leaf hash, the
@@ -44,7 +46,7 @@ use crate::tiles::{TILE_HEIGHT, TILE_WIDTH};
 /// Derived data of this many records is buffered before being written during a replay.
 const REPLAY_FLUSH_RECORDS: usize = 1 << 16;
 
-fn checkpoint_file_error(dir: &Path) -> impl Fn(CheckpointFileError) -> Error {
+pub(crate) fn checkpoint_file_error(dir: &Path) -> impl Fn(CheckpointFileError) -> Error {
     let path = dir.join(CHECKPOINTS_FILE);
     move |error| match error {
         CheckpointFileError::Io(source) => io_error("read", &path)(source),
@@ -54,7 +56,7 @@ fn checkpoint_file_error(dir: &Path) -> impl Fn(CheckpointFileError) -> Error {
     }
 }
 
-fn parse_stored(stored: StoredNote) -> Result<Checkpoint> {
+pub(crate) fn parse_stored(stored: StoredNote) -> Result<Checkpoint> {
     let offset = stored.offset;
     Checkpoint::parse_trusted(stored.note).map_err(|error| Error::CorruptCheckpoints {
         offset,
@@ -154,7 +156,7 @@ pub(crate) struct RecoveredTree {
 }
 
 impl RecoveredTree {
-    fn empty() -> RecoveredTree {
+    pub(crate) fn empty() -> RecoveredTree {
         RecoveredTree {
             size: 0,
             records_end: 0,
@@ -163,7 +165,7 @@ impl RecoveredTree {
         }
     }
 
-    fn root(&self) -> Result<Hash> {
+    pub(crate) fn root(&self) -> Result<Hash> {
         let mut nodes = MemoryNodes {
             upper: &self.upper,
             partial_tile: &self.partial_tile,
@@ -173,7 +175,11 @@ impl RecoveredTree {
     }
 
     /// Adds a leaf; returns the level-4 node and the tile root it completes, if any.
-    fn push_leaf(&mut self, leaf: Hash, frame_bytes: u64) -> (Option<Hash>, Option<Hash>) {
+    pub(crate) fn push_leaf(
+        &mut self,
+        leaf: Hash,
+        frame_bytes: u64,
+    ) -> (Option<Hash>, Option<Hash>) {
         self.partial_tile.push(leaf);
         self.size += 1;
         self.records_end += frame_bytes;
@@ -284,10 +290,6 @@ pub(crate) fn recover_tree(
         .metadata()
         .map_err(io_error("inspect", &records_path))?
         .len();
-    let mut reader = BufReader::with_capacity(1 << 20, &files.records);
-    reader
-        .seek(SeekFrom::Start(tree.records_end))
-        .map_err(io_error("seek in", &records_path))?;
 
     let mut offsets = Vec::new();
     let mut leaves = Vec::new();
@@ -338,48 +340,33 @@ pub(crate) fn recover_tree(
         Ok(())
     };
 
-    let mut header = [0u8; FRAME_HEADER_BYTES];
-    let mut payload = Vec::new();
-    let stop_reason = loop {
-        let header_read =
-            read_up_to(&mut reader, &mut header).map_err(io_error("read", &records_path))?;
-        if header_read == 0 {
-            break None;
-        }
-        if header_read < FRAME_HEADER_BYTES {
-            break Some("torn frame header".to_owned());
-        }
-        let length = u32::from_le_bytes(header[..4].try_into().expect("four bytes")) as usize;
-        let checksum = u32::from_le_bytes(header[4..].try_into().expect("four bytes"));
-        if length == 0 || length > MAX_RECORD_PAYLOAD {
-            break Some(format!("invalid frame length {length}"));
-        }
-        payload.resize(length, 0);
-        let payload_read =
-            read_up_to(&mut reader, &mut payload).map_err(io_error("read", &records_path))?;
-        if payload_read < length {
-            break Some("torn frame".to_owned());
-        }
-        if crc32c::crc32c(&payload) != checksum {
-            break Some("frame checksum mismatch".to_owned());
-        }
-        let leaf = leaf_hash(&payload);
-        offsets.extend_from_slice(&tree.records_end.to_le_bytes());
-        leaves.extend_from_slice(&leaf);
-        let (group_root, tile_root) = tree.push_leaf(leaf, (FRAME_HEADER_BYTES + length) as u64);
-        group_roots.extend(group_root);
-        tile_roots.extend(tile_root);
-        checks.check(&tree)?;
-        if leaves.len() >= REPLAY_FLUSH_RECORDS * HASH_BYTES as usize {
-            flush(
-                &tree,
-                &mut offsets,
-                &mut leaves,
-                &mut group_roots,
-                &mut tile_roots,
-            )?;
-        }
-    };
+    let scan = scan_records(
+        &files.records,
+        &records_path,
+        tree.records_end,
+        |offset, payload| {
+            debug_assert_eq!(offset, tree.records_end);
+            let leaf = leaf_hash(payload);
+            offsets.extend_from_slice(&offset.to_le_bytes());
+            leaves.extend_from_slice(&leaf);
+            let (group_root, tile_root) =
+                tree.push_leaf(leaf, (FRAME_HEADER_BYTES + payload.len()) as u64);
+            group_roots.extend(group_root);
+            tile_roots.extend(tile_root);
+            checks.check(&tree)?;
+            if leaves.len() >= REPLAY_FLUSH_RECORDS * HASH_BYTES as usize {
+                flush(
+                    &tree,
+                    &mut offsets,
+                    &mut leaves,
+                    &mut group_roots,
+                    &mut tile_roots,
+                )?;
+            }
+            Ok(())
+        },
+    )?;
+    debug_assert_eq!(scan.end, tree.records_end);
     flush(
         &tree,
         &mut offsets,
@@ -388,30 +375,17 @@ pub(crate) fn recover_tree(
         &mut tile_roots,
     )?;
 
-    // The zero-filled space the writer keeps ahead of its records is where they end.
-    let stop_reason = match stop_reason {
-        Some(_)
-            if zeroed_to_end(&files.records, tree.records_end)
-                .map_err(io_error("read", &records_path))? =>
+    match scan.tail {
+        RecordsTail::Clean => {}
+        RecordsTail::Torn { reason } | RecordsTail::DamageBeforeValidFrames { reason, .. }
+            if tree.size < checkpointed_size =>
         {
-            None
-        }
-        other => other,
-    };
-    if let Some(reason) = stop_reason {
-        if tree.size < checkpointed_size {
             return Err(Error::CorruptRecord {
                 index: tree.size,
                 reason,
             });
         }
-        // A crash tears only what was written since the last sync, at the end of the records.
-        // A valid frame after the damage is a record that was written after it, and the records
-        // before that one were synced when it was: the damage is not a torn write.
-        if let Some(next_frame) =
-            next_valid_frame(&files.records, tree.records_end, MAX_RECORD_PAYLOAD)
-                .map_err(io_error("read", &records_path))?
-        {
+        RecordsTail::DamageBeforeValidFrames { reason, next_frame } => {
             return Err(Error::DamageBeforeValidFrames {
                 index: tree.size,
                 offset: tree.records_end,
@@ -419,18 +393,20 @@ pub(crate) fn recover_tree(
                 next_frame,
             });
         }
-        tracing::warn!(
-            index = tree.size,
-            offset = tree.records_end,
-            bytes = records_length - tree.records_end,
-            %reason,
-            "cutting off a torn record write"
-        );
-        files
-            .records
-            .set_len(tree.records_end)
-            .and_then(|()| files.records.sync_data())
-            .map_err(io_error("truncate", &records_path))?;
+        RecordsTail::Torn { reason } => {
+            tracing::warn!(
+                index = tree.size,
+                offset = tree.records_end,
+                bytes = records_length - tree.records_end,
+                %reason,
+                "cutting off a torn record write"
+            );
+            files
+                .records
+                .set_len(tree.records_end)
+                .and_then(|()| files.records.sync_data())
+                .map_err(io_error("truncate", &records_path))?;
+        }
     }
     if tree.size < checkpointed_size {
         return Err(Error::RecordsMissing {
@@ -446,6 +422,89 @@ pub(crate) fn recover_tree(
         );
     }
     Ok(tree)
+}
+
+/// What the records file holds after its last valid frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RecordsTail {
+    /// Nothing, or only the zero-filled space the writer keeps ahead of its records.
+    Clean,
+    /// A torn or corrupt frame with no valid frame starting anywhere after it: what a crash
+    /// during a write leaves behind.
+    Torn { reason: String },
+    /// A torn or corrupt frame with a valid frame starting at byte `next_frame` after it. A crash
+    /// tears only the end of the records, and the records before a frame were synced when it
+    /// was, so this is damage among synced (and perhaps acknowledged) records.
+    DamageBeforeValidFrames { reason: String, next_frame: u64 },
+}
+
+/// Where a scan of the records file stopped, and what lies there.
+#[derive(Debug)]
+pub(crate) struct RecordsScan {
+    /// Where the last valid frame read ends (the first torn or corrupt frame starts here).
+    pub(crate) end: u64,
+    pub(crate) tail: RecordsTail,
+}
+
+/// Reads the record frames of `records` from byte `start`, handing each valid frame's offset and
+/// payload to `on_frame`, up to the end of the file or the first torn or corrupt frame, and says
+/// what lies from there on. Opening the ledger and salvaging it both find damage this way.
+pub(crate) fn scan_records(
+    records: &File,
+    path: &Path,
+    start: u64,
+    mut on_frame: impl FnMut(u64, &[u8]) -> Result<()>,
+) -> Result<RecordsScan> {
+    let mut reader = BufReader::with_capacity(1 << 20, records);
+    reader
+        .seek(SeekFrom::Start(start))
+        .map_err(io_error("seek in", path))?;
+    let mut end = start;
+    let mut header = [0u8; FRAME_HEADER_BYTES];
+    let mut payload = Vec::new();
+    let damage = loop {
+        let header_read = read_up_to(&mut reader, &mut header).map_err(io_error("read", path))?;
+        if header_read == 0 {
+            break None;
+        }
+        if header_read < FRAME_HEADER_BYTES {
+            break Some("torn frame header".to_owned());
+        }
+        let length = u32::from_le_bytes(header[..4].try_into().expect("four bytes")) as usize;
+        let checksum = u32::from_le_bytes(header[4..].try_into().expect("four bytes"));
+        if length == 0 || length > MAX_RECORD_PAYLOAD {
+            break Some(format!("invalid frame length {length}"));
+        }
+        payload.resize(length, 0);
+        let payload_read = read_up_to(&mut reader, &mut payload).map_err(io_error("read", path))?;
+        if payload_read < length {
+            break Some("torn frame".to_owned());
+        }
+        if crc32c::crc32c(&payload) != checksum {
+            break Some("frame checksum mismatch".to_owned());
+        }
+        on_frame(end, &payload)?;
+        end += (FRAME_HEADER_BYTES + length) as u64;
+    };
+    let Some(reason) = damage else {
+        return Ok(RecordsScan {
+            end,
+            tail: RecordsTail::Clean,
+        });
+    };
+    // The zero-filled space the writer keeps ahead of its records is where they end.
+    if zeroed_to_end(records, end).map_err(io_error("read", path))? {
+        return Ok(RecordsScan {
+            end,
+            tail: RecordsTail::Clean,
+        });
+    }
+    let tail =
+        match next_valid_frame(records, end, MAX_RECORD_PAYLOAD).map_err(io_error("read", path))? {
+            Some(next_frame) => RecordsTail::DamageBeforeValidFrames { reason, next_frame },
+            None => RecordsTail::Torn { reason },
+        };
+    Ok(RecordsScan { end, tail })
 }
 
 /// Rebuilds the in-memory tree up to `tree_size` from the derived files if they agree with the

@@ -6,3 +6,4 @@ mod damage;
 mod failure;
 mod ledger;
 mod merkle_known_answers;
+mod salvage;

@@ -5,6 +5,7 @@ mod access;
 mod audit;
 mod catalog;
 mod keys;
+mod ledger_index;
 mod registry;
 mod scenarios;
 mod subjects;

@@ -276,7 +276,7 @@ pub async fn call_ok(
 }
 
 /// The ledger index an answer's `Civitas-Receipt` header names.
-fn receipt_index(headers: &reqwest::header::HeaderMap) -> u64 {
+pub fn receipt_index(headers: &reqwest::header::HeaderMap) -> u64 {
     headers["civitas-receipt"]
         .to_str()
         .unwrap()

@@ -20,7 +20,8 @@ use crate::support::{TestServer, on_both_stores};
 on_both_stores!(
     audit_events_reach_the_ledger_with_proofs,
     verify_catches_tampering,
-    audit_events_appended_before_a_crash_are_not_appended_again
+    audit_events_appended_before_a_crash_are_not_appended_again,
+    a_node_on_a_salvaged_ledger_re_indexes_and_re_appends
 );
 
 fn hash(text: &Value) -> merkle::Hash {
@@ -859,4 +860,380 @@ async fn audit_events_appended_before_a_crash_are_not_appended_again(mut server:
         .await;
     assert_eq!(record["record"]["object_id"], org.to_string(), "{record}");
     assert_eq!(record["record"]["event"], events[0].id, "{record}");
+}
+
+/// Runs the binary with `args` and the data dir, with nothing taken from the environment.
+fn civitas_in(args: &[&str], data_dir: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_civitas"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("CIVITAS_BOOTSTRAP_TOKEN")
+        .env_remove("CIVITAS_NODE_CODE")
+        .env_remove("CIVITAS_STORE")
+        .output()
+        .unwrap()
+}
+
+const LEDGER_FILES: [&str; 6] = [
+    "records.dat",
+    "record-offsets.dat",
+    "leaf-hashes.dat",
+    "level4-hashes.dat",
+    "tile-hashes.dat",
+    "checkpoints.dat",
+];
+
+/// `civitas ledger salvage` on the ledger of a node that crashed with a damaged record among its
+/// last, unsigned ones: the node refuses to start and points to the command, a dry run reports
+/// and changes nothing, --apply cuts, and `civitas ledger verify` passes afterwards. Damage under
+/// a checkpoint and a ledger that is open are refused with exit status 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salvage_from_the_command_line() {
+    use civitas_ledger::{Ledger, LedgerOptions, NoteSigner};
+
+    // A node's data dir whose ledger holds 30 records, the first 10 under a checkpoint, as a
+    // crash leaves it (a clean shutdown would sign a checkpoint over all of them).
+    let node = tempfile::tempdir().unwrap();
+    let key = civitas::node::load_or_create_key(node.path()).unwrap();
+    let signer = NoteSigner::new("cn-js-nanjing", key).unwrap();
+    let live = tempfile::tempdir().unwrap();
+    let options = LedgerOptions {
+        checkpoint_interval: std::time::Duration::from_secs(3600),
+        ..LedgerOptions::default()
+    };
+    let ledger = Ledger::open(live.path(), signer, options).unwrap();
+    let record = |n: u64| format!("record {n}").into_bytes();
+    ledger
+        .append_batch((0..10).map(record).collect())
+        .await
+        .unwrap();
+    assert_eq!(ledger.checkpoint_now().await.unwrap().tree_size, 10);
+    for n in 10..30 {
+        ledger.append(record(n)).await.unwrap();
+    }
+    let crashed: Vec<(&str, Vec<u8>)> = LEDGER_FILES
+        .iter()
+        .map(|&name| (name, std::fs::read(live.path().join(name)).unwrap()))
+        .collect();
+    drop(ledger);
+    let records = &crashed[0].1;
+    let frame_offset = |index: usize| {
+        (0..index).fold(0usize, |offset, _| {
+            offset
+                + 8
+                + u32::from_le_bytes(records[offset..offset + 4].try_into().unwrap()) as usize
+        })
+    };
+    // A data dir with the node's key and the crashed ledger, record `damaged` flipped.
+    let data_dir_with_damage = |damaged: usize| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            node.path().join(civitas::node::NODE_KEY_FILE),
+            dir.path().join(civitas::node::NODE_KEY_FILE),
+        )
+        .unwrap();
+        std::fs::create_dir(dir.path().join("ledger")).unwrap();
+        for (name, bytes) in &crashed {
+            let mut bytes = bytes.clone();
+            if *name == "records.dat" {
+                bytes[frame_offset(damaged) + 9] ^= 0x40;
+            }
+            std::fs::write(dir.path().join("ledger").join(name), bytes).unwrap();
+        }
+        dir
+    };
+    let read_ledger = |dir: &std::path::Path| {
+        LEDGER_FILES
+            .map(|name| std::fs::read(dir.join("ledger").join(name)).unwrap())
+            .to_vec()
+    };
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+
+    let data_dir = data_dir_with_damage(15);
+    let offset = frame_offset(15);
+    let records_end = frame_offset(30);
+    let records_before = read_ledger(data_dir.path());
+
+    // The node refuses to start and says which command to run.
+    let serve = civitas_in(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--gateway-listen",
+            "127.0.0.1:0",
+        ],
+        data_dir.path(),
+    );
+    let stderr = text(&serve.stderr);
+    assert!(!serve.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("record 15 at byte {offset} "))
+            && stderr.contains(&format!(
+                "`civitas ledger salvage --data-dir {}`",
+                data_dir.path().display()
+            )),
+        "{stderr}"
+    );
+    let verify = civitas_in(&["ledger", "verify"], data_dir.path());
+    assert!(!verify.status.success());
+    assert!(
+        text(&verify.stderr).contains("civitas ledger salvage"),
+        "{}",
+        text(&verify.stderr)
+    );
+    // The refused open truncated only the derived files, which are recomputed anyway.
+    let damaged = read_ledger(data_dir.path());
+    assert!(
+        damaged[0] == records_before[0],
+        "the records were left as they were"
+    );
+
+    // Without --apply: a report, and nothing changed.
+    let dry_run = civitas_in(&["ledger", "salvage"], data_dir.path());
+    let stdout = text(&dry_run.stdout);
+    assert!(
+        dry_run.status.success(),
+        "{stdout}{}",
+        text(&dry_run.stderr)
+    );
+    let side_name = format!("records.dat.cut-{offset}");
+    for expected in [
+        format!("damage: record 15 at byte {offset} of records.dat (frame checksum mismatch)"),
+        "latest signed checkpoint (number 1, 10 records)".to_owned(),
+        "the last good record is 14".to_owned(),
+        "would be cut off: the damaged record and 14 valid records after it".to_owned(),
+        "receipts issued for them will no longer verify".to_owned(),
+        format!(
+            "would be saved: {side_name} ({} bytes)",
+            records_end - offset
+        ),
+        "dry run: nothing was changed; run again with --apply".to_owned(),
+    ] {
+        assert!(stdout.contains(&expected), "{expected:?} in {stdout}");
+    }
+    assert!(
+        read_ledger(data_dir.path()) == damaged,
+        "a dry run changes nothing"
+    );
+    assert!(!data_dir.path().join("ledger").join(&side_name).exists());
+
+    // With --apply: cut, the bytes kept beside the records, and the ledger verifies.
+    let apply = civitas_in(&["ledger", "salvage", "--apply"], data_dir.path());
+    let stdout = text(&apply.stdout);
+    assert!(apply.status.success(), "{stdout}{}", text(&apply.stderr));
+    assert!(
+        stdout.contains("cut off: the damaged record and 14 valid records after it")
+            && stdout.contains(&format!("saved: {side_name} ("))
+            && stdout.contains(&format!("salvaged: records.dat cut at byte {offset}")),
+        "{stdout}"
+    );
+    assert!(
+        std::fs::read(data_dir.path().join("ledger").join(&side_name)).unwrap()
+            == damaged[0][offset..records_end],
+        "the side file holds the bytes cut"
+    );
+    assert!(read_ledger(data_dir.path())[0] == damaged[0][..offset]);
+    let verify = civitas_in(&["ledger", "verify"], data_dir.path());
+    let stdout = text(&verify.stdout);
+    assert!(verify.status.success(), "{stdout}{}", text(&verify.stderr));
+    assert!(stdout.starts_with("ledger ok: 15 records"), "{stdout}");
+    let again = civitas_in(&["ledger", "salvage", "--apply"], data_dir.path());
+    assert!(again.status.success());
+    assert!(
+        text(&again.stdout).starts_with("nothing to salvage: the 15 records end cleanly"),
+        "{}",
+        text(&again.stdout)
+    );
+
+    // Damage among the records the checkpoint covers is refused, even with --apply.
+    let covered = data_dir_with_damage(4);
+    let before = read_ledger(covered.path());
+    let refused = civitas_in(&["ledger", "salvage", "--apply"], covered.path());
+    let stderr = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("salvage refused: record 4 at byte ")
+            && stderr.contains("the latest signed checkpoint (number 1) covers 10 records")
+            && stderr.contains("nothing was changed"),
+        "{stderr}"
+    );
+    assert!(
+        read_ledger(covered.path()) == before,
+        "a refusal changes nothing"
+    );
+
+    // A ledger that a node has open is not touched.
+    let key = civitas::node::load_or_create_key(node.path()).unwrap();
+    let open = Ledger::open(
+        data_dir.path().join("ledger"),
+        NoteSigner::new("cn-js-nanjing", key).unwrap(),
+        LedgerOptions::default(),
+    )
+    .unwrap();
+    let busy = civitas_in(&["ledger", "salvage", "--apply"], data_dir.path());
+    assert_eq!(busy.status.code(), Some(1));
+    assert!(
+        text(&busy.stderr).contains("is open, most likely by a running node; stop the node first"),
+        "{}",
+        text(&busy.stderr)
+    );
+    drop(open);
+}
+
+/// The offsets of the whole frames at the start of `records.dat`, in order.
+fn frame_offsets(records: &[u8]) -> Vec<usize> {
+    let mut offsets = Vec::new();
+    let mut offset = 0;
+    while let Some(length) = records.get(offset..offset + 4) {
+        let length = u32::from_le_bytes(length.try_into().unwrap()) as usize;
+        if length == 0 || offset + 8 + length > records.len() {
+            break;
+        }
+        offsets.push(offset);
+        offset += 8 + length;
+    }
+    offsets
+}
+
+/// A node whose last records were cut by `civitas ledger salvage --apply` starts on a ledger
+/// shorter than its store's indexes: the subject report no longer cites the records cut, the
+/// audit events that had landed there are appended again in their order, exchanges after the
+/// restart are indexed, and the ledger verifies.
+async fn a_node_on_a_salvaged_ledger_re_indexes_and_re_appends(mut server: TestServer) {
+    use crate::gateway::{CITIZEN, call_ok, city, receipt_index, start_upstream};
+
+    let upstream = start_upstream().await;
+    let city = city(&server, upstream, json!({})).await;
+    let path = format!("/x/{}/fund-core/accounts/accounts/{CITIZEN}", city.provider);
+    let auditor = server
+        .user_with_key("auditor", "auditor", Some(&city.provider.parse().unwrap()))
+        .await;
+    let (headers, _) = call_ok(&server, &city.consumer_key, &path).await;
+    let kept_exchange = receipt_index(&headers);
+    server.stop().await;
+
+    // A clean stop signs a checkpoint over every record. Keeping the checkpoints as they are now
+    // and putting them back later leaves the records written after this point unsigned, as a
+    // crash between checkpoints does.
+    let data_dir = server.settings.data_dir.clone();
+    let ledger_file = |name: &str| data_dir.join("ledger").join(name);
+    let checkpoints = std::fs::read(ledger_file("checkpoints.dat")).unwrap();
+    let cut_at = frame_offsets(&std::fs::read(ledger_file("records.dat")).unwrap()).len();
+
+    let mut server = server.start_again().await;
+    let (headers, _) = call_ok(&server, &city.consumer_key, &path).await;
+    let lost_exchange = receipt_index(&headers);
+    assert!(lost_exchange >= cut_at as u64);
+    let org = server.create_org(3, None).await;
+    server.create_system(&org, "archive").await;
+    call_ok(&server, &city.consumer_key, &path).await;
+    let (_, events) = server.get("/api/v1/audit/events?limit=100", &auditor).await;
+    // The events that landed after the cut, oldest first.
+    let mut cut_events: Vec<(i64, u64)> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| {
+            (
+                event["id"].as_i64().unwrap(),
+                event["ledger_index"].as_u64().unwrap(),
+            )
+        })
+        .filter(|(_, index)| *index >= cut_at as u64)
+        .collect();
+    cut_events.reverse();
+    assert!(cut_events.len() >= 2, "{events}");
+    let (_, report) = server
+        .get(&format!("/api/v1/audit/subjects/{CITIZEN}"), &auditor)
+        .await;
+    assert_eq!(report["accesses"].as_array().unwrap().len(), 3, "{report}");
+    server.stop().await;
+
+    // Record `cut_at`, the first one after the kept checkpoint, damaged; the node refuses to
+    // open its ledger until the salvage cuts the records there.
+    let mut records = std::fs::read(ledger_file("records.dat")).unwrap();
+    let frames = frame_offsets(&records);
+    assert!(frames.len() > cut_at + 1, "valid records follow the damage");
+    records[frames[cut_at] + 9] ^= 0x40;
+    std::fs::write(ledger_file("records.dat"), records).unwrap();
+    std::fs::write(ledger_file("checkpoints.dat"), &checkpoints).unwrap();
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let salvage = civitas_in(&["ledger", "salvage", "--apply"], &data_dir);
+    let stdout = text(&salvage.stdout);
+    assert!(
+        salvage.status.success(),
+        "{stdout}{}",
+        text(&salvage.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "salvaged: records.dat cut at byte {}",
+            frames[cut_at]
+        )) && stdout.contains("appends the audit events recorded there again"),
+        "{stdout}"
+    );
+
+    let mut server = server.start_again().await;
+    let (_, ledger) = server.get("/api/v1/ledger", &auditor).await;
+    assert_eq!(
+        ledger["size"],
+        cut_at + cut_events.len(),
+        "the events cut off, and nothing else, appended again: {ledger}"
+    );
+    let (_, events) = server.get("/api/v1/audit/events?limit=100", &auditor).await;
+    let landed: std::collections::HashMap<i64, u64> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| {
+            (
+                event["id"].as_i64().unwrap(),
+                event["ledger_index"].as_u64().expect("every event landed"),
+            )
+        })
+        .collect();
+    for (n, (event, _)) in cut_events.iter().enumerate() {
+        let index = landed[event];
+        assert_eq!(index, (cut_at + n) as u64, "appended again in their order");
+        let (_, record) = server
+            .get(&format!("/api/v1/ledger/records/{index}"), &auditor)
+            .await;
+        assert_eq!(
+            (&record["record"]["type"], &record["record"]["event"]),
+            (&json!("admin"), &json!(event)),
+            "{record}"
+        );
+    }
+    let accesses = |report: &Value| -> Vec<u64> {
+        report["accesses"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{report}"))
+            .iter()
+            .map(|access| access["ledger_index"].as_u64().unwrap())
+            .collect()
+    };
+    let (status, report) = server
+        .get(&format!("/api/v1/audit/subjects/{CITIZEN}"), &auditor)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(accesses(&report), [kept_exchange], "no cut record is cited");
+    let (headers, _) = call_ok(&server, &city.consumer_key, &path).await;
+    let new_exchange = receipt_index(&headers);
+    assert!(new_exchange >= (cut_at + cut_events.len()) as u64);
+    let (_, report) = server
+        .get(&format!("/api/v1/audit/subjects/{CITIZEN}"), &auditor)
+        .await;
+    assert_eq!(accesses(&report), [kept_exchange, new_exchange]);
+    assert_eq!(
+        report["accesses"][1]["consumer"],
+        format!("{}/portal", city.consumer)
+    );
+    server.stop().await;
+
+    let verify = civitas_in(&["ledger", "verify"], &data_dir);
+    let stdout = text(&verify.stdout);
+    assert!(verify.status.success(), "{stdout}{}", text(&verify.stderr));
+    assert!(stdout.starts_with("ledger ok: "), "{stdout}");
 }

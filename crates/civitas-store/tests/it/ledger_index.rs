@@ -1,0 +1,181 @@
+use civitas_store::{
+    AuditFilter, LedgerIndexRewind, PageRequest, ScenarioRun, Store, StoreError, SubjectDelivery,
+};
+use jiff::Timestamp;
+
+use crate::{admin, conformance, new_org};
+
+conformance!(a_shorter_ledger_rewinds_what_was_derived_from_the_lost_records);
+
+fn delivery(subject: u8, ledger_index: u64) -> SubjectDelivery {
+    SubjectDelivery {
+        subject: [subject; 32],
+        ledger_index,
+    }
+}
+
+fn run(id: &str, ledger_index: u64) -> ScenarioRun {
+    ScenarioRun {
+        id: id.to_owned(),
+        scenario: "a".to_owned(),
+        version: 1,
+        subject: "s1".to_owned(),
+        consent: format!("consent-{id}"),
+        outcome: "approve".to_owned(),
+        result: serde_json::json!({ "outcome": "approve" }),
+        ledger_index,
+        at: Timestamp::from_microsecond(1_000 + ledger_index as i64).unwrap(),
+    }
+}
+
+const ALL: PageRequest = PageRequest {
+    limit: 100,
+    after: None,
+};
+
+async fn deliveries(store: &Store, subject: u8) -> Vec<u64> {
+    store
+        .subject_deliveries(&[subject; 32], &ALL)
+        .await
+        .unwrap()
+        .items
+}
+
+/// Where each audit event landed, oldest event first.
+async fn places(store: &Store) -> Vec<(i64, Option<u64>)> {
+    let mut events: Vec<_> = store
+        .list_audit_events(&AuditFilter::default(), &ALL)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|event| (event.id, event.ledger_index))
+        .collect();
+    events.reverse();
+    events
+}
+
+/// The ledger comes back with 8 records where the store had read 10 and shipping had noted an
+/// event at 12: what came from indexes 8 and beyond is forgotten, the events there return to the
+/// outbox in their order, and what came from the first 8 records stays.
+async fn a_shorter_ledger_rewinds_what_was_derived_from_the_lost_records(store: Store) {
+    for n in 1..=4 {
+        store
+            .create_organization(&admin(), &new_org(n, None))
+            .await
+            .unwrap();
+    }
+    let events: Vec<i64> = store
+        .unshipped_audit_events(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|event| event.id)
+        .collect();
+    assert_eq!(events.len(), 4);
+    store
+        .add_ledger_index(
+            &[
+                delivery(1, 3),
+                delivery(2, 7),
+                delivery(1, 8),
+                delivery(2, 9),
+            ],
+            &[run("r1", 4), run("r2", 9)],
+            &[(events[0], 2), (events[1], 5), (events[2], 8)],
+            10,
+        )
+        .await
+        .unwrap();
+    // Shipping notes where an event landed before the ledger's reader gets there.
+    store
+        .mark_audit_events_shipped(&[(events[3], 12)])
+        .await
+        .unwrap();
+
+    let rewind = store.rewind_ledger_index(8).await.unwrap();
+    assert_eq!(
+        rewind,
+        LedgerIndexRewind {
+            indexed_to: 10,
+            ledger_size: 8,
+            subject_deliveries: 2,
+            scenario_runs: 1,
+            audit_events: 2,
+        }
+    );
+    assert!(rewind.rewound());
+    assert_eq!(store.ledger_index_next().await.unwrap(), 8);
+    assert_eq!(deliveries(&store, 1).await, [3]);
+    assert_eq!(deliveries(&store, 2).await, [7]);
+    assert_eq!(store.scenario_run("r1").await.unwrap().ledger_index, 4);
+    assert!(matches!(
+        store.scenario_run("r2").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(
+        places(&store).await,
+        [
+            (events[0], Some(2)),
+            (events[1], Some(5)),
+            (events[2], None),
+            (events[3], None),
+        ]
+    );
+    let outbox: Vec<i64> = store
+        .unshipped_audit_events(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|event| event.id)
+        .collect();
+    assert_eq!(outbox, events[2..], "the outbox holds them oldest first");
+
+    // Nothing more to undo at the same size.
+    let again = store.rewind_ledger_index(8).await.unwrap();
+    assert_eq!(
+        (
+            again.indexed_to,
+            again.subject_deliveries,
+            again.scenario_runs,
+            again.audit_events
+        ),
+        (8, 0, 0, 0)
+    );
+    assert!(!again.rewound());
+
+    // Reading the new records indexes them at the places they took.
+    store
+        .mark_audit_events_shipped(&[(events[2], 8), (events[3], 9)])
+        .await
+        .unwrap();
+    store
+        .add_ledger_index(&[delivery(1, 10)], &[run("r3", 11)], &[], 12)
+        .await
+        .unwrap();
+    assert_eq!(store.ledger_index_next().await.unwrap(), 12);
+    assert_eq!(deliveries(&store, 1).await, [3, 10]);
+    assert_eq!(store.scenario_run("r3").await.unwrap().ledger_index, 11);
+
+    // An event noted past a ledger that the reader has not passed returns to the outbox, and
+    // the position stays where it was.
+    store
+        .mark_audit_events_shipped(&[(events[3], 14)])
+        .await
+        .unwrap();
+    let rewind = store.rewind_ledger_index(13).await.unwrap();
+    assert_eq!(
+        rewind,
+        LedgerIndexRewind {
+            indexed_to: 12,
+            ledger_size: 13,
+            subject_deliveries: 0,
+            scenario_runs: 0,
+            audit_events: 1,
+        }
+    );
+    assert!(rewind.rewound());
+    assert_eq!(store.ledger_index_next().await.unwrap(), 12);
+    assert_eq!(deliveries(&store, 1).await, [3, 10]);
+    assert_eq!(places(&store).await[3], (events[3], None));
+}
