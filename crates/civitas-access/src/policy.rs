@@ -799,18 +799,15 @@ impl PlatformPolicies {
         S: AsRef<str>,
         T: AsRef<str>,
     {
-        let mut platform_policies = PlatformPolicies::new(city);
-        for (id, text) in policies {
-            let (id, text) = (id.as_ref(), text.as_ref());
-            let policy = parse_platform_policy(id, text)?;
-            platform_policies
-                .policies
-                .insert(id.to_owned(), StoredPolicy::valid(text, policy));
-        }
-        // Compiled once for all of them: compiling after each would take time quadratic in
-        // their number.
-        platform_policies.recompile();
-        Ok(platform_policies)
+        let loaded = policies
+            .into_iter()
+            .map(|(id, text)| {
+                let (id, text) = (id.as_ref(), text.as_ref());
+                let policy = parse_platform_policy(id, text)?;
+                Ok((id.to_owned(), StoredPolicy::valid(text, policy)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(PlatformPolicies::from_loaded(city, loaded))
     }
 
     /// Loads stored `(id, text)` policies as the gateway does, which never refuses one: each was
@@ -828,19 +825,28 @@ impl PlatformPolicies {
         S: AsRef<str>,
         T: AsRef<str>,
     {
-        let mut platform_policies = PlatformPolicies::new(city);
-        for (id, text) in policies {
+        let loaded = policies.into_iter().map(|(id, text)| {
             let (id, text) = (id.as_ref(), text.as_ref());
             let (policy, status) = load_stored(id, text);
-            platform_policies.policies.insert(
-                id.to_owned(),
-                StoredPolicy {
-                    text: text.to_owned(),
-                    policy,
-                    status,
-                },
-            );
-        }
+            let stored = StoredPolicy {
+                text: text.to_owned(),
+                policy,
+                status,
+            };
+            (id.to_owned(), stored)
+        });
+        PlatformPolicies::from_loaded(city, loaded)
+    }
+
+    /// Platform policies of `city` made of policies already read.
+    fn from_loaded(
+        city: RegionCode,
+        policies: impl IntoIterator<Item = (String, StoredPolicy)>,
+    ) -> PlatformPolicies {
+        let mut platform_policies = PlatformPolicies::new(city);
+        platform_policies.policies.extend(policies);
+        // Compiled once for all of them: compiling after each would take time quadratic in
+        // their number.
         platform_policies.recompile();
         platform_policies
     }
