@@ -77,14 +77,14 @@ fn system_ref(org: &str, system: &str) -> ApiResult<SystemRef> {
 #[utoipa::path(put, path = "/api/v1/organizations/{org_code}/systems/{system_code}/services/{service_code}", tag = "gateway",
     params(("org_code" = String, Path), ("system_code" = String, Path), ("service_code" = String, Path)),
     request_body = ServiceDraft,
-    description = "Registers or replaces the service (the provider's data officers): its upstream, allowed methods and paths, timeout, and where each information item is in its JSON answers. A mapped field is delivered as a whole, so no mapping's path may lie inside another's or be the same path for another item (`$.a` and `$.a[*].b` overlap, `$.a.b` and `$.a.c` do not): such a draft is refused with 422 naming both. The code `video` names a provider system's video playback platform.",
-    responses((status = 200, body = Service), (status = 201, body = Service), (status = 403, body = Problem), (status = 422, body = Problem)))]
+    description = "Registers or replaces the service (the provider's data officers): its upstream, allowed methods and paths, timeout, and where each information item is in its JSON answers. A mapped field is delivered as a whole, so no mapping's path may lie inside another's or be the same path for another item (`$.a` and `$.a[*].b` overlap, `$.a.b` and `$.a.c` do not): such a draft is refused with 422 naming both. The code `video` names a provider system's video playback platform. Answers with the service as GET shows it.",
+    responses((status = 200, body = ServiceView), (status = 201, body = ServiceView), (status = 403, body = Problem), (status = 422, body = Problem)))]
 async fn put_service(
     State(state): State<AppState>,
     caller: Caller,
     Path((org, system, code)): Path<(String, String, String)>,
     Json(draft): Json<ServiceDraft>,
-) -> ApiResult<(StatusCode, axum::Json<Service>)> {
+) -> ApiResult<(StatusCode, axum::Json<ServiceView>)> {
     let provider = system_ref(&org, &system)?;
     if draft.code.as_str() != code {
         return Err(ApiError::invalid(
@@ -156,7 +156,8 @@ async fn put_service(
     } else {
         StatusCode::OK
     };
-    Ok((status, axum::Json(service)))
+    let show_upstream = may_see_upstreams(&caller, &provider.organization);
+    Ok((status, axum::Json(ServiceView::new(service, show_upstream))))
 }
 
 /// Whether the caller may see the upstreams of `provider`'s services: internal addresses,
@@ -282,13 +283,13 @@ async fn list_services(
 
 #[utoipa::path(delete, path = "/api/v1/organizations/{org_code}/systems/{system_code}/services/{service_code}", tag = "gateway",
     params(("org_code" = String, Path), ("system_code" = String, Path), ("service_code" = String, Path)),
-    description = "Deactivates the service; the gateway refuses calls to it within a second.",
-    responses((status = 200, body = Service), (status = 404, body = Problem)))]
+    description = "Deactivates the service; the gateway refuses calls to it within a second. Answers with the service as GET shows it, `overlap` included.",
+    responses((status = 200, body = ServiceView), (status = 404, body = Problem)))]
 async fn deactivate_service(
     State(state): State<AppState>,
     caller: Caller,
     Path((org, system, code)): Path<(String, String, String)>,
-) -> ApiResult<axum::Json<Service>> {
+) -> ApiResult<axum::Json<ServiceView>> {
     let provider = system_ref(&org, &system)?;
     let permit = caller.permit(Action::ManageResources, Some(&provider.organization))?;
     let code = Code::parse(&code).map_err(|e| ApiError::NotFound {
@@ -301,7 +302,8 @@ async fn deactivate_service(
         .await?;
     state.audit_changed().await;
     state.access_changed();
-    Ok(axum::Json(service))
+    let show_upstream = may_see_upstreams(&caller, &provider.organization);
+    Ok(axum::Json(ServiceView::new(service, show_upstream)))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -18,6 +18,7 @@
 pub mod body;
 mod deadline;
 mod exchange;
+pub mod files;
 pub mod filter;
 mod indexes;
 pub mod limits;

@@ -2,14 +2,9 @@
 //! gateway listener can require them, and a certificate's identity is read back from its
 //! subject alternative name `urn:civitas:system:{org}/{system}`.
 
-use std::{
-    fs,
-    io::{Read, Write},
-    os::unix::fs::{OpenOptionsExt, PermissionsExt},
-    path::Path,
-    sync::Arc,
-};
+use std::{fs, io::Write, path::Path, sync::Arc};
 
+use crate::files::{Existing, read_private_file, write_file_whole, write_new_private_file};
 use anyhow::{Context, bail};
 use civitas_core::{Code, Uscc, access::SystemRef};
 use rcgen::{
@@ -42,82 +37,6 @@ pub struct IssuedCertificate {
     /// The private key, when the CA made the key pair (no CSR was given); shown once.
     pub private_key_pem: Option<String>,
     pub not_after: jiff::Timestamp,
-}
-
-/// Creates `path` (which must not exist) readable by the owner only from the start, so that a
-/// secret is never readable by others, not even for a moment, and writes `bytes` durably: a crash
-/// leaves either the whole file or none (see [`write_file_whole`]). Every secret file of a node
-/// (its key, the CA key, keyed-hash secrets) is written with this.
-pub fn write_new_private_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    write_file_whole(path, bytes, 0o600, false)
-}
-
-/// Writes `bytes` to `path` so that a crash at any moment leaves either the whole new file there
-/// or none (or, with `replace`, the old one): they go to a temporary file beside it, created
-/// with `mode`, which is synced and then moved into place, and the directory is synced so that
-/// the move survives too. Without `replace`, an existing `path` is an error and stays as it is.
-fn write_file_whole(path: &Path, bytes: &[u8], mode: u32, replace: bool) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} names no file", path.display()))?;
-    let temporary = dir.join(format!(".{}.tmp", name.to_string_lossy()));
-    // A temporary file left by an interrupted write is replaced.
-    match fs::remove_file(&temporary) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-            return Err(error).with_context(|| format!("removing {}", temporary.display()));
-        }
-        _ => {}
-    }
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&temporary)
-        .with_context(|| format!("creating {}", temporary.display()))?;
-    let written = file.write_all(bytes).and_then(|()| file.sync_all());
-    drop(file);
-    // A hard link, unlike a rename, refuses to replace a file that is there.
-    let placed = written.and_then(|()| {
-        if replace {
-            fs::rename(&temporary, path)
-        } else {
-            fs::hard_link(&temporary, path).and_then(|()| fs::remove_file(&temporary))
-        }
-    });
-    if let Err(error) = placed {
-        let _ = fs::remove_file(&temporary);
-        return Err(error).with_context(|| format!("writing {}", path.display()));
-    }
-    fs::File::open(dir)
-        .and_then(|dir| dir.sync_all())
-        .with_context(|| format!("syncing {}", dir.display()))
-}
-
-/// Reads a secret file written by [`write_new_private_file`], refusing one that others than its
-/// owner may read or write: whoever reads the CA key, say, can issue certificates that the
-/// gateway takes as any system's identity.
-pub fn read_private_file(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let mut file = fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let mode = file
-        .metadata()
-        .with_context(|| format!("reading {}", path.display()))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        bail!(
-            "{} is readable by others (mode {:o}); run `chmod 600` on it",
-            path.display(),
-            mode & 0o777
-        );
-    }
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .with_context(|| format!("reading {}", path.display()))?;
-    Ok(bytes)
 }
 
 /// Checks that `cert_pem` is one certificate, for `key`.
@@ -216,7 +135,9 @@ impl CertificateAuthority {
         let cert = params
             .self_signed(key)
             .context("signing the CA certificate")?;
-        write_file_whole(cert_path, cert.pem().as_bytes(), 0o644, true)?;
+        write_file_whole(cert_path, 0o644, Existing::Replace, |file| {
+            Ok(file.write_all(cert.pem().as_bytes())?)
+        })?;
         Ok(cert.pem())
     }
 
@@ -394,6 +315,8 @@ pub fn identity_of(certificate: &[u8]) -> anyhow::Result<ClientIdentity> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     /// The names in `dir`, sorted.
@@ -404,24 +327,6 @@ mod tests {
             .collect();
         names.sort();
         names
-    }
-
-    #[test]
-    fn a_new_file_is_written_whole_and_never_over_another() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("node.key");
-        // A temporary file that a crash left behind is replaced.
-        fs::write(dir.path().join(".node.key.tmp"), b"half a ke").unwrap();
-        write_new_private_file(&path, b"the key").unwrap();
-        assert_eq!(fs::read(&path).unwrap(), b"the key");
-        assert_eq!(names_in(dir.path()), ["node.key"]);
-        let mode = fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-
-        let error = write_new_private_file(&path, b"another key").unwrap_err();
-        assert!(format!("{error:#}").contains("node.key"), "{error:#}");
-        assert_eq!(fs::read(&path).unwrap(), b"the key", "left as it was");
-        assert_eq!(names_in(dir.path()), ["node.key"]);
     }
 
     #[test]

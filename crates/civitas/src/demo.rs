@@ -9,6 +9,7 @@
 //! clears the data dir and builds again.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use anyhow::{Context, bail};
 use civitas_demo::catalog_services::{self, CatalogServices};
 use civitas_demo::city::{self, BuiltCity, CityCounts, CitySize, KeyEntry, Progress, Scale};
 use civitas_demo::{Population, ProviderServices, Scenario, reference};
+use civitas_gateway::files::{Existing, ORDINARY_FILE_MODE, write_file_whole};
 use civitas_store::{Store, StoreUrl};
 use serde::{Deserialize, Serialize};
 
@@ -112,19 +114,12 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Option
     }
 }
 
-/// Writes `value` as JSON to `path` atomically (through a temporary file and a rename), readable
-/// by the owner only: key files are secrets.
+/// Writes `value` as JSON to `path` whole, readable by the owner only: key files are secrets.
 fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
-    let temporary = path.with_extension("json.tmp");
-    // A temporary file left by an interrupted write is replaced.
-    match std::fs::remove_file(&temporary) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-            return Err(error).with_context(|| format!("removing {}", temporary.display()));
-        }
-        _ => {}
-    }
-    node::write_new_private_file(&temporary, &serde_json::to_vec_pretty(value)?)?;
-    std::fs::rename(&temporary, path).with_context(|| format!("writing {}", path.display()))
+    let json = serde_json::to_vec_pretty(value)?;
+    write_file_whole(path, 0o600, Existing::Replace, |file| {
+        Ok(file.write_all(&json)?)
+    })
 }
 
 fn is_empty_dir(path: &Path) -> anyhow::Result<bool> {
@@ -291,7 +286,14 @@ pub async fn start(
             (manifest, keys, false)
         }
         None => {
-            std::fs::write(settings.data_dir.join(BUILDING), b"")?;
+            // The mark must outlast a crash as surely as what the build writes, or the data
+            // dir would look like no demo's.
+            write_file_whole(
+                &settings.data_dir.join(BUILDING),
+                ORDINARY_FILE_MODE,
+                Existing::Replace,
+                |_| Ok(()),
+            )?;
             let mut progress = BuildProgress::new(quiet);
             // The index follows the catalog as it is written, on the other core.
             let indexing = IndexFollower::start(&store, settings)

@@ -17,6 +17,7 @@ use civitas::{
     indexing::IndexFollower,
     ledger_salvage, ledger_verify, receipt_check, server,
 };
+use civitas_gateway::files::{Existing, ORDINARY_FILE_MODE, write_file_whole};
 use civitas_store::{PageRequest, ResourceFilter, Store};
 use clap::{Parser, Subcommand};
 
@@ -437,42 +438,57 @@ fn export(config: Config, output: Option<PathBuf>, format: Option<Format>) -> an
     let format = format
         .or_else(|| output.as_deref().and_then(Format::from_path))
         .unwrap_or(Format::Jsonl);
-    let sink: Box<dyn Write> = match &output {
-        Some(path) => {
-            Box::new(File::create(path).with_context(|| format!("creating {}", path.display()))?)
-        }
-        None => Box::new(std::io::stdout().lock()),
-    };
-    let mut writer = DraftWriter::new(BufWriter::new(sink), format)?;
-    let count = runtime()?.block_on(async {
-        let store = Store::connect(&settings.store).await?;
-        let filter = ResourceFilter {
-            active: Some(true),
-            ..ResourceFilter::default()
-        };
-        let mut page = PageRequest {
-            limit: PageRequest::MAX_LIMIT,
-            after: None,
-        };
-        let mut count = 0usize;
-        loop {
-            let resources = store.list_resources(&filter, &page).await?;
-            for resource in &resources.items {
-                writer.write(&resource.draft)?;
-                count += 1;
+    let export_into = |sink: &mut dyn Write| {
+        let mut writer = DraftWriter::new(BufWriter::new(sink), format)?;
+        let count = runtime()?.block_on(async {
+            let store = Store::connect(&settings.store).await?;
+            let filter = ResourceFilter {
+                active: Some(true),
+                ..ResourceFilter::default()
+            };
+            let mut page = PageRequest {
+                limit: PageRequest::MAX_LIMIT,
+                after: None,
+            };
+            let mut count = 0usize;
+            loop {
+                let resources = store.list_resources(&filter, &page).await?;
+                for resource in &resources.items {
+                    writer.write(&resource.draft)?;
+                    count += 1;
+                }
+                match resources.next_cursor {
+                    Some(cursor) => page.after = Some(cursor),
+                    None => break,
+                }
             }
-            match resources.next_cursor {
-                Some(cursor) => page.after = Some(cursor),
-                None => break,
-            }
-        }
-        store.close().await;
+            store.close().await;
+            anyhow::Ok(count)
+        })?;
+        writer.finish()?;
         anyhow::Ok(count)
-    })?;
-    writer.finish()?;
-    if let Some(path) = &output {
-        eprintln!("exported {count} resources to {}", path.display());
-    }
+    };
+    let Some(path) = &output else {
+        export_into(&mut std::io::stdout().lock())?;
+        return Ok(());
+    };
+    // An export that fails partway must not leave a file that looks like one, nor spoil the
+    // previous export at the path. A link is followed, so that it keeps pointing at the export;
+    // a device or a pipe (`/dev/stdout`, `/dev/null`) cannot be replaced and is written into.
+    let target = match std::fs::canonicalize(path) {
+        Ok(target) => target,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => path.clone(),
+        Err(error) => return Err(error).with_context(|| format!("reading {}", path.display())),
+    };
+    let count = match std::fs::metadata(&target) {
+        Ok(metadata) if !metadata.is_file() => export_into(
+            &mut File::create(&target).with_context(|| format!("opening {}", target.display()))?,
+        )?,
+        _ => write_file_whole(&target, ORDINARY_FILE_MODE, Existing::Replace, |file| {
+            export_into(file)
+        })?,
+    };
+    eprintln!("exported {count} resources to {}", path.display());
     Ok(())
 }
 

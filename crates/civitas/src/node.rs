@@ -9,7 +9,7 @@ use ed25519_dalek::{
     pkcs8::{DecodePrivateKey, EncodePrivateKey, spki::der::pem::LineEnding},
 };
 
-pub use civitas_gateway::tls::write_new_private_file;
+use civitas_gateway::files::{read_private_file, write_new_private_file};
 
 pub const NODE_KEY_FILE: &str = "node.key";
 
@@ -58,7 +58,7 @@ pub fn load_or_create_secret(data_dir: &Path, name: &str) -> anyhow::Result<[u8;
         // Whoever reads the subject key can reverse the access index's keyed hashes of citizen
         // ID numbers (there are few enough numbers to try them all); the video key signs
         // playback URLs.
-        Ok(_) => civitas_gateway::tls::read_private_file(&path)?
+        Ok(_) => read_private_file(&path)?
             .try_into()
             .map_err(|_| anyhow::anyhow!("{} must hold exactly 32 bytes", path.display())),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {

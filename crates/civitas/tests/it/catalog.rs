@@ -11,6 +11,7 @@ on_both_stores!(
     resources_lifecycle_and_history,
     resource_bad_input_and_foreign_officers,
     import_reports_broken_rows_and_export_round_trips,
+    an_export_that_fails_partway_leaves_no_file_and_the_previous_one_as_it_was,
     concurrent_writes_neither_fail_nor_replace_silently,
 );
 
@@ -468,6 +469,133 @@ async fn import_reports_broken_rows_and_export_round_trips(server: TestServer) {
     let first: Value = serde_json::from_str(exported.lines().next().unwrap()).unwrap();
     assert_eq!(first["items"][0]["mask"], "citizen_id");
     assert_eq!(first["tags"], json!(["社保", "参保"]));
+}
+
+/// Runs the `civitas` command with `args` on the test server's data dir and store.
+fn civitas_command(server: &TestServer, args: &[&str]) -> std::process::Output {
+    let store = match &server.settings.store {
+        civitas_store::StoreUrl::Postgres(url) => url.clone(),
+        sqlite => sqlite.to_string(),
+    };
+    Command::new(env!("CARGO_BIN_EXE_civitas"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(&server.settings.data_dir)
+        .arg("--store")
+        .arg(store)
+        .output()
+        .unwrap()
+}
+
+/// Runs `statement` in the test server's store directly, as damage to the store would.
+async fn execute_behind_the_store(server: &TestServer, statement: &str) {
+    use sqlx::Connection;
+    match &server.settings.store {
+        civitas_store::StoreUrl::Sqlite(path) => {
+            let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+            let mut connection = sqlx::SqliteConnection::connect_with(&options)
+                .await
+                .unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned()))
+                .execute(&mut connection)
+                .await
+                .unwrap();
+            connection.close().await.unwrap();
+        }
+        civitas_store::StoreUrl::Postgres(url) => {
+            let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned()))
+                .execute(&mut connection)
+                .await
+                .unwrap();
+            connection.close().await.unwrap();
+        }
+    }
+}
+
+/// An export reads the catalog a page at a time while it writes: a row that cannot be read on a
+/// later page stops it after earlier pages reached the file. What it wrote is thrown away, and
+/// a previous export at the path is left as it was.
+async fn an_export_that_fails_partway_leaves_no_file_and_the_previous_one_as_it_was(
+    server: TestServer,
+) {
+    let org = server.create_org(1, None).await.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    // More than a page of the store's listing (1,000), and more than a write buffer.
+    let rows = 1200;
+    let jsonl: String = (1..=rows)
+        .map(|n| {
+            let row = resource(&format!("320100-T03-{n:06}"), &org);
+            format!("{row}\n")
+        })
+        .collect();
+    let import_path = dir.path().join("catalog.jsonl");
+    std::fs::write(&import_path, jsonl).unwrap();
+    let output = civitas_command(
+        &server,
+        &["catalog", "import", import_path.to_str().unwrap()],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains(&format!("{rows} created")), "{stdout}");
+
+    let exports = tempfile::tempdir().unwrap();
+    let export_path = exports.path().join("catalog.jsonl");
+    let export = || {
+        civitas_command(
+            &server,
+            &[
+                "catalog",
+                "export",
+                "--output",
+                export_path.to_str().unwrap(),
+            ],
+        )
+    };
+    let names = || {
+        let mut names: Vec<String> = std::fs::read_dir(exports.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+
+    // The last resource's stored document no longer reads as a resource.
+    let last = format!("320100-T03-{rows:06}");
+    let damaged = format!("UPDATE resources SET document = 'x' || document WHERE code = '{last}'");
+    execute_behind_the_store(&server, &damaged).await;
+    let output = export();
+    assert!(!output.status.success(), "the damaged row stops the export");
+    assert!(
+        names().is_empty(),
+        "no file, not even a part: {:?}",
+        names()
+    );
+
+    let previous = "the previous export\n";
+    std::fs::write(&export_path, previous).unwrap();
+    let output = export();
+    assert!(!output.status.success());
+    assert_eq!(std::fs::read_to_string(&export_path).unwrap(), previous);
+    assert_eq!(names(), ["catalog.jsonl"]);
+
+    // Repaired, the export replaces the previous one with every resource.
+    let repaired =
+        format!("UPDATE resources SET document = substr(document, 2) WHERE code = '{last}'");
+    execute_behind_the_store(&server, &repaired).await;
+    let output = export();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let exported = std::fs::read_to_string(&export_path).unwrap();
+    assert_eq!(exported.lines().count(), rows);
+    assert!(exported.ends_with('\n'));
+    let last_row: Value = serde_json::from_str(exported.lines().last().unwrap()).unwrap();
+    assert_eq!(last_row["code"], last.as_str());
+    assert_eq!(names(), ["catalog.jsonl"]);
 }
 
 /// An import in a process that holds the search index hands the index each batch as written;

@@ -2115,9 +2115,54 @@ async fn a_stored_service_s_overlapping_mappings_are_reported(server: TestServer
     let (_, unchanged) = server.get(&path, &city.officer).await;
     assert_eq!(unchanged, stored, "a refused draft changes nothing");
 
+    // Every answer about a service has the shape GET gives it: a deactivation's says what
+    // overlaps, and shows the upstream to the officer who manages the service.
+    let (status, deactivated) = server.delete(&path, &city.officer).await;
+    assert_eq!(status, StatusCode::OK, "{deactivated}");
+    assert_eq!(deactivated["overlap"], overlap, "{deactivated}");
+    assert_eq!(deactivated["upstream"], stored["upstream"], "{deactivated}");
+    assert_eq!(deactivated["active"], false, "{deactivated}");
+    let (_, read) = server.get(&path, &city.officer).await;
+    assert_eq!(deactivated, read);
+
+    // Registered again without the overlap, the answer has none.
+    let mut fixed = read.clone();
+    for field in ["provider", "active", "created_at", "updated_at", "overlap"] {
+        fixed.as_object_mut().unwrap().remove(field);
+    }
+    fixed["fields"][4]["path"] = json!("$.deposits[*].month");
+    let (status, registered_again) = server
+        .request(
+            reqwest::Method::PUT,
+            &path,
+            Some(&city.officer),
+            Some(fixed),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{registered_again}");
+    assert!(
+        registered_again.get("overlap").is_none(),
+        "{registered_again}"
+    );
+    let (_, read) = server.get(&path, &city.officer).await;
+    assert_eq!(registered_again, read);
+
     let (_, spec) = server
         .request(reqwest::Method::GET, "/api/v1/openapi.json", None, None)
         .await;
+    let operations = &spec["paths"]["/api/v1/organizations/{org_code}/systems/{system_code}/services/{service_code}"];
+    for (method, status) in [
+        ("get", "200"),
+        ("put", "200"),
+        ("put", "201"),
+        ("delete", "200"),
+    ] {
+        assert_eq!(
+            operations[method]["responses"][status]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ServiceView",
+            "{method} {status}"
+        );
+    }
     let described = &spec["components"]["schemas"]["ServiceView"]["properties"]["overlap"];
     assert!(
         described["description"]
