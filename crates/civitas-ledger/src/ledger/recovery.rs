@@ -9,7 +9,8 @@
 //!   frame follows, the damage lies among records that were synced, and perhaps acknowledged,
 //!   after it: that is corruption, and the ledger refuses to open rather than cut them off. An
 //!   operator can have them cut off with `salvage_records`, which keeps the cut bytes and finds
-//!   the damage with the same scan (`scan_records`).
+//!   the damage with the same scan (`scan_records`); `verify_dir` splits the frames and judges
+//!   the damage with the same functions (`frame::split_frames`, `frame::records_tail`).
 //! - derived files: written without fsync, so their tail may be missing or garbage. They were
 //!   synced before the latest checkpoint was written, so their prefix up to that checkpoint is
 //!   trusted once a spot check passes (the last checkpointed record's frame and leaf hash, the
@@ -25,7 +26,7 @@
 //! checkpoint are an error, never silently dropped.
 
 use std::fs::File;
-use std::io::{BufReader, Seek, SeekFrom};
+use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -34,10 +35,10 @@ use super::{
     LEAF_HASHES_FILE, LEVEL4_HASHES_FILE, OFFSET_BYTES, OFFSETS_FILE, RECORDS_FILE, Result,
     TILE_HASHES_FILE, UpperLevels, io_error,
 };
-use crate::checkpoint_file::{CheckpointFileError, CheckpointReader, StoredNote, read_up_to};
+use crate::checkpoint_file::{CheckpointFileError, CheckpointReader, StoredNote};
 use crate::frame::{
-    FRAME_HEADER_BYTES, FrameParse, MAX_RECORD_PAYLOAD, next_valid_frame, parse_frame,
-    zeroed_to_end,
+    ChunkBuffer, FRAME_HEADER_BYTES, FrameParse, FrameSplit, MAX_RECORD_PAYLOAD, RecordsTail,
+    frame_checksum, parse_frame, records_tail, split_frames,
 };
 use crate::merkle::{self, Hash, NodeSource, leaf_hash, perfect_root};
 use crate::note::{NoteVerifier, verify_checkpoint};
@@ -424,20 +425,6 @@ pub(crate) fn recover_tree(
     Ok(tree)
 }
 
-/// What the records file holds after its last valid frame.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum RecordsTail {
-    /// Nothing, or only the zero-filled space the writer keeps ahead of its records.
-    Clean,
-    /// A torn or corrupt frame with no valid frame starting anywhere after it: what a crash
-    /// during a write leaves behind.
-    Torn { reason: String },
-    /// A torn or corrupt frame with a valid frame starting at byte `next_frame` after it. A crash
-    /// tears only the end of the records, and the records before a frame were synced when it
-    /// was, so this is damage among synced (and perhaps acknowledged) records.
-    DamageBeforeValidFrames { reason: String, next_frame: u64 },
-}
-
 /// Where a scan of the records file stopped, and what lies there.
 #[derive(Debug)]
 pub(crate) struct RecordsScan {
@@ -446,45 +433,55 @@ pub(crate) struct RecordsScan {
     pub(crate) tail: RecordsTail,
 }
 
+/// Bytes of the records file read per step of a scan.
+const SCAN_CHUNK_BYTES: usize = 1 << 20;
+
 /// Reads the record frames of `records` from byte `start`, handing each valid frame's offset and
 /// payload to `on_frame`, up to the end of the file or the first torn or corrupt frame, and says
-/// what lies from there on. Opening the ledger and salvaging it both find damage this way.
+/// what lies from there on. Opening the ledger and salvaging it both find damage this way, and
+/// `verify_dir` splits frames and judges the tail with the same functions.
 pub(crate) fn scan_records(
     records: &File,
     path: &Path,
     start: u64,
     mut on_frame: impl FnMut(u64, &[u8]) -> Result<()>,
 ) -> Result<RecordsScan> {
-    let mut reader = BufReader::with_capacity(1 << 20, records);
+    let mut reader = records;
     reader
         .seek(SeekFrom::Start(start))
         .map_err(io_error("seek in", path))?;
-    let mut end = start;
-    let mut header = [0u8; FRAME_HEADER_BYTES];
-    let mut payload = Vec::new();
-    let damage = loop {
-        let header_read = read_up_to(&mut reader, &mut header).map_err(io_error("read", path))?;
-        if header_read == 0 {
-            break None;
+    let mut buffer = ChunkBuffer::new(SCAN_CHUNK_BYTES);
+    let mut end_of_file = buffer
+        .fill(&mut reader, 0, SCAN_CHUNK_BYTES)
+        .map_err(io_error("read", path))?;
+    // File offset of the buffer's first byte.
+    let mut buffer_offset = start;
+    let mut frames = Vec::new();
+    let (end, damage) = loop {
+        frames.clear();
+        let valid = buffer.valid();
+        let mut split = split_frames(valid, end_of_file, &mut frames);
+        for &(payload_start, length) in &frames {
+            let payload = &valid[payload_start..payload_start + length];
+            let frame_start = payload_start - FRAME_HEADER_BYTES;
+            if crc32c::crc32c(payload) != frame_checksum(valid, payload_start) {
+                split = FrameSplit {
+                    end: frame_start,
+                    damage: Some("frame checksum mismatch".to_owned()),
+                };
+                break;
+            }
+            on_frame(buffer_offset + frame_start as u64, payload)?;
         }
-        if header_read < FRAME_HEADER_BYTES {
-            break Some("torn frame header".to_owned());
+        if split.damage.is_some() || end_of_file {
+            break (buffer_offset + split.end as u64, split.damage);
         }
-        let length = u32::from_le_bytes(header[..4].try_into().expect("four bytes")) as usize;
-        let checksum = u32::from_le_bytes(header[4..].try_into().expect("four bytes"));
-        if length == 0 || length > MAX_RECORD_PAYLOAD {
-            break Some(format!("invalid frame length {length}"));
-        }
-        payload.resize(length, 0);
-        let payload_read = read_up_to(&mut reader, &mut payload).map_err(io_error("read", path))?;
-        if payload_read < length {
-            break Some("torn frame".to_owned());
-        }
-        if crc32c::crc32c(&payload) != checksum {
-            break Some("frame checksum mismatch".to_owned());
-        }
-        on_frame(end, &payload)?;
-        end += (FRAME_HEADER_BYTES + length) as u64;
+        let valid_length = valid.len();
+        buffer.bytes.copy_within(split.end..valid_length, 0);
+        buffer_offset += split.end as u64;
+        end_of_file = buffer
+            .fill(&mut reader, valid_length - split.end, SCAN_CHUNK_BYTES)
+            .map_err(io_error("read", path))?;
     };
     let Some(reason) = damage else {
         return Ok(RecordsScan {
@@ -492,18 +489,7 @@ pub(crate) fn scan_records(
             tail: RecordsTail::Clean,
         });
     };
-    // The zero-filled space the writer keeps ahead of its records is where they end.
-    if zeroed_to_end(records, end).map_err(io_error("read", path))? {
-        return Ok(RecordsScan {
-            end,
-            tail: RecordsTail::Clean,
-        });
-    }
-    let tail =
-        match next_valid_frame(records, end, MAX_RECORD_PAYLOAD).map_err(io_error("read", path))? {
-            Some(next_frame) => RecordsTail::DamageBeforeValidFrames { reason, next_frame },
-            None => RecordsTail::Torn { reason },
-        };
+    let tail = records_tail(records, end, reason).map_err(io_error("read", path))?;
     Ok(RecordsScan { end, tail })
 }
 
@@ -607,5 +593,75 @@ fn trusted_prefix(
     match tree.root() {
         Ok(recomputed) if recomputed == *root => Ok(Some(tree)),
         _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::encode_frame;
+
+    fn payload(index: usize) -> Vec<u8> {
+        format!("{index:05}").repeat(2000 + index % 7).into_bytes()
+    }
+
+    /// A file of `count` record frames of about 10 KB, so that they span several chunks of a
+    /// scan, and their offsets.
+    fn frames_file(count: usize) -> (Vec<u8>, Vec<u64>) {
+        let mut bytes = Vec::new();
+        let mut offsets = Vec::new();
+        for index in 0..count {
+            offsets.push(bytes.len() as u64);
+            encode_frame(&payload(index), &mut bytes);
+        }
+        (bytes, offsets)
+    }
+
+    /// Scans `bytes` from frame `first` on; the offsets of the frames read, and the scan.
+    fn scan_from(bytes: &[u8], offsets: &[u64], first: usize) -> (Vec<u64>, RecordsScan) {
+        let mut file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut file, bytes).unwrap();
+        let mut seen = Vec::new();
+        let path = Path::new("records.dat");
+        let scan = scan_records(&file, path, offsets[first], |offset, read| {
+            assert_eq!(read, payload(first + seen.len()));
+            seen.push(offset);
+            Ok(())
+        })
+        .unwrap();
+        (seen, scan)
+    }
+
+    #[test]
+    fn a_scan_across_chunks_stops_at_the_first_damage_and_judges_what_follows() {
+        let (clean, offsets) = frames_file(300);
+        assert!(clean.len() > 2 * SCAN_CHUNK_BYTES);
+
+        let zero_filled = [clean.as_slice(), &[0; 5000]].concat();
+        let (seen, scan) = scan_from(&zero_filled, &offsets, 0);
+        assert_eq!(seen, offsets);
+        assert_eq!(
+            (scan.end, scan.tail),
+            (clean.len() as u64, RecordsTail::Clean)
+        );
+
+        // Damage in the third chunk, with valid frames after it.
+        let mut damaged = clean.clone();
+        damaged[offsets[250] as usize + 30] ^= 1;
+        let (seen, scan) = scan_from(&damaged, &offsets, 0);
+        assert_eq!(seen, offsets[..250]);
+        let expected = RecordsTail::DamageBeforeValidFrames {
+            reason: "frame checksum mismatch".into(),
+            next_frame: offsets[251],
+        };
+        assert_eq!((scan.end, scan.tail), (offsets[250], expected));
+
+        // The last frame cut short, with the scan started at a later frame.
+        let (seen, scan) = scan_from(&clean[..clean.len() - 100], &offsets, 100);
+        assert_eq!(seen, offsets[100..299]);
+        let expected = RecordsTail::Torn {
+            reason: "torn frame at the end of the file".into(),
+        };
+        assert_eq!((scan.end, scan.tail), (offsets[299], expected));
     }
 }
