@@ -1,8 +1,10 @@
 //! Frames of the records and checkpoints files: `u32 length LE | u32 crc32c(payload) LE | payload`.
 
 use std::fs::File;
+use std::io::Read;
 use std::os::unix::fs::FileExt;
 
+use crate::checkpoint_file::read_up_to;
 use crate::record::MAX_RECORD_BYTES;
 
 pub(crate) const FRAME_HEADER_BYTES: usize = 8;
@@ -132,6 +134,141 @@ pub(crate) fn next_valid_frame(
     }
 }
 
+/// A read buffer of fixed capacity whose first `length` bytes are valid, for walking the records
+/// file chunk by chunk with [`split_frames`].
+pub(crate) struct ChunkBuffer {
+    pub(crate) bytes: Vec<u8>,
+    length: usize,
+}
+
+impl ChunkBuffer {
+    /// A buffer for chunks of `chunk_bytes` after a leftover partial frame.
+    pub(crate) fn new(chunk_bytes: usize) -> ChunkBuffer {
+        ChunkBuffer {
+            bytes: vec![0; chunk_bytes + FRAME_HEADER_BYTES + MAX_RECORD_PAYLOAD],
+            length: 0,
+        }
+    }
+
+    pub(crate) fn valid(&self) -> &[u8] {
+        &self.bytes[..self.length]
+    }
+
+    /// Keeps the first `kept` bytes and reads up to `chunk_bytes` of `reader` after them;
+    /// returns whether the file has ended.
+    pub(crate) fn fill(
+        &mut self,
+        reader: &mut impl Read,
+        kept: usize,
+        chunk_bytes: usize,
+    ) -> std::io::Result<bool> {
+        debug_assert!(kept + chunk_bytes <= self.bytes.len());
+        let read = read_up_to(reader, &mut self.bytes[kept..kept + chunk_bytes])?;
+        self.length = kept + read;
+        Ok(read < chunk_bytes)
+    }
+}
+
+/// How [`split_frames`] divided a buffer of record frames.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct FrameSplit {
+    /// Where the whole frames end in the buffer: the next frame, or the damage, starts here.
+    pub(crate) end: usize,
+    /// Why the bytes at `end` are not a frame, when they cannot become one: the frame length is
+    /// invalid, or the file ends inside the frame. `None` when the buffer ends inside a frame
+    /// that the next chunk may complete, or ends at a frame boundary.
+    pub(crate) damage: Option<String>,
+}
+
+/// Splits `bytes`, read from the records file starting at a frame boundary, into whole frames,
+/// pushing each one's payload start and length to `frames`. `end_of_file` says whether the file
+/// ends where `bytes` do. Checksums are not checked here, so that callers can check them where
+/// they like (in parallel, say); a frame whose checksum fails is damage at that frame.
+pub(crate) fn split_frames(
+    bytes: &[u8],
+    end_of_file: bool,
+    frames: &mut Vec<(usize, usize)>,
+) -> FrameSplit {
+    let mut position = 0;
+    while position < bytes.len() {
+        let rest = &bytes[position..];
+        let whole = match parse_frame_length(rest) {
+            Ok(Some(length)) if rest.len() >= FRAME_HEADER_BYTES + length => Some(length),
+            Ok(_) => None,
+            Err(reason) => {
+                return FrameSplit {
+                    end: position,
+                    damage: Some(reason),
+                };
+            }
+        };
+        let Some(length) = whole else {
+            let damage = end_of_file.then(|| "torn frame at the end of the file".to_owned());
+            return FrameSplit {
+                end: position,
+                damage,
+            };
+        };
+        frames.push((position + FRAME_HEADER_BYTES, length));
+        position += FRAME_HEADER_BYTES + length;
+    }
+    FrameSplit {
+        end: position,
+        damage: None,
+    }
+}
+
+/// The payload length a record frame at the start of `bytes` declares, `None` when the bytes end
+/// inside its header, or why it is invalid.
+fn parse_frame_length(bytes: &[u8]) -> Result<Option<usize>, String> {
+    let Some(header) = bytes.first_chunk::<FRAME_HEADER_BYTES>() else {
+        return Ok(None);
+    };
+    let length = u32::from_le_bytes(header[..4].try_into().expect("four bytes")) as usize;
+    if length == 0 || length > MAX_RECORD_PAYLOAD {
+        return Err(format!("invalid frame length {length}"));
+    }
+    Ok(Some(length))
+}
+
+/// The checksum a frame's header holds, for a frame that [`split_frames`] found with its payload
+/// at `payload_start` of `bytes`.
+pub(crate) fn frame_checksum(bytes: &[u8], payload_start: usize) -> u32 {
+    let checksum_bytes = &bytes[payload_start - 4..payload_start];
+    u32::from_le_bytes(checksum_bytes.try_into().expect("four bytes"))
+}
+
+/// What the records file holds from its first torn or corrupt frame on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RecordsTail {
+    /// Nothing, or only the zero-filled space the writer keeps ahead of its records.
+    Clean,
+    /// A torn or corrupt frame with no valid frame starting anywhere after it: what a crash
+    /// during a write leaves behind.
+    Torn { reason: String },
+    /// A torn or corrupt frame with a valid frame starting at byte `next_frame` after it. A crash
+    /// tears only the end of the records, and the records before a frame were synced when it
+    /// was, so this is damage among synced (and perhaps acknowledged) records.
+    DamageBeforeValidFrames { reason: String, next_frame: u64 },
+}
+
+/// What follows the end of the valid records at byte `end` of `records`, where a frame is torn or
+/// corrupt for `reason`. Opening, salvaging and verifying a ledger all decide this way.
+pub(crate) fn records_tail(
+    records: &File,
+    end: u64,
+    reason: String,
+) -> std::io::Result<RecordsTail> {
+    // The zero-filled space the writer keeps ahead of its records is where they end.
+    if zeroed_to_end(records, end)? {
+        return Ok(RecordsTail::Clean);
+    }
+    Ok(match next_valid_frame(records, end, MAX_RECORD_PAYLOAD)? {
+        Some(next_frame) => RecordsTail::DamageBeforeValidFrames { reason, next_frame },
+        None => RecordsTail::Torn { reason },
+    })
+}
+
 /// The largest payload of a record frame.
 pub(crate) const MAX_RECORD_PAYLOAD: usize = MAX_RECORD_BYTES;
 /// Checkpoint notes are short; the bound only stops a corrupt length from looking plausible.
@@ -161,6 +298,48 @@ mod tests {
             parse_frame(&[0u8; 64], 100),
             FrameParse::BadLength { length: 0 }
         );
+    }
+
+    #[test]
+    fn frames_are_split_up_to_damage_or_a_frame_the_next_chunk_completes() {
+        let mut one = Vec::new();
+        encode_frame(b"hello", &mut one);
+        let two = [one.as_slice(), &one].concat();
+        let check = |bytes: &[u8], end_of_file: bool, expected: (usize, Option<&str>)| {
+            let mut frames = Vec::new();
+            let split = split_frames(bytes, end_of_file, &mut frames);
+            assert_eq!(
+                (split.end, split.damage.as_deref()),
+                expected,
+                "{bytes:?} {end_of_file}"
+            );
+            assert_eq!(frames, vec![(8, 5), (21, 5)][..split.end / 13]);
+        };
+        check(&[], true, (0, None));
+        check(&two, true, (26, None));
+        check(&two, false, (26, None));
+        // A frame or header cut short by the chunk, or by the end of the file.
+        check(&two[..20], false, (13, None));
+        check(
+            &two[..20],
+            true,
+            (13, Some("torn frame at the end of the file")),
+        );
+        check(&two[..16], false, (13, None));
+        check(
+            &two[..16],
+            true,
+            (13, Some("torn frame at the end of the file")),
+        );
+        // A length no frame has, whether or not more bytes follow.
+        check(
+            &[one.as_slice(), &[0; 20]].concat(),
+            false,
+            (13, Some("invalid frame length 0")),
+        );
+        let mut too_long = two.clone();
+        too_long[13..17].copy_from_slice(&(MAX_RECORD_PAYLOAD as u32 + 1).to_le_bytes());
+        check(&too_long, false, (13, Some("invalid frame length 65536")));
     }
 
     #[test]

@@ -8,15 +8,19 @@
 //! hashes, tile roots) so that tampering is pinned to the first bad record.
 //!
 //! Nothing here uses the ledger's own reading code: the files are parsed from their documented
-//! layout.
+//! layout. Only the record frames are split, and what follows damage among them is judged, by the
+//! `frame` functions that opening and salvaging use too (`split_frames`, `records_tail`), so that
+//! all three agree on where the records end.
 
 use std::collections::VecDeque;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::checkpoint_file::{CheckpointFileError, CheckpointReader, StoredNote, read_up_to};
-use crate::frame::{FRAME_HEADER_BYTES, MAX_RECORD_PAYLOAD, next_valid_frame, zeroed_to_end};
+use crate::checkpoint_file::{CheckpointFileError, CheckpointReader, StoredNote};
+use crate::frame::{
+    ChunkBuffer, FRAME_HEADER_BYTES, RecordsTail, frame_checksum, records_tail, split_frames,
+};
 use crate::ledger::{
     CHECKPOINTS_FILE, GROUP_LEVEL, GROUP_WIDTH, HASH_BYTES, LEAF_HASHES_FILE, LEVEL4_HASHES_FILE,
     OFFSET_BYTES, OFFSETS_FILE, RECORDS_FILE, TILE_HASHES_FILE,
@@ -349,10 +353,11 @@ fn verify_dir_in_chunks(
 
     // Two buffers take turns: one is hashed while the next step is read into the other. Each is
     // allocated once, so no step pays for zeroing or faulting in fresh pages.
-    let buffer_capacity = chunk_bytes + FRAME_HEADER_BYTES + MAX_RECORD_PAYLOAD;
-    let mut buffer = ChunkBuffer::new(buffer_capacity);
-    let mut spare = ChunkBuffer::new(buffer_capacity);
-    let mut end_of_file = buffer.fill(&mut reader, 0, &records_path, chunk_bytes)?;
+    let mut buffer = ChunkBuffer::new(chunk_bytes);
+    let mut spare = ChunkBuffer::new(chunk_bytes);
+    let mut end_of_file = buffer
+        .fill(&mut reader, 0, chunk_bytes)
+        .map_err(io_error("read", &records_path))?;
     // File offset of `buffer[0]`.
     let mut buffer_offset: u64 = 0;
     let mut record_bytes: u64 = 0;
@@ -367,26 +372,10 @@ fn verify_dir_in_chunks(
     loop {
         // Split the buffer into whole frames; damage stops the split at that frame.
         frames.clear();
-        let mut position = 0;
-        let mut damage = None;
         let valid = buffer.valid();
-        while position < valid.len() {
-            match frame_extent(&valid[position..]) {
-                Ok(Some(length)) => {
-                    frames.push((position + FRAME_HEADER_BYTES, length));
-                    position += FRAME_HEADER_BYTES + length;
-                }
-                Ok(None) if !end_of_file => break,
-                Ok(None) => {
-                    damage = Some((position, "torn frame at the end of the file".to_owned()));
-                    break;
-                }
-                Err(reason) => {
-                    damage = Some((position, reason));
-                    break;
-                }
-            }
-        }
+        let split = split_frames(valid, end_of_file, &mut frames);
+        let position = split.end;
+        let damage = split.damage;
 
         let first_index = verifier.records();
         let end_index = first_index + frames.len() as u64;
@@ -418,7 +407,9 @@ fn verify_dir_in_chunks(
             } else {
                 let leftover = &valid[position..];
                 spare.bytes[..leftover.len()].copy_from_slice(leftover);
-                spare.fill(&mut reader, leftover.len(), &records_path, chunk_bytes)
+                spare
+                    .fill(&mut reader, leftover.len(), chunk_bytes)
+                    .map_err(io_error("read", &records_path))
             };
             (
                 first.join().expect("verifying records does not panic"),
@@ -450,14 +441,14 @@ fn verify_dir_in_chunks(
                     // behind, if nothing valid follows it.
                     let (payload_start, _) = frames[(index - first_index) as usize];
                     let frame_offset = buffer_offset + (payload_start - FRAME_HEADER_BYTES) as u64;
-                    check_nothing_valid_follows(
+                    torn_tail_bytes = torn_tail_bytes_at(
                         &reader,
                         &records_path,
                         index,
                         frame_offset,
-                        "frame checksum mismatch",
+                        "frame checksum mismatch".to_owned(),
+                        records_length,
                     )?;
-                    torn_tail_bytes = records_length - frame_offset;
                     checkpoints.feed(&mut verifier, u64::MAX)?;
                     return finish(verifier, record_bytes, torn_tail_bytes, &mut progress);
                 }
@@ -465,7 +456,7 @@ fn verify_dir_in_chunks(
             }
         }
 
-        if let Some((position, reason)) = damage {
+        if let Some(reason) = damage {
             let index = verifier.records();
             let offset = buffer_offset + position as u64;
             if index < covered {
@@ -475,11 +466,14 @@ fn verify_dir_in_chunks(
                     reason,
                 });
             }
-            // The zero-filled space the writer keeps ahead of its records is where they end.
-            if !zeroed_to_end(&reader, offset).map_err(io_error("read", &records_path))? {
-                check_nothing_valid_follows(&reader, &records_path, index, offset, &reason)?;
-                torn_tail_bytes = records_length - offset;
-            }
+            torn_tail_bytes = torn_tail_bytes_at(
+                &reader,
+                &records_path,
+                index,
+                offset,
+                reason,
+                records_length,
+            )?;
             break;
         }
         progress(verifier.records(), total.max(verifier.records()));
@@ -496,23 +490,29 @@ fn verify_dir_in_chunks(
     finish(verifier, record_bytes, torn_tail_bytes, &mut progress)
 }
 
-/// Fails unless the damaged frame of record `index` at `offset` can be a torn write: a crash
-/// tears only the end of the records, so no valid frame may start anywhere after it.
-fn check_nothing_valid_follows(
+/// The bytes a reopen would cut off as a torn write, from the damaged frame of record `index` at
+/// `offset` to the end of the file: none if all of them are the zero-filled space the writer
+/// keeps ahead of its records. Fails if a valid frame follows the damage, since a crash tears
+/// only the end of the records.
+fn torn_tail_bytes_at(
     records: &File,
     path: &Path,
     index: u64,
     offset: u64,
-    reason: &str,
-) -> Result<()> {
-    match next_valid_frame(records, offset, MAX_RECORD_PAYLOAD).map_err(io_error("read", path))? {
-        None => Ok(()),
-        Some(next_frame) => Err(VerifyError::DamageBeforeValidFrames {
-            index,
-            offset,
-            reason: reason.to_owned(),
-            next_frame,
-        }),
+    reason: String,
+    records_length: u64,
+) -> Result<u64> {
+    match records_tail(records, offset, reason).map_err(io_error("read", path))? {
+        RecordsTail::Clean => Ok(0),
+        RecordsTail::Torn { .. } => Ok(records_length - offset),
+        RecordsTail::DamageBeforeValidFrames { reason, next_frame } => {
+            Err(VerifyError::DamageBeforeValidFrames {
+                index,
+                offset,
+                reason,
+                next_frame,
+            })
+        }
     }
 }
 
@@ -527,57 +527,6 @@ fn finish(
     report.record_bytes = record_bytes;
     report.torn_tail_bytes = torn_tail_bytes;
     Ok(report)
-}
-
-/// A read buffer of fixed capacity whose first `length` bytes are valid.
-struct ChunkBuffer {
-    bytes: Vec<u8>,
-    length: usize,
-}
-
-impl ChunkBuffer {
-    fn new(capacity: usize) -> ChunkBuffer {
-        ChunkBuffer {
-            bytes: vec![0; capacity],
-            length: 0,
-        }
-    }
-
-    fn valid(&self) -> &[u8] {
-        &self.bytes[..self.length]
-    }
-
-    /// Keeps the first `kept` bytes and reads up to one chunk of the file after them; returns
-    /// whether the file has ended.
-    fn fill(
-        &mut self,
-        reader: &mut File,
-        kept: usize,
-        path: &Path,
-        chunk_bytes: usize,
-    ) -> Result<bool> {
-        debug_assert!(kept + chunk_bytes <= self.bytes.len());
-        let read = read_up_to(reader, &mut self.bytes[kept..kept + chunk_bytes])
-            .map_err(io_error("read", path))?;
-        self.length = kept + read;
-        Ok(read < chunk_bytes)
-    }
-}
-
-/// The payload length of the frame at the start of `bytes`, `None` if the bytes end inside it,
-/// or why the frame is malformed. Checksums are checked later, in parallel.
-fn frame_extent(bytes: &[u8]) -> Result<Option<usize>, String> {
-    let Some(header) = bytes.first_chunk::<FRAME_HEADER_BYTES>() else {
-        return Ok(None);
-    };
-    let length = u32::from_le_bytes(header[..4].try_into().expect("four bytes")) as usize;
-    if length == 0 || length > MAX_RECORD_PAYLOAD {
-        return Err(format!("invalid frame length {length}"));
-    }
-    if bytes.len() < FRAME_HEADER_BYTES + length {
-        return Ok(None);
-    }
-    Ok(Some(length))
 }
 
 /// Where to split `frames` so that both halves hold about as many bytes.
@@ -634,10 +583,7 @@ impl RangeContext<'_> {
         for (position, &(payload_start, length)) in frames.iter().enumerate() {
             let index = first_index + position as u64;
             let payload = &self.buffer[payload_start..payload_start + length];
-            let checksum_bytes = &self.buffer[payload_start - 4..payload_start];
-            let stored_checksum =
-                u32::from_le_bytes(checksum_bytes.try_into().expect("four bytes"));
-            if crc32c::crc32c(payload) != stored_checksum {
+            if crc32c::crc32c(payload) != frame_checksum(self.buffer, payload_start) {
                 error = Some(VerifyError::ChecksumMismatch { index });
                 break;
             }

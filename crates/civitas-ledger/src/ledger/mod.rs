@@ -58,6 +58,15 @@ pub(crate) const LEVEL4_HASHES_FILE: &str = "level4-hashes.dat";
 pub(crate) const TILE_HASHES_FILE: &str = "tile-hashes.dat";
 pub(crate) const CHECKPOINTS_FILE: &str = "checkpoints.dat";
 pub(crate) const LOCK_FILE: &str = "lock";
+/// Every file of a ledger but the lock, as `DataFiles` opens them.
+const DATA_FILES: [&str; 6] = [
+    RECORDS_FILE,
+    OFFSETS_FILE,
+    LEAF_HASHES_FILE,
+    LEVEL4_HASHES_FILE,
+    TILE_HASHES_FILE,
+    CHECKPOINTS_FILE,
+];
 
 pub(crate) const OFFSET_BYTES: u64 = 8;
 pub(crate) const HASH_BYTES: u64 = 32;
@@ -230,7 +239,7 @@ pub(crate) fn open_data_file(dir: &Path, name: &str) -> Result<File> {
 
 /// Tree levels 8 and above, fully in memory: one hash per 256 leaves at level 8, halving upward,
 /// so about 1/128 of a hash per record (2.5 MB at ten million records).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct UpperLevels {
     /// `levels[i]` holds the complete nodes of tree level `8 + i`, left to right.
     pub(crate) levels: Vec<Vec<Hash>>,
@@ -575,7 +584,7 @@ impl Ledger {
     /// Opens the ledger in `dir`, creating it if needed and recovering from a crash: a torn tail
     /// of the records file is cut off (damage with a valid frame after it is not a torn tail, and
     /// refuses to open), derived files are checked and recomputed where needed, and the records
-    /// must still match the stored checkpoints.
+    /// must still match the stored checkpoints. A refused open changes no file.
     pub fn open(
         dir: impl AsRef<Path>,
         signer: NoteSigner,
@@ -586,6 +595,11 @@ impl Ledger {
         let lock_path = dir.join(LOCK_FILE);
         let lock_file = open_data_file(&dir, LOCK_FILE)?;
         lock_directory(&lock_file, &dir, &lock_path)?;
+        let created: Vec<PathBuf> = DATA_FILES
+            .iter()
+            .map(|name| dir.join(name))
+            .filter(|path| !path.exists())
+            .collect();
         let files = DataFiles::open(&dir)?;
         // Newly created files only survive a crash once their directory entries are durable.
         File::open(&dir)
@@ -593,8 +607,25 @@ impl Ledger {
             .map_err(io_error("sync directory", &dir))?;
 
         let verifier = signer.verifier();
-        let book = recovery::load_checkpoints(&dir, &files.checkpoints, &verifier)?;
-        let recovered = recovery::recover_tree(&dir, &files, &book)?;
+        let recovered = recovery::load_checkpoints(&dir, &files.checkpoints, &verifier).and_then(
+            |checkpoints| {
+                let tree = recovery::recover_tree(&dir, &files, &checkpoints)?;
+                Ok((checkpoints.book, tree))
+            },
+        );
+        let (book, recovered) = match recovered {
+            Ok(recovered) => recovered,
+            Err(error) => {
+                // Recovery changes no file before it decides to open, so a refusal leaves the
+                // directory as it was but for the files created above, empty, and the lock.
+                for path in &created {
+                    if let Err(error) = std::fs::remove_file(path) {
+                        tracing::warn!(path = %path.display(), %error, "removing a data file created by a refused open failed");
+                    }
+                }
+                return Err(error);
+            }
+        };
 
         let shared = Arc::new(Shared {
             dir,

@@ -9,7 +9,8 @@
 //!   frame follows, the damage lies among records that were synced, and perhaps acknowledged,
 //!   after it: that is corruption, and the ledger refuses to open rather than cut them off. An
 //!   operator can have them cut off with `salvage_records`, which keeps the cut bytes and finds
-//!   the damage with the same scan (`scan_records`).
+//!   the damage with the same scan (`scan_records`); `verify_dir` splits the frames and judges
+//!   the damage with the same functions (`frame::split_frames`, `frame::records_tail`).
 //! - derived files: written without fsync, so their tail may be missing or garbage. They were
 //!   synced before the latest checkpoint was written, so their prefix up to that checkpoint is
 //!   trusted once a spot check passes (the last checkpointed record's frame and leaf hash, the
@@ -23,9 +24,17 @@
 //! Every checkpoint the records are replayed past is compared with the recomputed root, and the
 //! records must reach the latest checkpoint's size: records that no longer match a signed
 //! checkpoint are an error, never silently dropped.
+//!
+//! Nothing is changed until all of that has been decided: the checkpoints, the spot check and the
+//! replay only read, so that a refused open leaves every file as it was for an operator,
+//! `salvage_records` or a forensic copy. Only then are the derived files cut to the trusted
+//! prefix and the replayed entries written after it (kept in memory while the replay is short,
+//! read from the records again when it is not), and the torn tails of the records and the
+//! checkpoints cut off. A crash in between is one more crash before an open: what is written is
+//! what an open would write, and the torn tails are found again.
 
 use std::fs::File;
-use std::io::{BufReader, Seek, SeekFrom};
+use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -34,16 +43,17 @@ use super::{
     LEAF_HASHES_FILE, LEVEL4_HASHES_FILE, OFFSET_BYTES, OFFSETS_FILE, RECORDS_FILE, Result,
     TILE_HASHES_FILE, UpperLevels, io_error,
 };
-use crate::checkpoint_file::{CheckpointFileError, CheckpointReader, StoredNote, read_up_to};
+use crate::checkpoint_file::{CheckpointFileError, CheckpointReader, StoredNote};
 use crate::frame::{
-    FRAME_HEADER_BYTES, FrameParse, MAX_RECORD_PAYLOAD, next_valid_frame, parse_frame,
-    zeroed_to_end,
+    ChunkBuffer, FRAME_HEADER_BYTES, FrameParse, FrameSplit, MAX_RECORD_PAYLOAD, RecordsTail,
+    frame_checksum, parse_frame, records_tail, split_frames,
 };
 use crate::merkle::{self, Hash, NodeSource, leaf_hash, perfect_root};
 use crate::note::{NoteVerifier, verify_checkpoint};
 use crate::tiles::{TILE_HEIGHT, TILE_WIDTH};
 
-/// Derived data of this many records is buffered before being written during a replay.
+/// Derived data of up to this many replayed records is kept in memory until the ledger is known
+/// to open, and written in steps of this many when the records are read again.
 const REPLAY_FLUSH_RECORDS: usize = 1 << 16;
 
 pub(crate) fn checkpoint_file_error(dir: &Path) -> impl Fn(CheckpointFileError) -> Error {
@@ -64,14 +74,21 @@ pub(crate) fn parse_stored(stored: StoredNote) -> Result<Checkpoint> {
     })
 }
 
-/// Reads every stored checkpoint into the in-memory book, cuts off a torn last write and checks
+/// The stored checkpoints, read but not yet changed.
+pub(crate) struct LoadedCheckpoints {
+    pub(crate) book: CheckpointBook,
+    /// Where a torn last write starts, which opening cuts off once it has decided to open.
+    torn_tail_at: Option<u64>,
+}
+
+/// Reads every stored checkpoint into the in-memory book, notes a torn last write and checks
 /// that the latest checkpoint was signed by this node's key, so that a misconfigured key is
-/// noticed before anything is signed with it.
+/// noticed before anything is signed with it. Changes nothing.
 pub(crate) fn load_checkpoints(
     dir: &Path,
     file: &File,
     verifier: &NoteVerifier,
-) -> Result<CheckpointBook> {
+) -> Result<LoadedCheckpoints> {
     let path = dir.join(CHECKPOINTS_FILE);
     let length = file.metadata().map_err(io_error("inspect", &path))?.len();
     let file_error = checkpoint_file_error(dir);
@@ -93,20 +110,11 @@ pub(crate) fn load_checkpoints(
         }
         book.record(checkpoint, offset, reader.offset());
     }
-    if let Some(torn_at) = reader.torn_tail_at() {
-        tracing::warn!(
-            offset = torn_at,
-            bytes = length - torn_at,
-            "cutting off a torn checkpoint write"
-        );
-        file.set_len(torn_at)
-            .and_then(|()| file.sync_data())
-            .map_err(io_error("truncate", &path))?;
-    }
+    let torn_tail_at = reader.torn_tail_at();
     if let Some(latest) = &book.latest {
         verify_checkpoint(&latest.note, verifier).map_err(Error::CheckpointKey)?;
     }
-    Ok(book)
+    Ok(LoadedCheckpoints { book, torn_tail_at })
 }
 
 /// The stored checkpoints a replay must check, in order: none when the derived files were
@@ -148,6 +156,7 @@ impl CheckpointChecks<'_> {
     }
 }
 
+#[derive(Clone)]
 pub(crate) struct RecoveredTree {
     pub(crate) size: u64,
     pub(crate) records_end: u64,
@@ -227,13 +236,16 @@ impl NodeSource for MemoryNodes<'_> {
 }
 
 /// Recovers the tree: trusts the derived files up to the latest checkpoint if they pass the spot
-/// check, replays the records after that, cuts off a torn tail (damage with no valid frame after
-/// it) and checks the checkpoints.
+/// check, replays the records after that and checks the checkpoints. Only once it has decided
+/// that the ledger opens does it change any file: it rewrites the derived files past the trusted
+/// prefix, cuts off a torn tail of the records (damage with no valid frame after it) and a torn
+/// last checkpoint write. A refusal leaves every file as it was.
 pub(crate) fn recover_tree(
     dir: &Path,
     files: &DataFiles,
-    book: &CheckpointBook,
+    checkpoints: &LoadedCheckpoints,
 ) -> Result<RecoveredTree> {
+    let book = &checkpoints.book;
     let checkpointed_size = book.latest.as_ref().map_or(0, |latest| latest.tree_size);
     let trusted = match &book.latest {
         Some(latest) if latest.tree_size > 0 => {
@@ -265,25 +277,6 @@ pub(crate) fn recover_tree(
     checks.advance()?;
     checks.check(&tree)?;
 
-    let truncate = |file: &File, name: &str, length: u64| {
-        file.set_len(length)
-            .map_err(io_error("truncate", &dir.join(name)))
-    };
-    truncate(&files.offsets, OFFSETS_FILE, tree.size * OFFSET_BYTES)?;
-    truncate(&files.leaf_hashes, LEAF_HASHES_FILE, tree.size * HASH_BYTES)?;
-    let mut written_groups = tree.size / GROUP_WIDTH;
-    truncate(
-        &files.level4_hashes,
-        LEVEL4_HASHES_FILE,
-        written_groups * HASH_BYTES,
-    )?;
-    let mut written_tiles = tree.size / TILE_WIDTH;
-    truncate(
-        &files.tile_hashes,
-        TILE_HASHES_FILE,
-        written_tiles * HASH_BYTES,
-    )?;
-
     let records_path = dir.join(RECORDS_FILE);
     let records_length = files
         .records
@@ -291,55 +284,11 @@ pub(crate) fn recover_tree(
         .map_err(io_error("inspect", &records_path))?
         .len();
 
-    let mut offsets = Vec::new();
-    let mut leaves = Vec::new();
-    let mut group_roots: Vec<Hash> = Vec::new();
-    let mut tile_roots: Vec<Hash> = Vec::new();
-    let mut written_size = tree.size;
-    let mut flush = |tree: &RecoveredTree,
-                     offsets: &mut Vec<u8>,
-                     leaves: &mut Vec<u8>,
-                     group_roots: &mut Vec<Hash>,
-                     tile_roots: &mut Vec<Hash>|
-     -> Result<()> {
-        let write = |file: &File, name: &str, bytes: &[u8], at: u64| {
-            file.write_all_at(bytes, at)
-                .map_err(io_error("write", &dir.join(name)))
-        };
-        write(
-            &files.offsets,
-            OFFSETS_FILE,
-            offsets,
-            written_size * OFFSET_BYTES,
-        )?;
-        write(
-            &files.leaf_hashes,
-            LEAF_HASHES_FILE,
-            leaves,
-            written_size * HASH_BYTES,
-        )?;
-        write(
-            &files.level4_hashes,
-            LEVEL4_HASHES_FILE,
-            group_roots.as_flattened(),
-            written_groups * HASH_BYTES,
-        )?;
-        write(
-            &files.tile_hashes,
-            TILE_HASHES_FILE,
-            tile_roots.as_flattened(),
-            written_tiles * HASH_BYTES,
-        )?;
-        written_size = tree.size;
-        written_groups += group_roots.len() as u64;
-        written_tiles += tile_roots.len() as u64;
-        offsets.clear();
-        leaves.clear();
-        group_roots.clear();
-        tile_roots.clear();
-        Ok(())
-    };
-
+    // The replay is kept in memory while it is short; a longer one is read again to write it
+    // once the ledger is known to open, rather than written before that is decided.
+    let start = tree.clone();
+    let mut replayed = DerivedData::after(&start);
+    let mut replay_kept = true;
     let scan = scan_records(
         &files.records,
         &records_path,
@@ -347,36 +296,22 @@ pub(crate) fn recover_tree(
         |offset, payload| {
             debug_assert_eq!(offset, tree.records_end);
             let leaf = leaf_hash(payload);
-            offsets.extend_from_slice(&offset.to_le_bytes());
-            leaves.extend_from_slice(&leaf);
-            let (group_root, tile_root) =
-                tree.push_leaf(leaf, (FRAME_HEADER_BYTES + payload.len()) as u64);
-            group_roots.extend(group_root);
-            tile_roots.extend(tile_root);
+            let nodes = tree.push_leaf(leaf, (FRAME_HEADER_BYTES + payload.len()) as u64);
             checks.check(&tree)?;
-            if leaves.len() >= REPLAY_FLUSH_RECORDS * HASH_BYTES as usize {
-                flush(
-                    &tree,
-                    &mut offsets,
-                    &mut leaves,
-                    &mut group_roots,
-                    &mut tile_roots,
-                )?;
+            if replay_kept {
+                replayed.push(offset, leaf, nodes);
+                if replayed.records() > REPLAY_FLUSH_RECORDS {
+                    replay_kept = false;
+                    replayed = DerivedData::after(&start);
+                }
             }
             Ok(())
         },
     )?;
     debug_assert_eq!(scan.end, tree.records_end);
-    flush(
-        &tree,
-        &mut offsets,
-        &mut leaves,
-        &mut group_roots,
-        &mut tile_roots,
-    )?;
 
-    match scan.tail {
-        RecordsTail::Clean => {}
+    let torn_records = match scan.tail {
+        RecordsTail::Clean => None,
         RecordsTail::Torn { reason } | RecordsTail::DamageBeforeValidFrames { reason, .. }
             if tree.size < checkpointed_size =>
         {
@@ -393,27 +328,73 @@ pub(crate) fn recover_tree(
                 next_frame,
             });
         }
-        RecordsTail::Torn { reason } => {
-            tracing::warn!(
-                index = tree.size,
-                offset = tree.records_end,
-                bytes = records_length - tree.records_end,
-                %reason,
-                "cutting off a torn record write"
-            );
-            files
-                .records
-                .set_len(tree.records_end)
-                .and_then(|()| files.records.sync_data())
-                .map_err(io_error("truncate", &records_path))?;
-        }
-    }
+        RecordsTail::Torn { reason } => Some(reason),
+    };
     if tree.size < checkpointed_size {
         return Err(Error::RecordsMissing {
             ordinal: book.count - 1,
             tree_size: checkpointed_size,
             found: tree.size,
         });
+    }
+
+    // The ledger opens: only from here on is anything written.
+    let truncate = |file: &File, name: &str, length: u64| {
+        file.set_len(length)
+            .map_err(io_error("truncate", &dir.join(name)))
+    };
+    truncate(&files.offsets, OFFSETS_FILE, start.size * OFFSET_BYTES)?;
+    truncate(
+        &files.leaf_hashes,
+        LEAF_HASHES_FILE,
+        start.size * HASH_BYTES,
+    )?;
+    truncate(
+        &files.level4_hashes,
+        LEVEL4_HASHES_FILE,
+        start.size / GROUP_WIDTH * HASH_BYTES,
+    )?;
+    truncate(
+        &files.tile_hashes,
+        TILE_HASHES_FILE,
+        start.size / TILE_WIDTH * HASH_BYTES,
+    )?;
+    if replay_kept {
+        replayed.write(dir, files)?;
+    } else {
+        rewrite_replayed(dir, files, start, &tree)?;
+    }
+    if let Some(reason) = torn_records {
+        tracing::warn!(
+            index = tree.size,
+            offset = tree.records_end,
+            bytes = records_length - tree.records_end,
+            %reason,
+            "cutting off a torn record write"
+        );
+        files
+            .records
+            .set_len(tree.records_end)
+            .and_then(|()| files.records.sync_data())
+            .map_err(io_error("truncate", &records_path))?;
+    }
+    if let Some(torn_at) = checkpoints.torn_tail_at {
+        let path = dir.join(CHECKPOINTS_FILE);
+        let length = files
+            .checkpoints
+            .metadata()
+            .map_err(io_error("inspect", &path))?
+            .len();
+        tracing::warn!(
+            offset = torn_at,
+            bytes = length - torn_at,
+            "cutting off a torn checkpoint write"
+        );
+        files
+            .checkpoints
+            .set_len(torn_at)
+            .and_then(|()| files.checkpoints.sync_data())
+            .map_err(io_error("truncate", &path))?;
     }
     if book.count == 0 && tree.size > 0 {
         tracing::warn!(
@@ -424,18 +405,118 @@ pub(crate) fn recover_tree(
     Ok(tree)
 }
 
-/// What the records file holds after its last valid frame.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum RecordsTail {
-    /// Nothing, or only the zero-filled space the writer keeps ahead of its records.
-    Clean,
-    /// A torn or corrupt frame with no valid frame starting anywhere after it: what a crash
-    /// during a write leaves behind.
-    Torn { reason: String },
-    /// A torn or corrupt frame with a valid frame starting at byte `next_frame` after it. A crash
-    /// tears only the end of the records, and the records before a frame were synced when it
-    /// was, so this is damage among synced (and perhaps acknowledged) records.
-    DamageBeforeValidFrames { reason: String, next_frame: u64 },
+/// Reads the records replayed from `tree` (the trusted prefix) up to `replayed` again, and
+/// writes their derived data in steps.
+fn rewrite_replayed(
+    dir: &Path,
+    files: &DataFiles,
+    mut tree: RecoveredTree,
+    replayed: &RecoveredTree,
+) -> Result<()> {
+    let records_path = dir.join(RECORDS_FILE);
+    let mut derived = DerivedData::after(&tree);
+    let end = read_frames(
+        &files.records,
+        &records_path,
+        tree.records_end,
+        |offset, payload| {
+            let leaf = leaf_hash(payload);
+            let nodes = tree.push_leaf(leaf, (FRAME_HEADER_BYTES + payload.len()) as u64);
+            derived.push(offset, leaf, nodes);
+            if derived.records() >= REPLAY_FLUSH_RECORDS {
+                derived.write(dir, files)?;
+            }
+            Ok(())
+        },
+    )?
+    .0;
+    debug_assert_eq!((tree.size, end), (replayed.size, replayed.records_end));
+    derived.write(dir, files)
+}
+
+/// Derived data recomputed from replayed records, not yet written: the entries of the records
+/// from `size` on, level-4 nodes from `groups` and tile roots from `tiles`.
+struct DerivedData {
+    size: u64,
+    groups: u64,
+    tiles: u64,
+    offsets: Vec<u8>,
+    leaves: Vec<u8>,
+    group_roots: Vec<Hash>,
+    tile_roots: Vec<Hash>,
+}
+
+impl DerivedData {
+    /// Nothing yet, for the records after those of `tree`.
+    fn after(tree: &RecoveredTree) -> DerivedData {
+        DerivedData {
+            size: tree.size,
+            groups: tree.size / GROUP_WIDTH,
+            tiles: tree.size / TILE_WIDTH,
+            offsets: Vec::new(),
+            leaves: Vec::new(),
+            group_roots: Vec::new(),
+            tile_roots: Vec::new(),
+        }
+    }
+
+    /// Adds the next record's offset and leaf hash, and the level-4 node and tile root it
+    /// completes, as `RecoveredTree::push_leaf` returns them.
+    fn push(
+        &mut self,
+        offset: u64,
+        leaf: Hash,
+        (group_root, tile_root): (Option<Hash>, Option<Hash>),
+    ) {
+        self.offsets.extend_from_slice(&offset.to_le_bytes());
+        self.leaves.extend_from_slice(&leaf);
+        self.group_roots.extend(group_root);
+        self.tile_roots.extend(tile_root);
+    }
+
+    fn records(&self) -> usize {
+        self.leaves.len() / HASH_BYTES as usize
+    }
+
+    /// Writes what was pushed after what is written, and forgets it.
+    fn write(&mut self, dir: &Path, files: &DataFiles) -> Result<()> {
+        let write = |file: &File, name: &str, bytes: &[u8], at: u64| {
+            file.write_all_at(bytes, at)
+                .map_err(io_error("write", &dir.join(name)))
+        };
+        write(
+            &files.offsets,
+            OFFSETS_FILE,
+            &self.offsets,
+            self.size * OFFSET_BYTES,
+        )?;
+        write(
+            &files.leaf_hashes,
+            LEAF_HASHES_FILE,
+            &self.leaves,
+            self.size * HASH_BYTES,
+        )?;
+        write(
+            &files.level4_hashes,
+            LEVEL4_HASHES_FILE,
+            self.group_roots.as_flattened(),
+            self.groups * HASH_BYTES,
+        )?;
+        write(
+            &files.tile_hashes,
+            TILE_HASHES_FILE,
+            self.tile_roots.as_flattened(),
+            self.tiles * HASH_BYTES,
+        )?;
+        self.size += self.records() as u64;
+        self.groups += self.group_roots.len() as u64;
+        self.tiles += self.tile_roots.len() as u64;
+        self.offsets.clear();
+        self.leaves.clear();
+        self.group_roots.clear();
+        self.tile_roots.clear();
+        Ok(())
+    }
 }
 
 /// Where a scan of the records file stopped, and what lies there.
@@ -446,65 +527,75 @@ pub(crate) struct RecordsScan {
     pub(crate) tail: RecordsTail,
 }
 
+/// Bytes of the records file read per step of a scan.
+const SCAN_CHUNK_BYTES: usize = 1 << 20;
+
 /// Reads the record frames of `records` from byte `start`, handing each valid frame's offset and
 /// payload to `on_frame`, up to the end of the file or the first torn or corrupt frame, and says
-/// what lies from there on. Opening the ledger and salvaging it both find damage this way.
+/// what lies from there on. Opening the ledger and salvaging it both find damage this way, and
+/// `verify_dir` splits frames and judges the tail with the same functions.
 pub(crate) fn scan_records(
     records: &File,
     path: &Path,
     start: u64,
-    mut on_frame: impl FnMut(u64, &[u8]) -> Result<()>,
+    on_frame: impl FnMut(u64, &[u8]) -> Result<()>,
 ) -> Result<RecordsScan> {
-    let mut reader = BufReader::with_capacity(1 << 20, records);
-    reader
-        .seek(SeekFrom::Start(start))
-        .map_err(io_error("seek in", path))?;
-    let mut end = start;
-    let mut header = [0u8; FRAME_HEADER_BYTES];
-    let mut payload = Vec::new();
-    let damage = loop {
-        let header_read = read_up_to(&mut reader, &mut header).map_err(io_error("read", path))?;
-        if header_read == 0 {
-            break None;
-        }
-        if header_read < FRAME_HEADER_BYTES {
-            break Some("torn frame header".to_owned());
-        }
-        let length = u32::from_le_bytes(header[..4].try_into().expect("four bytes")) as usize;
-        let checksum = u32::from_le_bytes(header[4..].try_into().expect("four bytes"));
-        if length == 0 || length > MAX_RECORD_PAYLOAD {
-            break Some(format!("invalid frame length {length}"));
-        }
-        payload.resize(length, 0);
-        let payload_read = read_up_to(&mut reader, &mut payload).map_err(io_error("read", path))?;
-        if payload_read < length {
-            break Some("torn frame".to_owned());
-        }
-        if crc32c::crc32c(&payload) != checksum {
-            break Some("frame checksum mismatch".to_owned());
-        }
-        on_frame(end, &payload)?;
-        end += (FRAME_HEADER_BYTES + length) as u64;
-    };
+    let (end, damage) = read_frames(records, path, start, on_frame)?;
     let Some(reason) = damage else {
         return Ok(RecordsScan {
             end,
             tail: RecordsTail::Clean,
         });
     };
-    // The zero-filled space the writer keeps ahead of its records is where they end.
-    if zeroed_to_end(records, end).map_err(io_error("read", path))? {
-        return Ok(RecordsScan {
-            end,
-            tail: RecordsTail::Clean,
-        });
-    }
-    let tail =
-        match next_valid_frame(records, end, MAX_RECORD_PAYLOAD).map_err(io_error("read", path))? {
-            Some(next_frame) => RecordsTail::DamageBeforeValidFrames { reason, next_frame },
-            None => RecordsTail::Torn { reason },
-        };
+    let tail = records_tail(records, end, reason).map_err(io_error("read", path))?;
     Ok(RecordsScan { end, tail })
+}
+
+/// The frame walk of [`scan_records`], without judging what follows the first torn or corrupt
+/// frame: where the valid frames end, and why the bytes there are not one, if the file goes on.
+fn read_frames(
+    records: &File,
+    path: &Path,
+    start: u64,
+    mut on_frame: impl FnMut(u64, &[u8]) -> Result<()>,
+) -> Result<(u64, Option<String>)> {
+    let mut reader = records;
+    reader
+        .seek(SeekFrom::Start(start))
+        .map_err(io_error("seek in", path))?;
+    let mut buffer = ChunkBuffer::new(SCAN_CHUNK_BYTES);
+    let mut end_of_file = buffer
+        .fill(&mut reader, 0, SCAN_CHUNK_BYTES)
+        .map_err(io_error("read", path))?;
+    // File offset of the buffer's first byte.
+    let mut buffer_offset = start;
+    let mut frames = Vec::new();
+    loop {
+        frames.clear();
+        let valid = buffer.valid();
+        let mut split = split_frames(valid, end_of_file, &mut frames);
+        for &(payload_start, length) in &frames {
+            let payload = &valid[payload_start..payload_start + length];
+            let frame_start = payload_start - FRAME_HEADER_BYTES;
+            if crc32c::crc32c(payload) != frame_checksum(valid, payload_start) {
+                split = FrameSplit {
+                    end: frame_start,
+                    damage: Some("frame checksum mismatch".to_owned()),
+                };
+                break;
+            }
+            on_frame(buffer_offset + frame_start as u64, payload)?;
+        }
+        if split.damage.is_some() || end_of_file {
+            return Ok((buffer_offset + split.end as u64, split.damage));
+        }
+        let valid_length = valid.len();
+        buffer.bytes.copy_within(split.end..valid_length, 0);
+        buffer_offset += split.end as u64;
+        end_of_file = buffer
+            .fill(&mut reader, valid_length - split.end, SCAN_CHUNK_BYTES)
+            .map_err(io_error("read", path))?;
+    }
 }
 
 /// Rebuilds the in-memory tree up to `tree_size` from the derived files if they agree with the
@@ -607,5 +698,75 @@ fn trusted_prefix(
     match tree.root() {
         Ok(recomputed) if recomputed == *root => Ok(Some(tree)),
         _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::encode_frame;
+
+    fn payload(index: usize) -> Vec<u8> {
+        format!("{index:05}").repeat(2000 + index % 7).into_bytes()
+    }
+
+    /// A file of `count` record frames of about 10 KB, so that they span several chunks of a
+    /// scan, and their offsets.
+    fn frames_file(count: usize) -> (Vec<u8>, Vec<u64>) {
+        let mut bytes = Vec::new();
+        let mut offsets = Vec::new();
+        for index in 0..count {
+            offsets.push(bytes.len() as u64);
+            encode_frame(&payload(index), &mut bytes);
+        }
+        (bytes, offsets)
+    }
+
+    /// Scans `bytes` from frame `first` on; the offsets of the frames read, and the scan.
+    fn scan_from(bytes: &[u8], offsets: &[u64], first: usize) -> (Vec<u64>, RecordsScan) {
+        let mut file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut file, bytes).unwrap();
+        let mut seen = Vec::new();
+        let path = Path::new("records.dat");
+        let scan = scan_records(&file, path, offsets[first], |offset, read| {
+            assert_eq!(read, payload(first + seen.len()));
+            seen.push(offset);
+            Ok(())
+        })
+        .unwrap();
+        (seen, scan)
+    }
+
+    #[test]
+    fn a_scan_across_chunks_stops_at_the_first_damage_and_judges_what_follows() {
+        let (clean, offsets) = frames_file(300);
+        assert!(clean.len() > 2 * SCAN_CHUNK_BYTES);
+
+        let zero_filled = [clean.as_slice(), &[0; 5000]].concat();
+        let (seen, scan) = scan_from(&zero_filled, &offsets, 0);
+        assert_eq!(seen, offsets);
+        assert_eq!(
+            (scan.end, scan.tail),
+            (clean.len() as u64, RecordsTail::Clean)
+        );
+
+        // Damage in the third chunk, with valid frames after it.
+        let mut damaged = clean.clone();
+        damaged[offsets[250] as usize + 30] ^= 1;
+        let (seen, scan) = scan_from(&damaged, &offsets, 0);
+        assert_eq!(seen, offsets[..250]);
+        let expected = RecordsTail::DamageBeforeValidFrames {
+            reason: "frame checksum mismatch".into(),
+            next_frame: offsets[251],
+        };
+        assert_eq!((scan.end, scan.tail), (offsets[250], expected));
+
+        // The last frame cut short, with the scan started at a later frame.
+        let (seen, scan) = scan_from(&clean[..clean.len() - 100], &offsets, 100);
+        assert_eq!(seen, offsets[100..299]);
+        let expected = RecordsTail::Torn {
+            reason: "torn frame at the end of the file".into(),
+        };
+        assert_eq!((scan.end, scan.tail), (offsets[299], expected));
     }
 }

@@ -17,15 +17,13 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::recovery::{
-    RecordsTail, RecoveredTree, checkpoint_file_error, parse_stored, scan_records,
-};
+use super::recovery::{RecoveredTree, checkpoint_file_error, parse_stored, scan_records};
 use super::{
     CHECKPOINTS_FILE, Checkpoint, Error, LOCK_FILE, RECORDS_FILE, Result, io_error, lock_directory,
     open_data_file,
 };
 use crate::checkpoint_file::CheckpointReader;
-use crate::frame::FRAME_HEADER_BYTES;
+use crate::frame::{FRAME_HEADER_BYTES, RecordsTail};
 use crate::merkle::leaf_hash;
 
 /// Whether [`salvage_records`] only reports what it would do or also does it.

@@ -13,6 +13,8 @@ use civitas_ledger::{
 };
 use ed25519_dalek::SigningKey;
 
+use crate::snapshot;
+
 fn signer() -> NoteSigner {
     NoteSigner::new("cn-js-nanjing", SigningKey::from_bytes(&[7; 32])).unwrap()
 }
@@ -649,37 +651,94 @@ async fn records_that_no_longer_match_a_checkpoint_refuse_to_open() {
     for name in ["leaf-hashes.dat", "record-offsets.dat", "tile-hashes.dat"] {
         std::fs::remove_file(dir.path().join(name)).unwrap();
     }
-    match Ledger::open(dir.path(), signer(), options()) {
-        Err(Error::CheckpointMismatch { tree_size, .. }) => assert_eq!(tree_size, 600),
-        other => panic!("expected a checkpoint mismatch, got {other:?}"),
-    }
+    // Every refusal leaves the directory as it was: files are neither changed nor created.
+    assert_open_refused(dir.path(), signer(), |error| {
+        matches!(error, Error::CheckpointMismatch { tree_size: 600, .. })
+    });
 
     // Untouched records cut below the checkpoint are missing records, not a torn tail.
     let cut = frame_offset_by_walking(&original, 500);
     std::fs::write(&records_path, &original[..cut]).unwrap();
-    match Ledger::open(dir.path(), signer(), options()) {
-        Err(Error::RecordsMissing {
-            tree_size, found, ..
-        }) => assert_eq!((tree_size, found), (600, 500)),
-        other => panic!("expected missing records, got {other:?}"),
-    }
+    assert_open_refused(dir.path(), signer(), |error| {
+        matches!(
+            error,
+            Error::RecordsMissing {
+                tree_size: 600,
+                found: 500,
+                ..
+            }
+        )
+    });
 
     // A frame damaged below the checkpoint is corruption, and nothing is cut off.
     let mut damaged = original.clone();
     let offset = frame_offset_by_walking(&original, 300);
     damaged[offset + 9] ^= 1;
     std::fs::write(&records_path, &damaged).unwrap();
-    match Ledger::open(dir.path(), signer(), options()) {
-        Err(Error::CorruptRecord { index, .. }) => assert_eq!(index, 300),
-        other => panic!("expected a corrupt record, got {other:?}"),
-    }
-    assert_eq!(
-        std::fs::metadata(&records_path).unwrap().len(),
-        original.len() as u64
-    );
+    assert_open_refused(dir.path(), signer(), |error| {
+        matches!(error, Error::CorruptRecord { index: 300, .. })
+    });
     std::fs::write(&records_path, &original).unwrap();
     let ledger = open(dir.path());
     assert_eq!(ledger.size(), 600);
+}
+
+/// Derived files rebuilt from more records than recovery keeps in memory while it decides
+/// (65,536) are written by reading the records again, and only once the ledger opens.
+#[tokio::test]
+async fn a_long_rebuild_is_written_only_after_deciding_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    let small = |index: u64| index.to_le_bytes().to_vec();
+    ledger
+        .append_batch((0..70_000).map(small).collect())
+        .await
+        .unwrap();
+    drop(ledger);
+    let derived = [
+        "record-offsets.dat",
+        "leaf-hashes.dat",
+        "level4-hashes.dat",
+        "tile-hashes.dat",
+    ];
+    let stored: Vec<Vec<u8>> = derived
+        .iter()
+        .map(|name| std::fs::read(dir.path().join(name)).unwrap())
+        .collect();
+    for name in derived {
+        std::fs::remove_file(dir.path().join(name)).unwrap();
+    }
+
+    // Damage near the end, under the checkpoint signed at the close: found after the replay no
+    // longer fits in memory.
+    let records_path = dir.path().join("records.dat");
+    let original = std::fs::read(&records_path).unwrap();
+    let mut damaged = original.clone();
+    damaged[frame_offset_by_walking(&original, 69_000) + 9] ^= 1;
+    std::fs::write(&records_path, &damaged).unwrap();
+    assert_open_refused(dir.path(), signer(), |error| {
+        matches!(error, Error::CorruptRecord { index: 69_000, .. })
+    });
+
+    std::fs::write(&records_path, &original).unwrap();
+    let ledger = open(dir.path());
+    assert_eq!(ledger.size(), 70_000);
+    drop(ledger);
+    for (name, stored) in derived.iter().zip(&stored) {
+        let rebuilt = std::fs::read(dir.path().join(name)).unwrap();
+        assert!(rebuilt == *stored, "{name} rebuilt differently");
+    }
+}
+
+/// Opens the ledger in `dir`, which must refuse with an error that `expected` accepts and leave
+/// every file as it was: none changed, none created.
+fn assert_open_refused(dir: &Path, signer: NoteSigner, expected: impl FnOnce(&Error) -> bool) {
+    let before = snapshot(dir);
+    match Ledger::open(dir, signer, options()) {
+        Err(error) => assert!(expected(&error), "refused for another reason: {error:?}"),
+        Ok(_) => panic!("the ledger opened"),
+    }
+    assert!(snapshot(dir) == before, "the refused open changed a file");
 }
 
 /// The byte offset of frame `index`, found by walking the frames.
@@ -698,11 +757,19 @@ async fn opening_with_another_key_is_refused() {
     let ledger = open(dir.path());
     fill(&ledger, 5).await;
     drop(ledger);
+    // A torn last checkpoint write, which an open with the right key would cut off, stays.
+    let checkpoints_path = dir.path().join("checkpoints.dat");
+    let mut checkpoints = std::fs::read(&checkpoints_path).unwrap();
+    checkpoints.extend_from_slice(&[0; 300]);
+    std::fs::write(&checkpoints_path, &checkpoints).unwrap();
     let other = NoteSigner::new("cn-js-nanjing", SigningKey::from_bytes(&[9; 32])).unwrap();
-    assert!(matches!(
-        Ledger::open(dir.path(), other, options()),
-        Err(Error::CheckpointKey(_))
-    ));
+    assert_open_refused(dir.path(), other, |error| {
+        matches!(error, Error::CheckpointKey(_))
+    });
+    let ledger = open(dir.path());
+    assert_eq!(ledger.size(), 5);
+    drop(ledger);
+    assert!(std::fs::metadata(&checkpoints_path).unwrap().len() < checkpoints.len() as u64);
 }
 
 async fn verified_directory(count: u64) -> tempfile::TempDir {

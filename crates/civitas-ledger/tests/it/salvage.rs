@@ -2,7 +2,6 @@
 //! checkpoint is cut off with every cut byte saved to a side file, damage among checkpointed
 //! records is refused, and a healthy or open ledger is left alone.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -11,6 +10,8 @@ use civitas_ledger::{
     SalvageReport, salvage_records, verify_dir,
 };
 use ed25519_dalek::SigningKey;
+
+use crate::snapshot;
 
 fn signer() -> NoteSigner {
     NoteSigner::new("cn-js-nanjing", SigningKey::from_bytes(&[21; 32])).unwrap()
@@ -67,20 +68,6 @@ async fn crashed_ledger() -> (tempfile::TempDir, Vec<u64>) {
     assert!(records[offset..].iter().all(|&byte| byte == 0));
     assert!(records.len() > offset + 4096);
     (copy, offsets)
-}
-
-/// Every file in `dir` with its bytes, except the lock that salvaging and opening take.
-fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap())
-        .map(|entry| entry.file_name().into_string().unwrap())
-        .filter(|name| name != "lock")
-        .map(|name| {
-            let bytes = std::fs::read(dir.join(&name)).unwrap();
-            (name, bytes)
-        })
-        .collect()
 }
 
 /// A copy of `crashed` with `damage` done to its records.
