@@ -141,6 +141,22 @@ pub struct LedgerIndexRewind {
     pub audit_events: u64,
 }
 
+/// Whose the store's indexes derived from the ledger are, as `Store::claim_ledger_index` found
+/// them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerIndexOwner {
+    /// They were recorded as the given ledger's.
+    This,
+    /// No ledger was recorded, and now the given one is. `derived` says whether the store had
+    /// derived anything already (a store from before ledgers had ids, which can only have been
+    /// reading this ledger, as a store belongs to one) or nothing yet (a new store).
+    Adopted { derived: bool },
+    /// They belong to another ledger, and nothing was changed. `recorded` is its id, or `None`
+    /// for a store from before ledgers had ids that derived them from a ledger it did not
+    /// record, which cannot be the given one because that one is empty.
+    Other { recorded: Option<String> },
+}
+
 impl LedgerIndexRewind {
     /// Whether the store had derived anything from records the ledger no longer holds.
     pub fn rewound(&self) -> bool {
@@ -824,6 +840,64 @@ impl Store {
         Ok(next as u64)
     }
 
+    /// Checks that the store's indexes derived from the ledger (the access index, the scenario
+    /// runs, where audit events landed, and the position) come from the ledger with id
+    /// `ledger_id`, which has `ledger_size` records, and records it as theirs if the store has
+    /// recorded none: see [`LedgerIndexOwner`]. Their positions name records of one ledger, so
+    /// a node whose ledger is not the store's must not read, note or rewind anything. Audit
+    /// events waiting in the outbox (written by the command line, say) are not derived from any
+    /// ledger and do not count. In one transaction; a store of another ledger is not changed.
+    pub async fn claim_ledger_index(
+        &self,
+        ledger_id: &str,
+        ledger_size: u64,
+    ) -> Result<LedgerIndexOwner> {
+        let owner = write_tx!(self, |tx| {
+            // Takes the position's row lock on PostgreSQL, so that of two nodes starting at once
+            // on a store that has recorded no ledger, the second finds the first one's.
+            sqlx::query("UPDATE ledger_index_state SET next = next WHERE id = 1")
+                .execute(&mut *tx)
+                .await?;
+            let indexed_to: i64 =
+                sqlx::query_scalar("SELECT next FROM ledger_index_state WHERE id = 1")
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let recorded: Option<String> =
+                sqlx::query_scalar("SELECT ledger_id FROM ledger_index_owner WHERE id = 1")
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            match recorded {
+                Some(recorded) if recorded == ledger_id => LedgerIndexOwner::This,
+                Some(recorded) => LedgerIndexOwner::Other {
+                    recorded: Some(recorded),
+                },
+                None => {
+                    // Shipping notes where an event landed before the reader gets there, so
+                    // events can have landed while the position is still 0.
+                    let landed: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM (SELECT 1 FROM audit_events
+                         WHERE ledger_index IS NOT NULL LIMIT 1) AS landed",
+                    )
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    let derived = indexed_to > 0 || landed > 0;
+                    if derived && ledger_size == 0 {
+                        LedgerIndexOwner::Other { recorded: None }
+                    } else {
+                        sqlx::query(
+                            "INSERT INTO ledger_index_owner (id, ledger_id) VALUES (1, $1)",
+                        )
+                        .bind(ledger_id)
+                        .execute(&mut *tx)
+                        .await?;
+                        LedgerIndexOwner::Adopted { derived }
+                    }
+                }
+            }
+        });
+        Ok(owner)
+    }
+
     /// Forgets what the store derived from ledger records at `ledger_size` and beyond, for a
     /// ledger that came back shorter than the store remembers (its records cut by a salvage, or
     /// restored from an older backup), whose indexes from `ledger_size` on go to new records.
@@ -834,14 +908,31 @@ impl Store {
     /// past the ledger, since shipping notes where events landed before the reader gets there.
     /// The access index and the runs are searched only when the position is past the ledger:
     /// their rows always lie before it, and the search reads every row of the access index.
-    /// Only the node holding the ledger may call this, before it reads or appends.
-    pub async fn rewind_ledger_index(&self, ledger_size: u64) -> Result<LedgerIndexRewind> {
+    /// Only the node holding the ledger may call this, before it reads or appends, once
+    /// [`Store::claim_ledger_index`] has found the store's indexes to be its ledger's: for any
+    /// other `ledger_id` it changes nothing and fails, since the rows it would delete and the
+    /// events it would append again belong to another ledger.
+    pub async fn rewind_ledger_index(
+        &self,
+        ledger_id: &str,
+        ledger_size: u64,
+    ) -> Result<LedgerIndexRewind> {
         let size = ledger_size as i64;
         let rewind = write_tx!(self, |tx| {
             let indexed_to: i64 =
                 sqlx::query_scalar("SELECT next FROM ledger_index_state WHERE id = 1")
                     .fetch_one(&mut *tx)
                     .await?;
+            let recorded: Option<String> =
+                sqlx::query_scalar("SELECT ledger_id FROM ledger_index_owner WHERE id = 1")
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if recorded.as_deref() != Some(ledger_id) {
+                return Err(StoreError::Conflict(format!(
+                    "the store's ledger indexes are recorded as those of ledger {}, not of ledger {ledger_id}: not rewinding them",
+                    recorded.as_deref().unwrap_or("(none)")
+                )));
+            }
             let audit_events =
                 sqlx::query("UPDATE audit_events SET ledger_index = NULL WHERE ledger_index >= $1")
                     .bind(size)

@@ -16,7 +16,7 @@ use civitas_gateway::{
 };
 use civitas_ledger::{Ledger, LedgerOptions, NoteSigner};
 use civitas_search::CatalogIndex;
-use civitas_store::{NewUser, Store};
+use civitas_store::{LedgerIndexOwner, NewUser, Store};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 use crate::{
@@ -123,6 +123,7 @@ pub async fn start(
         }
         Err(error) => return Err(error).context("opening the ledger"),
     };
+    claim_ledger_index(&store, &ledger, settings).await?;
 
     let public_key = signing_key.verifying_key().to_bytes();
     let api_listener = TcpListener::bind(settings.listen)
@@ -225,7 +226,7 @@ pub async fn start(
     // reading below rebuilds from the ledger, and the events noted there are appended again.
     let ledger_size = ledger.size();
     let rewind = store
-        .rewind_ledger_index(ledger_size)
+        .rewind_ledger_index(ledger.id(), ledger_size)
         .await
         .context("rewinding the store's indexes to the ledger's size")?;
     if rewind.rewound() {
@@ -311,8 +312,51 @@ pub async fn start(
     })
 }
 
-/// Every second, moves audit events that other writers (the command line, other replicas) left
-/// in the store's outbox into the ledger.
+/// Makes sure that the store's indexes derived from a ledger come from this node's, recording
+/// it on a store that has recorded none, before anything reads the ledger into them, rewinds
+/// them or notes where audit events land. A store of another ledger stops the start unchanged:
+/// its positions name that ledger's records, and a rewind to this ledger's size would delete
+/// the other's index entries and append its audit events again here.
+async fn claim_ledger_index(
+    store: &Store,
+    ledger: &Ledger,
+    settings: &Settings,
+) -> anyhow::Result<()> {
+    let ledger_id = ledger.id();
+    let ledger_size = ledger.size();
+    let owner = store
+        .claim_ledger_index(ledger_id, ledger_size)
+        .await
+        .context("checking which ledger the store's indexes come from")?;
+    match owner {
+        LedgerIndexOwner::This => Ok(()),
+        LedgerIndexOwner::Adopted { derived } => {
+            if derived {
+                tracing::info!(
+                    ledger_id,
+                    "the store's indexes derived from a ledger name none: recorded them as this node's ledger's, the only one they can have come from"
+                );
+            } else {
+                tracing::info!(ledger_id, "the store now belongs to this node's ledger");
+            }
+            Ok(())
+        }
+        LedgerIndexOwner::Other { recorded } => {
+            let theirs = match &recorded {
+                Some(recorded) => format!("the ledger {recorded}"),
+                None => "a ledger it did not record (it is older than ledger ids), which cannot be this empty one".to_owned(),
+            };
+            anyhow::bail!(
+                "the store at {} holds indexes derived from {theirs}, not from this node's ledger {ledger_id} ({ledger_size} records) in the data dir {}: a store belongs to one node's ledger (several nodes or replicas on one store are not supported yet); start the node whose data dir holds that ledger, or give this node a store of its own; nothing in the store was changed",
+                settings.store,
+                settings.data_dir.display(),
+            )
+        }
+    }
+}
+
+/// Every second, moves audit events that other writers (the command line) left in the store's
+/// outbox into the ledger.
 async fn ship_audit_events_periodically(
     state: AppState,
     mut stopped: watch::Receiver<bool>,

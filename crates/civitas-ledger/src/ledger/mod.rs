@@ -11,6 +11,7 @@
 //!   after a crash only their part beyond the last checkpoint has to be recomputed.
 //! - `checkpoints.dat`: every signed checkpoint, as frames, each fsynced.
 //! - `lock`: held with an exclusive file lock while the ledger is open or being salvaged.
+//! - `ledger-id`: the ledger's random id, written once (see `identity`).
 //! - `records.dat.cut-<offset>`: the bytes a salvage cut off the records at that offset (see
 //!   `salvage`); kept for the operator, never read by the ledger.
 //!
@@ -22,6 +23,7 @@
 
 mod checkpointer;
 mod completions;
+mod identity;
 mod recovery;
 mod salvage;
 mod writer;
@@ -142,6 +144,8 @@ pub enum Error {
     CheckpointFailed(String),
     #[error("ledger is shut down")]
     Closed,
+    #[error("ledger id file {0} does not hold 32 lowercase hex digits and a newline")]
+    CorruptLedgerId(PathBuf),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -325,6 +329,8 @@ pub(crate) struct Shared {
     pub(crate) checkpoint_wakeup: Condvar,
     pub(crate) signer: NoteSigner,
     pub(crate) verifier_key: String,
+    /// The ledger's id (`identity`).
+    pub(crate) id: String,
     /// Why the writer refuses appends and the checkpointer signs nothing, once a write or sync
     /// of the writer or the checkpointer has failed (until the ledger is opened again, which
     /// recovers what the files really hold).
@@ -626,6 +632,9 @@ impl Ledger {
                 return Err(error);
             }
         };
+        // Made only for records that opened: a directory refused as damaged gets its id (if it
+        // has none yet) once it is repaired.
+        let id = identity::load_or_create(&dir)?;
 
         let shared = Arc::new(Shared {
             dir,
@@ -636,6 +645,7 @@ impl Ledger {
             checkpoint_control: Mutex::new(CheckpointControl::default()),
             checkpoint_wakeup: Condvar::new(),
             verifier_key: signer.verifier_key(),
+            id,
             signer,
             failure: OnceLock::new(),
             _lock: lock_file,
@@ -697,6 +707,14 @@ impl Ledger {
 
     pub fn dir(&self) -> &Path {
         &self.shared().dir
+    }
+
+    /// The ledger's id: 32 lowercase hex digits, random, written into the directory when it was
+    /// first opened and never changed, so that two ledgers have different ids even when one node
+    /// key signs both; a salvage keeps it. Data derived from the ledger elsewhere (the node's
+    /// store) is kept with it, to be checked against it.
+    pub fn id(&self) -> &str {
+        &self.shared().id
     }
 
     /// Appends one record and returns its index once it is durable. Dropping the future does not

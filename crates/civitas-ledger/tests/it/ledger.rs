@@ -1046,3 +1046,35 @@ fn a_ledger_reopens_while_this_process_spawns_others() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(spawner.join().unwrap() > 0);
 }
+
+#[tokio::test]
+async fn a_ledger_keeps_its_id_and_another_with_the_same_key_has_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    let id = ledger.id().to_owned();
+    assert_eq!(id.len(), 32);
+    assert!(
+        id.bytes()
+            .all(|byte| byte.is_ascii_hexdigit() && !byte.is_ascii_uppercase())
+    );
+    fill(&ledger, 20).await;
+    drop(ledger);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("ledger-id")).unwrap(),
+        format!("{id}\n")
+    );
+    assert_eq!(open(dir.path()).id(), id, "reopened, the same ledger");
+
+    let other = tempfile::tempdir().unwrap();
+    let ledger = open(other.path());
+    fill(&ledger, 20).await;
+    assert_ne!(ledger.id(), id, "the same records and key, another ledger");
+    drop(ledger);
+
+    // A damaged id is not replaced: the ledger does not open.
+    std::fs::write(dir.path().join("ledger-id"), "not an id\n").unwrap();
+    assert!(matches!(
+        Ledger::open(dir.path(), signer(), options()),
+        Err(Error::CorruptLedgerId(_))
+    ));
+}

@@ -1,11 +1,19 @@
 use civitas_store::{
-    AuditFilter, LedgerIndexRewind, PageRequest, ScenarioRun, Store, StoreError, SubjectDelivery,
+    AuditFilter, LedgerIndexOwner, LedgerIndexRewind, PageRequest, ScenarioRun, Store, StoreError,
+    SubjectDelivery,
 };
 use jiff::Timestamp;
 
 use crate::{admin, conformance, new_org};
 
-conformance!(a_shorter_ledger_rewinds_what_was_derived_from_the_lost_records);
+conformance!(
+    a_shorter_ledger_rewinds_what_was_derived_from_the_lost_records,
+    a_store_records_the_ledger_its_indexes_come_from,
+    a_store_from_before_ledger_ids_adopts_the_ledger_it_was_reading,
+);
+
+const LEDGER: &str = "0123456789abcdef0123456789abcdef";
+const OTHER_LEDGER: &str = "fedcba9876543210fedcba9876543210";
 
 fn delivery(subject: u8, ledger_index: u64) -> SubjectDelivery {
     SubjectDelivery {
@@ -59,6 +67,10 @@ async fn places(store: &Store) -> Vec<(i64, Option<u64>)> {
 /// event at 12: what came from indexes 8 and beyond is forgotten, the events there return to the
 /// outbox in their order, and what came from the first 8 records stays.
 async fn a_shorter_ledger_rewinds_what_was_derived_from_the_lost_records(store: Store) {
+    assert_eq!(
+        store.claim_ledger_index(LEDGER, 0).await.unwrap(),
+        LedgerIndexOwner::Adopted { derived: false }
+    );
     for n in 1..=4 {
         store
             .create_organization(&admin(), &new_org(n, None))
@@ -93,7 +105,7 @@ async fn a_shorter_ledger_rewinds_what_was_derived_from_the_lost_records(store: 
         .await
         .unwrap();
 
-    let rewind = store.rewind_ledger_index(8).await.unwrap();
+    let rewind = store.rewind_ledger_index(LEDGER, 8).await.unwrap();
     assert_eq!(
         rewind,
         LedgerIndexRewind {
@@ -132,7 +144,7 @@ async fn a_shorter_ledger_rewinds_what_was_derived_from_the_lost_records(store: 
     assert_eq!(outbox, events[2..], "the outbox holds them oldest first");
 
     // Nothing more to undo at the same size.
-    let again = store.rewind_ledger_index(8).await.unwrap();
+    let again = store.rewind_ledger_index(LEDGER, 8).await.unwrap();
     assert_eq!(
         (
             again.indexed_to,
@@ -163,7 +175,7 @@ async fn a_shorter_ledger_rewinds_what_was_derived_from_the_lost_records(store: 
         .mark_audit_events_shipped(&[(events[3], 14)])
         .await
         .unwrap();
-    let rewind = store.rewind_ledger_index(13).await.unwrap();
+    let rewind = store.rewind_ledger_index(LEDGER, 13).await.unwrap();
     assert_eq!(
         rewind,
         LedgerIndexRewind {
@@ -178,4 +190,155 @@ async fn a_shorter_ledger_rewinds_what_was_derived_from_the_lost_records(store: 
     assert_eq!(store.ledger_index_next().await.unwrap(), 12);
     assert_eq!(deliveries(&store, 1).await, [3, 10]);
     assert_eq!(places(&store).await[3], (events[3], None));
+}
+
+/// What the store has derived: the position, the access index of subject 1, the runs and where
+/// each audit event landed.
+async fn derived(store: &Store) -> (u64, Vec<u64>, Vec<(i64, Option<u64>)>, bool) {
+    (
+        store.ledger_index_next().await.unwrap(),
+        deliveries(store, 1).await,
+        places(store).await,
+        store.scenario_run("r1").await.is_ok(),
+    )
+}
+
+/// A new store records the first ledger claimed and answers for it from then on; another
+/// ledger, even an empty one, is told whose the indexes are, and can neither claim nor rewind
+/// them.
+async fn a_store_records_the_ledger_its_indexes_come_from(store: Store) {
+    // Audit events waiting in the outbox come from no ledger.
+    store
+        .create_organization(&admin(), &new_org(1, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim_ledger_index(LEDGER, 0).await.unwrap(),
+        LedgerIndexOwner::Adopted { derived: false }
+    );
+    assert_eq!(
+        store.claim_ledger_index(LEDGER, 0).await.unwrap(),
+        LedgerIndexOwner::This
+    );
+    let event = store.unshipped_audit_events(10).await.unwrap()[0].id;
+    store
+        .add_ledger_index(&[delivery(1, 1)], &[run("r1", 2)], &[(event, 0)], 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim_ledger_index(LEDGER, 3).await.unwrap(),
+        LedgerIndexOwner::This
+    );
+    let before = derived(&store).await;
+    assert_eq!(before, (3, vec![1], vec![(event, Some(0))], true));
+
+    for other_size in [0, 1, 3, 10] {
+        assert_eq!(
+            store
+                .claim_ledger_index(OTHER_LEDGER, other_size)
+                .await
+                .unwrap(),
+            LedgerIndexOwner::Other {
+                recorded: Some(LEDGER.to_owned())
+            }
+        );
+    }
+    assert!(matches!(
+        store.rewind_ledger_index(OTHER_LEDGER, 0).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(derived(&store).await, before);
+
+    // The ledger's own rewind, after a salvage that cut every record, keeps it the store's.
+    let rewind = store.rewind_ledger_index(LEDGER, 0).await.unwrap();
+    assert_eq!(
+        (
+            rewind.subject_deliveries,
+            rewind.scenario_runs,
+            rewind.audit_events
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(
+        store.claim_ledger_index(LEDGER, 0).await.unwrap(),
+        LedgerIndexOwner::This
+    );
+    assert_eq!(
+        store.claim_ledger_index(OTHER_LEDGER, 0).await.unwrap(),
+        LedgerIndexOwner::Other {
+            recorded: Some(LEDGER.to_owned())
+        }
+    );
+}
+
+/// A store from before ledgers had ids (its column empty, its indexes derived) adopts the
+/// ledger of the first node that claims it, unless that ledger is empty and so cannot be the
+/// one it read; until a ledger is adopted, none can rewind it.
+async fn a_store_from_before_ledger_ids_adopts_the_ledger_it_was_reading(store: Store) {
+    for n in 1..=2 {
+        store
+            .create_organization(&admin(), &new_org(n, None))
+            .await
+            .unwrap();
+    }
+    let events: Vec<i64> = store
+        .unshipped_audit_events(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|event| event.id)
+        .collect();
+    // Shipping noted where the first event landed; the reader has not got there.
+    store
+        .mark_audit_events_shipped(&[(events[0], 0)])
+        .await
+        .unwrap();
+    let before = derived(&store).await;
+    assert_eq!(before.0, 0);
+    assert_eq!(
+        store.claim_ledger_index(OTHER_LEDGER, 0).await.unwrap(),
+        LedgerIndexOwner::Other { recorded: None },
+        "an event landed in a ledger, and an empty ledger cannot be it"
+    );
+    assert!(matches!(
+        store.rewind_ledger_index(OTHER_LEDGER, 0).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(derived(&store).await, before);
+
+    store
+        .add_ledger_index(&[delivery(1, 1)], &[run("r1", 2)], &[(events[1], 3)], 4)
+        .await
+        .unwrap();
+    let before = derived(&store).await;
+    assert_eq!(
+        store.claim_ledger_index(OTHER_LEDGER, 0).await.unwrap(),
+        LedgerIndexOwner::Other { recorded: None }
+    );
+    assert_eq!(derived(&store).await, before);
+
+    // A ledger with records is adopted, even one shorter than the position (after a salvage).
+    assert_eq!(
+        store.claim_ledger_index(LEDGER, 2).await.unwrap(),
+        LedgerIndexOwner::Adopted { derived: true }
+    );
+    assert_eq!(derived(&store).await, before, "adopting changes no index");
+    assert_eq!(
+        store.claim_ledger_index(LEDGER, 2).await.unwrap(),
+        LedgerIndexOwner::This
+    );
+    assert_eq!(
+        store.claim_ledger_index(OTHER_LEDGER, 5).await.unwrap(),
+        LedgerIndexOwner::Other {
+            recorded: Some(LEDGER.to_owned())
+        }
+    );
+    assert!(
+        store
+            .rewind_ledger_index(LEDGER, 2)
+            .await
+            .unwrap()
+            .rewound()
+    );
+    assert_eq!(store.ledger_index_next().await.unwrap(), 2);
 }

@@ -21,7 +21,8 @@ on_both_stores!(
     audit_events_reach_the_ledger_with_proofs,
     verify_catches_tampering,
     audit_events_appended_before_a_crash_are_not_appended_again,
-    a_node_on_a_salvaged_ledger_re_indexes_and_re_appends
+    a_node_on_a_salvaged_ledger_re_indexes_and_re_appends,
+    a_store_refuses_a_node_on_another_ledger,
 );
 
 fn hash(text: &Value) -> merkle::Hash {
@@ -1236,4 +1237,132 @@ async fn a_node_on_a_salvaged_ledger_re_indexes_and_re_appends(mut server: TestS
     let stdout = text(&verify.stdout);
     assert!(verify.status.success(), "{stdout}{}", text(&verify.stderr));
     assert!(stdout.starts_with("ledger ok: "), "{stdout}");
+}
+
+/// What the store holds that was derived from a ledger: the position, the access index's
+/// entries for one person, where every audit event landed, and the outbox.
+async fn derived_from_ledger(
+    settings: &civitas::config::Settings,
+    subject: &str,
+) -> (u64, Vec<u64>, Vec<(i64, Option<u64>)>, usize) {
+    let store = civitas_store::Store::connect(&settings.store)
+        .await
+        .unwrap();
+    let all = civitas_store::PageRequest {
+        limit: 1000,
+        after: None,
+    };
+    let subject: [u8; 32] = (0..32)
+        .map(|i| u8::from_str_radix(&subject[2 * i..2 * i + 2], 16).unwrap())
+        .collect::<Vec<u8>>()
+        .try_into()
+        .unwrap();
+    let derived = (
+        store.ledger_index_next().await.unwrap(),
+        store
+            .subject_deliveries(&subject, &all)
+            .await
+            .unwrap()
+            .items,
+        store
+            .list_audit_events(&civitas_store::AuditFilter::default(), &all)
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|event| (event.id, event.ledger_index))
+            .collect(),
+        store.unshipped_audit_events(1000).await.unwrap().len(),
+    );
+    store.close().await;
+    derived
+}
+
+/// A second node with a data dir of its own (a new, empty ledger) pointed at a store whose
+/// indexes come from the first node's ledger refuses to start and changes nothing in the store,
+/// where it would otherwise have rewound it to its empty ledger: deleted the first node's access
+/// index and appended its audit events again into its own ledger. The first node starts again
+/// on it as before.
+async fn a_store_refuses_a_node_on_another_ledger(mut server: TestServer) {
+    use crate::gateway::{CITIZEN, call_ok, city, receipt_index, start_upstream};
+
+    let upstream = start_upstream().await;
+    let city = city(&server, upstream, json!({})).await;
+    let path = format!("/x/{}/fund-core/accounts/accounts/{CITIZEN}", city.provider);
+    let auditor = server
+        .user_with_key("auditor", "auditor", Some(&city.provider.parse().unwrap()))
+        .await;
+    let (headers, _) = call_ok(&server, &city.consumer_key, &path).await;
+    let exchange = receipt_index(&headers);
+    server.create_org(3, None).await;
+    let (_, report) = server
+        .get(&format!("/api/v1/audit/subjects/{CITIZEN}"), &auditor)
+        .await;
+    assert_eq!(report["accesses"][0]["ledger_index"], exchange, "{report}");
+    let subject = report["subject"].as_str().unwrap().to_owned();
+    let (_, ledger) = server.get("/api/v1/ledger", &auditor).await;
+    server.stop().await;
+    let before = derived_from_ledger(&server.settings, &subject).await;
+    assert_eq!(before.1, [exchange]);
+    assert!(before.2.len() >= 5, "{:?}", before.2);
+    assert!(
+        before.2.iter().all(|(_, landed)| landed.is_some()),
+        "{:?}",
+        before.2
+    );
+    assert_eq!(before.3, 0, "nothing waits in the outbox");
+
+    let other = tempfile::tempdir().unwrap();
+    let mut other_settings = server.settings.clone();
+    other_settings.data_dir = other.path().to_path_buf();
+    let refused =
+        civitas::server::start(&other_settings, Some(crate::support::ADMIN_KEY.to_owned())).await;
+    let error = match refused {
+        Ok(running) => {
+            running.shutdown().await.unwrap();
+            panic!("a node on another ledger started on the store");
+        }
+        Err(error) => format!("{error:#}"),
+    };
+    let ledger_id = |data_dir: &std::path::Path| {
+        std::fs::read_to_string(data_dir.join("ledger").join("ledger-id"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let (ours, theirs) = (
+        ledger_id(&server.settings.data_dir),
+        ledger_id(other.path()),
+    );
+    assert_ne!(ours, theirs);
+    assert!(
+        error.contains(&format!(
+            "holds indexes derived from the ledger {ours}, not from this node's ledger {theirs} (0 records) in the data dir {}",
+            other.path().display()
+        )) && error.contains("a store belongs to one node's ledger")
+            && error.contains("nothing in the store was changed"),
+        "{error}"
+    );
+    assert_eq!(
+        derived_from_ledger(&server.settings, &subject).await,
+        before,
+        "the store is as it was"
+    );
+
+    let server = server.start_again().await;
+    let (_, again) = server.get("/api/v1/ledger", &auditor).await;
+    assert_eq!(again["size"], ledger["size"], "nothing appended again");
+    let (_, report_again) = server
+        .get(&format!("/api/v1/audit/subjects/{CITIZEN}"), &auditor)
+        .await;
+    assert_eq!(report_again["accesses"], report["accesses"]);
+    let (headers, _) = call_ok(&server, &city.consumer_key, &path).await;
+    let (_, report) = server
+        .get(&format!("/api/v1/audit/subjects/{CITIZEN}"), &auditor)
+        .await;
+    assert_eq!(
+        report["accesses"][1]["ledger_index"],
+        receipt_index(&headers),
+        "{report}"
+    );
 }
