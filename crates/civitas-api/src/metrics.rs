@@ -1,4 +1,5 @@
-//! Prometheus metrics of the API: request counts and latency histograms by route and status.
+//! Prometheus metrics of the API: request counts and latency histograms by route and status, and
+//! the ledger scrub's progress and findings, read from the ledger at each scrape.
 
 use std::time::Instant;
 
@@ -12,6 +13,7 @@ use prometheus_client::{
     metrics::{
         counter::Counter,
         family::Family,
+        gauge::Gauge,
         histogram::{Histogram, exponential_buckets},
     },
     registry::Registry,
@@ -31,6 +33,9 @@ type HistogramFamily = Family<RequestLabels, Histogram, fn() -> Histogram>;
 pub struct ApiMetrics {
     requests: Family<RequestLabels, Counter>,
     durations: HistogramFamily,
+    scrub_passes: Gauge,
+    scrub_checked_bytes: Gauge,
+    scrub_damage: Gauge,
 }
 
 impl ApiMetrics {
@@ -50,10 +55,40 @@ impl ApiMetrics {
             "Time to answer an API request",
             durations.clone(),
         );
+        let scrub_passes = Gauge::default();
+        let scrub_checked_bytes = Gauge::default();
+        let scrub_damage = Gauge::default();
+        registry.register(
+            "civitas_ledger_scrub_passes",
+            "Passes the ledger scrub has completed over every record since the ledger was opened",
+            scrub_passes.clone(),
+        );
+        registry.register(
+            "civitas_ledger_scrub_checked_bytes",
+            "Bytes of record frames the ledger scrub has checked since the ledger was opened",
+            scrub_checked_bytes.clone(),
+        );
+        registry.register(
+            "civitas_ledger_scrub_damage",
+            "1 once the ledger scrub has found a record that fails its checksum or stored hashes, else 0",
+            scrub_damage.clone(),
+        );
         ApiMetrics {
             requests,
             durations,
+            scrub_passes,
+            scrub_checked_bytes,
+            scrub_damage,
         }
+    }
+
+    /// Sets the scrub gauges from the ledger's scrub status (left at zero without a scrub).
+    pub fn observe_scrub(&self, status: &civitas_ledger::ScrubStatus) {
+        let saturating = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        self.scrub_passes.set(saturating(status.passes_completed));
+        self.scrub_checked_bytes
+            .set(saturating(status.bytes_checked));
+        self.scrub_damage.set(i64::from(status.damage.is_some()));
     }
 }
 

@@ -29,7 +29,12 @@ async fn healthz() -> &'static str {
 /// The process can serve: the store answers and the ledger takes appends (after a failed write
 /// or sync, the writer's or the checkpointer's, it refuses them all, and with them every change
 /// and exchange that must be recorded).
-async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+///
+/// Damage the ledger scrub found in old records does not make the node unready: it still
+/// records every new exchange, and taking it out of service would stop the city's exchanges
+/// without repairing anything. The body names the damage, and the metric
+/// `civitas_ledger_scrub_damage` is what to alert on.
+async fn readyz(State(state): State<AppState>) -> Result<String, ApiError> {
     state
         .store
         .ping()
@@ -40,10 +45,19 @@ async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError>
             "the ledger refuses appends: {failure}"
         )));
     }
-    Ok("ready\n")
+    let mut body = "ready\n".to_owned();
+    if let Some(damage) = state.ledger.scrub_status().and_then(|status| status.damage) {
+        body.push_str(&format!(
+            "ledger scrub found damage: {damage}; restore the ledger from a backup and run `civitas ledger verify`\n"
+        ));
+    }
+    Ok(body)
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    if let Some(status) = state.ledger.scrub_status() {
+        state.metrics.observe_scrub(&status);
+    }
     let mut text = String::new();
     if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &state.registry) {
         return ApiError::internal(anyhow::anyhow!("encoding metrics: {error}")).into_response();

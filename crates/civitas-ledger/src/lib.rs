@@ -28,8 +28,9 @@ pub mod tiles;
 pub mod verify;
 
 pub use ledger::{
-    Checkpoint, CheckpointRef, Completions, Error, Ledger, LedgerOptions, RecordDamage, Result,
-    SalvageCut, SalvageMode, SalvageReport, salvage_records, salvage_side_file_name,
+    Checkpoint, CheckpointRef, Completions, DEFAULT_SCRUB_BYTES_PER_SECOND, Error, Ledger,
+    LedgerOptions, RecordDamage, Result, SalvageCut, SalvageMode, SalvageReport, ScrubDamage,
+    ScrubProblem, ScrubStatus, salvage_records, salvage_side_file_name,
 };
 pub use merkle::Hash;
 pub use note::{NoteSigner, NoteVerifier};

@@ -71,6 +71,15 @@ pub struct Config {
     #[arg(long, env = "CIVITAS_MAX_GRANT_DAYS", value_name = "DAYS")]
     pub max_grant_days: Option<u32>,
 
+    /// Bytes per second at which the ledger's background scrub re-reads the records and checks
+    /// them against their stored hashes; 0 turns the scrub off [default: 4194304].
+    #[arg(
+        long,
+        env = "CIVITAS_LEDGER_SCRUB_BYTES_PER_SECOND",
+        value_name = "BYTES"
+    )]
+    pub ledger_scrub_bytes_per_second: Option<u64>,
+
     /// Log format: pretty or json [default: pretty].
     #[arg(long, env = "CIVITAS_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -110,6 +119,8 @@ pub struct Settings {
     pub node_code: NodeCode,
     pub city_region: RegionCode,
     pub max_grant_days: u32,
+    /// `None` runs no scrub.
+    pub ledger_scrub_bytes_per_second: Option<u64>,
     pub log_format: LogFormat,
     pub log: String,
 }
@@ -146,6 +157,9 @@ impl Config {
             node_code: self.node_code.or(lower.node_code),
             city_region: self.city_region.or(lower.city_region),
             max_grant_days: self.max_grant_days.or(lower.max_grant_days),
+            ledger_scrub_bytes_per_second: self
+                .ledger_scrub_bytes_per_second
+                .or(lower.ledger_scrub_bytes_per_second),
             log_format: self.log_format.or(lower.log_format),
             log: self.log.or(lower.log),
         }
@@ -197,6 +211,13 @@ impl Config {
                 0 => bail!("max_grant_days must be at least 1"),
                 days => days,
             },
+            ledger_scrub_bytes_per_second: match self
+                .ledger_scrub_bytes_per_second
+                .unwrap_or(civitas_ledger::DEFAULT_SCRUB_BYTES_PER_SECOND)
+            {
+                0 => None,
+                bytes_per_second => Some(bytes_per_second),
+            },
             log_format: self.log_format.unwrap_or(LogFormat::Pretty),
             log: self.log.unwrap_or_else(|| "info".to_owned()),
         })
@@ -233,6 +254,18 @@ mod tests {
         assert_eq!(
             settings.store,
             StoreUrl::Sqlite(PathBuf::from("from-file/civitas.db"))
+        );
+        assert_eq!(
+            settings.ledger_scrub_bytes_per_second,
+            Some(civitas_ledger::DEFAULT_SCRUB_BYTES_PER_SECOND)
+        );
+        let scrub_off = Config {
+            ledger_scrub_bytes_per_second: Some(0),
+            ..Config::default()
+        };
+        assert_eq!(
+            scrub_off.resolve().unwrap().ledger_scrub_bytes_per_second,
+            None
         );
     }
 

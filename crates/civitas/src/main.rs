@@ -597,6 +597,10 @@ fn print_settings(settings: &Settings) {
     println!("node_code = {}", settings.node_code);
     println!("city_region = {}", settings.city_region);
     println!("max_grant_days = {}", settings.max_grant_days);
+    println!(
+        "ledger_scrub_bytes_per_second = {}",
+        settings.ledger_scrub_bytes_per_second.unwrap_or(0)
+    );
     println!("log_format = {:?}", settings.log_format);
     println!("log = {}", settings.log);
 }

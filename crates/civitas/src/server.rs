@@ -109,20 +109,23 @@ pub async fn start(
     let ledger_dir = settings.data_dir.join("ledger");
     let signer = NoteSigner::new(settings.node_code.as_str(), signing_key.clone())
         .context("the node key as a checkpoint signer")?;
-    let ledger = match tokio::task::spawn_blocking(move || {
-        Ledger::open(&ledger_dir, signer, LedgerOptions::default())
-    })
-    .await?
-    {
-        Ok(ledger) => ledger,
-        Err(error @ civitas_ledger::Error::DamageBeforeValidFrames { .. }) => {
-            anyhow::bail!(
-                "opening the ledger: {error}; {}",
-                crate::ledger_salvage::hint(&settings.data_dir)
-            )
-        }
-        Err(error) => return Err(error).context("opening the ledger"),
+    let options = LedgerOptions {
+        scrub_bytes_per_second: settings.ledger_scrub_bytes_per_second,
+        ..LedgerOptions::default()
     };
+    let ledger =
+        match tokio::task::spawn_blocking(move || Ledger::open(&ledger_dir, signer, options))
+            .await?
+        {
+            Ok(ledger) => ledger,
+            Err(error @ civitas_ledger::Error::DamageBeforeValidFrames { .. }) => {
+                anyhow::bail!(
+                    "opening the ledger: {error}; {}",
+                    crate::ledger_salvage::hint(&settings.data_dir)
+                )
+            }
+            Err(error) => return Err(error).context("opening the ledger"),
+        };
     claim_ledger_index(&store, &ledger, settings).await?;
 
     let public_key = signing_key.verifying_key().to_bytes();

@@ -19,13 +19,16 @@
 //! per file and one fdatasync of the records file, and only then publishes the new size and
 //! answers the waiters. A checkpointer thread signs the new tree head at least once per interval.
 //! Readers use positioned reads and never take a lock that the writer holds for more than a few
-//! vector pushes.
+//! vector pushes. Unless disabled, a scrub thread re-reads the records at a bounded rate and
+//! checks them against the stored hashes that receipts and proofs are served from (see `scrub`),
+//! since opening checks only the end of what the latest checkpoint covers.
 
 mod checkpointer;
 mod completions;
 mod identity;
 mod recovery;
 mod salvage;
+mod scrub;
 mod writer;
 
 use std::fs::{File, OpenOptions};
@@ -52,6 +55,7 @@ pub use salvage::{
     CheckpointRef, RecordDamage, SalvageCut, SalvageMode, SalvageReport, salvage_records,
     salvage_side_file_name,
 };
+pub use scrub::{ScrubDamage, ScrubProblem, ScrubStatus};
 
 pub(crate) const RECORDS_FILE: &str = "records.dat";
 pub(crate) const OFFSETS_FILE: &str = "record-offsets.dat";
@@ -169,7 +173,14 @@ pub struct LedgerOptions {
     /// How long the writer may wait for more appends after a group commit of four or more (see
     /// the writer's `gather_for`); zero always commits whatever is queued at once.
     pub group_commit_window: Duration,
+    /// How fast the background scrub re-reads the records to check them against the stored
+    /// hashes (see [`Ledger::scrub_status`]); `None` or zero runs no scrub.
+    pub scrub_bytes_per_second: Option<u64>,
 }
+
+/// The scrub's default rate: a pass over a gigabyte of records takes about four minutes, and
+/// costs a disk little next to the appends' syncs.
+pub const DEFAULT_SCRUB_BYTES_PER_SECOND: u64 = 4 << 20;
 
 impl Default for LedgerOptions {
     fn default() -> LedgerOptions {
@@ -177,6 +188,7 @@ impl Default for LedgerOptions {
             checkpoint_interval: Duration::from_secs(1),
             max_batch_bytes: 8 << 20,
             group_commit_window: Duration::from_micros(200),
+            scrub_bytes_per_second: Some(DEFAULT_SCRUB_BYTES_PER_SECOND),
         }
     }
 }
@@ -335,6 +347,7 @@ pub(crate) struct Shared {
     /// of the writer or the checkpointer has failed (until the ledger is opened again, which
     /// recovers what the files really hold).
     pub(crate) failure: OnceLock<String>,
+    pub(crate) scrub: scrub::ScrubState,
     /// Held for its exclusive lock, released when the last thread lets go of `Shared`.
     _lock: File,
 }
@@ -382,7 +395,7 @@ impl Shared {
         Ok(hashes)
     }
 
-    fn read_level4_hashes(&self, start: u64, count: usize) -> Result<Vec<Hash>> {
+    pub(crate) fn read_level4_hashes(&self, start: u64, count: usize) -> Result<Vec<Hash>> {
         let mut hashes = vec![[0u8; 32]; count];
         self.read_exact_at(
             &self.files.level4_hashes,
@@ -393,7 +406,7 @@ impl Shared {
         Ok(hashes)
     }
 
-    fn read_offsets(&self, start: u64, count: usize) -> Result<Vec<u64>> {
+    pub(crate) fn read_offsets(&self, start: u64, count: usize) -> Result<Vec<u64>> {
         let mut bytes = vec![0u8; count * OFFSET_BYTES as usize];
         self.read_exact_at(
             &self.files.offsets,
@@ -408,7 +421,7 @@ impl Shared {
     }
 
     /// Reads the frames of records `start..start + offsets.len()`, which begin at `offsets`.
-    fn read_frames(&self, start: u64, offsets: &[u64]) -> Result<Vec<Vec<u8>>> {
+    pub(crate) fn read_frames(&self, start: u64, offsets: &[u64]) -> Result<Vec<Vec<u8>>> {
         let (Some(&first), Some(&last)) = (offsets.first(), offsets.last()) else {
             return Ok(Vec::new());
         };
@@ -548,10 +561,17 @@ struct Handle {
     sender: Option<mpsc::Sender<writer::AppendRequest>>,
     writer: Option<JoinHandle<()>>,
     checkpointer: Option<JoinHandle<()>>,
+    /// `None` when the scrub is disabled.
+    scrubber: Option<JoinHandle<()>>,
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
+        // The scrub stops within one chunk of reads, and has nothing to finish.
+        self.shared.scrub.stop();
+        if let Some(scrubber) = self.scrubber.take() {
+            let _ = scrubber.join();
+        }
         // Closing the channel lets the writer finish what is queued and exit; the checkpointer
         // then signs a last checkpoint so that a clean shutdown leaves every record covered.
         drop(self.sender.take());
@@ -648,6 +668,7 @@ impl Ledger {
             id,
             signer,
             failure: OnceLock::new(),
+            scrub: scrub::ScrubState::default(),
             _lock: lock_file,
         });
         // Every open ledger has a checkpoint, so `latest_checkpoint` never has to say "none".
@@ -691,12 +712,25 @@ impl Ledger {
                 .spawn(move || checkpointer::run(&checkpointer_shared, interval))
                 .map_err(io_error("spawn the checkpointer thread for", &shared.dir))?
         };
+        let scrubber = match options.scrub_bytes_per_second {
+            Some(bytes_per_second) if bytes_per_second > 0 => {
+                let scrub_shared = shared.clone();
+                Some(
+                    std::thread::Builder::new()
+                        .name("ledger-scrub".into())
+                        .spawn(move || scrub::run(&scrub_shared, bytes_per_second))
+                        .map_err(io_error("spawn the scrub thread for", &shared.dir))?,
+                )
+            }
+            _ => None,
+        };
         Ok(Ledger {
             handle: Arc::new(Handle {
                 shared,
                 sender: Some(sender),
                 writer: Some(writer),
                 checkpointer: Some(checkpointer),
+                scrubber,
             }),
         })
     }
@@ -804,6 +838,15 @@ impl Ledger {
     /// signed, until the ledger is opened again.
     pub fn failure(&self) -> Option<&str> {
         self.shared().failure.get().map(String::as_str)
+    }
+
+    /// What the background scrub has checked and the first damage it found, or `None` when the
+    /// ledger was opened without a scrub.
+    pub fn scrub_status(&self) -> Option<ScrubStatus> {
+        self.handle
+            .scrubber
+            .is_some()
+            .then(|| self.shared().scrub.status())
     }
 
     fn check_index(&self, index: u64) -> Result<u64> {

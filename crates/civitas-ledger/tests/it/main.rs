@@ -7,6 +7,7 @@ mod failure;
 mod ledger;
 mod merkle_known_answers;
 mod salvage;
+mod scrub;
 
 use std::collections::BTreeMap;
 use std::path::Path;

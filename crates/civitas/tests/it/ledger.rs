@@ -1366,3 +1366,60 @@ async fn a_store_refuses_a_node_on_another_ledger(mut server: TestServer) {
         "{report}"
     );
 }
+
+/// A byte flipped in an old, checkpointed record does not stop the node from starting; its
+/// ledger scrub finds it, and `/metrics` and `/readyz` say so while the node stays ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_scrub_reports_damage_through_metrics_and_readiness() {
+    let mut server = TestServer::start_sqlite_with(|config| {
+        config.ledger_scrub_bytes_per_second = Some(1 << 30);
+    })
+    .await;
+    let org = server.create_org(1, None).await;
+    for n in 0..5 {
+        server.create_system(&org, &format!("s{n}")).await;
+    }
+    let auditor = server.user_with_key("auditor", "auditor", Some(&org)).await;
+    assert!(checkpointed_size(&server, &auditor).await > 5);
+    let metrics = server.get_text("/metrics").await;
+    assert!(
+        metrics.contains("civitas_ledger_scrub_damage 0"),
+        "{metrics}"
+    );
+    server.stop().await;
+
+    // A byte inside the payload of record 1, after its 8-byte frame header.
+    let records_path = server.settings.data_dir.join("ledger").join("records.dat");
+    let mut records = std::fs::read(&records_path).unwrap();
+    let record_0_length = u32::from_le_bytes(records[..4].try_into().unwrap()) as usize;
+    records[8 + record_0_length + 8 + 3] ^= 0x01;
+    std::fs::write(&records_path, records).unwrap();
+
+    let server = server.start_again().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let metrics = server.get_text("/metrics").await;
+        if metrics.contains("civitas_ledger_scrub_damage 1") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the scrub reported no damage: {metrics}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let response = server
+        .client
+        .get(format!("{}/readyz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.text().await.unwrap();
+    assert!(body.starts_with("ready\n"), "{body}");
+    assert!(
+        body.contains("ledger scrub found damage: record 1 at byte")
+            && body.contains("frame checksum mismatch"),
+        "{body}"
+    );
+}

@@ -1,0 +1,151 @@
+//! The background scrub: damage in records that the latest checkpoint covers passes opening's
+//! spot check, and the scrub finds it while the ledger runs.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use civitas_ledger::{Ledger, LedgerOptions, NoteSigner, ScrubProblem, ScrubStatus};
+use ed25519_dalek::SigningKey;
+
+fn signer() -> NoteSigner {
+    NoteSigner::new("cn-js-nanjing", SigningKey::from_bytes(&[29; 32])).unwrap()
+}
+
+fn options(scrub_bytes_per_second: Option<u64>) -> LedgerOptions {
+    LedgerOptions {
+        checkpoint_interval: Duration::from_secs(3600),
+        scrub_bytes_per_second,
+        ..LedgerOptions::default()
+    }
+}
+
+const FAST: Option<u64> = Some(1 << 30);
+const RECORDS: u64 = 600;
+
+fn record(n: u64) -> Vec<u8> {
+    format!("record {n} {}", "s".repeat((n % 13) as usize)).into_bytes()
+}
+
+/// Writes `RECORDS` records, all covered by a checkpoint, and closes the ledger.
+async fn write_ledger(dir: &Path) {
+    let ledger = Ledger::open(dir, signer(), options(None)).unwrap();
+    ledger
+        .append_batch((0..RECORDS).map(record).collect())
+        .await
+        .unwrap();
+    assert_eq!(ledger.checkpoint_now().await.unwrap().tree_size, RECORDS);
+}
+
+/// Polls the scrub status until `done` holds, for at most ten seconds.
+fn wait_for(ledger: &Ledger, done: impl Fn(&ScrubStatus) -> bool) -> ScrubStatus {
+    let give_up = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = ledger.scrub_status().expect("the scrub is enabled");
+        if done(&status) {
+            return status;
+        }
+        assert!(
+            Instant::now() < give_up,
+            "scrub did not get there: {status:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn record_offset(dir: &Path, index: u64) -> u64 {
+    let offsets = std::fs::read(dir.join("record-offsets.dat")).unwrap();
+    let at = index as usize * 8;
+    u64::from_le_bytes(offsets[at..at + 8].try_into().unwrap())
+}
+
+/// Flips one byte of `file` at `position`, opens the ledger (which must still open and serve
+/// every record's leaf hash), then opens it with a fast scrub and expects the damage at record
+/// `index` for `problem`.
+async fn check(file: &str, position: u64, index: u64, problem: ScrubProblem) {
+    let dir = tempfile::tempdir().unwrap();
+    write_ledger(dir.path()).await;
+    let path = dir.path().join(file);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[position as usize] ^= 0x20;
+    std::fs::write(&path, bytes).unwrap();
+
+    // Opening checks only the end of what the checkpoint covers, so it does not notice.
+    let unscrubbed = Ledger::open(dir.path(), signer(), options(None)).unwrap();
+    assert_eq!(unscrubbed.size(), RECORDS);
+    assert_eq!(unscrubbed.scrub_status(), None);
+    unscrubbed.leaf_hash(index).unwrap();
+    drop(unscrubbed);
+
+    let ledger = Ledger::open(dir.path(), signer(), options(FAST)).unwrap();
+    let status = wait_for(&ledger, |status| status.passes_completed >= 1);
+    let damage = status.damage.expect("the scrub found the damage");
+    assert_eq!(damage.index, index, "{file}: {damage}");
+    assert_eq!(damage.offset, Some(record_offset(dir.path(), index)));
+    assert_eq!(damage.problem, problem, "{file}: {damage}");
+    // Appends go on: the damage is in old records, not in the writer's way.
+    assert_eq!(ledger.append(record(RECORDS)).await.unwrap(), RECORDS);
+}
+
+#[tokio::test]
+async fn damage_in_checkpointed_records_and_their_hashes_is_found_by_the_scrub() {
+    let dir = tempfile::tempdir().unwrap();
+    write_ledger(dir.path()).await;
+    // A byte inside the payload of record 37 (8 frame header bytes, then "record 37 ...").
+    let payload_byte = record_offset(dir.path(), 37) + 8 + 3;
+    drop(dir);
+    check(
+        "records.dat",
+        payload_byte,
+        37,
+        ScrubProblem::Unreadable("frame checksum mismatch".into()),
+    )
+    .await;
+    // Leaf hash of record 300, in the last full tile, whose leaves opening does not read.
+    check(
+        "leaf-hashes.dat",
+        300 * 32 + 5,
+        300,
+        ScrubProblem::LeafHashMismatch,
+    )
+    .await;
+    // The level-4 node of records 32..48, in the first tile.
+    check(
+        "level4-hashes.dat",
+        2 * 32 + 7,
+        32,
+        ScrubProblem::GroupHashMismatch,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_healthy_ledger_completes_a_pass_without_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    write_ledger(dir.path()).await;
+    let ledger = Ledger::open(dir.path(), signer(), options(FAST)).unwrap();
+    let status = wait_for(&ledger, |status| status.passes_completed >= 1);
+    assert_eq!(status.damage, None);
+    assert_eq!(status.pass_size, RECORDS);
+    assert_eq!(status.position, RECORDS);
+    let frame_bytes: u64 = (0..RECORDS).map(|n| 8 + record(n).len() as u64).sum();
+    assert_eq!(status.bytes_checked, frame_bytes);
+}
+
+#[tokio::test]
+async fn the_ledger_drops_promptly_while_a_slow_scrub_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    write_ledger(dir.path()).await;
+    // At 2 KB/s a pass over these records takes seconds, most of them spent resting.
+    let ledger = Ledger::open(dir.path(), signer(), options(Some(2000))).unwrap();
+    let status = wait_for(&ledger, |status| status.bytes_checked > 0);
+    assert!(status.position < RECORDS, "{status:?}");
+    let started = Instant::now();
+    drop(ledger);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "drop took {:?}",
+        started.elapsed()
+    );
+    // The directory lock is released with the scrub thread's share of the ledger.
+    Ledger::open(dir.path(), signer(), options(None)).unwrap();
+}
