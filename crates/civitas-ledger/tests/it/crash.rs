@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use civitas_ledger::merkle;
 use civitas_ledger::{Checkpoint, Ledger, LedgerOptions, NoteSigner, verify_dir};
-use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 
 const CHILD_DIR_VARIABLE: &str = "CIVITAS_LEDGER_CRASH_CHILD_DIR";
@@ -28,7 +27,7 @@ const APPENDING_TASKS: u64 = 48;
 const CHILD_LIFETIME: Duration = Duration::from_secs(60);
 
 fn signer() -> NoteSigner {
-    NoteSigner::new("cn-js-nanjing", SigningKey::from_bytes(&[11; 32])).unwrap()
+    crate::signer_from(11)
 }
 
 fn options() -> LedgerOptions {

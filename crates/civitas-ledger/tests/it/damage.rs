@@ -4,36 +4,22 @@
 //! it is, instead of cutting off records and checkpoints that were synced and acknowledged.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use civitas_ledger::{Error, Ledger, LedgerOptions, NoteSigner, VerifyError, verify_dir};
-use ed25519_dalek::SigningKey;
 
-use crate::snapshot;
+use crate::{DATA_FILES, snapshot};
 
 fn signer() -> NoteSigner {
-    NoteSigner::new("cn-js-nanjing", SigningKey::from_bytes(&[13; 32])).unwrap()
+    crate::signer_from(13)
 }
 
 fn options() -> LedgerOptions {
-    LedgerOptions {
-        checkpoint_interval: Duration::from_secs(3600),
-        ..LedgerOptions::default()
-    }
+    crate::hourly_checkpoints()
 }
 
 fn record(n: u64) -> Vec<u8> {
     format!("record {n} {}", "r".repeat(100)).into_bytes()
 }
-
-const DATA_FILES: [&str; 6] = [
-    "records.dat",
-    "record-offsets.dat",
-    "leaf-hashes.dat",
-    "level4-hashes.dat",
-    "tile-hashes.dat",
-    "checkpoints.dat",
-];
 
 /// Copies the ledger's files as they are now, which is what a crash at this moment leaves on
 /// disk: every acknowledged record is synced, and no checkpoint is signed on the way out.

@@ -14,10 +14,8 @@
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use civitas_ledger::{Error, Ledger, LedgerOptions, NoteSigner, verify_dir};
-use ed25519_dalek::SigningKey;
 
 const CHILD_DIR_VARIABLE: &str = "CIVITAS_LEDGER_FAILURE_CHILD_DIR";
 const TEST_NAME: &str = "failure::a_failed_write_stops_appends_until_reopened";
@@ -25,14 +23,11 @@ const TEST_NAME: &str = "failure::a_failed_write_stops_appends_until_reopened";
 const CHILD_ATTEMPTS: usize = 20_000;
 
 fn signer() -> NoteSigner {
-    NoteSigner::new("cn-js-nanjing", SigningKey::from_bytes(&[12; 32])).unwrap()
+    crate::signer_from(12)
 }
 
 fn options() -> LedgerOptions {
-    LedgerOptions {
-        checkpoint_interval: Duration::from_secs(3600),
-        ..LedgerOptions::default()
-    }
+    crate::hourly_checkpoints()
 }
 
 fn record(n: usize) -> Vec<u8> {

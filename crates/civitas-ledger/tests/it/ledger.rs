@@ -11,12 +11,11 @@ use civitas_ledger::{
     Completions, Error, Ledger, LedgerOptions, NoteSigner, Receipt, Verifier, VerifyError,
     verify_dir,
 };
-use ed25519_dalek::SigningKey;
 
 use crate::snapshot;
 
 fn signer() -> NoteSigner {
-    NoteSigner::new("cn-js-nanjing", SigningKey::from_bytes(&[7; 32])).unwrap()
+    crate::signer_from(7)
 }
 
 fn options() -> LedgerOptions {
@@ -366,9 +365,7 @@ async fn receipts_verify_with_only_the_verifier_key() {
     let mut bad_proof = receipt.clone();
     bad_proof.inclusion_proof[0][0] ^= 1;
     assert!(bad_proof.verify(None, &key).is_err());
-    let other_key = NoteSigner::new("cn-js-nanjing", SigningKey::from_bytes(&[8; 32]))
-        .unwrap()
-        .verifier_key();
+    let other_key = crate::signer_from(8).verifier_key();
     assert!(receipt.verify(None, &other_key).is_err());
 
     // Records appended later are covered by a forced checkpoint without waiting for a tick.
@@ -762,7 +759,7 @@ async fn opening_with_another_key_is_refused() {
     let mut checkpoints = std::fs::read(&checkpoints_path).unwrap();
     checkpoints.extend_from_slice(&[0; 300]);
     std::fs::write(&checkpoints_path, &checkpoints).unwrap();
-    let other = NoteSigner::new("cn-js-nanjing", SigningKey::from_bytes(&[9; 32])).unwrap();
+    let other = crate::signer_from(9);
     assert_open_refused(dir.path(), other, |error| {
         matches!(error, Error::CheckpointKey(_))
     });
@@ -802,9 +799,7 @@ async fn verification_passes_on_an_untouched_directory() {
         (0..1000).map(|i| record(i).len() as u64).sum::<u64>()
     );
     assert_eq!(last_progress, (1000, 1000));
-    let other_key = NoteSigner::new("cn-js-nanjing", SigningKey::from_bytes(&[8; 32]))
-        .unwrap()
-        .verifier_key();
+    let other_key = crate::signer_from(8).verifier_key();
     assert!(matches!(
         verify_dir(dir.path(), &other_key, |_, _| {}),
         Err(VerifyError::CheckpointSignature { checkpoint: 0, .. })

@@ -11,6 +11,34 @@ mod scrub;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
+
+use civitas_ledger::{LedgerOptions, NoteSigner};
+use ed25519_dalek::SigningKey;
+
+/// The files of a ledger directory that hold its data, as FORMAT.md lists them.
+const DATA_FILES: [&str; 6] = [
+    "records.dat",
+    "record-offsets.dat",
+    "leaf-hashes.dat",
+    "level4-hashes.dat",
+    "tile-hashes.dat",
+    "checkpoints.dat",
+];
+
+/// A Nanjing node's checkpoint signer, its key made of `seed`: each module signs with its own.
+fn signer_from(seed: u8) -> NoteSigner {
+    NoteSigner::new("cn-js-nanjing", SigningKey::from_bytes(&[seed; 32])).unwrap()
+}
+
+/// Options under which checkpoints come only at the start, on a clean close and on demand
+/// within a test's time: what a crash between two checkpoints leaves is then up to the test.
+fn hourly_checkpoints() -> LedgerOptions {
+    LedgerOptions {
+        checkpoint_interval: Duration::from_secs(3600),
+        ..LedgerOptions::default()
+    }
+}
 
 /// Every file in `dir` with its bytes, except the lock that salvaging and opening take.
 fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {

@@ -3,39 +3,25 @@
 //! records is refused, and a healthy or open ledger is left alone.
 
 use std::path::Path;
-use std::time::Duration;
 
 use civitas_ledger::{
     CheckpointRef, Error, Ledger, LedgerOptions, NoteSigner, RecordDamage, SalvageCut, SalvageMode,
     SalvageReport, salvage_records, verify_dir,
 };
-use ed25519_dalek::SigningKey;
 
-use crate::snapshot;
+use crate::{DATA_FILES, snapshot};
 
 fn signer() -> NoteSigner {
-    NoteSigner::new("cn-js-nanjing", SigningKey::from_bytes(&[21; 32])).unwrap()
+    crate::signer_from(21)
 }
 
 fn options() -> LedgerOptions {
-    LedgerOptions {
-        checkpoint_interval: Duration::from_secs(3600),
-        ..LedgerOptions::default()
-    }
+    crate::hourly_checkpoints()
 }
 
 fn record(n: u64) -> Vec<u8> {
     format!("record {n} {}", "s".repeat((n % 7 * 13) as usize)).into_bytes()
 }
-
-const DATA_FILES: [&str; 6] = [
-    "records.dat",
-    "record-offsets.dat",
-    "leaf-hashes.dat",
-    "level4-hashes.dat",
-    "tile-hashes.dat",
-    "checkpoints.dat",
-];
 
 /// A ledger of 60 acknowledged records whose latest checkpoint (number 1; number 0 is the empty
 /// tree's, signed at creation) covers the first 10, copied as a crash would leave it: without

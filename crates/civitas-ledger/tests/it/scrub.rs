@@ -5,10 +5,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use civitas_ledger::{Ledger, LedgerOptions, NoteSigner, ScrubProblem, ScrubStatus};
-use ed25519_dalek::SigningKey;
 
 fn signer() -> NoteSigner {
-    NoteSigner::new("cn-js-nanjing", SigningKey::from_bytes(&[29; 32])).unwrap()
+    crate::signer_from(29)
 }
 
 fn options(scrub_bytes_per_second: Option<u64>) -> LedgerOptions {
