@@ -200,6 +200,10 @@ pub struct LedgerStatus {
     pub checkpoint_size: u64,
     /// The node's verifier key in the signed-note format.
     pub verifier_key: String,
+    /// The ledger's id: 32 lowercase hex digits, random, made when the ledger directory was first
+    /// opened and kept by a salvage. The store records the id of the ledger its indexes come
+    /// from, and a node on another ledger refuses to start (see `civitas ledger adopt-store`).
+    pub ledger_id: String,
 }
 
 #[utoipa::path(get, path = "/api/v1/ledger", tag = "ledger",
@@ -211,6 +215,7 @@ async fn status(State(state): State<AppState>) -> axum::Json<LedgerStatus> {
         checkpoint: checkpoint.note,
         checkpoint_size: checkpoint.tree_size,
         verifier_key: state.ledger.verifier_key().to_owned(),
+        ledger_id: state.ledger.id().to_owned(),
     })
 }
 

@@ -157,6 +157,38 @@ pub enum LedgerIndexOwner {
     Other { recorded: Option<String> },
 }
 
+/// What the store holds derived from a ledger, and which ledger it records them as coming from,
+/// as `Store::ledger_index_facts` read them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerIndexFacts {
+    /// The id of the ledger the store's derived indexes are recorded as coming from, or `None`
+    /// while no node has claimed them (a new store, or one from before ledgers had ids).
+    pub recorded_ledger_id: Option<String>,
+    /// How far the store has read that ledger.
+    pub indexed_to: u64,
+    /// Entries of the personal-data access index.
+    pub subject_deliveries: u64,
+    /// Scenario runs.
+    pub scenario_runs: u64,
+    /// Audit events noted as landed in the ledger.
+    pub audit_events_landed: u64,
+    /// Audit events waiting in the outbox for a node to append them.
+    pub audit_events_waiting: u64,
+}
+
+/// What `Store::hand_ledger_index_over` undid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerIndexHandover {
+    /// How far the store had read the old ledger; the position is now 0.
+    pub indexed_to: u64,
+    /// Entries of the personal-data access index deleted.
+    pub subject_deliveries: u64,
+    /// Scenario runs deleted.
+    pub scenario_runs: u64,
+    /// Audit events returned to the outbox.
+    pub audit_events: u64,
+}
+
 impl LedgerIndexRewind {
     /// Whether the store had derived anything from records the ledger no longer holds.
     pub fn rewound(&self) -> bool {
@@ -968,6 +1000,111 @@ impl Store {
             }
         });
         Ok(rewind)
+    }
+
+    /// What the store has derived from a ledger and which ledger it records as their source (see
+    /// [`LedgerIndexFacts`]), for an operator deciding whether to hand the store over to another
+    /// ledger. Counted one after the other, not in one snapshot: exact only while no node runs.
+    pub async fn ledger_index_facts(&self) -> Result<LedgerIndexFacts> {
+        let (recorded_ledger_id, counts): (Option<String>, (i64, i64, i64, i64, i64)) =
+            read_pool!(self, |pool| {
+                let recorded =
+                    sqlx::query_scalar("SELECT ledger_id FROM ledger_index_owner WHERE id = 1")
+                        .fetch_optional(pool)
+                        .await?;
+                let counts = sqlx::query_as(
+                    "SELECT (SELECT next FROM ledger_index_state WHERE id = 1),
+                            (SELECT COUNT(*) FROM subject_deliveries),
+                            (SELECT COUNT(*) FROM scenario_runs),
+                            (SELECT COUNT(*) FROM audit_events WHERE ledger_index IS NOT NULL),
+                            (SELECT COUNT(*) FROM audit_events WHERE ledger_index IS NULL)",
+                )
+                .fetch_one(pool)
+                .await?;
+                (recorded, counts)
+            });
+        let (indexed_to, subject_deliveries, scenario_runs, landed, waiting) = counts;
+        Ok(LedgerIndexFacts {
+            recorded_ledger_id,
+            indexed_to: indexed_to as u64,
+            subject_deliveries: subject_deliveries as u64,
+            scenario_runs: scenario_runs as u64,
+            audit_events_landed: landed as u64,
+            audit_events_waiting: waiting as u64,
+        })
+    }
+
+    /// Hands the store's indexes derived from a ledger over to the ledger with id `ledger_id`,
+    /// when the ledger they came from is lost (the operator's `civitas ledger adopt-store`): every
+    /// entry of the personal-data access index and every scenario run is deleted, since they cite
+    /// that ledger's records, every audit event returns to the outbox, to be appended in its
+    /// order by the node on the new ledger, the position goes back to 0 and `ledger_id` is
+    /// recorded. The node then reads the new ledger from its start, rebuilding what its records
+    /// hold and noting where the audit events it finds there landed before the outbox is
+    /// shipped, so that a new ledger holding this store's records (an older backup of the lost
+    /// one) loses nothing and appends no event twice.
+    ///
+    /// `recorded` must be the id the store records now (`None`: none recorded), so that a store
+    /// is handed over only by someone who knows whose it was; otherwise nothing is changed and
+    /// it fails with `StoreError::Conflict`. In one transaction. No node may run on the store.
+    pub async fn hand_ledger_index_over(
+        &self,
+        recorded: Option<&str>,
+        ledger_id: &str,
+    ) -> Result<LedgerIndexHandover> {
+        let handover = write_tx!(self, |tx| {
+            // Takes the position's row lock on PostgreSQL first, as the claim does, so that a
+            // node starting at the same moment finds the store either before or after.
+            sqlx::query("UPDATE ledger_index_state SET next = next WHERE id = 1")
+                .execute(&mut *tx)
+                .await?;
+            let indexed_to: i64 =
+                sqlx::query_scalar("SELECT next FROM ledger_index_state WHERE id = 1")
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let found: Option<String> =
+                sqlx::query_scalar("SELECT ledger_id FROM ledger_index_owner WHERE id = 1")
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if found.as_deref() != recorded {
+                return Err(StoreError::Conflict(format!(
+                    "the store's ledger indexes are recorded as those of ledger {}, not of ledger {}: not handing them over",
+                    found.as_deref().unwrap_or("(none)"),
+                    recorded.unwrap_or("(none)"),
+                )));
+            }
+            let subject_deliveries = sqlx::query("DELETE FROM subject_deliveries")
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            let scenario_runs = sqlx::query("DELETE FROM scenario_runs")
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            let audit_events = sqlx::query(
+                "UPDATE audit_events SET ledger_index = NULL WHERE ledger_index IS NOT NULL",
+            )
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            sqlx::query("UPDATE ledger_index_state SET next = 0 WHERE id = 1")
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO ledger_index_owner (id, ledger_id) VALUES (1, $1)
+                 ON CONFLICT (id) DO UPDATE SET ledger_id = excluded.ledger_id",
+            )
+            .bind(ledger_id)
+            .execute(&mut *tx)
+            .await?;
+            LedgerIndexHandover {
+                indexed_to: indexed_to as u64,
+                subject_deliveries,
+                scenario_runs,
+                audit_events,
+            }
+        });
+        Ok(handover)
     }
 
     /// The ledger indexes of the exchanges that delivered data about the person with this keyed

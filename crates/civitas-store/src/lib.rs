@@ -29,8 +29,9 @@ pub use access::{ApplicationFilter, GrantFilter, GrantTerms, NewApplication};
 pub use audit::{AuditEvent, AuditFilter};
 pub use catalog::{ImportOutcome, ResourceFilter, ResourceVersion, WriteMode};
 pub use gateway::{
-    CertificateState, ClientCertificate, GrantUsage, GrantUsageSummary, LedgerIndexOwner,
-    LedgerIndexRewind, SubjectDelivery, UsageFilter, UsageReport, UsageSide,
+    CertificateState, ClientCertificate, GrantUsage, GrantUsageSummary, LedgerIndexFacts,
+    LedgerIndexHandover, LedgerIndexOwner, LedgerIndexRewind, SubjectDelivery, UsageFilter,
+    UsageReport, UsageSide,
 };
 pub use keys::{Authenticated, NewApiKey};
 pub use registry::{

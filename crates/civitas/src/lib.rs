@@ -5,6 +5,7 @@ pub mod catalog_io;
 pub mod config;
 pub mod demo;
 pub mod indexing;
+pub mod ledger_adopt;
 pub mod ledger_salvage;
 pub mod ledger_verify;
 pub mod node;

@@ -15,7 +15,7 @@ use civitas::{
     config::{Config, LogFormat, Settings},
     demo,
     indexing::IndexFollower,
-    ledger_salvage, ledger_verify, receipt_check, server,
+    ledger_adopt, ledger_salvage, ledger_verify, receipt_check, server,
 };
 use civitas_gateway::files::{Existing, ORDINARY_FILE_MODE, write_file_whole};
 use civitas_store::{PageRequest, ResourceFilter, Store};
@@ -149,6 +149,26 @@ enum LedgerCommand {
         #[command(flatten)]
         config: Box<Config>,
     },
+    /// Hand the store over to the local data dir's ledger, when the ledger its indexes come from
+    /// is lost for good (a node refuses to start on a store of another ledger). Without --apply,
+    /// only reports the store's ledger id, this ledger's id and size, and what adopting would
+    /// do. With --apply and --from naming the store's ledger, in one store transaction: deletes
+    /// the personal-data access index and the scenario runs (they cite the lost ledger's
+    /// records, which are lost), returns every audit event to the outbox and sets the store's
+    /// position to 0; the node then reads this ledger from its start and appends the events it
+    /// does not find there, in order. Refuses while a node has the ledger open; stop every node
+    /// using the store first.
+    AdoptStore {
+        /// The id of the ledger the store records, as the report gives it (`none` for a store
+        /// older than ledger ids), so that no store is adopted by accident.
+        #[arg(long, value_name = "LEDGER_ID")]
+        from: Option<String>,
+        /// Hand the store over; without it nothing is changed.
+        #[arg(long)]
+        apply: bool,
+        #[command(flatten)]
+        config: Box<Config>,
+    },
     /// Check one record's receipt (a gateway answer's `Civitas-Receipt`, or a subject report's)
     /// with nothing but the node's verifier key: the checkpoint's signature, the inclusion proof
     /// and, given the record, its hash. With --url and --index the receipt is fetched from a
@@ -236,6 +256,14 @@ fn main() -> ExitCode {
         Command::Ledger {
             command: LedgerCommand::Salvage { apply, config },
         } => salvage_ledger(*config, apply).map(|()| ExitCode::SUCCESS),
+        Command::Ledger {
+            command:
+                LedgerCommand::AdoptStore {
+                    from,
+                    apply,
+                    config,
+                },
+        } => adopt_store(*config, from, apply).map(|()| ExitCode::SUCCESS),
         Command::Ledger {
             command:
                 LedgerCommand::CheckReceipt {
@@ -549,6 +577,14 @@ fn salvage_ledger(config: Config, apply: bool) -> anyhow::Result<()> {
     };
     let report = ledger_salvage::salvage_local(&settings.data_dir, mode)?;
     println!("{}", ledger_salvage::describe(&report));
+    Ok(())
+}
+
+fn adopt_store(config: Config, from: Option<String>, apply: bool) -> anyhow::Result<()> {
+    let settings = config.resolve()?;
+    let report =
+        runtime()?.block_on(ledger_adopt::adopt_store(&settings, from.as_deref(), apply))?;
+    println!("{report}");
     Ok(())
 }
 

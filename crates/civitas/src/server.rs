@@ -350,8 +350,9 @@ async fn claim_ledger_index(
                 None => "a ledger it did not record (it is older than ledger ids), which cannot be this empty one".to_owned(),
             };
             anyhow::bail!(
-                "the store at {} holds indexes derived from {theirs}, not from this node's ledger {ledger_id} ({ledger_size} records) in the data dir {}: a store belongs to one node's ledger (several nodes or replicas on one store are not supported yet); start the node whose data dir holds that ledger, or give this node a store of its own; nothing in the store was changed",
+                "the store at {} holds indexes derived from {theirs}, not from this node's ledger {ledger_id} ({ledger_size} records) in the data dir {}: a store belongs to one node's ledger (several nodes or replicas on one store are not supported yet); start the node whose data dir holds that ledger, or give this node a store of its own, or, if that ledger is lost for good, `civitas ledger adopt-store --data-dir {}` reports what handing the store over to this ledger would do; nothing in the store was changed",
                 settings.store,
+                settings.data_dir.display(),
                 settings.data_dir.display(),
             )
         }

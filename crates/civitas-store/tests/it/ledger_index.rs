@@ -1,6 +1,6 @@
 use civitas_store::{
-    AuditFilter, LedgerIndexOwner, LedgerIndexRewind, PageRequest, ScenarioRun, Store, StoreError,
-    SubjectDelivery,
+    AuditFilter, LedgerIndexFacts, LedgerIndexHandover, LedgerIndexOwner, LedgerIndexRewind,
+    PageRequest, ScenarioRun, Store, StoreError, SubjectDelivery,
 };
 use jiff::Timestamp;
 
@@ -10,6 +10,8 @@ conformance!(
     a_shorter_ledger_rewinds_what_was_derived_from_the_lost_records,
     a_store_records_the_ledger_its_indexes_come_from,
     a_store_from_before_ledger_ids_adopts_the_ledger_it_was_reading,
+    a_store_is_handed_over_to_another_ledger_only_from_the_one_it_records,
+    a_store_from_before_ledger_ids_is_handed_over_by_naming_none,
 );
 
 const LEDGER: &str = "0123456789abcdef0123456789abcdef";
@@ -341,4 +343,156 @@ async fn a_store_from_before_ledger_ids_adopts_the_ledger_it_was_reading(store: 
             .rewound()
     );
     assert_eq!(store.ledger_index_next().await.unwrap(), 2);
+}
+
+/// After its ledger is lost, a store is handed over to another ledger, but only by naming the
+/// ledger it records: everything that cited the old ledger's records is deleted, every audit
+/// event returns to the outbox in its order, the position goes back to 0, and the new ledger is
+/// the store's from then on. A store from before ledger ids, which records none, is handed over
+/// by naming none.
+async fn a_store_is_handed_over_to_another_ledger_only_from_the_one_it_records(store: Store) {
+    assert_eq!(
+        store.claim_ledger_index(LEDGER, 0).await.unwrap(),
+        LedgerIndexOwner::Adopted { derived: false }
+    );
+    for n in 1..=3 {
+        store
+            .create_organization(&admin(), &new_org(n, None))
+            .await
+            .unwrap();
+    }
+    let events: Vec<i64> = store
+        .unshipped_audit_events(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|event| event.id)
+        .collect();
+    assert_eq!(events.len(), 3);
+    store
+        .add_ledger_index(
+            &[delivery(1, 3), delivery(2, 7)],
+            &[run("r1", 4), run("r2", 9)],
+            &[(events[0], 2), (events[1], 5)],
+            10,
+        )
+        .await
+        .unwrap();
+    let facts = LedgerIndexFacts {
+        recorded_ledger_id: Some(LEDGER.to_owned()),
+        indexed_to: 10,
+        subject_deliveries: 2,
+        scenario_runs: 2,
+        audit_events_landed: 2,
+        audit_events_waiting: 1,
+    };
+    assert_eq!(store.ledger_index_facts().await.unwrap(), facts);
+
+    let before = derived(&store).await;
+    for wrong in [None, Some(OTHER_LEDGER)] {
+        assert!(
+            matches!(
+                store.hand_ledger_index_over(wrong, OTHER_LEDGER).await,
+                Err(StoreError::Conflict(_))
+            ),
+            "handed over from {wrong:?}"
+        );
+        assert_eq!(derived(&store).await, before);
+        assert_eq!(store.ledger_index_facts().await.unwrap(), facts);
+    }
+
+    assert_eq!(
+        store
+            .hand_ledger_index_over(Some(LEDGER), OTHER_LEDGER)
+            .await
+            .unwrap(),
+        LedgerIndexHandover {
+            indexed_to: 10,
+            subject_deliveries: 2,
+            scenario_runs: 2,
+            audit_events: 2,
+        }
+    );
+    assert_eq!(
+        store.ledger_index_facts().await.unwrap(),
+        LedgerIndexFacts {
+            recorded_ledger_id: Some(OTHER_LEDGER.to_owned()),
+            indexed_to: 0,
+            subject_deliveries: 0,
+            scenario_runs: 0,
+            audit_events_landed: 0,
+            audit_events_waiting: 3,
+        }
+    );
+    assert_eq!(deliveries(&store, 2).await, Vec::<u64>::new());
+    assert!(store.scenario_run("r2").await.is_err());
+    let waiting: Vec<i64> = store
+        .unshipped_audit_events(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|event| event.id)
+        .collect();
+    assert_eq!(waiting, events, "every event waits, in its order");
+    assert_eq!(
+        store.claim_ledger_index(OTHER_LEDGER, 0).await.unwrap(),
+        LedgerIndexOwner::This
+    );
+    assert_eq!(
+        store.claim_ledger_index(LEDGER, 10).await.unwrap(),
+        LedgerIndexOwner::Other {
+            recorded: Some(OTHER_LEDGER.to_owned())
+        }
+    );
+    // The new ledger's records are indexed from its start.
+    store
+        .add_ledger_index(&[delivery(1, 0)], &[run("r1", 1)], &[(events[0], 2)], 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        derived(&store).await,
+        (
+            3,
+            vec![0],
+            vec![(events[0], Some(2)), (events[1], None), (events[2], None)],
+            true
+        )
+    );
+}
+
+/// A store from before ledger ids that derived indexes from a ledger now lost refuses an empty
+/// ledger's claim, and is handed over to it by naming no recorded ledger.
+async fn a_store_from_before_ledger_ids_is_handed_over_by_naming_none(store: Store) {
+    store
+        .create_organization(&admin(), &new_org(1, None))
+        .await
+        .unwrap();
+    let event = store.unshipped_audit_events(10).await.unwrap()[0].id;
+    store
+        .add_ledger_index(&[delivery(1, 1)], &[], &[(event, 0)], 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim_ledger_index(OTHER_LEDGER, 0).await.unwrap(),
+        LedgerIndexOwner::Other { recorded: None }
+    );
+    assert!(matches!(
+        store
+            .hand_ledger_index_over(Some(LEDGER), OTHER_LEDGER)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let handover = store
+        .hand_ledger_index_over(None, OTHER_LEDGER)
+        .await
+        .unwrap();
+    assert_eq!((handover.indexed_to, handover.audit_events), (2, 1));
+    assert_eq!(
+        store.claim_ledger_index(OTHER_LEDGER, 0).await.unwrap(),
+        LedgerIndexOwner::This
+    );
+    assert_eq!(
+        derived(&store).await,
+        (0, vec![], vec![(event, None)], false)
+    );
 }

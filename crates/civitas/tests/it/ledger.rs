@@ -23,6 +23,7 @@ on_both_stores!(
     audit_events_appended_before_a_crash_are_not_appended_again,
     a_node_on_a_salvaged_ledger_re_indexes_and_re_appends,
     a_store_refuses_a_node_on_another_ledger,
+    a_store_whose_ledger_is_lost_is_adopted_by_a_new_ledger,
 );
 
 fn hash(text: &Value) -> merkle::Hash {
@@ -1364,6 +1365,314 @@ async fn a_store_refuses_a_node_on_another_ledger(mut server: TestServer) {
         report["accesses"][1]["ledger_index"],
         receipt_index(&headers),
         "{report}"
+    );
+}
+
+/// A node's data dir, and with it its ledger, is lost for good while its store is kept: a node
+/// with a new data dir is refused, and `civitas ledger adopt-store` hands the store over to its
+/// ledger. Without --apply it reports and changes nothing; --apply needs --from naming the
+/// store's ledger. Adopted, the node starts, every audit event is appended to the new ledger in
+/// order, the lost ledger's exchanges are no longer cited, new exchanges are indexed, and the
+/// ledger verifies.
+async fn a_store_whose_ledger_is_lost_is_adopted_by_a_new_ledger(mut server: TestServer) {
+    use crate::gateway::{CITIZEN, call_ok, city, receipt_index, start_upstream};
+
+    let text = |output: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    };
+    let upstream = start_upstream().await;
+    let city = city(&server, upstream, json!({})).await;
+    let path = format!("/x/{}/fund-core/accounts/accounts/{CITIZEN}", city.provider);
+    let auditor = server
+        .user_with_key("auditor", "auditor", Some(&city.provider.parse().unwrap()))
+        .await;
+    let (headers, _) = call_ok(&server, &city.consumer_key, &path).await;
+    let exchange = receipt_index(&headers);
+    server.create_org(3, None).await;
+    let (_, report) = server
+        .get(&format!("/api/v1/audit/subjects/{CITIZEN}"), &auditor)
+        .await;
+    assert_eq!(report["accesses"][0]["ledger_index"], exchange, "{report}");
+    let subject = report["subject"].as_str().unwrap().to_owned();
+    let (_, lost_ledger) = server.get("/api/v1/ledger", &auditor).await;
+    let lost_id = lost_ledger["ledger_id"].as_str().unwrap().to_owned();
+    assert_eq!(lost_id.len(), 32, "{lost_ledger}");
+    server.stop().await;
+    let before = derived_from_ledger(&server.settings, &subject).await;
+    assert_eq!(before.1, [exchange]);
+    let events: Vec<i64> = before.2.iter().map(|(id, _)| *id).collect();
+    assert!(events.len() >= 5, "{events:?}");
+
+    // The data dir is lost, all but a SQLite store kept in it.
+    let store_file = match &server.settings.store {
+        civitas_store::StoreUrl::Sqlite(path) => path.file_name().map(|name| name.to_owned()),
+        civitas_store::StoreUrl::Postgres(_) => None,
+    };
+    for entry in std::fs::read_dir(&server.settings.data_dir).unwrap() {
+        let entry = entry.unwrap();
+        let kept = store_file.as_ref().is_some_and(|store| {
+            entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(&*store.to_string_lossy())
+        });
+        if !kept {
+            let path = entry.path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(path).unwrap();
+            } else {
+                std::fs::remove_file(path).unwrap();
+            }
+        }
+    }
+
+    let new_dir = tempfile::tempdir().unwrap();
+    let mut settings = server.settings.clone();
+    settings.data_dir = new_dir.path().to_path_buf();
+    let error =
+        match civitas::server::start(&settings, Some(crate::support::ADMIN_KEY.to_owned())).await {
+            Ok(running) => {
+                running.shutdown().await.unwrap();
+                panic!("a node on a new ledger started on the store");
+            }
+            Err(error) => format!("{error:#}"),
+        };
+    assert!(
+        error.contains(&format!(
+            "`civitas ledger adopt-store --data-dir {}`",
+            new_dir.path().display()
+        )),
+        "{error}"
+    );
+    let new_id = std::fs::read_to_string(new_dir.path().join("ledger").join("ledger-id"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_ne!(new_id, lost_id);
+
+    let output = civitas(&["ledger", "adopt-store"], &settings);
+    let stdout = text(&output);
+    assert!(output.status.success(), "{stdout}");
+    for expected in [
+        format!("holds indexes derived from the ledger {lost_id}"),
+        format!("this ledger: {new_id} in "),
+        ", 0 records".to_owned(),
+        format!(
+            "the store has read {} records of its ledger: 1 access index entries",
+            before.0
+        ),
+        format!("{} audit events noted as landed there", events.len()),
+        format!(
+            "`civitas ledger adopt-store --data-dir {} --from {lost_id} --apply`",
+            new_dir.path().display()
+        ),
+        "dry run: nothing was changed".to_owned(),
+    ] {
+        assert!(stdout.contains(&expected), "{expected:?} in {stdout}");
+    }
+    assert_eq!(derived_from_ledger(&settings, &subject).await, before);
+
+    for refused in [
+        vec!["ledger", "adopt-store", "--apply"],
+        vec!["ledger", "adopt-store", "--apply", "--from", &new_id],
+        vec!["ledger", "adopt-store", "--apply", "--from", "none"],
+    ] {
+        let output = civitas(&refused, &settings);
+        let stderr = text(&output);
+        assert!(!output.status.success(), "{refused:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("--from {lost_id}"))
+                || stderr.contains(&format!("not the ledger the store records ({lost_id})")),
+            "{refused:?}: {stderr}"
+        );
+        assert!(stderr.contains("nothing was changed"), "{stderr}");
+        assert_eq!(derived_from_ledger(&settings, &subject).await, before);
+    }
+
+    let output = civitas(
+        &["ledger", "adopt-store", "--from", &lost_id, "--apply"],
+        &settings,
+    );
+    let stdout = text(&output);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "adopted: deleted 1 access index entries and 0 scenario runs that cited the old ledger's records (lost with it), returned {} audit events to the outbox, set the position to 0 (it was {}), and recorded this ledger {new_id} as the store's",
+            events.len(),
+            before.0
+        )),
+        "{stdout}"
+    );
+    let handed_over = derived_from_ledger(&settings, &subject).await;
+    assert_eq!(handed_over.0, 0);
+    assert_eq!(handed_over.1, Vec::<u64>::new());
+    assert!(handed_over.2.iter().all(|(_, landed)| landed.is_none()));
+    assert_eq!(handed_over.3, events.len());
+    let output = civitas(&["ledger", "adopt-store"], &settings);
+    assert!(
+        text(&output).contains("already belongs to this ledger"),
+        "{}",
+        text(&output)
+    );
+
+    let server = TestServer::start_with(settings.clone(), Some(new_dir)).await;
+    let (_, ledger) = server.get("/api/v1/ledger", &auditor).await;
+    assert_eq!(ledger["ledger_id"], new_id.as_str(), "{ledger}");
+    // Every audit event is in the new ledger, in its order.
+    let landed = derived_from_ledger(&settings, &subject).await;
+    assert_eq!(landed.3, 0, "nothing waits in the outbox");
+    let mut in_order = landed.2.clone();
+    in_order.sort();
+    let mut previous = None;
+    for (id, place) in in_order.iter().filter(|(id, _)| events.contains(id)) {
+        let index = place.expect("every event landed");
+        assert!(previous < Some(index), "{:?}", landed.2);
+        previous = Some(index);
+        let (_, record) = server
+            .get(&format!("/api/v1/ledger/records/{index}"), &auditor)
+            .await;
+        assert_eq!(record["record"]["type"], "admin", "{record}");
+        assert_eq!(record["record"]["event"], *id, "{record}");
+    }
+    assert_eq!(
+        landed
+            .2
+            .iter()
+            .filter(|(id, _)| events.contains(id))
+            .count(),
+        events.len()
+    );
+    assert_eq!(
+        landed.1,
+        Vec::<u64>::new(),
+        "the lost exchange is not cited"
+    );
+    let (_, report) = server
+        .get(&format!("/api/v1/audit/subjects/{CITIZEN}"), &auditor)
+        .await;
+    assert_eq!(report["accesses"], json!([]), "{report}");
+
+    let (headers, _) = call_ok(&server, &city.consumer_key, &path).await;
+    let (_, report) = server
+        .get(&format!("/api/v1/audit/subjects/{CITIZEN}"), &auditor)
+        .await;
+    assert_eq!(
+        report["accesses"][0]["ledger_index"],
+        receipt_index(&headers),
+        "{report}"
+    );
+    assert_eq!(report["accesses"].as_array().unwrap().len(), 1, "{report}");
+
+    let mut server = server;
+    server.stop().await;
+    let output = civitas(&["ledger", "verify"], &settings);
+    assert!(output.status.success(), "{}", text(&output));
+}
+
+/// A ledger restored from a backup made before ledgers had ids (an older copy of the store's own
+/// ledger) gets a new id, so the node is refused; adopted, the node reads the restored records
+/// again, keeps citing the exchange they hold and where the audit events they hold landed, and
+/// appends only the audit events the backup lacks, once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_adopted_by_an_older_backup_of_its_ledger_keeps_what_the_backup_holds() {
+    use crate::gateway::{CITIZEN, call_ok, city, receipt_index, start_upstream};
+
+    let mut server = TestServer::start_sqlite().await;
+    let upstream = start_upstream().await;
+    let city = city(&server, upstream, json!({})).await;
+    let path = format!("/x/{}/fund-core/accounts/accounts/{CITIZEN}", city.provider);
+    let auditor = server
+        .user_with_key("auditor", "auditor", Some(&city.provider.parse().unwrap()))
+        .await;
+    let (headers, _) = call_ok(&server, &city.consumer_key, &path).await;
+    let kept_exchange = receipt_index(&headers);
+    server.stop().await;
+    let ledger_dir = server.settings.data_dir.join("ledger");
+    let backup = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&ledger_dir).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != "ledger-id" && entry.file_name() != "lock" {
+            std::fs::copy(entry.path(), backup.path().join(entry.file_name())).unwrap();
+        }
+    }
+
+    let server = server.start_again().await;
+    let (_, backup_status) = server.get("/api/v1/ledger", &auditor).await;
+    let (headers, _) = call_ok(&server, &city.consumer_key, &path).await;
+    let lost_exchange = receipt_index(&headers);
+    server.create_org(3, None).await;
+    let (_, report) = server
+        .get(&format!("/api/v1/audit/subjects/{CITIZEN}"), &auditor)
+        .await;
+    let subject = report["subject"].as_str().unwrap().to_owned();
+    let (_, lost_status) = server.get("/api/v1/ledger", &auditor).await;
+    let lost_id = lost_status["ledger_id"].as_str().unwrap().to_owned();
+    let mut server = server;
+    server.stop().await;
+    let before = derived_from_ledger(&server.settings, &subject).await;
+    assert_eq!(before.1, [kept_exchange, lost_exchange]);
+
+    // The backup's records, whose size the ledger had when it was copied.
+    let backup_size = backup_status["size"].as_u64().unwrap();
+    assert!(backup_size > kept_exchange);
+    std::fs::remove_dir_all(&ledger_dir).unwrap();
+    std::fs::create_dir(&ledger_dir).unwrap();
+    for entry in std::fs::read_dir(backup.path()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), ledger_dir.join(entry.file_name())).unwrap();
+    }
+    let settings = server.settings.clone();
+    let refused = civitas::server::start(&settings, None).await;
+    assert!(refused.is_err(), "a restored ledger with a new id started");
+
+    let output = civitas(&["ledger", "adopt-store"], &settings);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "this ledger already holds {backup_size} records: adopt it only if they were written for this store"
+        )),
+        "{stdout}"
+    );
+    let output = civitas(
+        &["ledger", "adopt-store", "--from", &lost_id, "--apply"],
+        &settings,
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let server = server.start_again().await;
+    let after = derived_from_ledger(&settings, &subject).await;
+    assert_eq!(after.1, [kept_exchange], "the backup's exchange is cited");
+    assert_eq!(after.3, 0, "nothing waits in the outbox");
+    let was_in_backup = |landed: Option<u64>| landed.is_some_and(|index| index < backup_size);
+    let mut appended = 0;
+    for ((id, landed), (same_id, landed_before)) in after.2.iter().zip(&before.2) {
+        assert_eq!(id, same_id);
+        if was_in_backup(*landed_before) {
+            assert_eq!(
+                landed, landed_before,
+                "event {id} noted where the backup holds it"
+            );
+        } else {
+            let landed = landed.expect("every event landed");
+            assert!(landed >= backup_size, "event {id} appended at {landed}");
+            appended += 1;
+        }
+    }
+    assert!(appended > 0);
+    let (_, status) = server.get("/api/v1/ledger", &auditor).await;
+    assert_eq!(
+        status["size"].as_u64().unwrap(),
+        backup_size + appended,
+        "each event the backup lacks appended once: {status}"
     );
 }
 

@@ -71,7 +71,8 @@ impl TestServer {
         Some(TestServer::start_with(settings, Some(dir)).await)
     }
 
-    async fn start_with(settings: Settings, dir: Option<tempfile::TempDir>) -> TestServer {
+    /// Starts a server with `settings`, keeping `dir` (its data dir, say) until it is dropped.
+    pub async fn start_with(settings: Settings, dir: Option<tempfile::TempDir>) -> TestServer {
         let running = server::start(&settings, Some(ADMIN_KEY.to_owned()))
             .await
             .expect("the server starts");
