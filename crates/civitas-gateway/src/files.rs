@@ -123,11 +123,11 @@ pub fn read_private_file(path: &Path) -> anyhow::Result<Vec<u8>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The names in `dir`, sorted.
-    fn names_in(dir: &Path) -> Vec<String> {
+    pub(crate) fn names_in(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(dir)
             .unwrap()
             .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())

@@ -196,6 +196,27 @@ impl LedgerIndexRewind {
     }
 }
 
+/// In a write transaction `$tx`: locks the row of the store's position in the ledger (on
+/// PostgreSQL, so that of two nodes starting at once, or a node starting while an operator hands
+/// the store over, the second finds what the first did) and reads the position and the id of the
+/// ledger the store records its indexes as coming from: `(i64, Option<String>)`.
+macro_rules! lock_ledger_index_state {
+    ($tx:expr) => {{
+        sqlx::query("UPDATE ledger_index_state SET next = next WHERE id = 1")
+            .execute(&mut *$tx)
+            .await?;
+        let indexed_to: i64 =
+            sqlx::query_scalar("SELECT next FROM ledger_index_state WHERE id = 1")
+                .fetch_one(&mut *$tx)
+                .await?;
+        let recorded: Option<String> =
+            sqlx::query_scalar("SELECT ledger_id FROM ledger_index_owner WHERE id = 1")
+                .fetch_optional(&mut *$tx)
+                .await?;
+        (indexed_to, recorded)
+    }};
+}
+
 /// The usage rows of a report: the days `$1` to `$2` of the grants whose provider (`$3` is
 /// `provider`) or consumer organization is `$4`, on resource `$5` when it is not null.
 macro_rules! usage_of_grants {
@@ -885,19 +906,7 @@ impl Store {
         ledger_size: u64,
     ) -> Result<LedgerIndexOwner> {
         let owner = write_tx!(self, |tx| {
-            // Takes the position's row lock on PostgreSQL, so that of two nodes starting at once
-            // on a store that has recorded no ledger, the second finds the first one's.
-            sqlx::query("UPDATE ledger_index_state SET next = next WHERE id = 1")
-                .execute(&mut *tx)
-                .await?;
-            let indexed_to: i64 =
-                sqlx::query_scalar("SELECT next FROM ledger_index_state WHERE id = 1")
-                    .fetch_one(&mut *tx)
-                    .await?;
-            let recorded: Option<String> =
-                sqlx::query_scalar("SELECT ledger_id FROM ledger_index_owner WHERE id = 1")
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let (indexed_to, recorded) = lock_ledger_index_state!(tx);
             match recorded {
                 Some(recorded) if recorded == ledger_id => LedgerIndexOwner::This,
                 Some(recorded) => LedgerIndexOwner::Other {
@@ -951,14 +960,7 @@ impl Store {
     ) -> Result<LedgerIndexRewind> {
         let size = ledger_size as i64;
         let rewind = write_tx!(self, |tx| {
-            let indexed_to: i64 =
-                sqlx::query_scalar("SELECT next FROM ledger_index_state WHERE id = 1")
-                    .fetch_one(&mut *tx)
-                    .await?;
-            let recorded: Option<String> =
-                sqlx::query_scalar("SELECT ledger_id FROM ledger_index_owner WHERE id = 1")
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let (indexed_to, recorded) = lock_ledger_index_state!(tx);
             if recorded.as_deref() != Some(ledger_id) {
                 return Err(StoreError::Conflict(format!(
                     "the store's ledger indexes are recorded as those of ledger {}, not of ledger {ledger_id}: not rewinding them",
@@ -1053,19 +1055,7 @@ impl Store {
         ledger_id: &str,
     ) -> Result<LedgerIndexHandover> {
         let handover = write_tx!(self, |tx| {
-            // Takes the position's row lock on PostgreSQL first, as the claim does, so that a
-            // node starting at the same moment finds the store either before or after.
-            sqlx::query("UPDATE ledger_index_state SET next = next WHERE id = 1")
-                .execute(&mut *tx)
-                .await?;
-            let indexed_to: i64 =
-                sqlx::query_scalar("SELECT next FROM ledger_index_state WHERE id = 1")
-                    .fetch_one(&mut *tx)
-                    .await?;
-            let found: Option<String> =
-                sqlx::query_scalar("SELECT ledger_id FROM ledger_index_owner WHERE id = 1")
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let (indexed_to, found) = lock_ledger_index_state!(tx);
             if found.as_deref() != recorded {
                 return Err(StoreError::Conflict(format!(
                     "the store's ledger indexes are recorded as those of ledger {}, not of ledger {}: not handing them over",
