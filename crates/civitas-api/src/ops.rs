@@ -46,10 +46,12 @@ async fn readyz(State(state): State<AppState>) -> Result<String, ApiError> {
         )));
     }
     let mut body = "ready\n".to_owned();
-    if let Some(damage) = state.ledger.scrub_status().and_then(|status| status.damage) {
-        body.push_str(&format!(
-            "ledger scrub found damage: {damage}; restore the ledger from a backup and run `civitas ledger verify`\n"
-        ));
+    if let Some(notice) = state
+        .ledger
+        .scrub_status()
+        .and_then(|status| status.damage_notice())
+    {
+        body.push_str(&notice);
     }
     Ok(body)
 }

@@ -636,7 +636,8 @@ impl Gateway {
     }
 
     /// `GET /healthz` (the gateway is up) and `GET /readyz` (it can answer calls: its ledger
-    /// takes appends) on the gateway's own listener, for the load balancer in front of it, and
+    /// takes appends; damage the ledger scrub found is named in the body) on the gateway's own
+    /// listener, for the load balancer in front of it, and
     /// `GET /docs/problems`, where the `type` of the gateway's problem documents points; `None`
     /// for any other path. None of them is an exchange, so none is recorded.
     fn probe(&self, method: &Method, path: &str) -> Option<Response<GatewayBody>> {
@@ -676,11 +677,18 @@ impl Gateway {
             return Some(response);
         }
         let text = if path == "/healthz" {
-            "ok\n"
+            "ok\n".to_owned()
         } else {
-            "ready\n"
+            // As on the API's listener: damage the ledger scrub found in old records is named,
+            // but the gateway stays ready, since it still records every new exchange.
+            let notice = self
+                .inner
+                .ledger
+                .scrub_status()
+                .and_then(|status| status.damage_notice());
+            format!("ready\n{}", notice.unwrap_or_default())
         };
-        let mut response = Response::new(full(Bytes::from_static(text.as_bytes())));
+        let mut response = Response::new(full(Bytes::from(text)));
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),

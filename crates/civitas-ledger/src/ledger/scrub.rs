@@ -41,6 +41,19 @@ pub struct ScrubStatus {
     pub damage: Option<ScrubDamage>,
 }
 
+impl ScrubStatus {
+    /// What a readiness probe adds to its body once the scrub has found damage: the damage and
+    /// what the operator does about it. The node stays ready, since it still records every new
+    /// exchange; the metric `civitas_ledger_scrub_damage` is what to alert on.
+    pub fn damage_notice(&self) -> Option<String> {
+        self.damage.as_ref().map(|damage| {
+            format!(
+                "ledger scrub found damage: {damage}; restore the ledger from a backup and run `civitas ledger verify`\n"
+            )
+        })
+    }
+}
+
 /// Damage the scrub found at one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScrubDamage {

@@ -1677,7 +1677,8 @@ async fn a_store_adopted_by_an_older_backup_of_its_ledger_keeps_what_the_backup_
 }
 
 /// A byte flipped in an old, checkpointed record does not stop the node from starting; its
-/// ledger scrub finds it, and `/metrics` and `/readyz` say so while the node stays ready.
+/// ledger scrub finds it, and `/metrics` and both listeners' `/readyz` say so while the node
+/// stays ready.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ledger_scrub_reports_damage_through_metrics_and_readiness() {
     let mut server = TestServer::start_sqlite_with(|config| {
@@ -1717,18 +1718,22 @@ async fn the_ledger_scrub_reports_damage_through_metrics_and_readiness() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let response = server
-        .client
-        .get(format!("{}/readyz", server.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let body = response.text().await.unwrap();
-    assert!(body.starts_with("ready\n"), "{body}");
-    assert!(
-        body.contains("ledger scrub found damage: record 1 at byte")
-            && body.contains("frame checksum mismatch"),
-        "{body}"
-    );
+    // Both listeners: the API's and the gateway's, which the load balancer in front of the
+    // department systems asks.
+    for base in [server.base.clone(), crate::gateway::gateway_url(&server)] {
+        let response = server
+            .client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{base}");
+        let body = response.text().await.unwrap();
+        assert!(body.starts_with("ready\n"), "{base}: {body}");
+        assert!(
+            body.contains("ledger scrub found damage: record 1 at byte")
+                && body.contains("frame checksum mismatch"),
+            "{base}: {body}"
+        );
+    }
 }
