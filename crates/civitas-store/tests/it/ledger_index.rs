@@ -51,6 +51,31 @@ async fn deliveries(store: &Store, subject: u8) -> Vec<u64> {
         .items
 }
 
+/// The ids of the audit events waiting in the outbox, oldest first.
+async fn outbox(store: &Store) -> Vec<i64> {
+    store
+        .unshipped_audit_events(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|event| event.id)
+        .collect()
+}
+
+/// Makes `count` audited changes (new organizations) and returns their audit events' ids, which
+/// wait in the outbox, oldest first.
+async fn audited_changes(store: &Store, count: u32) -> Vec<i64> {
+    for n in 1..=count {
+        store
+            .create_organization(&admin(), &new_org(n, None))
+            .await
+            .unwrap();
+    }
+    let events = outbox(store).await;
+    assert_eq!(events.len(), count as usize);
+    events
+}
+
 /// Where each audit event landed, oldest event first.
 async fn places(store: &Store) -> Vec<(i64, Option<u64>)> {
     let mut events: Vec<_> = store
@@ -73,20 +98,7 @@ async fn a_shorter_ledger_rewinds_what_was_derived_from_the_lost_records(store: 
         store.claim_ledger_index(LEDGER, 0).await.unwrap(),
         LedgerIndexOwner::Adopted { derived: false }
     );
-    for n in 1..=4 {
-        store
-            .create_organization(&admin(), &new_org(n, None))
-            .await
-            .unwrap();
-    }
-    let events: Vec<i64> = store
-        .unshipped_audit_events(10)
-        .await
-        .unwrap()
-        .iter()
-        .map(|event| event.id)
-        .collect();
-    assert_eq!(events.len(), 4);
+    let events = audited_changes(&store, 4).await;
     store
         .add_ledger_index(
             &[
@@ -136,13 +148,7 @@ async fn a_shorter_ledger_rewinds_what_was_derived_from_the_lost_records(store: 
             (events[3], None),
         ]
     );
-    let outbox: Vec<i64> = store
-        .unshipped_audit_events(10)
-        .await
-        .unwrap()
-        .iter()
-        .map(|event| event.id)
-        .collect();
+    let outbox = outbox(&store).await;
     assert_eq!(outbox, events[2..], "the outbox holds them oldest first");
 
     // Nothing more to undo at the same size.
@@ -210,10 +216,7 @@ async fn derived(store: &Store) -> (u64, Vec<u64>, Vec<(i64, Option<u64>)>, bool
 /// them.
 async fn a_store_records_the_ledger_its_indexes_come_from(store: Store) {
     // Audit events waiting in the outbox come from no ledger.
-    store
-        .create_organization(&admin(), &new_org(1, None))
-        .await
-        .unwrap();
+    let event = audited_changes(&store, 1).await[0];
     assert_eq!(
         store.claim_ledger_index(LEDGER, 0).await.unwrap(),
         LedgerIndexOwner::Adopted { derived: false }
@@ -222,7 +225,6 @@ async fn a_store_records_the_ledger_its_indexes_come_from(store: Store) {
         store.claim_ledger_index(LEDGER, 0).await.unwrap(),
         LedgerIndexOwner::This
     );
-    let event = store.unshipped_audit_events(10).await.unwrap()[0].id;
     store
         .add_ledger_index(&[delivery(1, 1)], &[run("r1", 2)], &[(event, 0)], 3)
         .await
@@ -277,19 +279,7 @@ async fn a_store_records_the_ledger_its_indexes_come_from(store: Store) {
 /// ledger of the first node that claims it, unless that ledger is empty and so cannot be the
 /// one it read; until a ledger is adopted, none can rewind it.
 async fn a_store_from_before_ledger_ids_adopts_the_ledger_it_was_reading(store: Store) {
-    for n in 1..=2 {
-        store
-            .create_organization(&admin(), &new_org(n, None))
-            .await
-            .unwrap();
-    }
-    let events: Vec<i64> = store
-        .unshipped_audit_events(10)
-        .await
-        .unwrap()
-        .iter()
-        .map(|event| event.id)
-        .collect();
+    let events = audited_changes(&store, 2).await;
     // Shipping noted where the first event landed; the reader has not got there.
     store
         .mark_audit_events_shipped(&[(events[0], 0)])
@@ -355,20 +345,7 @@ async fn a_store_is_handed_over_to_another_ledger_only_from_the_one_it_records(s
         store.claim_ledger_index(LEDGER, 0).await.unwrap(),
         LedgerIndexOwner::Adopted { derived: false }
     );
-    for n in 1..=3 {
-        store
-            .create_organization(&admin(), &new_org(n, None))
-            .await
-            .unwrap();
-    }
-    let events: Vec<i64> = store
-        .unshipped_audit_events(10)
-        .await
-        .unwrap()
-        .iter()
-        .map(|event| event.id)
-        .collect();
-    assert_eq!(events.len(), 3);
+    let events = audited_changes(&store, 3).await;
     store
         .add_ledger_index(
             &[delivery(1, 3), delivery(2, 7)],
@@ -426,13 +403,7 @@ async fn a_store_is_handed_over_to_another_ledger_only_from_the_one_it_records(s
     );
     assert_eq!(deliveries(&store, 2).await, Vec::<u64>::new());
     assert!(store.scenario_run("r2").await.is_err());
-    let waiting: Vec<i64> = store
-        .unshipped_audit_events(10)
-        .await
-        .unwrap()
-        .iter()
-        .map(|event| event.id)
-        .collect();
+    let waiting = outbox(&store).await;
     assert_eq!(waiting, events, "every event waits, in its order");
     assert_eq!(
         store.claim_ledger_index(OTHER_LEDGER, 0).await.unwrap(),
@@ -463,11 +434,7 @@ async fn a_store_is_handed_over_to_another_ledger_only_from_the_one_it_records(s
 /// A store from before ledger ids that derived indexes from a ledger now lost refuses an empty
 /// ledger's claim, and is handed over to it by naming no recorded ledger.
 async fn a_store_from_before_ledger_ids_is_handed_over_by_naming_none(store: Store) {
-    store
-        .create_organization(&admin(), &new_org(1, None))
-        .await
-        .unwrap();
-    let event = store.unshipped_audit_events(10).await.unwrap()[0].id;
+    let event = audited_changes(&store, 1).await[0];
     store
         .add_ledger_index(&[delivery(1, 1)], &[], &[(event, 0)], 2)
         .await
