@@ -57,24 +57,9 @@ async fn open_ledger(settings: &Settings) -> anyhow::Result<Ledger> {
         scrub_bytes_per_second: None,
         ..LedgerOptions::default()
     };
-    let opened = {
-        let ledger_dir = ledger_dir.clone();
-        tokio::task::spawn_blocking(move || Ledger::open(&ledger_dir, signer, options)).await?
-    };
-    match opened {
-        Ok(ledger) => Ok(ledger),
-        Err(civitas_ledger::Error::AlreadyOpen(dir)) => anyhow::bail!(
-            "the ledger in {} is open, most likely by a running node; stop the node first",
-            dir.display()
-        ),
-        Err(error @ civitas_ledger::Error::DamageBeforeValidFrames { .. }) => anyhow::bail!(
-            "opening the ledger: {error}; {}",
-            crate::ledger_salvage::hint(&settings.data_dir)
-        ),
-        Err(error) => {
-            Err(error).with_context(|| format!("opening the ledger in {}", ledger_dir.display()))
-        }
-    }
+    tokio::task::spawn_blocking(move || Ledger::open(&ledger_dir, signer, options))
+        .await?
+        .map_err(|error| crate::ledger_salvage::ledger_error(error, "opening", &settings.data_dir))
 }
 
 async fn adopt_store_with(

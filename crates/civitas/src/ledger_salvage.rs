@@ -4,7 +4,6 @@
 
 use std::path::Path;
 
-use anyhow::Context;
 use civitas_ledger::{SalvageMode, SalvageReport, salvage_records};
 
 /// The hint added to the node's error when damage among synced records stops it from opening
@@ -16,21 +15,31 @@ pub fn hint(data_dir: &Path) -> String {
     )
 }
 
+/// What the operator is told when the ledger of `data_dir` cannot be opened, `doing` being what
+/// was being done to it (`"opening"`, `"salvaging"`): a ledger a node holds says to stop the
+/// node, and damage among synced records names the salvage that can cut it.
+pub fn ledger_error(error: civitas_ledger::Error, doing: &str, data_dir: &Path) -> anyhow::Error {
+    match error {
+        civitas_ledger::Error::AlreadyOpen(dir) => anyhow::anyhow!(
+            "the ledger in {} is open, most likely by a running node; stop the node first",
+            dir.display()
+        ),
+        error @ civitas_ledger::Error::DamageBeforeValidFrames { .. } => {
+            anyhow::anyhow!("{doing} the ledger: {error}; {}", hint(data_dir))
+        }
+        error => anyhow::Error::new(error).context(format!(
+            "{doing} the ledger in {}",
+            data_dir.join("ledger").display()
+        )),
+    }
+}
+
 /// Salvages the ledger of a local data dir. A refusal (damage among checkpointed records) is an
 /// error carrying the report's explanation.
 pub fn salvage_local(data_dir: &Path, mode: SalvageMode) -> anyhow::Result<SalvageReport> {
     let ledger_dir = data_dir.join("ledger");
-    let report = match salvage_records(&ledger_dir, mode) {
-        Ok(report) => report,
-        Err(civitas_ledger::Error::AlreadyOpen(dir)) => anyhow::bail!(
-            "the ledger in {} is open, most likely by a running node; stop the node first",
-            dir.display()
-        ),
-        Err(error) => {
-            return Err(error)
-                .with_context(|| format!("salvaging the ledger in {}", ledger_dir.display()));
-        }
-    };
+    let report = salvage_records(&ledger_dir, mode)
+        .map_err(|error| ledger_error(error, "salvaging", data_dir))?;
     if let SalvageReport::Refused { .. } = report {
         anyhow::bail!("{}", describe(&report));
     }

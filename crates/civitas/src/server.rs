@@ -113,19 +113,11 @@ pub async fn start(
         scrub_bytes_per_second: settings.ledger_scrub_bytes_per_second,
         ..LedgerOptions::default()
     };
-    let ledger =
-        match tokio::task::spawn_blocking(move || Ledger::open(&ledger_dir, signer, options))
-            .await?
-        {
-            Ok(ledger) => ledger,
-            Err(error @ civitas_ledger::Error::DamageBeforeValidFrames { .. }) => {
-                anyhow::bail!(
-                    "opening the ledger: {error}; {}",
-                    crate::ledger_salvage::hint(&settings.data_dir)
-                )
-            }
-            Err(error) => return Err(error).context("opening the ledger"),
-        };
+    let ledger = tokio::task::spawn_blocking(move || Ledger::open(&ledger_dir, signer, options))
+        .await?
+        .map_err(|error| {
+            crate::ledger_salvage::ledger_error(error, "opening", &settings.data_dir)
+        })?;
     claim_ledger_index(&store, &ledger, settings).await?;
 
     let public_key = signing_key.verifying_key().to_bytes();
