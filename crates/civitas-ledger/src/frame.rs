@@ -44,12 +44,12 @@ pub(crate) fn parse_frame(bytes: &[u8], max_payload: usize) -> FrameParse<'_> {
             needed: FRAME_HEADER_BYTES,
         };
     };
-    let length = u32::from_le_bytes(header[..4].try_into().expect("four bytes"));
+    let length = match declared_length(header, max_payload) {
+        Ok(length) => length,
+        Err(length) => return FrameParse::BadLength { length },
+    };
     let checksum = u32::from_le_bytes(header[4..].try_into().expect("four bytes"));
-    if length == 0 || length as usize > max_payload {
-        return FrameParse::BadLength { length };
-    }
-    let total = FRAME_HEADER_BYTES + length as usize;
+    let total = FRAME_HEADER_BYTES + length;
     if bytes.len() < total {
         return FrameParse::Incomplete { needed: total };
     }
@@ -224,11 +224,19 @@ fn parse_frame_length(bytes: &[u8]) -> Result<Option<usize>, String> {
     let Some(header) = bytes.first_chunk::<FRAME_HEADER_BYTES>() else {
         return Ok(None);
     };
-    let length = u32::from_le_bytes(header[..4].try_into().expect("four bytes")) as usize;
-    if length == 0 || length > MAX_RECORD_PAYLOAD {
-        return Err(format!("invalid frame length {length}"));
+    declared_length(header, MAX_RECORD_PAYLOAD)
+        .map(Some)
+        .map_err(|length| format!("invalid frame length {length}"))
+}
+
+/// The payload length a frame header declares, or, when it is invalid (zero, or more than
+/// `max_payload`), the length as declared.
+fn declared_length(header: &[u8; FRAME_HEADER_BYTES], max_payload: usize) -> Result<usize, u32> {
+    let length = u32::from_le_bytes(header[..4].try_into().expect("four bytes"));
+    if length == 0 || length as usize > max_payload {
+        return Err(length);
     }
-    Ok(Some(length))
+    Ok(length as usize)
 }
 
 /// The checksum a frame's header holds, for a frame that [`split_frames`] found with its payload
