@@ -220,7 +220,7 @@ enum CatalogCommand {
     },
     /// Export the active catalog in the import formats.
     Export {
-        /// Where to write [default: standard output].
+        /// Where to write; `-` is standard output [default: standard output].
         #[arg(long, short)]
         output: Option<PathBuf>,
         /// The format [default: from the output's extension, else jsonl].
@@ -496,7 +496,7 @@ fn export(config: Config, output: Option<PathBuf>, format: Option<Format>) -> an
         writer.finish()?;
         anyhow::Ok(count)
     };
-    let Some(path) = &output else {
+    let Some(path) = output.as_ref().filter(|path| path.as_os_str() != "-") else {
         export_into(&mut std::io::stdout().lock())?;
         return Ok(());
     };
@@ -512,7 +512,16 @@ fn export(config: Config, output: Option<PathBuf>, format: Option<Format>) -> an
         Ok(metadata) if !metadata.is_file() => export_into(
             &mut File::create(&target).with_context(|| format!("opening {}", target.display()))?,
         )?,
-        _ => write_file_whole(&target, ORDINARY_FILE_MODE, Existing::Replace, |file| {
+        // The export that replaces another keeps its permissions, as one written into it would.
+        Ok(metadata) => {
+            let permissions = metadata.permissions();
+            write_file_whole(&target, ORDINARY_FILE_MODE, Existing::Replace, |file| {
+                file.set_permissions(permissions)
+                    .with_context(|| format!("setting the mode of {}", target.display()))?;
+                export_into(file)
+            })?
+        }
+        Err(_) => write_file_whole(&target, ORDINARY_FILE_MODE, Existing::Replace, |file| {
             export_into(file)
         })?,
     };

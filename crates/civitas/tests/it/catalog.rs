@@ -11,7 +11,7 @@ on_both_stores!(
     resources_lifecycle_and_history,
     resource_bad_input_and_foreign_officers,
     import_reports_broken_rows_and_export_round_trips,
-    an_export_that_fails_partway_leaves_no_file_and_the_previous_one_as_it_was,
+    an_export_replaces_its_file_whole_or_not_at_all,
     concurrent_writes_neither_fail_nor_replace_silently,
 );
 
@@ -473,18 +473,23 @@ async fn import_reports_broken_rows_and_export_round_trips(server: TestServer) {
 
 /// Runs the `civitas` command with `args` on the test server's data dir and store.
 fn civitas_command(server: &TestServer, args: &[&str]) -> std::process::Output {
+    civitas_on(server, args).output().unwrap()
+}
+
+/// The `civitas` command with `args` on the test server's data dir and store, to run.
+fn civitas_on(server: &TestServer, args: &[&str]) -> Command {
     let store = match &server.settings.store {
         civitas_store::StoreUrl::Postgres(url) => url.clone(),
         sqlite => sqlite.to_string(),
     };
-    Command::new(env!("CARGO_BIN_EXE_civitas"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_civitas"));
+    command
         .args(args)
         .arg("--data-dir")
         .arg(&server.settings.data_dir)
         .arg("--store")
-        .arg(store)
-        .output()
-        .unwrap()
+        .arg(store);
+    command
 }
 
 /// Runs `statement` in the test server's store directly, as damage to the store would.
@@ -515,10 +520,9 @@ async fn execute_behind_the_store(server: &TestServer, statement: &str) {
 
 /// An export reads the catalog a page at a time while it writes: a row that cannot be read on a
 /// later page stops it after earlier pages reached the file. What it wrote is thrown away, and
-/// a previous export at the path is left as it was.
-async fn an_export_that_fails_partway_leaves_no_file_and_the_previous_one_as_it_was(
-    server: TestServer,
-) {
+/// a previous export at the path is left as it was; a successful one replaces it, keeping its
+/// permissions.
+async fn an_export_replaces_its_file_whole_or_not_at_all(server: TestServer) {
     let org = server.create_org(1, None).await.to_string();
     let dir = tempfile::tempdir().unwrap();
     // More than a page of the store's listing (1,000), and more than a write buffer.
@@ -595,6 +599,24 @@ async fn an_export_that_fails_partway_leaves_no_file_and_the_previous_one_as_it_
     assert!(exported.ends_with('\n'));
     let last_row: Value = serde_json::from_str(exported.lines().last().unwrap()).unwrap();
     assert_eq!(last_row["code"], last.as_str());
+    assert_eq!(names(), ["catalog.jsonl"]);
+
+    // The export that replaces another keeps the permissions given to the one it replaces.
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    std::fs::set_permissions(&export_path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    assert!(export().status.success());
+    assert_eq!(mode(&export_path), 0o640);
+    assert_eq!(names(), ["catalog.jsonl"]);
+
+    // `-` is standard output, not a file of that name.
+    let output = civitas_on(&server, &["catalog", "export", "--output", "-"])
+        .current_dir(exports.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert_eq!(String::from_utf8(output.stdout).unwrap(), exported);
     assert_eq!(names(), ["catalog.jsonl"]);
 }
 
