@@ -75,13 +75,16 @@ impl From<civitas_ledger::Error> for ApiError {
 /// `unnoted`: where events landed whose note in the store failed. Those are noted before anything
 /// else is shipped, so that a failed write of the store never makes an event ship twice (a node
 /// stopped before the note finds its events in the ledger instead: `Gateway::index_ledger`).
+/// Nothing is appended once the store is another ledger's (`StoreError::LedgerNotOwned`).
 pub async fn ship_audit_events(
     store: &Store,
     ledger: &Ledger,
     unnoted: &mut Vec<(i64, u64)>,
 ) -> anyhow::Result<usize> {
     if !unnoted.is_empty() {
-        store.mark_audit_events_shipped(unnoted).await?;
+        store
+            .mark_audit_events_shipped(ledger.id(), unnoted)
+            .await?;
         unnoted.clear();
     }
     let mut shipped = 0;
@@ -90,10 +93,13 @@ pub async fn ship_audit_events(
         if events.is_empty() {
             return Ok(shipped);
         }
+        store.check_ledger_index_owner(ledger.id()).await?;
         let records = events.iter().map(admin_record).collect();
         let indexes = ledger.append_batch(records).await?;
         *unnoted = events.iter().map(|e| e.id).zip(indexes).collect();
-        store.mark_audit_events_shipped(unnoted).await?;
+        store
+            .mark_audit_events_shipped(ledger.id(), unnoted)
+            .await?;
         shipped += unnoted.len();
         unnoted.clear();
     }

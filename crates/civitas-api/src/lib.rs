@@ -78,7 +78,11 @@ impl AppState {
     pub async fn audit_changed(&self) {
         // The change may have revoked a key or deactivated its owner.
         self.keys.clear();
-        if let Err(error) = self.ship_audit_events().await {
+        // Once the store is another ledger's, that was logged when found, and the events wait
+        // for the node that has the store.
+        if let Err(error) = self.ship_audit_events().await
+            && self.gateway.handed_over().is_none()
+        {
             tracing::error!(
                 error = format!("{error:#}"),
                 "audit events wait in the outbox"
@@ -86,10 +90,16 @@ impl AppState {
         }
     }
 
-    /// Moves every audit event from the store's outbox into the ledger.
+    /// Moves every audit event from the store's outbox into the ledger; none once the store
+    /// is found to be another node's ledger's (see `Gateway::handed_over`).
     pub async fn ship_audit_events(&self) -> anyhow::Result<usize> {
+        if let Some(why) = self.gateway.handed_over() {
+            anyhow::bail!("{why}");
+        }
         let mut unnoted = self.audit_shipping.lock().await;
-        ledger::ship_audit_events(&self.store, &self.ledger, &mut unnoted).await
+        ledger::ship_audit_events(&self.store, &self.ledger, &mut unnoted)
+            .await
+            .map_err(|error| self.gateway.note_if_handed_over(error))
     }
 
     /// Called after a grant or platform policy changed.

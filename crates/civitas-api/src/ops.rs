@@ -28,7 +28,8 @@ async fn healthz() -> &'static str {
 
 /// The process can serve: the store answers and the ledger takes appends (after a failed write
 /// or sync, the writer's or the checkpointer's, it refuses them all, and with them every change
-/// and exchange that must be recorded).
+/// and exchange that must be recorded), and the store is still this node's ledger's (see
+/// `Gateway::handed_over`).
 ///
 /// Damage the ledger scrub found in old records does not make the node unready: it still
 /// records every new exchange, and taking it out of service would stop the city's exchanges
@@ -44,6 +45,9 @@ async fn readyz(State(state): State<AppState>) -> Result<String, ApiError> {
         return Err(ApiError::Unavailable(format!(
             "the ledger refuses appends: {failure}"
         )));
+    }
+    if let Some(why) = state.gateway.handed_over() {
+        return Err(ApiError::Unavailable(why.to_owned()));
     }
     let mut body = "ready\n".to_owned();
     if let Some(notice) = state

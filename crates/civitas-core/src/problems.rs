@@ -261,6 +261,15 @@ pub const PROBLEM_TYPES: &[ProblemType] = &[
         "The ledger refuses appends after a failed write or sync, and no call is answered \
          without its durable record. `/readyz` answers 503 too until the node is restarted.",
     ),
+    problem(
+        "store_handed_over",
+        503,
+        Gateway,
+        "The store was handed over to another node's ledger (`civitas ledger adopt-store`) \
+         while this node ran. It answers no call, since the store's personal-data access \
+         index would miss what its calls delivered, and `/readyz` answers 503 on both \
+         listeners. Stop the node: it will not start on that store again.",
+    ),
 ];
 
 /// The problem type of `code`.

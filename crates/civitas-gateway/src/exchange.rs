@@ -234,6 +234,11 @@ impl Gateway {
             )
             .response(None);
         };
+        if let Some(why) = self.handed_over() {
+            // Not recorded, as with a ledger that refuses appends: the node is out of service.
+            return Problem::new(StatusCode::SERVICE_UNAVAILABLE, "store_handed_over", why)
+                .response(None);
+        }
         let target = parts
             .uri
             .path_and_query()
@@ -636,7 +641,8 @@ impl Gateway {
     }
 
     /// `GET /healthz` (the gateway is up) and `GET /readyz` (it can answer calls: its ledger
-    /// takes appends; damage the ledger scrub found is named in the body) on the gateway's own
+    /// takes appends and the store is still its ledger's; damage the ledger scrub found is
+    /// named in the body) on the gateway's own
     /// listener, for the load balancer in front of it, and
     /// `GET /docs/problems`, where the `type` of the gateway's problem documents points; `None`
     /// for any other path. None of them is an exchange, so none is recorded.
@@ -666,6 +672,14 @@ impl Gateway {
                     format!("the ledger refuses appends, so no call can be answered: {failure}"),
                 )
                 .response(None),
+            );
+        }
+        if path == "/readyz"
+            && let Some(why) = self.handed_over()
+        {
+            return Some(
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "store_handed_over", why)
+                    .response(None),
             );
         }
         if path == "/docs/problems" {

@@ -173,10 +173,15 @@ impl Gateway {
     /// their run records) and where audit events landed (from admin records: an event appended
     /// by a node that stopped before noting where it landed is noted here, so that it is not
     /// appended again), in transactions of `LEDGER_INDEX_BATCH` records. All can always be
-    /// rebuilt from the ledger; reading them after this call sees every durable record.
+    /// rebuilt from the ledger; reading them after this call sees every durable record. Fails,
+    /// reading nothing into the store, once the store is found to be another ledger's (see
+    /// [`Gateway::handed_over`]).
     pub async fn index_ledger(&self) -> anyhow::Result<()> {
         let store = &self.inner.store;
         let ledger = &self.inner.ledger;
+        if let Some(why) = self.handed_over() {
+            anyhow::bail!("{why}");
+        }
         let mut next = store.ledger_index_next().await?;
         let size = ledger.size();
         // The last exchange record read and whether it delivered: its `exchange_subjects`
@@ -247,8 +252,9 @@ impl Gateway {
                 }));
             }
             store
-                .add_ledger_index(&deliveries, &runs, &audit_events, end)
-                .await?;
+                .add_ledger_index(ledger.id(), &deliveries, &runs, &audit_events, end)
+                .await
+                .map_err(|error| self.note_if_handed_over(error.into()))?;
             next = end;
         }
         Ok(())

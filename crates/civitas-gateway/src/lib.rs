@@ -129,6 +129,9 @@ struct Inner {
     today: std::sync::Mutex<Today>,
     /// The runtime [`Gateway::new`] ran on, for work that must outlive a gateway thread.
     background: tokio::runtime::Handle,
+    /// Set, with the store's error, once this node finds the store handed over to another
+    /// node's ledger: see [`Gateway::handed_over`].
+    handed_over: std::sync::OnceLock<String>,
 }
 
 type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, GatewayBody>;
@@ -244,10 +247,38 @@ impl Gateway {
                     ends: 0,
                 }),
                 background: tokio::runtime::Handle::current(),
+                handed_over: std::sync::OnceLock::new(),
             }),
         };
         gateway.load_today().await?;
         Ok(gateway)
+    }
+
+    /// Why this node no longer answers calls nor reads its ledger into the store, once it has
+    /// found the store recorded as another node's ledger's (an operator handed it over with
+    /// `civitas ledger adopt-store` while this node ran): the store's access index would miss
+    /// the people whose data this node's calls delivered, and its audit events would land in a
+    /// ledger the store no longer reads. `/readyz` answers 503 on both listeners, so that a load
+    /// balancer turns to the node that has the store. Only stopping the node clears it; it will
+    /// not start on that store again.
+    pub fn handed_over(&self) -> Option<&str> {
+        self.inner.handed_over.get().map(String::as_str)
+    }
+
+    /// Returns `error`, having noted it (and logged it, the first time) if it is the store's
+    /// [`StoreError::LedgerNotOwned`](civitas_store::StoreError::LedgerNotOwned): see
+    /// [`Gateway::handed_over`].
+    pub fn note_if_handed_over(&self, error: anyhow::Error) -> anyhow::Error {
+        if let Some(civitas_store::StoreError::LedgerNotOwned { .. }) = error.downcast_ref()
+            && self.inner.handed_over.set(format!("{error:#}")).is_ok()
+        {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "the store was handed over to another ledger: this node answers no more calls \
+                 and reads nothing more into the store"
+            );
+        }
+        error
     }
 
     /// Sends `request` upstream through this thread's pool of connections if it is a gateway
@@ -335,7 +366,9 @@ impl Gateway {
             }
             // Every tick, so that a busy gateway's index work comes in small slices rather than
             // one burst a second that the gateway threads would wait behind.
-            if let Err(error) = self.index_ledger().await {
+            if let Err(error) = self.index_ledger().await
+                && self.handed_over().is_none()
+            {
                 tracing::warn!(error = format!("{error:#}"), "ledger index update failed");
             }
             if last_flush.elapsed() >= Duration::from_secs(1) {

@@ -5,7 +5,7 @@
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::{Page, PageRequest, Result, Store, read_pool, timestamp, write_tx};
+use crate::{Page, PageRequest, Result, Store, read_pool, timestamp};
 
 /// One recorded change.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -193,22 +193,5 @@ impl Store {
                 .await?
         });
         rows.into_iter().map(AuditRow::into_event).collect()
-    }
-
-    /// Records where audit events landed in the ledger: pairs of (event id, ledger index).
-    pub async fn mark_audit_events_shipped(&self, shipped: &[(i64, u64)]) -> Result<()> {
-        if shipped.is_empty() {
-            return Ok(());
-        }
-        write_tx!(self, |tx| {
-            for (id, ledger_index) in shipped {
-                sqlx::query("UPDATE audit_events SET ledger_index = $1 WHERE id = $2")
-                    .bind(*ledger_index as i64)
-                    .bind(*id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        });
-        Ok(())
     }
 }

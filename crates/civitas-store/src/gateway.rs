@@ -217,6 +217,28 @@ macro_rules! lock_ledger_index_state {
     }};
 }
 
+/// Fails with [`StoreError::LedgerNotOwned`] unless `recorded`, the ledger the store records its
+/// derived indexes as coming from, is `ledger_id`.
+fn owned_by(recorded: Option<String>, ledger_id: &str) -> Result<()> {
+    if recorded.as_deref() == Some(ledger_id) {
+        return Ok(());
+    }
+    Err(StoreError::LedgerNotOwned {
+        recorded,
+        ledger: ledger_id.to_owned(),
+    })
+}
+
+/// Fails with [`StoreError::LedgerNotOwned`] when `recorded` names another ledger than
+/// `ledger_id`. A store that records none is from before ledger ids, or has not been claimed
+/// yet: a node claims it before it reads or ships anything.
+fn not_anothers(recorded: Option<String>, ledger_id: &str) -> Result<()> {
+    match recorded {
+        None => Ok(()),
+        recorded => owned_by(recorded, ledger_id),
+    }
+}
+
 /// The usage rows of a report: the days `$1` to `$2` of the grants whose provider (`$3` is
 /// `provider`) or consumer organization is `$4`, on resource `$5` when it is not null.
 macro_rules! usage_of_grants {
@@ -813,15 +835,19 @@ impl Store {
         })
     }
 
-    /// Adds what a span of ledger records contributes to the store's derived indexes (entries
-    /// of the personal-data access index, scenario runs, and where audit events landed, as pairs
-    /// of event id and ledger index) and records how far into the ledger they have read, in one
-    /// transaction, so that a restart continues where it stopped. Adding a span twice changes
-    /// nothing, and an audit event keeps the first place noted for it. An entry of the access index is only the keyed hash of a
-    /// person's ID number and the ledger index of an exchange that delivered their data: the
-    /// exchange's record holds the rest.
+    /// Adds what a span of the records of the ledger `ledger_id` contributes to the store's
+    /// derived indexes (entries of the personal-data access index, scenario runs, and where
+    /// audit events landed, as pairs of event id and ledger index) and records how far into the
+    /// ledger they have read, in one transaction, so that a restart continues where it stopped.
+    /// Adding a span twice changes nothing, and an audit event keeps the first place noted for
+    /// it. An entry of the access index is only the keyed hash of a person's ID number and the
+    /// ledger index of an exchange that delivered their data: the exchange's record holds the
+    /// rest. Only while the store records its indexes as `ledger_id`'s: otherwise nothing
+    /// changes and it fails with [`StoreError::LedgerNotOwned`] (the store was handed over to
+    /// another node's ledger while this node ran).
     pub async fn add_ledger_index(
         &self,
+        ledger_id: &str,
         deliveries: &[SubjectDelivery],
         runs: &[ScenarioRun],
         audit_events: &[(i64, u64)],
@@ -829,6 +855,8 @@ impl Store {
     ) -> Result<()> {
         let backend = self.backend();
         write_tx!(self, |tx| {
+            let (_, recorded) = lock_ledger_index_state!(tx);
+            not_anothers(recorded, ledger_id)?;
             for chunk in deliveries.chunks(1000) {
                 let placeholders = values_placeholders(backend, chunk.len(), 2);
                 let sql = format!(
@@ -881,6 +909,45 @@ impl Store {
                 .await?;
         });
         Ok(())
+    }
+
+    /// Records where audit events landed in the ledger `ledger_id`: pairs of (event id, ledger
+    /// index). Not while the store records its indexes as another ledger's, like
+    /// [`Store::add_ledger_index`]: then nothing changes and it fails with
+    /// [`StoreError::LedgerNotOwned`].
+    pub async fn mark_audit_events_shipped(
+        &self,
+        ledger_id: &str,
+        shipped: &[(i64, u64)],
+    ) -> Result<()> {
+        if shipped.is_empty() {
+            return Ok(());
+        }
+        write_tx!(self, |tx| {
+            let (_, recorded) = lock_ledger_index_state!(tx);
+            not_anothers(recorded, ledger_id)?;
+            for (id, ledger_index) in shipped {
+                sqlx::query("UPDATE audit_events SET ledger_index = $1 WHERE id = $2")
+                    .bind(*ledger_index as i64)
+                    .bind(*id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        });
+        Ok(())
+    }
+
+    /// Fails with [`StoreError::LedgerNotOwned`] when the store records its derived indexes as
+    /// those of another ledger than `ledger_id`: a node asks before it appends audit events from the
+    /// outbox to its ledger, which would otherwise append them to a ledger the store no longer
+    /// reads. (The store is only read: [`Store::mark_audit_events_shipped`] checks again.)
+    pub async fn check_ledger_index_owner(&self, ledger_id: &str) -> Result<()> {
+        let recorded: Option<String> = read_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT ledger_id FROM ledger_index_owner WHERE id = 1")
+                .fetch_optional(pool)
+                .await?
+        });
+        not_anothers(recorded, ledger_id)
     }
 
     /// The first ledger index the store's derived indexes have not read yet.
@@ -951,8 +1018,8 @@ impl Store {
     /// their rows always lie before it, and the search reads every row of the access index.
     /// Only the node holding the ledger may call this, before it reads or appends, once
     /// [`Store::claim_ledger_index`] has found the store's indexes to be its ledger's: for any
-    /// other `ledger_id` it changes nothing and fails, since the rows it would delete and the
-    /// events it would append again belong to another ledger.
+    /// other `ledger_id` it changes nothing and fails ([`StoreError::LedgerNotOwned`]), since
+    /// the rows it would delete and the events it would append again belong to another ledger.
     pub async fn rewind_ledger_index(
         &self,
         ledger_id: &str,
@@ -961,12 +1028,7 @@ impl Store {
         let size = ledger_size as i64;
         let rewind = write_tx!(self, |tx| {
             let (indexed_to, recorded) = lock_ledger_index_state!(tx);
-            if recorded.as_deref() != Some(ledger_id) {
-                return Err(StoreError::Conflict(format!(
-                    "the store's ledger indexes are recorded as those of ledger {}, not of ledger {ledger_id}: not rewinding them",
-                    recorded.as_deref().unwrap_or("(none)")
-                )));
-            }
+            owned_by(recorded, ledger_id)?;
             let audit_events =
                 sqlx::query("UPDATE audit_events SET ledger_index = NULL WHERE ledger_index >= $1")
                     .bind(size)

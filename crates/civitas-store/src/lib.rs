@@ -63,6 +63,18 @@ pub enum StoreError {
         expected: u32,
         current: u32,
     },
+    /// The store's indexes derived from the ledger are recorded as those of another ledger than
+    /// the node's (`ledger`): another node has the store, handed over by `civitas ledger
+    /// adopt-store`, and this node must not read its ledger into them, note where events
+    /// landed, or rewind them. `recorded` is `None` while no ledger is recorded.
+    #[error(
+        "the store's ledger indexes are recorded as those of ledger {}, not of this node's ledger {ledger}: another node has the store (as `civitas ledger adopt-store` hands it over), so this node leaves it alone; stop this node",
+        recorded.as_deref().unwrap_or("(none)")
+    )]
+    LedgerNotOwned {
+        recorded: Option<String>,
+        ledger: String,
+    },
     #[error("store url: {0}")]
     BadUrl(String),
     #[error("stored data is corrupt: {0}")]

@@ -1,6 +1,6 @@
 use civitas_store::{AuditFilter, PageRequest, Store, StoreError};
 
-use crate::{admin, conformance, new_org, uscc};
+use crate::{LEDGER, admin, conformance, new_org, uscc};
 
 conformance!(
     changes_are_audited_in_order,
@@ -79,7 +79,7 @@ async fn audit_outbox_ships_once(store: Store) {
     assert_eq!(pending.len(), 2);
     assert!(pending[0].id < pending[1].id);
     store
-        .mark_audit_events_shipped(&[(pending[0].id, 7)])
+        .mark_audit_events_shipped(LEDGER, &[(pending[0].id, 7)])
         .await
         .unwrap();
     let pending_after = store.unshipped_audit_events(10).await.unwrap();
@@ -89,11 +89,17 @@ async fn audit_outbox_ships_once(store: Store) {
     // The ledger's reader notes where events landed that were appended but not marked (a node
     // stopped in between), keeping the first place of an event appended twice.
     store
-        .add_ledger_index(&[], &[], &[(pending[1].id, 9), (pending[0].id, 8)], 10)
+        .add_ledger_index(
+            LEDGER,
+            &[],
+            &[],
+            &[(pending[1].id, 9), (pending[0].id, 8)],
+            10,
+        )
         .await
         .unwrap();
     store
-        .add_ledger_index(&[], &[], &[(pending[1].id, 12)], 13)
+        .add_ledger_index(LEDGER, &[], &[], &[(pending[1].id, 12)], 13)
         .await
         .unwrap();
     assert!(store.unshipped_audit_events(10).await.unwrap().is_empty());

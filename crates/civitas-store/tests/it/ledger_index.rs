@@ -4,7 +4,7 @@ use civitas_store::{
 };
 use jiff::Timestamp;
 
-use crate::{admin, conformance, new_org};
+use crate::{LEDGER, OTHER_LEDGER, admin, conformance, new_org};
 
 conformance!(
     a_shorter_ledger_rewinds_what_was_derived_from_the_lost_records,
@@ -13,9 +13,6 @@ conformance!(
     a_store_is_handed_over_to_another_ledger_only_from_the_one_it_records,
     a_store_from_before_ledger_ids_is_handed_over_by_naming_none,
 );
-
-const LEDGER: &str = "0123456789abcdef0123456789abcdef";
-const OTHER_LEDGER: &str = "fedcba9876543210fedcba9876543210";
 
 fn delivery(subject: u8, ledger_index: u64) -> SubjectDelivery {
     SubjectDelivery {
@@ -101,6 +98,7 @@ async fn a_shorter_ledger_rewinds_what_was_derived_from_the_lost_records(store: 
     let events = audited_changes(&store, 4).await;
     store
         .add_ledger_index(
+            LEDGER,
             &[
                 delivery(1, 3),
                 delivery(2, 7),
@@ -115,7 +113,7 @@ async fn a_shorter_ledger_rewinds_what_was_derived_from_the_lost_records(store: 
         .unwrap();
     // Shipping notes where an event landed before the ledger's reader gets there.
     store
-        .mark_audit_events_shipped(&[(events[3], 12)])
+        .mark_audit_events_shipped(LEDGER, &[(events[3], 12)])
         .await
         .unwrap();
 
@@ -166,11 +164,11 @@ async fn a_shorter_ledger_rewinds_what_was_derived_from_the_lost_records(store: 
 
     // Reading the new records indexes them at the places they took.
     store
-        .mark_audit_events_shipped(&[(events[2], 8), (events[3], 9)])
+        .mark_audit_events_shipped(LEDGER, &[(events[2], 8), (events[3], 9)])
         .await
         .unwrap();
     store
-        .add_ledger_index(&[delivery(1, 10)], &[run("r3", 11)], &[], 12)
+        .add_ledger_index(LEDGER, &[delivery(1, 10)], &[run("r3", 11)], &[], 12)
         .await
         .unwrap();
     assert_eq!(store.ledger_index_next().await.unwrap(), 12);
@@ -180,7 +178,7 @@ async fn a_shorter_ledger_rewinds_what_was_derived_from_the_lost_records(store: 
     // An event noted past a ledger that the reader has not passed returns to the outbox, and
     // the position stays where it was.
     store
-        .mark_audit_events_shipped(&[(events[3], 14)])
+        .mark_audit_events_shipped(LEDGER, &[(events[3], 14)])
         .await
         .unwrap();
     let rewind = store.rewind_ledger_index(LEDGER, 13).await.unwrap();
@@ -226,7 +224,7 @@ async fn a_store_records_the_ledger_its_indexes_come_from(store: Store) {
         LedgerIndexOwner::This
     );
     store
-        .add_ledger_index(&[delivery(1, 1)], &[run("r1", 2)], &[(event, 0)], 3)
+        .add_ledger_index(LEDGER, &[delivery(1, 1)], &[run("r1", 2)], &[(event, 0)], 3)
         .await
         .unwrap();
     assert_eq!(
@@ -249,7 +247,7 @@ async fn a_store_records_the_ledger_its_indexes_come_from(store: Store) {
     }
     assert!(matches!(
         store.rewind_ledger_index(OTHER_LEDGER, 0).await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::LedgerNotOwned { .. })
     ));
     assert_eq!(derived(&store).await, before);
 
@@ -282,7 +280,7 @@ async fn a_store_from_before_ledger_ids_adopts_the_ledger_it_was_reading(store: 
     let events = audited_changes(&store, 2).await;
     // Shipping noted where the first event landed; the reader has not got there.
     store
-        .mark_audit_events_shipped(&[(events[0], 0)])
+        .mark_audit_events_shipped(LEDGER, &[(events[0], 0)])
         .await
         .unwrap();
     let before = derived(&store).await;
@@ -294,12 +292,18 @@ async fn a_store_from_before_ledger_ids_adopts_the_ledger_it_was_reading(store: 
     );
     assert!(matches!(
         store.rewind_ledger_index(OTHER_LEDGER, 0).await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::LedgerNotOwned { .. })
     ));
     assert_eq!(derived(&store).await, before);
 
     store
-        .add_ledger_index(&[delivery(1, 1)], &[run("r1", 2)], &[(events[1], 3)], 4)
+        .add_ledger_index(
+            LEDGER,
+            &[delivery(1, 1)],
+            &[run("r1", 2)],
+            &[(events[1], 3)],
+            4,
+        )
         .await
         .unwrap();
     let before = derived(&store).await;
@@ -338,8 +342,9 @@ async fn a_store_from_before_ledger_ids_adopts_the_ledger_it_was_reading(store: 
 /// After its ledger is lost, a store is handed over to another ledger, but only by naming the
 /// ledger it records: everything that cited the old ledger's records is deleted, every audit
 /// event returns to the outbox in its order, the position goes back to 0, and the new ledger is
-/// the store's from then on. A store from before ledger ids, which records none, is handed over
-/// by naming none.
+/// the store's from then on: a node still running on the old ledger can no longer read into it
+/// or note where events landed. A store from before ledger ids, which records none, is handed
+/// over by naming none.
 async fn a_store_is_handed_over_to_another_ledger_only_from_the_one_it_records(store: Store) {
     assert_eq!(
         store.claim_ledger_index(LEDGER, 0).await.unwrap(),
@@ -348,6 +353,7 @@ async fn a_store_is_handed_over_to_another_ledger_only_from_the_one_it_records(s
     let events = audited_changes(&store, 3).await;
     store
         .add_ledger_index(
+            LEDGER,
             &[delivery(1, 3), delivery(2, 7)],
             &[run("r1", 4), run("r2", 9)],
             &[(events[0], 2), (events[1], 5)],
@@ -415,9 +421,40 @@ async fn a_store_is_handed_over_to_another_ledger_only_from_the_one_it_records(s
             recorded: Some(OTHER_LEDGER.to_owned())
         }
     );
+    // The node on the old ledger, still running, can no longer read into the store nor note
+    // where its events landed, and is told so before it appends the outbox.
+    let before = derived(&store).await;
+    let refused = [
+        store
+            .add_ledger_index(LEDGER, &[delivery(1, 10)], &[], &[(events[0], 10)], 11)
+            .await,
+        store
+            .mark_audit_events_shipped(LEDGER, &[(events[0], 10)])
+            .await,
+        store.check_ledger_index_owner(LEDGER).await,
+    ];
+    for refused in refused {
+        match refused {
+            Err(StoreError::LedgerNotOwned { recorded, ledger }) => {
+                assert_eq!(
+                    (recorded.as_deref(), ledger.as_str()),
+                    (Some(OTHER_LEDGER), LEDGER)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(derived(&store).await, before);
+    store.check_ledger_index_owner(OTHER_LEDGER).await.unwrap();
     // The new ledger's records are indexed from its start.
     store
-        .add_ledger_index(&[delivery(1, 0)], &[run("r1", 1)], &[(events[0], 2)], 3)
+        .add_ledger_index(
+            OTHER_LEDGER,
+            &[delivery(1, 0)],
+            &[run("r1", 1)],
+            &[(events[0], 2)],
+            3,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -436,7 +473,7 @@ async fn a_store_is_handed_over_to_another_ledger_only_from_the_one_it_records(s
 async fn a_store_from_before_ledger_ids_is_handed_over_by_naming_none(store: Store) {
     let event = audited_changes(&store, 1).await[0];
     store
-        .add_ledger_index(&[delivery(1, 1)], &[], &[(event, 0)], 2)
+        .add_ledger_index(LEDGER, &[delivery(1, 1)], &[], &[(event, 0)], 2)
         .await
         .unwrap();
     assert_eq!(

@@ -48,6 +48,11 @@ macro_rules! conformance {
 }
 pub(crate) use conformance;
 
+/// The id of a node's ledger, as `Ledger::id` makes them.
+pub const LEDGER: &str = "0123456789abcdef0123456789abcdef";
+/// The id of another node's ledger.
+pub const OTHER_LEDGER: &str = "fedcba9876543210fedcba9876543210";
+
 pub fn admin() -> Permit {
     Permit::internal("civitas:test")
 }

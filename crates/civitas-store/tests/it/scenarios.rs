@@ -2,7 +2,7 @@ use civitas_store::{NewScenarioVersion, PageRequest, ScenarioRun, Store, StoreEr
 use jiff::Timestamp;
 use serde_json::json;
 
-use crate::{admin, conformance};
+use crate::{LEDGER, admin, conformance};
 
 conformance!(a_subjects_runs_page_newest_first_by_time_and_id);
 
@@ -74,7 +74,10 @@ async fn a_subjects_runs_page_newest_first_by_time_and_id(store: Store) {
         run("r07", "a", 1, "s2", 2_500),
         run("r04", "a", 1, "s1", 2_000),
     ];
-    store.add_ledger_index(&[], &runs, &[], 10).await.unwrap();
+    store
+        .add_ledger_index(LEDGER, &[], &runs, &[], 10)
+        .await
+        .unwrap();
 
     let everyone = ["r05", "r04", "r03", "r02", "r06", "r01"];
     let front_end_app = ["r05", "r04", "r03", "r06", "r01"];

@@ -1,6 +1,6 @@
 use civitas_store::{PageRequest, Store, StoreError, StoreUrl, SubjectDelivery};
 
-use crate::conformance;
+use crate::{LEDGER, conformance};
 
 conformance!(subject_deliveries_page_oldest_first);
 
@@ -24,12 +24,15 @@ async fn subject_deliveries_page_oldest_first(store: Store) {
         vec![delivery(1, 12), delivery(2, 15)],
     ];
     for (span, next) in spans.iter().zip([10, 20]) {
-        store.add_ledger_index(span, &[], &[], next).await.unwrap();
+        store
+            .add_ledger_index(LEDGER, span, &[], &[], next)
+            .await
+            .unwrap();
     }
     assert_eq!(store.ledger_index_next().await.unwrap(), 20);
     // Adding a span again changes nothing, and never moves the position back.
     store
-        .add_ledger_index(&spans[0], &[], &[], 10)
+        .add_ledger_index(LEDGER, &spans[0], &[], &[], 10)
         .await
         .unwrap();
     assert_eq!(store.ledger_index_next().await.unwrap(), 20);

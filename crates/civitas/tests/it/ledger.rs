@@ -24,6 +24,7 @@ on_both_stores!(
     a_node_on_a_salvaged_ledger_re_indexes_and_re_appends,
     a_store_refuses_a_node_on_another_ledger,
     a_store_whose_ledger_is_lost_is_adopted_by_a_new_ledger,
+    a_node_whose_store_is_handed_over_while_it_runs_goes_out_of_service,
 );
 
 fn hash(text: &Value) -> merkle::Hash {
@@ -1104,14 +1105,9 @@ fn frame_offsets(records: &[u8]) -> Vec<usize> {
 /// audit events that had landed there are appended again in their order, exchanges after the
 /// restart are indexed, and the ledger verifies.
 async fn a_node_on_a_salvaged_ledger_re_indexes_and_re_appends(mut server: TestServer) {
-    use crate::gateway::{CITIZEN, call_ok, city, receipt_index, start_upstream};
+    use crate::gateway::{CITIZEN, call_ok, receipt_index};
 
-    let upstream = start_upstream().await;
-    let city = city(&server, upstream, json!({})).await;
-    let path = format!("/x/{}/fund-core/accounts/accounts/{CITIZEN}", city.provider);
-    let auditor = server
-        .user_with_key("auditor", "auditor", Some(&city.provider.parse().unwrap()))
-        .await;
+    let (city, path, auditor) = city_with_auditor(&server).await;
     let (headers, _) = call_ok(&server, &city.consumer_key, &path).await;
     let kept_exchange = receipt_index(&headers);
     server.stop().await;
@@ -1279,20 +1275,51 @@ async fn derived_from_ledger(
     derived
 }
 
+/// A city with its upstream (see `gateway::city`), the path of a call about `CITIZEN` to its
+/// accounts service, and the key of an auditor of the provider.
+async fn city_with_auditor(server: &TestServer) -> (crate::gateway::City, String, String) {
+    use crate::gateway::{CITIZEN, city, start_upstream};
+
+    let upstream = start_upstream().await;
+    let city = city(server, upstream, json!({})).await;
+    let path = format!("/x/{}/fund-core/accounts/accounts/{CITIZEN}", city.provider);
+    let auditor = server
+        .user_with_key("auditor", "auditor", Some(&city.provider.parse().unwrap()))
+        .await;
+    (city, path, auditor)
+}
+
+/// The id of the ledger in `data_dir`.
+fn ledger_id_in(data_dir: &std::path::Path) -> String {
+    std::fs::read_to_string(data_dir.join("ledger").join("ledger-id"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// Runs `civitas ledger adopt-store --from FROM --apply` on the data dir and store of
+/// `settings`, which must succeed.
+fn adopt_store(settings: &civitas::config::Settings, from: &str) {
+    let output = civitas(
+        &["ledger", "adopt-store", "--from", from, "--apply"],
+        settings,
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// A second node with a data dir of its own (a new, empty ledger) pointed at a store whose
 /// indexes come from the first node's ledger refuses to start and changes nothing in the store,
 /// where it would otherwise have rewound it to its empty ledger: deleted the first node's access
 /// index and appended its audit events again into its own ledger. The first node starts again
 /// on it as before.
 async fn a_store_refuses_a_node_on_another_ledger(mut server: TestServer) {
-    use crate::gateway::{CITIZEN, call_ok, city, receipt_index, start_upstream};
+    use crate::gateway::{CITIZEN, call_ok, receipt_index};
 
-    let upstream = start_upstream().await;
-    let city = city(&server, upstream, json!({})).await;
-    let path = format!("/x/{}/fund-core/accounts/accounts/{CITIZEN}", city.provider);
-    let auditor = server
-        .user_with_key("auditor", "auditor", Some(&city.provider.parse().unwrap()))
-        .await;
+    let (city, path, auditor) = city_with_auditor(&server).await;
     let (headers, _) = call_ok(&server, &city.consumer_key, &path).await;
     let exchange = receipt_index(&headers);
     server.create_org(3, None).await;
@@ -1325,15 +1352,9 @@ async fn a_store_refuses_a_node_on_another_ledger(mut server: TestServer) {
         }
         Err(error) => format!("{error:#}"),
     };
-    let ledger_id = |data_dir: &std::path::Path| {
-        std::fs::read_to_string(data_dir.join("ledger").join("ledger-id"))
-            .unwrap()
-            .trim()
-            .to_owned()
-    };
     let (ours, theirs) = (
-        ledger_id(&server.settings.data_dir),
-        ledger_id(other.path()),
+        ledger_id_in(&server.settings.data_dir),
+        ledger_id_in(other.path()),
     );
     assert_ne!(ours, theirs);
     assert!(
@@ -1368,6 +1389,117 @@ async fn a_store_refuses_a_node_on_another_ledger(mut server: TestServer) {
     );
 }
 
+/// An operator hands the store of a running node over to another node's ledger (`civitas ledger
+/// adopt-store` from that node's data dir, as if this node's were lost). The running node finds
+/// out at its next reading of its ledger or shipping of audit events: it reads nothing more into
+/// the store, appends no audit event from the outbox to its ledger, answers calls and both
+/// `/readyz` with 503 `store_handed_over`, and cannot start on the store again.
+async fn a_node_whose_store_is_handed_over_while_it_runs_goes_out_of_service(
+    mut server: TestServer,
+) {
+    use crate::gateway::{CITIZEN, call_ok, call_once, gateway_url};
+
+    let (city, path, auditor) = city_with_auditor(&server).await;
+    call_ok(&server, &city.consumer_key, &path).await;
+    let (_, report) = server
+        .get(&format!("/api/v1/audit/subjects/{CITIZEN}"), &auditor)
+        .await;
+    let subject = report["subject"].as_str().unwrap().to_owned();
+    let ours = ledger_id_in(&server.settings.data_dir);
+
+    let other = tempfile::tempdir().unwrap();
+    let mut other_settings = server.settings.clone();
+    other_settings.data_dir = other.path().to_path_buf();
+    // The other node, started once on the store, makes its ledger and is refused.
+    let refused =
+        civitas::server::start(&other_settings, Some(crate::support::ADMIN_KEY.to_owned())).await;
+    assert!(refused.is_err(), "a node on another ledger started");
+    adopt_store(&other_settings, &ours);
+    let theirs = ledger_id_in(other.path());
+
+    // The node's index reader and audit shipper run every second.
+    let started = std::time::Instant::now();
+    let (status, body) = loop {
+        let response = server
+            .client
+            .get(format!("{}/readyz", server.base))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        if status != StatusCode::OK || started.elapsed() > std::time::Duration::from_secs(10) {
+            break (status, body);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let why = format!(
+        "the store's ledger indexes are recorded as those of ledger {theirs}, not of this node's ledger {ours}"
+    );
+    assert!(
+        body.contains(&why) && body.contains("adopt-store"),
+        "{body}"
+    );
+    let response = server
+        .client
+        .get(format!("{}/readyz", gateway_url(&server)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let problem: Value = response.json().await.unwrap();
+    assert!(
+        problem["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("store_handed_over"),
+        "{problem}"
+    );
+    let (status, _, text) = call_once(&server, &city.consumer_key, &path).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    assert!(
+        text.contains("store_handed_over") && text.contains(&why),
+        "{text}"
+    );
+
+    // A change is still made and audited, but its event waits for the node that has the store.
+    let (_, ledger_before) = server.get("/api/v1/ledger", &auditor).await;
+    let handed_over = derived_from_ledger(&server.settings, &subject).await;
+    assert_eq!(
+        (handed_over.0, handed_over.1.len()),
+        (0, 0),
+        "{handed_over:?}"
+    );
+    server.create_org(7, None).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (_, ledger_after) = server.get("/api/v1/ledger", &auditor).await;
+    assert_eq!(
+        ledger_after["size"], ledger_before["size"],
+        "nothing appended"
+    );
+    let after = derived_from_ledger(&server.settings, &subject).await;
+    assert_eq!(
+        (after.0, &after.1, after.3),
+        (0, &handed_over.1, handed_over.3 + 1)
+    );
+
+    server.stop().await;
+    let refused =
+        civitas::server::start(&server.settings, Some(crate::support::ADMIN_KEY.to_owned())).await;
+    match refused {
+        Ok(running) => {
+            running.shutdown().await.unwrap();
+            panic!("the node started again on a store handed over to another ledger");
+        }
+        Err(error) => assert!(
+            format!("{error:#}")
+                .contains(&format!("holds indexes derived from the ledger {theirs}")),
+            "{error:#}"
+        ),
+    }
+}
+
 /// A node's data dir, and with it its ledger, is lost for good while its store is kept: a node
 /// with a new data dir is refused, and `civitas ledger adopt-store` hands the store over to its
 /// ledger. Without --apply it reports and changes nothing; --apply needs --from naming the
@@ -1375,7 +1507,7 @@ async fn a_store_refuses_a_node_on_another_ledger(mut server: TestServer) {
 /// order, the lost ledger's exchanges are no longer cited, new exchanges are indexed, and the
 /// ledger verifies.
 async fn a_store_whose_ledger_is_lost_is_adopted_by_a_new_ledger(mut server: TestServer) {
-    use crate::gateway::{CITIZEN, call_ok, city, receipt_index, start_upstream};
+    use crate::gateway::{CITIZEN, call_ok, receipt_index};
 
     let text = |output: &std::process::Output| {
         format!(
@@ -1384,12 +1516,7 @@ async fn a_store_whose_ledger_is_lost_is_adopted_by_a_new_ledger(mut server: Tes
             String::from_utf8_lossy(&output.stderr)
         )
     };
-    let upstream = start_upstream().await;
-    let city = city(&server, upstream, json!({})).await;
-    let path = format!("/x/{}/fund-core/accounts/accounts/{CITIZEN}", city.provider);
-    let auditor = server
-        .user_with_key("auditor", "auditor", Some(&city.provider.parse().unwrap()))
-        .await;
+    let (city, path, auditor) = city_with_auditor(&server).await;
     let (headers, _) = call_ok(&server, &city.consumer_key, &path).await;
     let exchange = receipt_index(&headers);
     server.create_org(3, None).await;
@@ -1448,10 +1575,7 @@ async fn a_store_whose_ledger_is_lost_is_adopted_by_a_new_ledger(mut server: Tes
         )),
         "{error}"
     );
-    let new_id = std::fs::read_to_string(new_dir.path().join("ledger").join("ledger-id"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let new_id = ledger_id_in(new_dir.path());
     assert_ne!(new_id, lost_id);
 
     let output = civitas(&["ledger", "adopt-store"], &settings);
@@ -1579,15 +1703,10 @@ async fn a_store_whose_ledger_is_lost_is_adopted_by_a_new_ledger(mut server: Tes
 /// appends only the audit events the backup lacks, once each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_adopted_by_an_older_backup_of_its_ledger_keeps_what_the_backup_holds() {
-    use crate::gateway::{CITIZEN, call_ok, city, receipt_index, start_upstream};
+    use crate::gateway::{CITIZEN, call_ok, receipt_index};
 
     let mut server = TestServer::start_sqlite().await;
-    let upstream = start_upstream().await;
-    let city = city(&server, upstream, json!({})).await;
-    let path = format!("/x/{}/fund-core/accounts/accounts/{CITIZEN}", city.provider);
-    let auditor = server
-        .user_with_key("auditor", "auditor", Some(&city.provider.parse().unwrap()))
-        .await;
+    let (city, path, auditor) = city_with_auditor(&server).await;
     let (headers, _) = call_ok(&server, &city.consumer_key, &path).await;
     let kept_exchange = receipt_index(&headers);
     server.stop().await;
@@ -1638,15 +1757,7 @@ async fn a_store_adopted_by_an_older_backup_of_its_ledger_keeps_what_the_backup_
         )),
         "{stdout}"
     );
-    let output = civitas(
-        &["ledger", "adopt-store", "--from", &lost_id, "--apply"],
-        &settings,
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    adopt_store(&settings, &lost_id);
 
     let server = server.start_again().await;
     let after = derived_from_ledger(&settings, &subject).await;
