@@ -1,6 +1,8 @@
 //! The gateway's side of the API: services on interface resources, mapping suggestions from
-//! OpenAPI descriptions, system client certificates, per-grant usage, and the personal-data
-//! access index.
+//! OpenAPI descriptions ([`from_openapi`]), system client certificates, per-grant usage, and the
+//! personal-data access index.
+
+mod from_openapi;
 
 use std::collections::HashSet;
 
@@ -29,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
+use self::from_openapi::MappingSuggestion;
 use crate::{
     AppState,
     auth::Caller,
@@ -316,30 +319,8 @@ pub struct MappingRequest {
     pub openapi: Value,
 }
 
-/// Suggested paths and field mappings for a service.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MappingSuggestion {
-    /// Path patterns of the description's GET operations.
-    pub paths: Vec<String>,
-    /// Mappings that can be registered together: none lies inside another.
-    pub fields: Vec<FieldMapping>,
-    /// Mappings the description also suggests that are left out of `fields`: each lies inside
-    /// (or is) the field of a mapping there for another item, and a service may not map both.
-    pub left_out: Vec<LeftOutMapping>,
-    /// Items of the resource no property matched, or whose mappings were all left out.
-    pub unmatched_items: Vec<String>,
-}
-
-/// A suggested mapping left out, with the kept mapping whose field holds it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct LeftOutMapping {
-    pub item: String,
-    pub path: String,
-    pub inside: FieldMapping,
-}
-
 #[utoipa::path(post, path = "/api/v1/services/mapping-from-openapi", tag = "gateway", request_body = MappingRequest,
-    description = "Suggests a service's path patterns and field mappings from its OpenAPI description: a property maps to the item whose code equals its name, or the one named by an `x-civitas-item` extension. Where the operations' answers put one item's field inside another's (or give one field to two items), the outer mapping is kept and the inner one listed in `left_out`, since a service may not register both. Review the suggestion, then register the service.",
+    description = "Suggests a service's path patterns and field mappings from its OpenAPI 3.x description. Only GET operations are read, and of each the JSON answers (`application/json`, with parameters or not, and `application/*+json` but not `application/problem+json`) of every 2XX status, or of `default` when there is none. A property maps to the item whose code equals its name, or the one named by an `x-civitas-item` extension; every branch of `allOf`, `oneOf` and `anyOf` is read, and references within the description (`#/…`) are followed. A schema that refers back to one it lies inside of is read once, as field paths cannot repeat. Where the operations' answers put one item's field inside another's (or give one field to two items), the outer mapping is kept and the inner one listed in `left_out`, since a service may not register both. What could not be used (a reference to another file or to nothing, a path template that is no path pattern, the deeper levels of a recursive schema) is listed in `warnings` with where it is. A description whose answers need more than 20000 schemas walked, or nest them more than 64 deep, is refused (422). Review the suggestion, then register the service.",
     responses((status = 200, body = MappingSuggestion), (status = 422, body = Problem)))]
 async fn mapping_from_openapi(
     State(state): State<AppState>,
@@ -357,116 +338,13 @@ async fn mapping_from_openapi(
         .iter()
         .map(|item| item.code.clone())
         .collect();
-    let paths = request
-        .openapi
-        .get("paths")
-        .and_then(Value::as_object)
-        .ok_or_else(|| {
-            ApiError::invalid("openapi.paths", "an OpenAPI description has a paths object")
-        })?;
-    let mut suggestion = MappingSuggestion {
-        paths: Vec::new(),
-        fields: Vec::new(),
-        left_out: Vec::new(),
-        unmatched_items: Vec::new(),
-    };
-    for (path, operations) in paths {
-        let Some(get) = operations.get("get") else {
-            continue;
-        };
-        suggestion.paths.push(path.clone());
-        let schema = get
-            .pointer("/responses/200/content/application~1json/schema")
-            .cloned()
-            .unwrap_or(Value::Null);
-        collect_mappings(
-            &request.openapi,
-            &schema,
-            "$",
-            &items,
-            &mut suggestion.fields,
-            0,
-        );
-    }
-    suggestion
-        .fields
-        .sort_by(|a, b| (&a.item, &a.path).cmp(&(&b.item, &b.path)));
-    suggestion.fields.dedup();
-    // One operation's schema maps no property inside a mapped one, but operations differ: what
-    // one maps whole, another may map field by field. The outer mapping stays.
-    while let Some(overlap) = find_overlap(&suggestion.fields) {
-        let inside = suggestion.fields[overlap.outer].clone();
-        let FieldMapping { item, path } = suggestion.fields.remove(overlap.inner);
-        suggestion
-            .left_out
-            .push(LeftOutMapping { item, path, inside });
-    }
-    suggestion.unmatched_items = items
-        .into_iter()
-        .filter(|item| !suggestion.fields.iter().any(|field| field.item == *item))
-        .collect();
+    // The walk is bounded, but a large description can take it to its bound: a blocking thread
+    // spends the milliseconds that costs.
+    let suggestion =
+        tokio::task::spawn_blocking(move || from_openapi::suggest(&request.openapi, &items))
+            .await
+            .map_err(ApiError::internal)??;
     Ok(axum::Json(suggestion))
-}
-
-/// Walks a JSON schema (following local `$ref`s) and maps properties to items.
-fn collect_mappings(
-    document: &Value,
-    schema: &Value,
-    path: &str,
-    items: &[String],
-    into: &mut Vec<FieldMapping>,
-    depth: usize,
-) {
-    if depth > 12 {
-        return;
-    }
-    let schema = match schema.get("$ref").and_then(Value::as_str) {
-        Some(reference) => match reference
-            .strip_prefix('#')
-            .and_then(|pointer| document.pointer(pointer))
-        {
-            Some(target) => target,
-            None => return,
-        },
-        None => schema,
-    };
-    if let Some(item) = schema.get("x-civitas-item").and_then(Value::as_str)
-        && items.iter().any(|known| known == item)
-    {
-        into.push(FieldMapping {
-            item: item.to_owned(),
-            path: path.to_owned(),
-        });
-        return;
-    }
-    if let Some(element) = schema.get("items") {
-        collect_mappings(
-            document,
-            element,
-            &format!("{path}[*]"),
-            items,
-            into,
-            depth + 1,
-        );
-    }
-    if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
-        for (name, property) in properties {
-            let property_path = if name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                format!("{path}.{name}")
-            } else {
-                format!("{path}[\"{name}\"]")
-            };
-            let explicit = property.get("x-civitas-item").is_some();
-            if !explicit && items.iter().any(|item| item == name) {
-                into.push(FieldMapping {
-                    item: name.clone(),
-                    path: property_path.clone(),
-                });
-                continue;
-            }
-            collect_mappings(document, property, &property_path, items, into, depth + 1);
-        }
-    }
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]

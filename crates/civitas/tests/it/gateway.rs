@@ -32,6 +32,8 @@ on_both_stores!(
     service_upstreams_are_for_the_provider,
     an_answer_about_many_people_is_recorded_whole,
     overlapping_field_mappings_are_refused,
+    a_mapping_suggested_from_a_real_world_description_registers,
+    unreadable_openapi_descriptions_are_refused,
     a_stored_service_s_overlapping_mappings_are_reported,
 );
 
@@ -284,6 +286,17 @@ pub fn receipt_index(headers: &reqwest::header::HeaderMap) -> u64 {
         .unwrap()
 }
 
+/// What the upstream's account of [`CITIZEN`] becomes for the city's consumer system, under its
+/// grant: the items granted, personal ones masked.
+fn granted_answer() -> Value {
+    json!({
+        "id_number": "110105********002X",
+        "name": "欧阳**",
+        "balance": 36512.4,
+        "deposits": [{ "month": "2026-10" }, { "month": "2026-09" }]
+    })
+}
+
 async fn granted_call_is_filtered_masked_and_receipted(server: TestServer) {
     let upstream = start_upstream().await;
     let city = city(&server, upstream, json!({})).await;
@@ -292,12 +305,7 @@ async fn granted_call_is_filtered_masked_and_receipted(server: TestServer) {
     let body: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(
         body,
-        json!({
-            "id_number": "110105********002X",
-            "name": "欧阳**",
-            "balance": 36512.4,
-            "deposits": [{ "month": "2026-10" }, { "month": "2026-09" }]
-        }),
+        granted_answer(),
         "not granted (monthly_deposit, amounts) and unmapped (internal_note) fields are gone; personal ones are masked"
     );
     let exchange_id = headers["civitas-exchange-id"].to_str().unwrap().to_owned();
@@ -2014,13 +2022,7 @@ async fn overlapping_field_mappings_are_refused(server: TestServer) {
             } }))
         }
     });
-    let (status, suggestion) = server
-        .post(
-            "/api/v1/services/mapping-from-openapi",
-            &city.officer,
-            json!({ "resource": "320100-B01-000001", "openapi": openapi }),
-        )
-        .await;
+    let (status, suggestion) = suggest_mapping(&server, &city.officer, openapi).await;
     assert_eq!(status, StatusCode::OK, "{suggestion}");
     assert_eq!(
         suggestion,
@@ -2034,9 +2036,246 @@ async fn overlapping_field_mappings_are_refused(server: TestServer) {
                 "item": "id_number", "path": "$.holder.id_number",
                 "inside": { "item": "name", "path": "$.holder" }
             }],
-            "unmatched_items": ["id_number", "monthly_deposit", "deposit_month"]
+            "unmatched_items": ["id_number", "monthly_deposit", "deposit_month"],
+            "warnings": []
         })
     );
+}
+
+/// Asks for the mapping of the city's resource that `openapi` suggests.
+async fn suggest_mapping(server: &TestServer, key: &str, openapi: Value) -> (StatusCode, Value) {
+    server
+        .post(
+            "/api/v1/services/mapping-from-openapi",
+            key,
+            json!({ "resource": "320100-B01-000001", "openapi": openapi }),
+        )
+        .await
+}
+
+/// A provider's OpenAPI description written as real ones are: composed schemas, chains of
+/// references (to responses and to schemas), a recursive schema, a success answer that is a 201
+/// in JSON with a charset, an error answer in problem+json, a path template no path pattern can
+/// express and a reference to another file. The suggestion maps every item, says what it could
+/// not use and where, and registers as it is: the gateway filters the service's answers by it.
+async fn a_mapping_suggested_from_a_real_world_description_registers(server: TestServer) {
+    let upstream = start_upstream().await;
+    let city = city(&server, upstream, json!({})).await;
+    let openapi = json!({
+        "openapi": "3.1.0",
+        "info": { "title": "住房公积金账户服务", "version": "2.3.0" },
+        "paths": {
+            "/accounts": { "post": { "responses": {
+                "201": { "$ref": "#/components/responses/Account" }
+            } } },
+            "/accounts/{id}": {
+                "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "get": { "responses": {
+                    "200": { "$ref": "#/components/responses/Account" },
+                    "404": { "description": "no such account", "content": {
+                        "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } }
+                    } }
+                } }
+            },
+            "/accounts/{id}/statement": { "get": { "responses": {
+                "201": { "description": "a statement, made for this request", "content": {
+                    "application/json; charset=utf-8": { "schema": { "$ref": "#/components/schemas/Statement" } }
+                } },
+                "default": { "$ref": "#/components/responses/Problem" }
+            } } },
+            "/accounts/{id}/statements/{month}.pdf": { "get": { "responses": {
+                "200": { "description": "a statement, printed", "content": { "application/pdf": {} } }
+            } } }
+        },
+        "components": {
+            "responses": {
+                "Account": { "$ref": "#/components/responses/AccountFound" },
+                "AccountFound": { "description": "the account", "content": {
+                    "application/json": { "schema": { "$ref": "#/components/schemas/Account" } }
+                } },
+                "Problem": { "description": "what went wrong", "content": {
+                    "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } }
+                } }
+            },
+            "schemas": {
+                "Account": { "allOf": [
+                    { "$ref": "#/components/schemas/Holder" },
+                    { "type": "object", "properties": {
+                        "balance": { "type": "number" },
+                        "monthly_deposit": { "type": ["number", "null"] },
+                        "deposits": { "type": "array", "items": { "$ref": "#/components/schemas/Deposit" } },
+                        "linked_accounts": { "type": "array", "items": { "$ref": "#/components/schemas/Account" } },
+                        "center": { "$ref": "#/components/schemas/ManagingCenter" },
+                        "attachments": { "$ref": "common.yaml#/components/schemas/Attachments" }
+                    } }
+                ] },
+                "Holder": { "$ref": "#/components/schemas/Person" },
+                "Person": { "type": "object", "required": ["id_number"], "properties": {
+                    "id_number": { "type": "string", "pattern": "^[0-9]{17}[0-9X]$" },
+                    "name": { "type": "string" }
+                } },
+                "Deposit": {
+                    "oneOf": [
+                        { "$ref": "#/components/schemas/MonthlyDeposit" },
+                        { "$ref": "#/components/schemas/ExtraDeposit" }
+                    ],
+                    "discriminator": { "propertyName": "kind" }
+                },
+                "MonthlyDeposit": { "type": "object", "properties": {
+                    "kind": { "const": "monthly" },
+                    "month": { "type": "string", "x-civitas-item": "deposit_month" },
+                    "amount": { "type": "number" }
+                } },
+                "ExtraDeposit": { "type": "object", "properties": {
+                    "kind": { "const": "extra" },
+                    "month": { "type": "string", "x-civitas-item": "deposit_month" },
+                    "reason": { "type": "string" }
+                } },
+                // Recursive, holding no item: it says nothing.
+                "ManagingCenter": { "type": "object", "properties": {
+                    "code": { "type": "string" },
+                    "parent": { "$ref": "#/components/schemas/ManagingCenter" }
+                } },
+                "Statement": { "allOf": [
+                    { "$ref": "#/components/schemas/Account" },
+                    { "properties": { "issued_at": { "type": "string", "format": "date-time" } } }
+                ] },
+                // Were error answers read, `detail` would map.
+                "Problem": { "type": "object", "properties": {
+                    "title": { "type": "string" },
+                    "detail": { "type": "string", "x-civitas-item": "monthly_deposit" }
+                } }
+            }
+        }
+    });
+    let (status, suggestion) = suggest_mapping(&server, &city.officer, openapi).await;
+    assert_eq!(status, StatusCode::OK, "{suggestion}");
+    assert_eq!(
+        suggestion,
+        json!({
+            "paths": ["/accounts/{id}", "/accounts/{id}/statement"],
+            "fields": [
+                { "item": "balance", "path": "$.balance" },
+                { "item": "deposit_month", "path": "$.deposits[*].month" },
+                { "item": "id_number", "path": "$.id_number" },
+                { "item": "monthly_deposit", "path": "$.monthly_deposit" },
+                { "item": "name", "path": "$.name" }
+            ],
+            "left_out": [],
+            "unmatched_items": [],
+            "warnings": [
+                {
+                    "at": "#/components/schemas/Account/allOf/1/properties/attachments",
+                    "message": "$ref \"common.yaml#/components/schemas/Attachments\" is outside this description; only references within it (\"#/…\") are followed, so what it describes is not mapped"
+                },
+                {
+                    "at": "#/components/schemas/Account/allOf/1/properties/linked_accounts/items",
+                    "message": "$ref \"#/components/schemas/Account\" leads back to a schema it lies inside of; field paths cannot repeat, so the fields below $.linked_accounts[*] are not mapped and the gateway drops them: map the levels the answers use by hand"
+                },
+                {
+                    "at": "#/paths/~1accounts~1{id}~1statements~1{month}.pdf",
+                    "message": "\"/accounts/{id}/statements/{month}.pdf\" has a malformed segment \"{month}.pdf\", so it is not among the suggested paths; a parameter must be a whole segment"
+                }
+            ]
+        })
+    );
+
+    let path = format!(
+        "/api/v1/organizations/{}/systems/fund-core/services/accounts-v2",
+        city.provider
+    );
+    let service = json!({
+        "code": "accounts-v2", "resource": "320100-B01-000001",
+        "upstream": format!("http://{upstream}"), "methods": ["GET"],
+        "paths": suggestion["paths"], "fields": suggestion["fields"]
+    });
+    let (status, registered) = server.put(&path, &city.officer, service).await;
+    assert_eq!(status, StatusCode::CREATED, "{registered}");
+    let calls = format!(
+        "/x/{}/fund-core/accounts-v2/accounts/{CITIZEN}",
+        city.provider
+    );
+    let (_, text) = call_ok(&server, &city.consumer_key, &calls).await;
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        body,
+        granted_answer(),
+        "granted items by the suggested mapping, personal ones masked"
+    );
+
+    let (_, spec) = server
+        .request(reqwest::Method::GET, "/api/v1/openapi.json", None, None)
+        .await;
+    let warnings = &spec["components"]["schemas"]["MappingSuggestion"]["properties"]["warnings"];
+    assert_eq!(
+        warnings["items"]["$ref"], "#/components/schemas/MappingWarning",
+        "{warnings}"
+    );
+}
+
+/// Descriptions the suggestion cannot read are refused with a problem naming the field, and one
+/// nested deeper than a JSON body may be is refused before it is read.
+async fn unreadable_openapi_descriptions_are_refused(server: TestServer) {
+    let upstream = start_upstream().await;
+    let city = city(&server, upstream, json!({})).await;
+    let mut nested = json!({ "properties": { "name": {} } });
+    for _ in 0..70 {
+        nested = json!({ "items": nested });
+    }
+    let deep = json!({ "openapi": "3.1.0", "paths": { "/accounts/{id}": { "get": { "responses": {
+        "200": { "content": { "application/json": { "schema": nested } } }
+    } } } } });
+    // Each detail as it begins.
+    for (openapi, field, detail) in [
+        (
+            json!("openapi: 3.1.0"),
+            "openapi",
+            "must be an OpenAPI description, a JSON object",
+        ),
+        (
+            json!({ "openapi": "3.1.0", "paths": ["/accounts/{id}"] }),
+            "openapi.paths",
+            "must be an object",
+        ),
+        (
+            deep,
+            "openapi",
+            "schemas nest more than 64 deep (at #/paths/~1accounts~1{id}/get/responses/200/content/application~1json/schema/items/items/",
+        ),
+    ] {
+        let (status, problem) = suggest_mapping(&server, &city.officer, openapi).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+        assert_eq!(problem["code"], "invalid_field", "{problem}");
+        assert_eq!(problem["field"], field, "{problem}");
+        let named = format!("{field}: {detail}");
+        assert!(
+            problem["detail"].as_str().unwrap().starts_with(&named),
+            "{problem}"
+        );
+    }
+
+    let mut too_deep = String::from("{\"properties\": {\"name\": {}}}");
+    for _ in 0..200 {
+        too_deep = format!("{{\"items\": {too_deep}}}");
+    }
+    let body = format!(
+        "{{\"resource\": \"320100-B01-000001\", \"openapi\": {{\"openapi\": \"3.1.0\", \"paths\": {too_deep}}}}}"
+    );
+    let response = server
+        .client
+        .post(format!(
+            "{}/api/v1/services/mapping-from-openapi",
+            server.base
+        ))
+        .bearer_auth(&city.officer)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["code"], "malformed_json", "{problem}");
 }
 
 /// A service stored before overlapping mappings were refused is still in the store and served;

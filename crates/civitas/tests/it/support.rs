@@ -156,6 +156,10 @@ impl TestServer {
             .await
     }
 
+    pub async fn put(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+        self.request(Method::PUT, path, Some(key), Some(body)).await
+    }
+
     pub async fn patch(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
         self.request(Method::PATCH, path, Some(key), Some(body))
             .await
