@@ -32,9 +32,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
         if !is_json {
             return Err(ApiError::UnsupportedMediaType);
         }
+        // The router's `DefaultBodyLimit` is `MAX_JSON_BODY`; a body that stops short (the
+        // client went away) is no JSON document either.
         let body = axum::body::Bytes::from_request(request, state)
             .await
-            .map_err(|_| ApiError::PayloadTooLarge(MAX_JSON_BODY))?;
+            .map_err(|rejection| match rejection.status() {
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                    ApiError::PayloadTooLarge(MAX_JSON_BODY)
+                }
+                _ => ApiError::MalformedJson(format!(
+                    "the body could not be read: {}",
+                    rejection.body_text()
+                )),
+            })?;
         parse_json(&body).map(Json)
     }
 }

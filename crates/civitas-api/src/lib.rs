@@ -140,6 +140,8 @@ pub fn router(state: AppState) -> Router {
         .merge(openapi::routes())
         .fallback(ops::no_route)
         .method_not_allowed_fallback(ops::method_not_allowed)
+        // axum's own default (2 MB) would refuse bodies that the API takes.
+        .layer(axum::extract::DefaultBodyLimit::max(extract::MAX_JSON_BODY))
         .layer(middleware::from_fn_with_state(
             state.metrics.clone(),
             metrics::record_request,

@@ -218,6 +218,36 @@ async fn organization_bad_input(server: TestServer) {
         .unwrap();
     assert_eq!(not_json.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
+    // Up to 4 MiB a body is read (this one's long name is then refused); past it, 413.
+    let max = civitas_api::extract::MAX_JSON_BODY;
+    for (bytes, status, code) in [
+        (
+            3 * 1024 * 1024,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+        ),
+        (max + 1, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+    ] {
+        let mut long_name = good(json!(uscc(9)));
+        long_name["name"] = json!("");
+        let padding = bytes - long_name.to_string().len();
+        long_name["name"] = json!("名".repeat(padding / 3) + &"x".repeat(padding % 3));
+        let body = long_name.to_string();
+        assert_eq!(body.len(), bytes);
+        let response = server
+            .client
+            .post(format!("{}/api/v1/organizations", server.base))
+            .bearer_auth(ADMIN_KEY)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status);
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["code"], code, "{problem}");
+    }
+
     let not_found = server
         .get(&format!("/api/v1/organizations/{}", uscc(98)), ADMIN_KEY)
         .await;
