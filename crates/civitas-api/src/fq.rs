@@ -16,11 +16,14 @@
 //!   operators (`tags:(a OR "b c")`), nested at most [`MAX_DEPTH`] levels;
 //! - `metadata_modified:[FROM TO *]`, below.
 //!
-//! NOT binds tightest, then AND, then OR: `a OR b c` is `a OR (b AND c)`, and `a OR b -c` is
-//! `a OR (b AND NOT c)`. This is the boolean reading, not Solr's own: Solr reads a mix of OR
-//! and AND at one level clause by clause, making the clauses next to an OR optional beside the
-//! others, so that in `a OR b c` only `c` filters anything. Parentheses say the other grouping:
-//! `(a OR b) c`.
+//! NOT binds tightest, then OR; the clauses that spaces separate are what must all hold. So
+//! `organization:a OR organization:b groups:x OR groups:y` is (a or b) and (x or y), as
+//! ckanext-harvest means it when it sends its organization and group filters so, and as a
+//! reader of a filter list takes it; `a OR b -c` is `(a OR b) AND NOT c`. An explicit AND and
+//! an OR in one group are refused: whether `a OR b AND c` is `(a OR b) AND c` or
+//! `a OR (b AND c)` is anyone's guess, and parentheses say it. Solr's own reading differs from
+//! both: it makes every clause next to an OR optional, so that in ckanext-harvest's filters
+//! above any one of the four values lets a dataset through.
 //!
 //! `metadata_modified:[FROM TO *]`, with which CKAN's harvester asks for the datasets changed
 //! since its last run, is the listing's "changed since" rather than a condition on a field: at
@@ -91,7 +94,7 @@ pub(crate) fn parse_fq(fq: &str) -> Result<Fq, String> {
             modified,
         });
     }
-    let mut alternatives = parser.expression(0, None)?;
+    let terms = parser.expression(0, None)?;
     if let Some(unread) = parser.tokens.get(parser.position) {
         // Only a ')' ends the top level early.
         return Err(format!(
@@ -99,22 +102,13 @@ pub(crate) fn parse_fq(fq: &str) -> Result<Fq, String> {
             unread.at
         ));
     }
-    let clauses = if alternatives.len() == 1 {
-        alternatives
-            .pop()
-            .expect("one alternative")
-            .into_iter()
-            .map(|(condition, span)| FqClause {
-                text: fq[span].to_owned(),
-                condition,
-            })
-            .collect()
-    } else {
-        vec![FqClause {
-            text: fq.trim().to_owned(),
-            condition: combine(alternatives),
-        }]
-    };
+    let clauses = terms
+        .into_iter()
+        .map(|(condition, span)| FqClause {
+            text: fq[span].to_owned(),
+            condition,
+        })
+        .collect();
     Ok(Fq { clauses, modified })
 }
 
@@ -483,8 +477,8 @@ fn modified_range(range: &str) -> Result<ModifiedRange, String> {
     Ok(ModifiedRange { from })
 }
 
-/// Alternatives (OR) of conjunctions (AND) of clauses, each with its bytes in the `fq`.
-type Alternatives = Vec<Vec<(Condition, Range<usize>)>>;
+/// A condition and its bytes in the `fq`.
+type Spanned = (Condition, Range<usize>);
 
 struct Parser {
     tokens: Vec<Lexed>,
@@ -511,33 +505,16 @@ impl Parser {
         self.ends_group() || matches!(self.peek(), Some(Token::Or | Token::And))
     }
 
-    /// Conjunctions joined by OR; `field` is the facet of a `field:( … )` group being read.
-    fn expression(&mut self, depth: usize, field: Option<Facet>) -> Result<Alternatives, String> {
-        let mut alternatives = vec![self.conjunction(depth, field)?];
-        while self.peek() == Some(&Token::Or) {
-            let at = self.at();
-            self.position += 1;
-            if self.ends_operand() {
-                return Err(format!(
-                    "OR at character {at} must stand between two clauses"
-                ));
-            }
-            alternatives.push(self.conjunction(depth, field)?);
-        }
-        Ok(alternatives)
-    }
-
-    /// Clauses joined by spaces or AND, up to an OR or the end of the group.
-    fn conjunction(
-        &mut self,
-        depth: usize,
-        field: Option<Facet>,
-    ) -> Result<Vec<(Condition, Range<usize>)>, String> {
-        let mut clauses = Vec::new();
+    /// The clauses of a group (or of the whole `fq`) that must all hold, joined by spaces or
+    /// AND, each an OR of clauses; each with its bytes in the `fq`. `field` is the facet of a
+    /// `field:( … )` group being read. An AND and an OR at one level are refused, as their
+    /// grouping is anyone's guess: parentheses say which is meant.
+    fn expression(&mut self, depth: usize, field: Option<Facet>) -> Result<Vec<Spanned>, String> {
+        let mut terms = Vec::new();
+        let (mut and_at, mut or_at) = (None, None);
         loop {
             match self.peek() {
                 None | Some(Token::Close) => break,
-                Some(Token::Or) if !clauses.is_empty() => break,
                 Some(Token::Or) => {
                     return Err(format!(
                         "OR at character {} must stand between two clauses",
@@ -547,25 +524,60 @@ impl Parser {
                 Some(Token::And) => {
                     let at = self.at();
                     self.position += 1;
-                    if clauses.is_empty() || self.ends_operand() {
+                    if terms.is_empty() || self.ends_operand() {
                         return Err(format!(
                             "AND at character {at} must stand between two clauses"
                         ));
                     }
+                    and_at.get_or_insert(at);
                 }
-                Some(_) => clauses.push(self.clause(depth, field)?),
+                Some(_) => {
+                    let (term, first_or) = self.alternatives(depth, field)?;
+                    if let Some(at) = first_or {
+                        or_at.get_or_insert(at);
+                    }
+                    terms.push(term);
+                }
             }
         }
-        debug_assert!(!clauses.is_empty(), "groups and the fq are not empty");
-        Ok(clauses)
+        if let (Some(and), Some(or)) = (and_at, or_at) {
+            return Err(format!(
+                "AND at character {and} and OR at character {or} stand in one group: say which \
+                 binds first with parentheses, as in (a OR b) AND c or a OR (b AND c)"
+            ));
+        }
+        debug_assert!(!terms.is_empty(), "groups and the fq are not empty");
+        Ok(terms)
     }
 
-    /// A clause, negated by `-` or NOT: a field's value or values, or a group.
-    fn clause(
+    /// Clauses joined by OR, any of which holds: its condition and bytes, and where its first
+    /// OR stands.
+    fn alternatives(
         &mut self,
         depth: usize,
         field: Option<Facet>,
-    ) -> Result<(Condition, Range<usize>), String> {
+    ) -> Result<(Spanned, Option<usize>), String> {
+        let (first, mut bytes) = self.clause(depth, field)?;
+        let mut conditions = vec![first];
+        let mut first_or = None;
+        while self.peek() == Some(&Token::Or) {
+            let at = self.at();
+            self.position += 1;
+            if self.ends_operand() {
+                return Err(format!(
+                    "OR at character {at} must stand between two clauses"
+                ));
+            }
+            first_or.get_or_insert(at);
+            let (condition, clause_bytes) = self.clause(depth, field)?;
+            bytes.end = clause_bytes.end;
+            conditions.push(condition);
+        }
+        Ok(((join(conditions, Joined::Any), bytes), first_or))
+    }
+
+    /// A clause, negated by `-` or NOT: a field's value or values, or a group.
+    fn clause(&mut self, depth: usize, field: Option<Facet>) -> Result<Spanned, String> {
         let first = self.position;
         let negated = match self.peek() {
             Some(&Token::Sign { negated }) => {
@@ -642,14 +654,15 @@ impl Parser {
         if self.peek() == Some(&Token::Close) {
             return Err(format!("empty parentheses at character {at}"));
         }
-        let alternatives = self.expression(depth + 1, field)?;
+        let terms = self.expression(depth + 1, field)?;
         if self.peek() != Some(&Token::Close) {
             return Err(format!(
                 "unbalanced parentheses: '(' at character {at} is not closed"
             ));
         }
         self.position += 1;
-        Ok(combine(alternatives))
+        let conditions = terms.into_iter().map(|(condition, _)| condition).collect();
+        Ok(join(conditions, Joined::All))
     }
 
     fn value(&mut self, facet: Facet, value: &str) -> Result<Condition, String> {
@@ -659,21 +672,6 @@ impl Parser {
         }
         Ok(Condition::Value(facet, from_ckan_value(facet, value)))
     }
-}
-
-/// The condition of alternatives of conjunctions.
-fn combine(alternatives: Alternatives) -> Condition {
-    let alternatives = alternatives
-        .into_iter()
-        .map(|clauses| {
-            let conditions = clauses
-                .into_iter()
-                .map(|(condition, _)| condition)
-                .collect();
-            join(conditions, Joined::All)
-        })
-        .collect();
-    join(alternatives, Joined::Any)
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -749,9 +747,10 @@ mod tests {
     }
 
     /// CKAN's Solr makes AND the default operator: clauses next to each other must all hold, two
-    /// of one field too. NOT binds tighter than AND, AND tighter than OR.
+    /// of one field too. NOT binds tighter than OR, and OR tighter than the spaces between
+    /// the clauses that must all hold.
     #[test]
-    fn all_clauses_hold_and_binds_tighter_than_or() {
+    fn all_clauses_hold_and_or_joins_alternatives_of_one() {
         check("tags:a tags:b", "(all tag=a tag=b)");
         check("tags:a AND tags:b", "(all tag=a tag=b)");
         check(
@@ -760,19 +759,24 @@ mod tests {
         );
         check("tags:a OR tags:b", "(any tag=a tag=b)");
         check("organization:a OR tags:b", "(any provider=A tag=b)");
-        check("tags:a OR tags:b tags:c", "(any tag=a (all tag=b tag=c))");
-        check("tags:a tags:b OR tags:c", "(any (all tag=a tag=b) tag=c)");
+        check("tags:a OR tags:b tags:c", "(all (any tag=a tag=b) tag=c)");
+        check("tags:a tags:b OR tags:c", "(all tag=a (any tag=b tag=c))");
         check(
-            "tags:a OR tags:b AND tags:c OR tags:d",
-            "(any tag=a (all tag=b tag=c) tag=d)",
+            "organization:a OR organization:b groups:x OR groups:y",
+            "(all (any provider=A provider=B) (any classification=X classification=Y))",
         );
         check(
             "tags:a OR tags:b -tags:c",
-            "(any tag=a (all tag=b (not tag=c)))",
+            "(all (any tag=a tag=b) (not tag=c))",
         );
+        check("tags:a OR -tags:b", "(any tag=a (not tag=b))");
         check(
             "(organization:x OR organization:y) AND tags:z",
             "(all (any provider=X provider=Y) tag=z)",
+        );
+        check(
+            "tags:a OR (tags:b AND tags:c)",
+            "(any tag=a (all tag=b tag=c))",
         );
         check(
             "((tags:a OR tags:b) OR tags:c) (tags:d (tags:e))",
@@ -787,6 +791,17 @@ mod tests {
         check(
             "open_type:closed OR NOT open_type:open",
             "(any open_type=closed (not open_type=open))",
+        );
+        for mixed in [
+            "tags:a OR tags:b AND tags:c",
+            "tags:a AND tags:b OR tags:c",
+            "tags:(a AND b OR c)",
+        ] {
+            check_error(mixed, "stand in one group: say which binds first");
+        }
+        check_error(
+            "tags:a OR tags:b tags:c AND tags:d",
+            "AND at character 25 and OR at character 8",
         );
     }
 
@@ -829,7 +844,7 @@ mod tests {
         );
         assert_eq!(
             texts(" organization:a OR organization:b -groups:b01 "),
-            ["organization:a OR organization:b -groups:b01"]
+            ["organization:a OR organization:b", "-groups:b01"]
         );
         assert_eq!(
             texts("NOT tags:a metadata_modified:[* TO *] tags:社保"),
@@ -857,11 +872,11 @@ mod tests {
             parse_fq("metadata_modified:[* TO NOW]").unwrap().modified,
             Some(ModifiedRange { from: None })
         );
-        // Two OR lists read by precedence, not as ckanext-harvest means them.
+        // Two OR lists, as ckanext-harvest means them.
         check(
             "organization:a OR organization:b groups:b01 OR groups:t03 \
              metadata_modified:[2026-01-01T00:00:00Z TO *]",
-            "(any provider=A (all provider=B classification=B01) classification=T03)",
+            "(all (any provider=A provider=B) (any classification=B01 classification=T03))",
         );
     }
 

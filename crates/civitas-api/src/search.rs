@@ -621,16 +621,10 @@ impl Listing {
                 )));
             }
             (false, _) => {
-                let grouping = if matches!(condition, Condition::Any(_)) {
-                    "; AND binds tighter than OR, so group alternatives in parentheses: \
-                     (organization:a OR organization:b) groups:b01"
-                } else {
-                    ""
-                };
                 return Err(CkanError::search_query(format!(
                     "with sort {sort:?}, fq filters on organization, groups, one open_type and \
                      metadata_modified, each clause one field's values (joined by OR) or their \
-                     exclusion, not {clause:?}{grouping}"
+                     exclusion, not {clause:?}"
                 )));
             }
         }

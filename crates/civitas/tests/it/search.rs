@@ -829,6 +829,26 @@ async fn ckan_harvesters_include_and_exclude_organizations_and_groups(server: Te
             format!("-groups:b01 organization:({fund} OR {insurance})"),
             insurances.clone(),
         ),
+        // As ckanext-harvest sends its organization and group filters: any of the first and
+        // any of the second.
+        (
+            Some(ADMIN_KEY),
+            format!(
+                "organization:{fund} OR organization:{third} groups:b01 OR groups:t03 \
+                 metadata_modified:[2000-01-01T00:00:00Z TO *]"
+            ),
+            listed(&[
+                "320100-B01-000001",
+                "320100-B01-000002",
+                "320100-B01-000003",
+                "320100-B01-000004",
+            ]),
+        ),
+        (
+            Some(ADMIN_KEY),
+            format!("organization:{fund} OR organization:{insurance} -groups:b01"),
+            insurances.clone(),
+        ),
         // An open type: anonymous callers list open data only, so closed data is none.
         (
             Some(ADMIN_KEY),
@@ -881,8 +901,8 @@ async fn ckan_harvesters_include_and_exclude_organizations_and_groups(server: Te
         ),
         (
             "id asc",
-            format!("organization:{fund} OR organization:{third} -groups:t03"),
-            "AND binds tighter than OR",
+            format!("organization:{fund} OR organization:{third} AND groups:b01"),
+            "stand in one group: say which binds first with parentheses",
         ),
         ("id asc", "tags:公积金".into(), "not \"tags:公积金\""),
         (
@@ -938,7 +958,8 @@ async fn ckan_harvesters_include_and_exclude_organizations_and_groups(server: Te
 
 /// `fq` as CKAN's Solr reads it: clauses all hold (two tags are both, as CKAN's web interface
 /// narrows a search by a second tag), OR between clauses of any fields, NOT and `-`,
-/// parentheses and groups of one field's values, AND binding tighter than OR. Whatever it says,
+/// parentheses and groups of one field's values, OR binding tighter than the spaces between
+/// the clauses that all hold. Whatever it says,
 /// an anonymous caller finds open data only.
 async fn ckan_fq_clauses_all_hold_with_or_not_and_groups(server: TestServer) {
     let (fund, insurance, third) = catalog_of_three(&server).await;
@@ -996,10 +1017,15 @@ async fn ckan_fq_clauses_all_hold_with_or_not_and_groups(server: TestServer) {
             format!("organization:{fund} OR groups:t03"),
             5,
         ),
-        // AND binds tighter than OR.
+        // OR binds tighter than the spaces between clauses, and parentheses say otherwise.
         (
             Some(ADMIN_KEY),
             format!("organization:{third} OR tags:社保 tags:养老"),
+            1,
+        ),
+        (
+            Some(ADMIN_KEY),
+            format!("organization:{third} OR (tags:社保 tags:养老)"),
             2,
         ),
         (
