@@ -13,6 +13,7 @@ pub mod ckan;
 mod dcat;
 pub mod error;
 pub mod extract;
+mod fq;
 pub mod ledger;
 pub mod metrics;
 mod openapi;

@@ -4,12 +4,13 @@ use std::collections::HashMap;
 
 use axum::{Router, extract::State, routing::get};
 use civitas_core::{
-    NodeCode,
-    catalog::{ClassificationCode, Resource},
+    NodeCode, Uscc,
+    catalog::{ClassificationCode, OpenType, Resource},
     registry::Organization,
 };
 use civitas_search::{
-    CatalogIndex, Facet, Paging, SearchDocument, SearchError, SearchRequest, SearchResponse, Sort,
+    CatalogIndex, Condition, Facet, Paging, SearchDocument, SearchError, SearchRequest,
+    SearchResponse, Sort,
 };
 use civitas_store::Store;
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,7 @@ use crate::{
     auth::MaybeCaller,
     ckan::{CkanError, CkanResult, Params, package_dicts},
     error::{ApiError, ApiResult, Problem},
+    fq::{Fq, parse_fq},
 };
 
 pub fn routes() -> Router<AppState> {
@@ -324,6 +326,7 @@ pub fn search_request(caller: &MaybeCaller, query: SearchQuery) -> ApiResult<Sea
         query: query.q.unwrap_or_default(),
         filters,
         exclusions: Vec::new(),
+        condition: None,
         facets,
         facet_limit: query.facet_limit.unwrap_or(20).clamp(1, 1000),
         sort,
@@ -332,9 +335,10 @@ pub fn search_request(caller: &MaybeCaller, query: SearchQuery) -> ApiResult<Sea
     })
 }
 
-/// The most filters a caller gives one search (each is a clause of its query); the index takes a
-/// few more, for the ones the API adds.
-const MAX_FILTERS: usize = 100;
+/// The most filter values a caller gives one search (`filter` parameters, or the values of a
+/// CKAN `fq`), each a clause of its query; the index takes a few more, for the ones the API
+/// adds.
+pub(crate) const MAX_FILTERS: usize = 100;
 
 /// Runs a search off the async threads: tantivy searches are CPU work.
 pub async fn run_search(
@@ -462,7 +466,7 @@ const CKAN_FACETS: [(&str, Facet); 11] = [
     ("origin_node", Facet::OriginNode),
 ];
 
-fn ckan_facet(name: &str) -> Option<Facet> {
+pub(crate) fn ckan_facet(name: &str) -> Option<Facet> {
     CKAN_FACETS
         .iter()
         .find(|(known, _)| *known == name)
@@ -470,7 +474,7 @@ fn ckan_facet(name: &str) -> Option<Facet> {
 }
 
 /// CKAN names are lower case; facet values of codes are upper case.
-fn from_ckan_value(facet: Facet, value: &str) -> String {
+pub(crate) fn from_ckan_value(facet: Facet, value: &str) -> String {
     match facet {
         Facet::Provider | Facet::Classification => value.to_ascii_uppercase(),
         _ => value.to_owned(),
@@ -482,234 +486,6 @@ fn to_ckan_value(facet: Facet, value: &str) -> String {
         Facet::Provider | Facet::Classification => value.to_ascii_lowercase(),
         _ => value.to_owned(),
     }
-}
-
-/// A parsed `fq`.
-#[derive(Debug, Default, PartialEq)]
-struct Fq {
-    /// AND across facets, OR among the values of one facet, as the index filters.
-    included: Vec<(Facet, String)>,
-    /// Values no result has (`-field:value`).
-    excluded: Vec<(Facet, String)>,
-    /// The `metadata_modified:[FROM TO *]` clause, when there is one.
-    modified: Option<ModifiedRange>,
-}
-
-/// `metadata_modified:[FROM TO *]`: CKAN's harvester sends it for the datasets changed since its
-/// last run.
-#[derive(Debug, PartialEq)]
-struct ModifiedRange {
-    /// `None` for `*`.
-    from: Option<jiff::Timestamp>,
-}
-
-/// What a clause of an `fq` filters on.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum FqField {
-    Facet(Facet),
-    Modified,
-}
-
-/// One clause of an `fq` as written, and what it says.
-struct FqClause<'a> {
-    text: &'a str,
-    excluded: bool,
-    field: FqField,
-    value: &'a str,
-}
-
-/// Parses Solr-style `fq` as CKAN clients write it: `field:value` clauses (the value quoted when
-/// it holds spaces) separated by spaces, all of which must hold; a `+` before a clause changes
-/// nothing, a `-` excludes its value; `OR` joins clauses of one field, any of which may hold (as
-/// ckanext-harvest's `organizations_filter_include` sends `organization:a OR organization:b`);
-/// and `metadata_modified:[FROM TO *]`. Clauses of one field are alternatives even without `OR`,
-/// since the index filters AND across facets and OR among the values of one. The message of an
-/// error names the clause at fault.
-fn parse_fq(fq: &str) -> Result<Fq, String> {
-    let mut parsed = Fq::default();
-    let mut clauses = 0;
-    // The clause before the current one, and whether an `OR` follows it.
-    let mut previous: Option<FqClause> = None;
-    let mut joining = false;
-    let mut rest = fq.trim_start();
-    while !rest.is_empty() {
-        let word_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-        if &rest[..word_end] == "OR" {
-            match &previous {
-                None => return Err("fq cannot start with OR: OR joins two clauses".into()),
-                Some(_) if joining => return Err("fq has OR twice in a row".into()),
-                Some(before) if before.excluded => {
-                    return Err(format!(
-                        "OR cannot follow the excluded clause {:?}: exclude each value with a \
-                         clause of its own",
-                        before.text
-                    ));
-                }
-                Some(_) => joining = true,
-            }
-            rest = rest[word_end..].trim_start();
-            continue;
-        }
-        let (clause, remaining) = read_fq_clause(rest)?;
-        clauses += 1;
-        if clauses > MAX_FILTERS {
-            return Err(format!("fq may hold at most {MAX_FILTERS} clauses"));
-        }
-        if joining {
-            let before = previous.as_ref().expect("OR follows a clause");
-            if clause.excluded {
-                return Err(format!(
-                    "OR cannot join the excluded clause {:?}: exclude each value with a clause \
-                     of its own",
-                    clause.text
-                ));
-            }
-            if clause.field == FqField::Modified || before.field == FqField::Modified {
-                return Err(format!(
-                    "OR cannot join a metadata_modified range: {:?} OR {:?}",
-                    before.text, clause.text
-                ));
-            }
-            if clause.field != before.field {
-                return Err(format!(
-                    "OR joins clauses of one field, not {:?} OR {:?}",
-                    before.text, clause.text
-                ));
-            }
-            joining = false;
-        }
-        match clause.field {
-            FqField::Modified => {
-                if clause.excluded {
-                    return Err(format!(
-                        "a metadata_modified range cannot be excluded: {:?}",
-                        clause.text
-                    ));
-                }
-                if parsed.modified.is_some() {
-                    return Err(format!(
-                        "fq may hold one metadata_modified range, and {:?} is a second",
-                        clause.text
-                    ));
-                }
-                parsed.modified = Some(modified_range(clause.value)?);
-            }
-            FqField::Facet(facet) => {
-                let value = (facet, from_ckan_value(facet, clause.value));
-                if clause.excluded {
-                    parsed.excluded.push(value);
-                } else {
-                    parsed.included.push(value);
-                }
-            }
-        }
-        previous = Some(clause);
-        rest = remaining.trim_start();
-    }
-    if joining {
-        return Err("fq cannot end with OR: OR joins two clauses".into());
-    }
-    Ok(parsed)
-}
-
-/// Reads the clause at the start of `text` (which starts with no space), and what follows it.
-fn read_fq_clause(text: &str) -> Result<(FqClause<'_>, &str), String> {
-    let word_end = text.find(char::is_whitespace).unwrap_or(text.len());
-    let (excluded, body) = match text.as_bytes()[0] {
-        b'-' => (true, &text[1..]),
-        b'+' => (false, &text[1..]),
-        _ => (false, text),
-    };
-    if body.is_empty() || body.starts_with(char::is_whitespace) || body.starts_with(['+', '-']) {
-        return Err(format!(
-            "'{}' must be followed by a clause, without a space",
-            &text[..1]
-        ));
-    }
-    let unreadable = || {
-        format!(
-            "cannot read fq clause {:?}: clauses are field:value",
-            &text[..word_end]
-        )
-    };
-    let field_end = body
-        .find(|c: char| c == ':' || c.is_whitespace())
-        .unwrap_or(body.len());
-    let field_name = &body[..field_end];
-    if field_name.is_empty() || !body[field_end..].starts_with(':') {
-        return Err(unreadable());
-    }
-    let field = match field_name {
-        "metadata_modified" => FqField::Modified,
-        name => {
-            FqField::Facet(ckan_facet(name).ok_or_else(|| format!("fq cannot filter on {name:?}"))?)
-        }
-    };
-    let after = &body[field_end + 1..];
-    let (value, remaining) = if let Some(quoted) = after.strip_prefix('"') {
-        let end = quoted
-            .find('"')
-            .ok_or_else(|| format!("unbalanced quote in fq clause {:?}", &text[..word_end]))?;
-        (&quoted[..end], &quoted[end + 1..])
-    } else if after.starts_with('[') {
-        let end = after
-            .find(']')
-            .ok_or_else(|| format!("unbalanced bracket in fq clause {:?}", &text[..word_end]))?;
-        (&after[..=end], &after[end + 1..])
-    } else if after.starts_with('(') {
-        return Err(format!(
-            "fq takes no parentheses ({:?}): join clauses of one field with OR, as in \
-             organization:a OR organization:b",
-            &text[..word_end]
-        ));
-    } else {
-        let end = after.find(char::is_whitespace).unwrap_or(after.len());
-        if end == 0 {
-            return Err(format!("fq clause {:?} has no value", &text[..word_end]));
-        }
-        (&after[..end], &after[end..])
-    };
-    if !remaining.is_empty() && !remaining.starts_with(char::is_whitespace) {
-        return Err(unreadable());
-    }
-    let is_range = value.starts_with('[');
-    match field {
-        FqField::Modified if !is_range => {
-            return Err(format!(
-                "metadata_modified takes a range, [FROM TO *], not {value:?}"
-            ));
-        }
-        FqField::Facet(_) if is_range => {
-            return Err(format!("{field_name} takes a value, not the range {value}"));
-        }
-        _ => {}
-    }
-    let clause = FqClause {
-        text: &text[..text.len() - remaining.len()],
-        excluded,
-        field,
-        value,
-    };
-    Ok((clause, remaining))
-}
-
-/// The `[FROM TO *]` of a `metadata_modified` clause, brackets included.
-fn modified_range(range: &str) -> Result<ModifiedRange, String> {
-    let inner = &range[1..range.len() - 1];
-    let (from, to) = inner
-        .split_once(" TO ")
-        .ok_or_else(|| format!("cannot read the range {range}"))?;
-    if !matches!(to.trim(), "*" | "NOW") {
-        return Err("a metadata_modified range may only be open-ended: [FROM TO *]".into());
-    }
-    let from = match from.trim() {
-        "*" => None,
-        from => Some(
-            from.parse::<jiff::Timestamp>()
-                .map_err(|error| format!("metadata_modified from {from:?}: {error}"))?,
-        ),
-    };
-    Ok(ModifiedRange { from })
 }
 
 /// `package_search` with `sort=id asc` (or `name asc`: names are the codes in lower case), as
@@ -739,61 +515,30 @@ async fn harvest_listing(
         Some(fq) => parse_fq(&fq).map_err(CkanError::search_query)?,
         None => Fq::default(),
     };
-    let mut filter = civitas_store::ResourceFilter {
-        active: Some(true),
-        modified_since: fq.modified.and_then(|range| range.from),
-        ..Default::default()
-    };
-    let organization = |value: &str| {
-        civitas_core::Uscc::parse(value)
-            .map_err(|error| CkanError::search_query(format!("organization {value:?}: {error}")))
-    };
-    let group = |value: &str| {
-        ClassificationCode::parse(value)
-            .map_err(|error| CkanError::search_query(format!("group {value:?}: {error}")))
-    };
-    for (facet, value) in fq.included {
-        match facet {
-            Facet::Provider => filter.providers.push(organization(&value)?),
-            Facet::Classification => filter.classifications.push(group(&value)?),
-            Facet::OpenType if filter.open_type.is_none() => {
-                filter.open_type = Some(
-                    serde_json::from_value(json!(value))
-                        .map_err(|_| CkanError::search_query(format!("no open type {value:?}")))?,
-                );
-            }
-            _ => {
-                return Err(CkanError::search_query(format!(
-                    "with sort {sort:?}, fq filters on organization, groups, one open_type and \
-                     metadata_modified"
-                )));
-            }
-        }
-    }
-    for (facet, value) in fq.excluded {
-        match facet {
-            Facet::Provider => filter.excluded_providers.push(organization(&value)?),
-            Facet::Classification => filter.excluded_classifications.push(group(&value)?),
-            _ => {
-                return Err(CkanError::search_query(format!(
-                    "with sort {sort:?}, fq excludes organizations and groups only"
-                )));
-            }
-        }
+    let mut listing = Listing::default();
+    for clause in &fq.clauses {
+        listing.take(&clause.condition, &clause.text, sort)?;
     }
     if let Some(open_type) = crate::catalog::visible_open_type(caller) {
-        filter.open_type = Some(open_type);
+        listing.open_types.push(open_type);
     }
     let rows = params.integer("rows")?.unwrap_or(10).min(1000) as u32;
     let start = params.integer("start")?.unwrap_or(0);
-    let count = state.store.count_resources(&filter).await?;
-    let resources = if rows == 0 {
-        Vec::new()
-    } else {
-        state
-            .store
-            .resources_at_offset(&filter, start, rows)
-            .await?
+    let (count, resources) = match listing.filter() {
+        None => (0, Vec::new()),
+        Some(mut filter) => {
+            filter.modified_since = fq.modified.and_then(|range| range.from);
+            let count = state.store.count_resources(&filter).await?;
+            let resources = if rows == 0 {
+                Vec::new()
+            } else {
+                state
+                    .store
+                    .resources_at_offset(&filter, start, rows)
+                    .await?
+            };
+            (count, resources)
+        }
     };
     let results = package_dicts(state, &resources).await?;
     Ok(json!({
@@ -803,6 +548,123 @@ async fn harvest_listing(
         "search_facets": {},
         "results": results,
     }))
+}
+
+/// What the clauses of a listing's `fq` ask of the store, which filters on organizations,
+/// groups and one open type: each clause one field's values (any of them) or their exclusion.
+#[derive(Default)]
+struct Listing {
+    /// The organizations a dataset may be of: those every clause on organizations allows.
+    providers: Option<Vec<Uscc>>,
+    /// The groups a dataset may be of, likewise.
+    classifications: Option<Vec<ClassificationCode>>,
+    /// Open types a dataset must have, all at once.
+    open_types: Vec<OpenType>,
+    excluded_providers: Vec<Uscc>,
+    excluded_classifications: Vec<ClassificationCode>,
+}
+
+impl Listing {
+    /// Adds what `condition`, of the clause written `clause`, asks; a condition the store cannot
+    /// filter on is refused, naming the clause.
+    fn take(&mut self, condition: &Condition, clause: &str, sort: &str) -> CkanResult<()> {
+        let organization = |value: &str| {
+            Uscc::parse(value).map_err(|error| {
+                CkanError::search_query(format!("organization {value:?}: {error}"))
+            })
+        };
+        let group = |value: &str| {
+            ClassificationCode::parse(value)
+                .map_err(|error| CkanError::search_query(format!("group {value:?}: {error}")))
+        };
+        let (excluded, values) = match condition {
+            Condition::All(parts) => {
+                for part in parts {
+                    self.take(part, clause, sort)?;
+                }
+                return Ok(());
+            }
+            Condition::Not(inner) => (true, inner.one_facet_values()),
+            other => (false, other.one_facet_values()),
+        };
+        match (excluded, values) {
+            (false, Some((Facet::Provider, values))) => {
+                let values = values
+                    .into_iter()
+                    .map(organization)
+                    .collect::<Result<_, _>>()?;
+                narrow(&mut self.providers, values);
+            }
+            (false, Some((Facet::Classification, values))) => {
+                let values = values.into_iter().map(group).collect::<Result<_, _>>()?;
+                narrow(&mut self.classifications, values);
+            }
+            (false, Some((Facet::OpenType, values))) if values.len() == 1 => {
+                let open_type = OpenType::parse(values[0]).map_err(|_| {
+                    CkanError::search_query(format!("no open type {:?}", values[0]))
+                })?;
+                self.open_types.push(open_type);
+            }
+            (true, Some((Facet::Provider, values))) => {
+                for value in values {
+                    self.excluded_providers.push(organization(value)?);
+                }
+            }
+            (true, Some((Facet::Classification, values))) => {
+                for value in values {
+                    self.excluded_classifications.push(group(value)?);
+                }
+            }
+            (true, _) => {
+                return Err(CkanError::search_query(format!(
+                    "with sort {sort:?}, fq excludes organizations and groups only, not {clause:?}"
+                )));
+            }
+            (false, _) => {
+                return Err(CkanError::search_query(format!(
+                    "with sort {sort:?}, fq filters on organization, groups, one open_type and \
+                     metadata_modified, each clause one field's values (joined by OR) or their \
+                     exclusion, not {clause:?}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The store's filter of active datasets; `None` when no dataset can pass (two
+    /// organizations, or two open types, at once).
+    fn filter(self) -> Option<civitas_store::ResourceFilter> {
+        let open_type = match self.open_types.split_first() {
+            None => None,
+            Some((first, rest)) if rest.iter().all(|other| other == first) => Some(*first),
+            Some(_) => return None,
+        };
+        if self.providers.as_ref().is_some_and(Vec::is_empty)
+            || self.classifications.as_ref().is_some_and(Vec::is_empty)
+        {
+            return None;
+        }
+        Some(civitas_store::ResourceFilter {
+            active: Some(true),
+            providers: self.providers.unwrap_or_default(),
+            classifications: self.classifications.unwrap_or_default(),
+            excluded_providers: self.excluded_providers,
+            excluded_classifications: self.excluded_classifications,
+            open_type,
+            ..Default::default()
+        })
+    }
+}
+
+/// Narrows the values a dataset may have to those of a clause, any of which it must have.
+fn narrow<T: PartialEq>(allowed: &mut Option<Vec<T>>, values: Vec<T>) {
+    *allowed = Some(match allowed.take() {
+        None => values,
+        Some(before) => before
+            .into_iter()
+            .filter(|value| values.contains(value))
+            .collect(),
+    });
 }
 
 /// `package_search`: `q`, `fq`, `rows` (capped at 1000), `start`, `sort`, `facet.field`,
@@ -830,9 +692,10 @@ pub async fn ckan_package_search(
             "fq filters on metadata_modified only in a listing, with sort \"id asc\"",
         ));
     }
-    let mut filters = fq.included;
-    // Exclusions only narrow what the filters let through, so anonymous callers still see open
-    // data only.
+    // The fq is a condition beside the filters, which it can only narrow: an anonymous caller's
+    // open-data filter holds whatever it says (`open_type:closed OR tags:x`,
+    // `NOT open_type:open`).
+    let mut filters = Vec::new();
     open_data_only_for_anonymous(caller, &mut filters);
     let rows = params.integer("rows")?.unwrap_or(10).min(1000) as usize;
     let start = params.integer("start")?.unwrap_or(0) as usize;
@@ -894,7 +757,8 @@ pub async fn ckan_package_search(
     let request = SearchRequest {
         query,
         filters,
-        exclusions: fq.excluded,
+        exclusions: Vec::new(),
+        condition: fq.condition(),
         facets,
         facet_limit,
         sort,
@@ -955,169 +819,4 @@ pub async fn ckan_package_search(
         "search_facets": search_facets,
         "results": results,
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn check(fq: &str, included: &[(Facet, &str)], excluded: &[(Facet, &str)]) {
-        let owned = |pairs: &[(Facet, &str)]| -> Vec<(Facet, String)> {
-            pairs
-                .iter()
-                .map(|(facet, value)| (*facet, value.to_string()))
-                .collect()
-        };
-        let parsed = parse_fq(fq).unwrap_or_else(|message| panic!("{fq}: {message}"));
-        assert_eq!(parsed.included, owned(included), "{fq}");
-        assert_eq!(parsed.excluded, owned(excluded), "{fq}");
-    }
-
-    fn check_error(fq: &str, fragment: &str) {
-        let message = parse_fq(fq).expect_err(fq);
-        assert!(message.contains(fragment), "{fq}: {message}");
-    }
-
-    const A: &str = "11320100MB0000011X";
-    const B: &str = "11320100MB0000022X";
-
-    #[test]
-    fn clauses_signs_and_quotes() {
-        check("", &[], &[]);
-        check(
-            "organization:a +tags:社保 tags:\"住房 公积金\"",
-            &[
-                (Facet::Provider, "A"),
-                (Facet::Tag, "社保"),
-                (Facet::Tag, "住房 公积金"),
-            ],
-            &[],
-        );
-        check(
-            "  owner_org:a   groups:b01 ",
-            &[(Facet::Provider, "A"), (Facet::Classification, "B01")],
-            &[],
-        );
-    }
-
-    #[test]
-    fn or_joins_values_of_one_field() {
-        let fq = format!("organization:{A} OR organization:{B}");
-        check(&fq, &[(Facet::Provider, A), (Facet::Provider, B)], &[]);
-        // As ckanext-harvest sends organization and group filters with a modified range.
-        let fq = format!(
-            "organization:{} OR owner_org:{} groups:b01 OR groups:t03 \
-             metadata_modified:[2026-01-01T00:00:00Z TO *]",
-            A.to_lowercase(),
-            B.to_lowercase()
-        );
-        check(
-            &fq,
-            &[
-                (Facet::Provider, A),
-                (Facet::Provider, B),
-                (Facet::Classification, "B01"),
-                (Facet::Classification, "T03"),
-            ],
-            &[],
-        );
-        let parsed = parse_fq(&fq).unwrap();
-        assert_eq!(
-            parsed.modified,
-            Some(ModifiedRange {
-                from: Some("2026-01-01T00:00:00Z".parse().unwrap())
-            })
-        );
-        assert_eq!(
-            parse_fq("metadata_modified:[* TO NOW]").unwrap().modified,
-            Some(ModifiedRange { from: None })
-        );
-    }
-
-    #[test]
-    fn minus_excludes() {
-        let fq = format!("-organization:{A} -organization:{B} -groups:b01 kind:dataset");
-        check(
-            &fq,
-            &[(Facet::Kind, "dataset")],
-            &[
-                (Facet::Provider, A),
-                (Facet::Provider, B),
-                (Facet::Classification, "B01"),
-            ],
-        );
-        check(
-            "organization:a OR organization:b -organization:c",
-            &[(Facet::Provider, "A"), (Facet::Provider, "B")],
-            &[(Facet::Provider, "C")],
-        );
-    }
-
-    #[test]
-    fn mistakes_are_explained() {
-        for (fq, fragment) in [
-            ("OR organization:a", "cannot start with OR"),
-            ("organization:a OR", "cannot end with OR"),
-            ("organization:a OR OR organization:b", "OR twice in a row"),
-            (
-                "organization:a OR groups:b01",
-                "OR joins clauses of one field, not \"organization:a\" OR \"groups:b01\"",
-            ),
-            (
-                "-organization:a OR -organization:b",
-                "excluded clause \"-organization:a\"",
-            ),
-            (
-                "organization:a OR -organization:b",
-                "excluded clause \"-organization:b\"",
-            ),
-            (
-                "organization:a OR metadata_modified:[* TO *]",
-                "OR cannot join a metadata_modified range",
-            ),
-            ("-", "'-' must be followed by a clause"),
-            ("- organization:a", "'-' must be followed by a clause"),
-            ("organization:a +", "'+' must be followed by a clause"),
-            ("--organization:a", "'-' must be followed by a clause"),
-            ("organization", "cannot read fq clause \"organization\""),
-            ("公积金 organization:a", "cannot read fq clause \"公积金\""),
-            (":a", "cannot read fq clause \":a\""),
-            ("organization: tags:a", "\"organization:\" has no value"),
-            ("organization:\"a b", "unbalanced quote"),
-            ("organization:\"a\"b", "cannot read fq clause"),
-            (
-                "metadata_modified:[2026-01-01T00:00:00Z TO *",
-                "unbalanced bracket",
-            ),
-            ("metadata_modified:2026", "takes a range"),
-            (
-                "metadata_modified:[2026 TO *]",
-                "metadata_modified from \"2026\"",
-            ),
-            (
-                "metadata_modified:[* TO 2027-01-01T00:00:00Z]",
-                "open-ended",
-            ),
-            ("-metadata_modified:[* TO *]", "cannot be excluded"),
-            (
-                "metadata_modified:[* TO *] metadata_modified:[* TO *]",
-                "one metadata_modified range",
-            ),
-            ("tags:[a TO b]", "tags takes a value, not the range"),
-            ("organization:(a OR b)", "no parentheses"),
-            ("title:x", "cannot filter on \"title\""),
-        ] {
-            check_error(fq, fragment);
-        }
-    }
-
-    #[test]
-    fn every_clause_counts_toward_the_limit() {
-        let at_limit = vec!["tags:x"; MAX_FILTERS].join(" OR ");
-        assert_eq!(parse_fq(&at_limit).unwrap().included.len(), MAX_FILTERS);
-        let over = vec!["-tags:x"; MAX_FILTERS + 1].join(" ");
-        check_error(&over, &format!("at most {MAX_FILTERS} clauses"));
-        let over = format!("{at_limit} metadata_modified:[* TO *]");
-        check_error(&over, &format!("at most {MAX_FILTERS} clauses"));
-    }
 }

@@ -251,8 +251,8 @@ pub(crate) struct CatalogCollector {
     pub facet_limit: usize,
     pub fields: Fields,
     pub cache: Arc<ColumnCache>,
-    /// Filters applied here rather than in the query (see `query::Plan`): AND across facets,
-    /// OR among the values of one facet.
+    /// Filters applied here rather than in the query (see `query::Plan`): each a facet and
+    /// values, any of which passes; a match passes all of them.
     pub filters: Vec<(Facet, Vec<String>)>,
     /// Whether the query skips postings that cannot score above a threshold (one word, or all
     /// of several): see [`CatalogCollector::collect_segment`] and `query::Plan`.

@@ -222,20 +222,93 @@ pub enum Paging {
 pub const MAX_LIMIT: usize = 1000;
 /// How far offset paging reaches (`offset + limit`).
 pub const MAX_OFFSET_WINDOW: usize = 10_000;
-/// The most filter values one search takes: each is a clause of the query. (The API takes
-/// fewer from a caller, leaving room for the filters it adds itself.)
+/// The most filter values one search takes, over its filters, exclusions and condition: each is
+/// a clause of the query. (The API takes fewer from a caller, leaving room for the filters it
+/// adds itself.)
 pub const MAX_FILTERS: usize = 128;
+/// How deeply a [`Condition`] may nest (each `All`, `Any` and `Not` is a level): turning one
+/// into a query recurses once per level.
+pub const MAX_CONDITION_DEPTH: usize = 32;
+
+/// A condition on facet values that entries must meet, for what the filters and exclusions of a
+/// [`SearchRequest`] cannot say: all of several values of one facet (two tags), alternatives
+/// across facets (a provider or a tag), the negation of a group. CKAN's `fq` becomes one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    /// Entries with this value of the facet: for tags, with this tag among theirs. Facets of
+    /// one value per entry (all but tags) never have two values at once.
+    Value(Facet, String),
+    /// Entries meeting every one of the conditions; every entry, when there are none.
+    All(Vec<Condition>),
+    /// Entries meeting at least one of the conditions; no entry, when there are none.
+    Any(Vec<Condition>),
+    /// Entries not meeting the condition.
+    Not(Box<Condition>),
+}
+
+impl Condition {
+    /// The facet and values of a condition met by any of some values of one facet (one value,
+    /// or several joined by `Any`), which can be checked like a filter.
+    pub fn one_facet_values(&self) -> Option<(Facet, Vec<&str>)> {
+        match self {
+            Condition::Value(facet, value) => Some((*facet, vec![value.as_str()])),
+            Condition::Any(alternatives) => {
+                let mut facet = None;
+                let mut values = Vec::with_capacity(alternatives.len());
+                for alternative in alternatives {
+                    let Condition::Value(of, value) = alternative else {
+                        return None;
+                    };
+                    if facet.replace(*of).is_some_and(|before| before != *of) {
+                        return None;
+                    }
+                    values.push(value.as_str());
+                }
+                Some((facet?, values))
+            }
+            Condition::All(_) | Condition::Not(_) => None,
+        }
+    }
+
+    /// How many values the condition names, each a clause of the query; refused when it nests
+    /// deeper than [`MAX_CONDITION_DEPTH`] (`depth` is this condition's level, from 1).
+    fn count_values(&self, depth: usize) -> Result<usize> {
+        if depth > MAX_CONDITION_DEPTH {
+            return Err(SearchError::InvalidRequest {
+                message: format!(
+                    "the filter condition nests too deeply: at most {MAX_CONDITION_DEPTH} levels"
+                ),
+            });
+        }
+        match self {
+            Condition::Value(..) => Ok(1),
+            Condition::All(conditions) | Condition::Any(conditions) => {
+                conditions.iter().try_fold(0, |sum, condition| {
+                    Ok(sum + condition.count_values(depth + 1)?)
+                })
+            }
+            Condition::Not(condition) => condition.count_values(depth + 1),
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchRequest {
     /// The query (see the crate documentation); empty matches everything.
     pub query: String,
-    /// AND across facets, OR between values of the same facet.
+    /// AND across facets, OR between values of the same facet, as a multi-select facet
+    /// navigation narrows a search (`/api/v1/search`'s `filter`); [`SearchRequest::condition`]
+    /// says anything else.
     pub filters: Vec<(Facet, String)>,
     /// Entries with any of these values are left out (`-facet:value`), whatever the filters let
     /// through.
     #[serde(default)]
     pub exclusions: Vec<(Facet, String)>,
+    /// A condition entries must meet besides the filters and exclusions (it cannot widen what
+    /// they let through).
+    #[serde(default)]
+    pub condition: Option<Condition>,
     /// Facets whose value counts over all matches are returned, each at most once
     /// ([`CatalogIndex::search`] refuses a facet requested twice).
     pub facets: Vec<Facet>,
@@ -253,6 +326,7 @@ impl Default for SearchRequest {
             query: String::new(),
             filters: Vec::new(),
             exclusions: Vec::new(),
+            condition: None,
             facets: Vec::new(),
             facet_limit: 20,
             sort: Sort::Relevance,
@@ -475,7 +549,11 @@ impl CatalogIndex {
                 message: format!("limit must be at most {MAX_LIMIT}"),
             });
         }
-        if request.filters.len() + request.exclusions.len() > MAX_FILTERS {
+        let condition_values = match &request.condition {
+            Some(condition) => condition.count_values(1)?,
+            None => 0,
+        };
+        if request.filters.len() + request.exclusions.len() + condition_values > MAX_FILTERS {
             return Err(SearchError::InvalidRequest {
                 message: format!("at most {MAX_FILTERS} filter values"),
             });
@@ -497,6 +575,7 @@ impl CatalogIndex {
             &request.query,
             &request.filters,
             &request.exclusions,
+            request.condition.as_ref(),
         )?;
         let sort = match (request.sort, built.has_text()) {
             (Sort::Relevance, true) => cursor::Order::Relevance,

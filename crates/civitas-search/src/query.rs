@@ -15,7 +15,7 @@ use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{Index, Searcher, Term};
 
 use crate::schema::{self, Fields};
-use crate::{Facet, Result, SearchError};
+use crate::{Condition, Facet, Result, SearchError};
 
 const MAX_QUERY_CHARS: usize = 500;
 const MAX_TERMS: usize = 64;
@@ -27,10 +27,12 @@ const CODE_BOOST: f32 = 10.0;
 pub(crate) struct BuiltQuery {
     /// The query's words; `None` when it has none (filters alone), and so no relevance scores.
     text: Option<Box<dyn Query>>,
-    /// AND across facets, OR among the values of one facet.
-    filters: BTreeMap<Facet, Vec<String>>,
-    /// Values no match may have.
-    exclusions: Vec<(Facet, String)>,
+    /// Filters that must all pass, each a facet and values any of which passes: those the
+    /// collector can check from its per-segment arrays.
+    filters: Vec<(Facet, Vec<String>)>,
+    /// The other conditions every match must meet: exclusions, and the parts of a request's
+    /// condition that are not one facet's values.
+    conditions: Vec<Condition>,
     /// Chinese-analyzed words of the positive clauses, to highlight in names and summaries.
     pub highlight_terms: BTreeSet<String>,
 }
@@ -57,12 +59,12 @@ impl BuiltQuery {
     /// several) skip postings scoring too low to matter (block-max WAND), which a filter clause
     /// in the query would prevent: so filters that let through a large share of the entries
     /// (those the skipping pays off for) go to the collector instead. A narrow filter stays a
-    /// clause of the query, whose postings then skip what the filter rules out. Exclusions are
-    /// always clauses of the query: they are rare, and the collector's filters admit a value
-    /// rather than rule one out.
+    /// clause of the query, whose postings then skip what the filter rules out. Exclusions and
+    /// other conditions are always clauses of the query: they are rare, and the collector's
+    /// filters admit values of one facet rather than rule one out.
     pub(crate) fn plan(self, fields: &Fields, by_relevance: bool, searcher: &Searcher) -> Plan {
         if by_relevance
-            && self.exclusions.is_empty()
+            && self.conditions.is_empty()
             && let Some(text) = &self.text
             && let Some(words) = words_of_text_fields(text.as_ref(), fields)
             && (words.is_empty() || many_match_all(&words, searcher))
@@ -70,7 +72,7 @@ impl BuiltQuery {
         {
             return Plan {
                 query: self.text.expect("checked"),
-                collector_filters: self.filters.into_iter().collect(),
+                collector_filters: self.filters,
                 prune: true,
                 words,
             };
@@ -80,17 +82,14 @@ impl BuiltQuery {
             clauses.push((Occur::Must, text));
         }
         clauses.extend(filter_clauses(fields, self.filters));
-        if !self.exclusions.is_empty() {
-            // A query of excluded values alone matches nothing: they are left out of everything.
-            if clauses.is_empty() {
-                clauses.push((Occur::Must, Box::new(AllQuery)));
-            }
-            clauses.extend(
-                self.exclusions
-                    .iter()
-                    .map(|(facet, value)| (Occur::MustNot, exact(fields.facet(*facet), value))),
-            );
-        }
+        clauses.extend(self.conditions.iter().map(|condition| match condition {
+            Condition::Not(excluded) => (Occur::MustNot, condition_query(fields, excluded)),
+            other => (
+                Occur::Must,
+                Box::new(ConstScoreQuery::new(condition_query(fields, other), 0.0)) as _,
+            ),
+        }));
+        require_a_match(&mut clauses);
         let query: Box<dyn Query> = match clauses.len() {
             0 => Box::new(AllQuery),
             1 if clauses[0].0 == Occur::Must => clauses.pop().expect("one clause").1,
@@ -110,12 +109,8 @@ impl BuiltQuery {
 /// filter clause pays off when it rules out most of a word's matches before they are scored.
 const BROAD_FILTERS: f64 = 0.25;
 
-/// The estimated share of entries that pass the filters, taking facets as independent.
-fn share_passing(
-    filters: &BTreeMap<Facet, Vec<String>>,
-    fields: &Fields,
-    searcher: &Searcher,
-) -> f64 {
+/// The estimated share of entries that pass the filters, taking them as independent.
+fn share_passing(filters: &[(Facet, Vec<String>)], fields: &Fields, searcher: &Searcher) -> f64 {
     let entries = searcher.num_docs().max(1) as f64;
     filters
         .iter()
@@ -188,13 +183,16 @@ fn words_of_text_fields(query: &dyn Query, fields: &Fields) -> Option<Vec<Term>>
         .collect()
 }
 
-/// Parses `text` and keeps the filters beside it.
+/// Parses `text` and keeps the filters beside it: `filters` grouped by facet (AND across facets,
+/// OR within one), then each part of `condition` that is one facet's values (two tags stay two
+/// filters, both of which must pass); the rest, `exclusions` among them, as conditions.
 pub(crate) fn build(
     index: &Index,
     fields: &Fields,
     text: &str,
     filters: &[(Facet, String)],
     exclusions: &[(Facet, String)],
+    condition: Option<&Condition>,
 ) -> Result<BuiltQuery> {
     let expression = parse(text).map_err(|message| SearchError::Syntax { message })?;
     let mut builder = Builder {
@@ -209,12 +207,82 @@ pub(crate) fn build(
     for (facet, value) in filters {
         by_facet.entry(*facet).or_default().push(value.clone());
     }
+    let mut filters: Vec<(Facet, Vec<String>)> = by_facet.into_iter().collect();
+    let mut conditions: Vec<Condition> = exclusions
+        .iter()
+        .map(|(facet, value)| Condition::Not(Box::new(Condition::Value(*facet, value.clone()))))
+        .collect();
+    let mut parts = Vec::new();
+    if let Some(condition) = condition {
+        conjuncts(condition, &mut parts);
+    }
+    for part in parts {
+        match part.one_facet_values() {
+            Some((facet, values)) => {
+                filters.push((facet, values.into_iter().map(str::to_owned).collect()));
+            }
+            None => conditions.push(part.clone()),
+        }
+    }
     Ok(BuiltQuery {
         text,
-        filters: by_facet,
-        exclusions: exclusions.to_vec(),
+        filters,
+        conditions,
         highlight_terms: builder.highlight_terms,
     })
+}
+
+/// Collects the conditions that must all hold for `condition` to hold: itself, or the parts of
+/// an `All` (and of the `All`s among them).
+fn conjuncts<'a>(condition: &'a Condition, parts: &mut Vec<&'a Condition>) {
+    match condition {
+        Condition::All(conditions) => {
+            for condition in conditions {
+                conjuncts(condition, parts);
+            }
+        }
+        other => parts.push(other),
+    }
+}
+
+/// A condition as a query that matches the entries meeting it.
+fn condition_query(fields: &Fields, condition: &Condition) -> Box<dyn Query> {
+    match condition {
+        Condition::Value(facet, value) => exact(fields.facet(*facet), value),
+        Condition::All(conditions) => {
+            let mut clauses: Vec<(Occur, Box<dyn Query>)> = conditions
+                .iter()
+                .map(|condition| match condition {
+                    Condition::Not(excluded) => (Occur::MustNot, condition_query(fields, excluded)),
+                    other => (Occur::Must, condition_query(fields, other)),
+                })
+                .collect();
+            if clauses.is_empty() {
+                return Box::new(AllQuery);
+            }
+            require_a_match(&mut clauses);
+            Box::new(BooleanQuery::new(clauses))
+        }
+        Condition::Any(conditions) if conditions.is_empty() => Box::new(EmptyQuery),
+        Condition::Any(conditions) => Box::new(BooleanQuery::union(
+            conditions
+                .iter()
+                .map(|condition| condition_query(fields, condition))
+                .collect(),
+        )),
+        Condition::Not(excluded) => Box::new(BooleanQuery::new(vec![
+            (Occur::Must, Box::new(AllQuery) as Box<dyn Query>),
+            (Occur::MustNot, condition_query(fields, excluded)),
+        ])),
+    }
+}
+
+/// Clauses that only rule entries out match nothing in tantivy: they are meant to leave those
+/// entries out of everything, so everything is added.
+fn require_a_match(clauses: &mut Vec<(Occur, Box<dyn Query>)>) {
+    if !clauses.is_empty() && clauses.iter().all(|(occur, _)| *occur == Occur::MustNot) {
+        clauses.push((Occur::Must, Box::new(AllQuery)));
+    }
 }
 
 fn analyzer(index: &Index, name: &str) -> Result<TextAnalyzer> {
@@ -228,7 +296,7 @@ fn analyzer(index: &Index, name: &str) -> Result<TextAnalyzer> {
 /// Filters restrict without scoring.
 fn filter_clauses(
     fields: &Fields,
-    filters: BTreeMap<Facet, Vec<String>>,
+    filters: Vec<(Facet, Vec<String>)>,
 ) -> impl Iterator<Item = (Occur, Box<dyn Query>)> {
     filters.into_iter().map(|(facet, values)| {
         let field = fields.facet(facet);
@@ -685,14 +753,12 @@ impl Builder<'_> {
             };
             parts.push((occur, query));
         }
-        if parts.iter().all(|(occur, _)| *occur == Occur::MustNot) {
-            if parts.is_empty() {
-                // Only punctuation: nothing to look for, so nothing is found.
-                return Box::new(EmptyQuery);
-            }
-            // `-word` alone means everything but the word.
-            parts.push((Occur::Must, Box::new(AllQuery)));
+        if parts.is_empty() {
+            // Only punctuation: nothing to look for, so nothing is found.
+            return Box::new(EmptyQuery);
         }
+        // `-word` alone means everything but the word.
+        require_a_match(&mut parts);
         if parts.len() == 1 && parts[0].0 == Occur::Must {
             return parts.pop().expect("one part").1;
         }
@@ -919,6 +985,86 @@ mod tests {
         assert_eq!(expression.alternatives[1].len(), 2);
         assert_eq!(parse("*:*").unwrap(), None);
         assert_eq!(parse("   ").unwrap(), None);
+    }
+
+    /// A condition whose parts are each one facet's values leaves them to the collector, two of
+    /// one facet as two filters, when the query is one broad word; any other part makes the
+    /// query check the whole condition.
+    #[tokio::test]
+    async fn one_facets_values_of_a_condition_stay_collector_filters() {
+        let index = crate::CatalogIndex::in_memory(crate::IndexOptions {
+            writer_memory_bytes: 32 << 20,
+            writer_threads: 1,
+            ..crate::IndexOptions::default()
+        })
+        .unwrap();
+        let documents = (0..4)
+            .map(|i| crate::SearchDocument {
+                code: format!("320100-B01-00000{i}"),
+                name: "人口信息".into(),
+                name_en: None,
+                summary: String::new(),
+                tags: vec!["a".into(), "b".into()],
+                items: Vec::new(),
+                provider_code: "11320100MB0000001X".into(),
+                provider_name: "南京市数据局".into(),
+                provider_level: "municipal".into(),
+                kind: "dataset".into(),
+                sharing_type: "unconditional".into(),
+                open_type: "open".into(),
+                classification: "B01".into(),
+                update_cycle: "daily".into(),
+                origin_node: "cn-js-nanjing".into(),
+                modified_at: 1_700_000_000_000_000 + i,
+                payload: "{}".into(),
+            })
+            .collect();
+        index.upsert(documents).await.unwrap();
+        index.flush().await.unwrap();
+        let shared = &*index.shared;
+        let searcher = shared.reader.searcher();
+        let plan = |condition: Condition| {
+            build(
+                &shared.index,
+                &shared.fields,
+                "人口",
+                &[],
+                &[],
+                Some(&condition),
+            )
+            .unwrap()
+            .plan(&shared.fields, true, &searcher)
+        };
+        let tag = |value: &str| Condition::Value(Facet::Tag, value.to_owned());
+        let values = |facet, values: &[&str]| {
+            (
+                facet,
+                values.iter().map(|value| value.to_string()).collect(),
+            )
+        };
+        let both = plan(Condition::All(vec![tag("a"), tag("b")]));
+        assert!(both.prune);
+        assert_eq!(
+            both.collector_filters,
+            vec![values(Facet::Tag, &["a"]), values(Facet::Tag, &["b"])]
+        );
+        let either = plan(Condition::Any(vec![tag("a"), tag("b")]));
+        assert!(either.prune);
+        assert_eq!(
+            either.collector_filters,
+            vec![values(Facet::Tag, &["a", "b"])]
+        );
+        for condition in [
+            Condition::Any(vec![
+                tag("a"),
+                Condition::Value(Facet::OpenType, "open".into()),
+            ]),
+            Condition::All(vec![tag("a"), Condition::Not(Box::new(tag("b")))]),
+        ] {
+            let planned = plan(condition.clone());
+            assert!(!planned.prune, "{condition:?}");
+            assert!(planned.collector_filters.is_empty(), "{condition:?}");
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use civitas_search::{Facet, Paging, SearchError, SearchRequest, Sort};
+use civitas_search::{Condition, Facet, Paging, SearchError, SearchRequest, Sort};
 
 use crate::support::{codes, document, index_with, query};
 
@@ -229,6 +229,151 @@ async fn filters_and_across_facets_or_within_one() {
     assert_eq!(
         index.search(&query("tag:户籍 -kind:file")).unwrap().total,
         1
+    );
+}
+
+/// A condition holds whole: all of two tags, alternatives across facets, negations. It is checked
+/// with and without words (a word matching every entry lets the collector check the parts that
+/// are one facet's values), and narrows what the filters let through, never widens it.
+#[tokio::test]
+async fn conditions_join_values_with_all_any_and_not() {
+    let index = index_with(listing_documents()).await;
+    let value = |facet, value: &str| Condition::Value(facet, value.to_owned());
+    let not = |condition| Condition::Not(Box::new(condition));
+    let tag = |name| value(Facet::Tag, name);
+    let provider_a = value(Facet::Provider, "PROVIDER-A");
+    let open = value(Facet::OpenType, "open");
+    let code = |i: usize| format!("320100-B0{}-00000{i}", 1 + i % 3);
+    // Kind dataset below 3; provider A even; municipal below 5; open even; tags 人口 on 0, 1,
+    // 2 and 户籍 on 0 and 3.
+    type Filters = Vec<(Facet, &'static str)>;
+    let cases: Vec<(Filters, Condition, Vec<usize>)> = vec![
+        (
+            vec![],
+            Condition::All(vec![tag("人口"), tag("户籍")]),
+            vec![0],
+        ),
+        (
+            vec![],
+            Condition::Any(vec![tag("人口"), tag("户籍")]),
+            vec![0, 1, 2, 3],
+        ),
+        // One kind per entry: two kinds at once match nothing.
+        (
+            vec![],
+            Condition::All(vec![
+                value(Facet::Kind, "dataset"),
+                value(Facet::Kind, "file"),
+            ]),
+            vec![],
+        ),
+        (
+            vec![],
+            Condition::Any(vec![provider_a.clone(), tag("户籍")]),
+            vec![0, 2, 3, 4, 6, 8],
+        ),
+        (
+            vec![],
+            Condition::All(vec![
+                Condition::Any(vec![
+                    provider_a.clone(),
+                    value(Facet::Provider, "PROVIDER-B"),
+                ]),
+                tag("户籍"),
+            ]),
+            vec![0, 3],
+        ),
+        (vec![], not(tag("人口")), vec![3, 4, 5, 6, 7, 8, 9]),
+        (
+            vec![],
+            Condition::All(vec![
+                not(value(Facet::Kind, "file")),
+                not(provider_a.clone()),
+            ]),
+            vec![1],
+        ),
+        (
+            vec![],
+            Condition::Any(vec![not(open.clone()), tag("人口")]),
+            vec![0, 1, 2, 3, 5, 7, 9],
+        ),
+        (
+            vec![],
+            Condition::All(vec![open.clone(), value(Facet::Level, "municipal")]),
+            vec![0, 2, 4],
+        ),
+        (vec![], Condition::All(vec![]), (0..10).collect()),
+        (vec![], Condition::Any(vec![]), vec![]),
+        (vec![], not(Condition::All(vec![])), vec![]),
+        // Beside filters: open data only, whatever the condition lets through.
+        (
+            vec![(Facet::OpenType, "open")],
+            Condition::Any(vec![value(Facet::OpenType, "closed"), tag("人口")]),
+            vec![0, 2],
+        ),
+        (vec![(Facet::OpenType, "open")], not(open.clone()), vec![]),
+        (
+            vec![(Facet::Tag, "人口"), (Facet::Tag, "户籍")],
+            not(tag("人口")),
+            vec![3],
+        ),
+    ];
+    for (filters, condition, expected) in cases {
+        let mut expected: Vec<String> = expected.into_iter().map(code).collect();
+        expected.sort();
+        for text in ["", "人口"] {
+            let request = SearchRequest {
+                filters: filters
+                    .iter()
+                    .map(|(facet, value)| (*facet, value.to_string()))
+                    .collect(),
+                condition: Some(condition.clone()),
+                ..query(text)
+            };
+            let response = index.search(&request).unwrap();
+            let mut found: Vec<String> = codes(&response).into_iter().map(str::to_owned).collect();
+            found.sort();
+            assert_eq!(found, expected, "{text:?} {filters:?} {condition:?}");
+            assert_eq!(response.total, expected.len() as u64);
+        }
+    }
+
+    // Every value of the condition counts toward the limit beside the filters, and nesting is
+    // bounded.
+    let many = |count: usize| Condition::Any(vec![tag("人口"); count]);
+    let request = |filters: usize, condition| SearchRequest {
+        filters: vec![(Facet::Kind, "file".to_owned()); filters],
+        condition: Some(condition),
+        ..query("")
+    };
+    assert!(
+        index
+            .search(&request(0, many(civitas_search::MAX_FILTERS)))
+            .is_ok()
+    );
+    for refused in [
+        request(0, many(civitas_search::MAX_FILTERS + 1)),
+        request(1, many(civitas_search::MAX_FILTERS)),
+    ] {
+        assert!(
+            matches!(
+                index.search(&refused),
+                Err(SearchError::InvalidRequest { message }) if message.contains("filter values")
+            ),
+            "too many values are refused"
+        );
+    }
+    let mut deep = tag("人口");
+    for _ in 1..civitas_search::MAX_CONDITION_DEPTH {
+        deep = not(deep);
+    }
+    assert!(index.search(&request(0, deep.clone())).is_ok());
+    assert!(
+        matches!(
+            index.search(&request(0, not(deep))),
+            Err(SearchError::InvalidRequest { message }) if message.contains("nests too deeply")
+        ),
+        "a condition nested too deeply is refused"
     );
 }
 

@@ -19,6 +19,7 @@ on_both_stores!(
     repeated_facets_are_counted_once,
     ckan_harvesters_walk_the_catalog_by_id,
     ckan_harvesters_include_and_exclude_organizations_and_groups,
+    ckan_fq_clauses_all_hold_with_or_not_and_groups,
     a_renamed_provider_is_indexed_anew
 );
 
@@ -665,22 +666,73 @@ async fn ckan_harvesters_walk_the_catalog_by_id(server: TestServer) {
     );
 }
 
-/// A harvest source configured with `organizations_filter_include` sends
-/// `fq=organization:a OR organization:b`, one with `organizations_filter_exclude`
-/// `-organization:a -organization:b` (and `groups:…` likewise), beside the modified range of a
-/// later run. Listings and searches both take them; anonymous callers still see open data only.
-async fn ckan_harvesters_include_and_exclude_organizations_and_groups(server: TestServer) {
-    let (fund, insurance) = catalog(&server).await;
+/// The catalog, and a third organization with an open housing-fund entry, `320100-B01-000004`
+/// (tags 公积金 and 住房): the organizations' codes in CKAN's lower case.
+async fn catalog_of_three(server: &TestServer) -> (String, String, String) {
+    let (fund, insurance) = catalog(server).await;
     let third = server.create_org(3, None).await.to_string();
     let mut body = resource("320100-B01-000004", &third);
     body["open_type"] = json!("open");
     let (status, created) = server.post("/api/v1/resources", ADMIN_KEY, body).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
-    let (fund, insurance, third) = (
+    search_until(server, "q=", Some(ADMIN_KEY), |r| r["total"] == 6).await;
+    (
         fund.to_lowercase(),
         insurance.to_lowercase(),
         third.to_lowercase(),
+    )
+}
+
+/// How many datasets a search (`sort=score desc`) with `fq` finds, checking that the page holds
+/// them all and that an anonymous caller's are all open.
+async fn fq_count(server: &TestServer, key: Option<&str>, fq: &str) -> u64 {
+    let (status, body) = ckan_call(
+        server,
+        "package_search",
+        &format!("fq={}&rows=10", encode_fq(fq)),
+        key,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{fq}: {body}");
+    let results = body["result"]["results"].as_array().unwrap();
+    let count = body["result"]["count"].as_u64().unwrap();
+    assert_eq!(results.len() as u64, count, "{fq} ({key:?}): {body}");
+    if key.is_none() {
+        assert!(
+            results.iter().all(|package| package["isopen"] == true),
+            "{fq}: {body}"
+        );
+    }
+    count
+}
+
+/// The message of the Search Query Error that `package_search` answers `fq` with.
+async fn fq_refusal(server: &TestServer, sort: &str, fq: &str) -> String {
+    let (status, body) = ckan_call(
+        server,
+        "package_search",
+        &format!("sort={}&fq={}", encode_fq(sort), encode_fq(fq)),
+        Some(ADMIN_KEY),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["__type"].as_str(), &body["success"]),
+        (
+            StatusCode::BAD_REQUEST,
+            Some("Search Query Error"),
+            &json!(false)
+        ),
+        "{fq}: {body}"
     );
+    body["error"]["message"].as_str().unwrap().to_owned()
+}
+
+/// A harvest source configured with `organizations_filter_include` sends
+/// `fq=organization:a OR organization:b`, one with `organizations_filter_exclude`
+/// `-organization:a -organization:b` (and `groups:…` likewise), beside the modified range of a
+/// later run. Listings and searches both take them; anonymous callers still see open data only.
+async fn ckan_harvesters_include_and_exclude_organizations_and_groups(server: TestServer) {
+    let (fund, insurance, third) = catalog_of_three(&server).await;
     let fund_or_third = format!("organization:{fund} OR organization:{third}");
     let listed = |codes: &[&str]| -> Vec<String> { codes.iter().map(|c| c.to_string()).collect() };
     let fund_and_third = listed(&[
@@ -689,6 +741,7 @@ async fn ckan_harvesters_include_and_exclude_organizations_and_groups(server: Te
         "320100-B01-000003",
         "320100-B01-000004",
     ]);
+    let insurances = listed(&["320100-T03-000001", "320100-T03-000002"]);
     for (key, fq, expected) in [
         (
             Some(ADMIN_KEY),
@@ -722,28 +775,7 @@ async fn ckan_harvesters_include_and_exclude_organizations_and_groups(server: Te
         ),
         (
             Some(ADMIN_KEY),
-            format!("-organization:{fund} -organization:{third}"),
-            listed(&["320100-T03-000001", "320100-T03-000002"]),
-        ),
-        (
-            None,
-            format!("-organization:{fund}"),
-            listed(&["320100-B01-000004", "320100-T03-000001"]),
-        ),
-        (
-            Some(ADMIN_KEY),
-            format!("organization:{fund} OR organization:{insurance} -organization:{fund}"),
-            listed(&["320100-T03-000001", "320100-T03-000002"]),
-        ),
-        // Groups are the classifications.
-        (
-            Some(ADMIN_KEY),
-            "groups:t03".into(),
-            listed(&["320100-T03-000001", "320100-T03-000002"]),
-        ),
-        (
-            Some(ADMIN_KEY),
-            format!("groups:b01 OR groups:t03 -organization:{fund}"),
+            format!("NOT organization:{fund}"),
             listed(&[
                 "320100-B01-000004",
                 "320100-T03-000001",
@@ -752,8 +784,86 @@ async fn ckan_harvesters_include_and_exclude_organizations_and_groups(server: Te
         ),
         (
             Some(ADMIN_KEY),
-            format!("-groups:b01 organization:{fund} OR organization:{insurance}"),
-            listed(&["320100-T03-000001", "320100-T03-000002"]),
+            format!("-organization:{fund} -organization:{third}"),
+            insurances.clone(),
+        ),
+        (
+            Some(ADMIN_KEY),
+            format!("-organization:({fund} OR {third})"),
+            insurances.clone(),
+        ),
+        (
+            None,
+            format!("-organization:{fund}"),
+            listed(&["320100-B01-000004", "320100-T03-000001"]),
+        ),
+        (
+            Some(ADMIN_KEY),
+            format!("(organization:{fund} OR organization:{insurance}) -organization:{fund}"),
+            insurances.clone(),
+        ),
+        // Clauses of one field all hold: their common organizations, none for two at once.
+        (
+            Some(ADMIN_KEY),
+            format!("organization:({fund} OR {third}) organization:{third}"),
+            listed(&["320100-B01-000004"]),
+        ),
+        (
+            Some(ADMIN_KEY),
+            format!("organization:{fund} organization:{insurance}"),
+            vec![],
+        ),
+        // Groups are the classifications.
+        (Some(ADMIN_KEY), "groups:t03".into(), insurances.clone()),
+        (
+            Some(ADMIN_KEY),
+            format!("(groups:b01 OR groups:t03) -organization:{fund}"),
+            listed(&[
+                "320100-B01-000004",
+                "320100-T03-000001",
+                "320100-T03-000002",
+            ]),
+        ),
+        (
+            Some(ADMIN_KEY),
+            format!("-groups:b01 organization:({fund} OR {insurance})"),
+            insurances.clone(),
+        ),
+        // As ckanext-harvest sends its organization and group filters: any of the first and
+        // any of the second.
+        (
+            Some(ADMIN_KEY),
+            format!(
+                "organization:{fund} OR organization:{third} groups:b01 OR groups:t03 \
+                 metadata_modified:[2000-01-01T00:00:00Z TO *]"
+            ),
+            listed(&[
+                "320100-B01-000001",
+                "320100-B01-000002",
+                "320100-B01-000003",
+                "320100-B01-000004",
+            ]),
+        ),
+        (
+            Some(ADMIN_KEY),
+            format!("organization:{fund} OR organization:{insurance} -groups:b01"),
+            insurances.clone(),
+        ),
+        // An open type: anonymous callers list open data only, so closed data is none.
+        (
+            Some(ADMIN_KEY),
+            "open_type:closed".into(),
+            listed(&[
+                "320100-B01-000002",
+                "320100-B01-000003",
+                "320100-T03-000002",
+            ]),
+        ),
+        (None, "open_type:closed".into(), vec![]),
+        (
+            None,
+            "open_type:open groups:b01".into(),
+            listed(&["320100-B01-000001", "320100-B01-000004"]),
         ),
     ] {
         let (ids, count) = harvest(&server, key, &fq).await;
@@ -762,7 +872,6 @@ async fn ckan_harvesters_include_and_exclude_organizations_and_groups(server: Te
     }
 
     // A search (sort=score desc) takes the same clauses from the index.
-    search_until(&server, "q=", Some(ADMIN_KEY), |r| r["total"] == 6).await;
     for (key, fq, expected) in [
         (Some(ADMIN_KEY), fund_or_third.clone(), 4),
         (None, fund_or_third.clone(), 2),
@@ -776,76 +885,200 @@ async fn ckan_harvesters_include_and_exclude_organizations_and_groups(server: Te
         ),
         (Some(ADMIN_KEY), "tags:社保 -tags:养老".to_string(), 1),
     ] {
-        let (status, body) = ckan_call(
-            &server,
-            "package_search",
-            &format!("fq={}&rows=10", encode_fq(&fq)),
-            key,
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK, "{fq}: {body}");
-        assert_eq!(body["result"]["count"], expected, "{fq} ({key:?}): {body}");
         assert_eq!(
-            body["result"]["results"].as_array().unwrap().len(),
+            fq_count(&server, key, &fq).await,
             expected,
-            "{fq} ({key:?}): {body}"
+            "{fq} ({key:?})"
         );
-        if key.is_none() {
-            assert!(
-                body["result"]["results"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .all(|package| package["isopen"] == true),
-                "{body}"
-            );
-        }
     }
 
-    // What cannot be expressed is refused, naming the clause.
+    // What a listing cannot serve, or nobody can read, is refused, naming the clause.
     for (sort, fq, fragment) in [
         (
-            "id%20asc",
+            "id asc",
             format!("organization:{fund} OR groups:b01"),
             "groups:b01",
         ),
         (
-            "score%20desc",
-            format!("organization:{fund} OR groups:b01"),
-            "groups:b01",
+            "id asc",
+            format!("organization:{fund} OR organization:{third} AND groups:b01"),
+            "stand in one group: say which binds first with parentheses",
         ),
-        ("id%20asc", "OR groups:b01".into(), "cannot start with OR"),
-        ("id%20asc", "groups:b01 OR".into(), "cannot end with OR"),
-        ("id%20asc", "- groups:b01".into(), "'-' must be followed"),
+        ("id asc", "tags:公积金".into(), "not \"tags:公积金\""),
         (
-            "id%20asc",
+            "id asc",
+            "open_type:(open OR closed)".into(),
+            "one open_type",
+        ),
+        (
+            "id asc",
+            "OR groups:b01".into(),
+            "OR at character 1 must stand between two clauses",
+        ),
+        (
+            "id asc",
+            "groups:b01 OR".into(),
+            "OR at character 12 must stand between two clauses",
+        ),
+        (
+            "id asc",
+            "- groups:b01".into(),
+            "'-' at character 1 must be followed",
+        ),
+        (
+            "id asc",
             "-tags:社保".into(),
             "excludes organizations and groups only",
         ),
         (
-            "id%20asc",
+            "id asc",
             "-organization:nobody".into(),
             "organization \"NOBODY\"",
         ),
         (
-            "score%20desc",
+            "id asc",
+            "groups:b01 OR metadata_modified:[2000-01-01T00:00:00Z TO *]".into(),
+            "OR cannot join a metadata_modified range",
+        ),
+        (
+            "id asc",
+            "NOT metadata_modified:[2000-01-01T00:00:00Z TO *]".into(),
+            "cannot be excluded",
+        ),
+        (
+            "score desc",
             "metadata_modified:[2000-01-01T00:00:00Z TO *]".into(),
             "only in a listing",
         ),
     ] {
-        let (status, body) = ckan_call(
-            &server,
-            "package_search",
-            &format!("sort={sort}&fq={}", encode_fq(&fq)),
+        let message = fq_refusal(&server, sort, &fq).await;
+        assert!(message.contains(fragment), "{fq}: {message}");
+    }
+}
+
+/// `fq` as CKAN's Solr reads it: clauses all hold (two tags are both, as CKAN's web interface
+/// narrows a search by a second tag), OR between clauses of any fields, NOT and `-`,
+/// parentheses and groups of one field's values, OR binding tighter than the spaces between
+/// the clauses that all hold. Whatever it says,
+/// an anonymous caller finds open data only.
+async fn ckan_fq_clauses_all_hold_with_or_not_and_groups(server: TestServer) {
+    let (fund, insurance, third) = catalog_of_three(&server).await;
+    // Fund: 000001 open (公积金 住房), 000002 closed (公积金), 000003 closed (公积金 贷款);
+    // insurance: T03 000001 open (社保), 000002 closed (社保 养老); third: 000004 open (公积金 住房).
+    for (key, fq, expected) in [
+        // Two tags: both.
+        (Some(ADMIN_KEY), "tags:公积金 tags:住房".to_owned(), 2),
+        (
             Some(ADMIN_KEY),
-        )
-        .await;
+            "tags:\"公积金\" tags:\"贷款\"".to_owned(),
+            1,
+        ),
+        (Some(ADMIN_KEY), "tags:公积金 AND tags:养老".to_owned(), 0),
+        (Some(ADMIN_KEY), "tags:(公积金 住房)".to_owned(), 2),
+        // Either of a field's values.
+        (Some(ADMIN_KEY), "tags:(住房 OR 贷款)".to_owned(), 3),
+        (Some(ADMIN_KEY), "tags:(\"住房\" OR 养老)".to_owned(), 3),
+        (Some(ADMIN_KEY), "tags:住房 OR tags:贷款".to_owned(), 3),
+        // Two organizations at once: none.
+        (
+            Some(ADMIN_KEY),
+            format!("organization:{fund} organization:{insurance}"),
+            0,
+        ),
+        // Grouped alternatives and another field.
+        (
+            Some(ADMIN_KEY),
+            format!("(organization:{fund} OR organization:{insurance}) AND tags:社保"),
+            2,
+        ),
+        (
+            Some(ADMIN_KEY),
+            format!("(organization:{fund} OR organization:{insurance}) tags:住房"),
+            1,
+        ),
+        // Exclusions.
+        (Some(ADMIN_KEY), "-tags:公积金".to_owned(), 2),
+        (Some(ADMIN_KEY), "NOT tags:公积金".to_owned(), 2),
+        (
+            Some(ADMIN_KEY),
+            "NOT (tags:公积金 OR tags:养老)".to_owned(),
+            1,
+        ),
+        (Some(ADMIN_KEY), "groups:b01 -tags:住房".to_owned(), 2),
+        // OR across fields.
+        (
+            Some(ADMIN_KEY),
+            format!("organization:{third} OR tags:养老"),
+            2,
+        ),
+        (None, format!("organization:{third} OR tags:养老"), 1),
+        (
+            Some(ADMIN_KEY),
+            format!("organization:{fund} OR groups:t03"),
+            5,
+        ),
+        // OR binds tighter than the spaces between clauses, and parentheses say otherwise.
+        (
+            Some(ADMIN_KEY),
+            format!("organization:{third} OR tags:社保 tags:养老"),
+            1,
+        ),
+        (
+            Some(ADMIN_KEY),
+            format!("organization:{third} OR (tags:社保 tags:养老)"),
+            2,
+        ),
+        (
+            Some(ADMIN_KEY),
+            format!("(organization:{third} OR tags:社保) tags:养老"),
+            1,
+        ),
+        // Whatever the fq says of open types, an anonymous caller finds open data only.
+        (
+            Some(ADMIN_KEY),
+            "open_type:closed OR tags:公积金".to_owned(),
+            5,
+        ),
+        (None, "open_type:closed OR tags:公积金".to_owned(), 2),
+        (Some(ADMIN_KEY), "NOT open_type:open".to_owned(), 3),
+        (None, "NOT open_type:open".to_owned(), 0),
+        (None, "-open_type:open".to_owned(), 0),
+        (None, "open_type:closed".to_owned(), 0),
+        (
+            None,
+            format!("-open_type:open OR organization:{insurance}"),
+            1,
+        ),
+        (
+            None,
+            "open_type:(closed OR conditional) OR tags:社保".to_owned(),
+            1,
+        ),
+        (None, "open_type:(closed OR open)".to_owned(), 3),
+    ] {
         assert_eq!(
-            (status, body["error"]["__type"].as_str()),
-            (StatusCode::BAD_REQUEST, Some("Search Query Error")),
-            "{fq}: {body}"
+            fq_count(&server, key, &fq).await,
+            expected,
+            "{fq} ({key:?})"
         );
-        let message = body["error"]["message"].as_str().unwrap();
+    }
+
+    // Syntax the parser cannot read is CKAN's Search Query Error, naming where.
+    for (fq, fragment) in [
+        ("tags:(住房 OR 贷款", "'(' at character 6 is not closed"),
+        ("tags:住房)", "')' at character 8 closes no '('"),
+        (
+            "tags:住房 OR",
+            "OR at character 9 must stand between two clauses",
+        ),
+        ("tags:住房 AND AND tags:贷款", "AND at character 9"),
+        ("NOT", "NOT at character 1 must be followed by a clause"),
+        ("tags:\"住房", "unbalanced quote"),
+        ("住房", "cannot read fq clause \"住房\" at character 1"),
+        ("title:住房", "cannot filter on \"title\""),
+        ("tags:(organization:x)", "names a field inside a group"),
+    ] {
+        let message = fq_refusal(&server, "score desc", fq).await;
         assert!(message.contains(fragment), "{fq}: {message}");
     }
 }
