@@ -28,6 +28,12 @@ struct RequestLabels {
 
 type HistogramFamily = Family<RequestLabels, Histogram, fn() -> Histogram>;
 
+/// What scrub damage is in: `records` or `derived` (`civitas_ledger::DamageKind`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DamageLabels {
+    kind: &'static str,
+}
+
 /// The API's metric families, registered once at start.
 #[derive(Clone)]
 pub struct ApiMetrics {
@@ -35,7 +41,7 @@ pub struct ApiMetrics {
     durations: HistogramFamily,
     scrub_passes: Gauge,
     scrub_checked_bytes: Gauge,
-    scrub_damage: Gauge,
+    scrub_damage: Family<DamageLabels, Gauge>,
 }
 
 impl ApiMetrics {
@@ -57,7 +63,7 @@ impl ApiMetrics {
         );
         let scrub_passes = Gauge::default();
         let scrub_checked_bytes = Gauge::default();
-        let scrub_damage = Gauge::default();
+        let scrub_damage = Family::<DamageLabels, Gauge>::default();
         registry.register(
             "civitas_ledger_scrub_passes",
             "Passes the ledger scrub has completed over every record since the ledger was opened",
@@ -70,9 +76,17 @@ impl ApiMetrics {
         );
         registry.register(
             "civitas_ledger_scrub_damage",
-            "1 once the ledger scrub has found a record that fails its checksum or stored hashes, else 0",
+            "1 once the ledger scrub has found damage of this kind (`records`: a record's frame, or records that no longer give the signed root; `derived`: the hashes derived from intact records), else 0",
             scrub_damage.clone(),
         );
+        // Both series exist from the start, so that an alert on either sees a 0 before a 1.
+        for kind in civitas_ledger::DamageKind::ALL {
+            scrub_damage
+                .get_or_create(&DamageLabels {
+                    kind: kind.as_str(),
+                })
+                .set(0);
+        }
         ApiMetrics {
             requests,
             durations,
@@ -88,7 +102,14 @@ impl ApiMetrics {
         self.scrub_passes.set(saturating(status.passes_completed));
         self.scrub_checked_bytes
             .set(saturating(status.bytes_checked));
-        self.scrub_damage.set(i64::from(status.damage.is_some()));
+        let found = status.damage.as_ref().map(|damage| damage.problem.kind());
+        for kind in civitas_ledger::DamageKind::ALL {
+            self.scrub_damage
+                .get_or_create(&DamageLabels {
+                    kind: kind.as_str(),
+                })
+                .set(i64::from(found == Some(kind)));
+        }
     }
 }
 

@@ -33,8 +33,9 @@ async fn healthz() -> &'static str {
 ///
 /// Damage the ledger scrub found in old records does not make the node unready: it still
 /// records every new exchange, and taking it out of service would stop the city's exchanges
-/// without repairing anything. The body names the damage, and the metric
-/// `civitas_ledger_scrub_damage` is what to alert on.
+/// without repairing anything. The body names the damage, whether it is in the records or in
+/// the hashes derived from them, and its repair; the metric `civitas_ledger_scrub_damage` is what
+/// to alert on.
 async fn readyz(State(state): State<AppState>) -> Result<String, ApiError> {
     state
         .store

@@ -13,6 +13,8 @@
 //! - [`Ledger`]: the log on disk.
 //! - [`salvage_records`]: cutting the records at damage that stops the ledger from opening,
 //!   keeping what is cut.
+//! - [`rebuild_derived_files`]: recomputing the files derived from the records, when they are
+//!   damaged and the records are not.
 //! - [`Receipt`]: a self-contained inclusion receipt.
 //! - [`verify`]: full independent verification of a data directory or of records streamed in.
 
@@ -28,9 +30,10 @@ pub mod tiles;
 pub mod verify;
 
 pub use ledger::{
-    Checkpoint, CheckpointRef, Completions, DEFAULT_SCRUB_BYTES_PER_SECOND, Error, Ledger,
-    LedgerOptions, RecordDamage, Result, SalvageCut, SalvageMode, SalvageReport, ScrubDamage,
-    ScrubProblem, ScrubStatus, salvage_records, salvage_side_file_name,
+    Checkpoint, CheckpointRef, Completions, DEFAULT_SCRUB_BYTES_PER_SECOND,
+    DEFAULT_SCRUB_PASS_PAUSE, DamageKind, DerivedFileDifference, DerivedRebuild, Error, Ledger,
+    LedgerOptions, RecordDamage, RepairMode, Result, SalvageCut, SalvageReport, ScrubDamage,
+    ScrubProblem, ScrubStatus, rebuild_derived_files, salvage_records, salvage_side_file_name,
 };
 pub use merkle::Hash;
 pub use note::{NoteSigner, NoteVerifier};

@@ -80,6 +80,11 @@ pub struct Config {
     )]
     pub ledger_scrub_bytes_per_second: Option<u64>,
 
+    /// Seconds the ledger's scrub rests after a pass over the records before it starts the next
+    /// [default: 600].
+    #[arg(long, env = "CIVITAS_LEDGER_SCRUB_PASS_PAUSE", value_name = "SECONDS")]
+    pub ledger_scrub_pass_pause: Option<u64>,
+
     /// Log format: pretty or json [default: pretty].
     #[arg(long, env = "CIVITAS_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -121,6 +126,7 @@ pub struct Settings {
     pub max_grant_days: u32,
     /// `None` runs no scrub.
     pub ledger_scrub_bytes_per_second: Option<u64>,
+    pub ledger_scrub_pass_pause: std::time::Duration,
     pub log_format: LogFormat,
     pub log: String,
 }
@@ -160,6 +166,9 @@ impl Config {
             ledger_scrub_bytes_per_second: self
                 .ledger_scrub_bytes_per_second
                 .or(lower.ledger_scrub_bytes_per_second),
+            ledger_scrub_pass_pause: self
+                .ledger_scrub_pass_pause
+                .or(lower.ledger_scrub_pass_pause),
             log_format: self.log_format.or(lower.log_format),
             log: self.log.or(lower.log),
         }
@@ -218,6 +227,11 @@ impl Config {
                 0 => None,
                 bytes_per_second => Some(bytes_per_second),
             },
+            ledger_scrub_pass_pause: match self.ledger_scrub_pass_pause {
+                Some(0) => bail!("ledger_scrub_pass_pause must be at least 1 second"),
+                Some(seconds) => std::time::Duration::from_secs(seconds),
+                None => civitas_ledger::DEFAULT_SCRUB_PASS_PAUSE,
+            },
             log_format: self.log_format.unwrap_or(LogFormat::Pretty),
             log: self.log.unwrap_or_else(|| "info".to_owned()),
         })
@@ -259,6 +273,10 @@ mod tests {
             settings.ledger_scrub_bytes_per_second,
             Some(civitas_ledger::DEFAULT_SCRUB_BYTES_PER_SECOND)
         );
+        assert_eq!(
+            settings.ledger_scrub_pass_pause,
+            civitas_ledger::DEFAULT_SCRUB_PASS_PAUSE
+        );
         let scrub_off = Config {
             ledger_scrub_bytes_per_second: Some(0),
             ..Config::default()
@@ -267,35 +285,59 @@ mod tests {
             scrub_off.resolve().unwrap().ledger_scrub_bytes_per_second,
             None
         );
+        let short_pause = Config {
+            ledger_scrub_pass_pause: Some(5),
+            ..Config::default()
+        };
+        assert_eq!(
+            short_pause.resolve().unwrap().ledger_scrub_pass_pause,
+            std::time::Duration::from_secs(5)
+        );
     }
 
     #[test]
     fn bad_values_are_named() {
-        let bad_node = Config {
-            node_code: Some("Bad Code".into()),
-            ..Config::default()
+        let check = |config: Config, expected: &str| {
+            let error = format!("{:#}", config.resolve().unwrap_err());
+            assert!(error.contains(expected), "{expected:?} in {error}");
         };
-        assert!(format!("{:#}", bad_node.resolve().unwrap_err()).contains("node_code"));
-        let bad_region = Config {
-            city_region: Some("999999".into()),
-            ..Config::default()
-        };
-        assert!(format!("{:#}", bad_region.resolve().unwrap_err()).contains("city_region"));
-        let no_gateway_threads = Config {
-            gateway_threads: Some(0),
-            ..Config::default()
-        };
-        assert!(
-            format!("{:#}", no_gateway_threads.resolve().unwrap_err())
-                .contains("gateway_threads must be at least 1")
+        check(
+            Config {
+                node_code: Some("Bad Code".into()),
+                ..Config::default()
+            },
+            "node_code",
+        );
+        check(
+            Config {
+                city_region: Some("999999".into()),
+                ..Config::default()
+            },
+            "city_region",
+        );
+        check(
+            Config {
+                gateway_threads: Some(0),
+                ..Config::default()
+            },
+            "gateway_threads must be at least 1",
+        );
+        check(
+            Config {
+                ledger_scrub_pass_pause: Some(0),
+                ..Config::default()
+            },
+            "ledger_scrub_pass_pause must be at least 1 second",
         );
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("civitas.toml");
         std::fs::write(&file, "colour = \"blue\"\n").unwrap();
-        let unknown = Config {
-            config: Some(file),
-            ..Config::default()
-        };
-        assert!(format!("{:#}", unknown.resolve().unwrap_err()).contains("colour"));
+        check(
+            Config {
+                config: Some(file),
+                ..Config::default()
+            },
+            "colour",
+        );
     }
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use civitas_ledger::{SalvageMode, SalvageReport, salvage_records};
+use civitas_ledger::{RepairMode, SalvageReport, salvage_records};
 
 /// The hint added to the node's error when damage among synced records stops it from opening
 /// the ledger of `data_dir`.
@@ -36,7 +36,7 @@ pub fn ledger_error(error: civitas_ledger::Error, doing: &str, data_dir: &Path) 
 
 /// Salvages the ledger of a local data dir. A refusal (damage among checkpointed records) is an
 /// error carrying the report's explanation.
-pub fn salvage_local(data_dir: &Path, mode: SalvageMode) -> anyhow::Result<SalvageReport> {
+pub fn salvage_local(data_dir: &Path, mode: RepairMode) -> anyhow::Result<SalvageReport> {
     let ledger_dir = data_dir.join("ledger");
     let report = salvage_records(&ledger_dir, mode)
         .map_err(|error| ledger_error(error, "salvaging", data_dir))?;

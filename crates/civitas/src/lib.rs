@@ -6,6 +6,7 @@ pub mod config;
 pub mod demo;
 pub mod indexing;
 pub mod ledger_adopt;
+pub mod ledger_rebuild;
 pub mod ledger_salvage;
 pub mod ledger_verify;
 pub mod node;

@@ -15,7 +15,7 @@ use civitas::{
     config::{Config, LogFormat, Settings},
     demo,
     indexing::IndexFollower,
-    ledger_adopt, ledger_salvage, ledger_verify, receipt_check, server,
+    ledger_adopt, ledger_rebuild, ledger_salvage, ledger_verify, receipt_check, server,
 };
 use civitas_gateway::files::{Existing, ORDINARY_FILE_MODE, write_file_whole};
 use civitas_store::{PageRequest, ResourceFilter, Store};
@@ -149,6 +149,20 @@ enum LedgerCommand {
         #[command(flatten)]
         config: Box<Config>,
     },
+    /// Recompute the files the local ledger derives from its records (record offsets, leaf
+    /// hashes, level-4 nodes, tile roots): the repair when the ledger scrub reports damage in
+    /// the hashes derived from the records. Reports each file that differs from what the
+    /// records give, and where it first does; with --apply, replaces those files, each written
+    /// whole and synced before it is renamed into place. Refuses while a node has the ledger
+    /// open, and changes nothing when the records do not give the root of every signed
+    /// checkpoint (the records are damaged then, and need a backup) (exit status 1).
+    RebuildDerived {
+        /// Replace the files that differ; without it nothing is changed.
+        #[arg(long)]
+        apply: bool,
+        #[command(flatten)]
+        config: Box<Config>,
+    },
     /// Hand the store over to the local data dir's ledger, when the ledger its indexes come from
     /// is lost for good (a node refuses to start on a store of another ledger). Without --apply,
     /// only reports the store's ledger id, this ledger's id and size, and what adopting would
@@ -256,6 +270,9 @@ fn main() -> ExitCode {
         Command::Ledger {
             command: LedgerCommand::Salvage { apply, config },
         } => salvage_ledger(*config, apply).map(|()| ExitCode::SUCCESS),
+        Command::Ledger {
+            command: LedgerCommand::RebuildDerived { apply, config },
+        } => rebuild_derived(*config, apply).map(|()| ExitCode::SUCCESS),
         Command::Ledger {
             command:
                 LedgerCommand::AdoptStore {
@@ -577,15 +594,25 @@ fn verify_ledger(
     Ok(())
 }
 
+fn repair_mode(apply: bool) -> civitas_ledger::RepairMode {
+    if apply {
+        civitas_ledger::RepairMode::Apply
+    } else {
+        civitas_ledger::RepairMode::DryRun
+    }
+}
+
 fn salvage_ledger(config: Config, apply: bool) -> anyhow::Result<()> {
     let settings = config.resolve()?;
-    let mode = if apply {
-        civitas_ledger::SalvageMode::Apply
-    } else {
-        civitas_ledger::SalvageMode::DryRun
-    };
-    let report = ledger_salvage::salvage_local(&settings.data_dir, mode)?;
+    let report = ledger_salvage::salvage_local(&settings.data_dir, repair_mode(apply))?;
     println!("{}", ledger_salvage::describe(&report));
+    Ok(())
+}
+
+fn rebuild_derived(config: Config, apply: bool) -> anyhow::Result<()> {
+    let settings = config.resolve()?;
+    let report = ledger_rebuild::rebuild_local(&settings.data_dir, repair_mode(apply))?;
+    println!("{}", ledger_rebuild::describe(&report));
     Ok(())
 }
 
@@ -645,6 +672,10 @@ fn print_settings(settings: &Settings) {
     println!(
         "ledger_scrub_bytes_per_second = {}",
         settings.ledger_scrub_bytes_per_second.unwrap_or(0)
+    );
+    println!(
+        "ledger_scrub_pass_pause = {}",
+        settings.ledger_scrub_pass_pause.as_secs()
     );
     println!("log_format = {:?}", settings.log_format);
     println!("log = {}", settings.log);

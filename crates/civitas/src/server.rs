@@ -111,6 +111,7 @@ pub async fn start(
         .context("the node key as a checkpoint signer")?;
     let options = LedgerOptions {
         scrub_bytes_per_second: settings.ledger_scrub_bytes_per_second,
+        scrub_pass_pause: settings.ledger_scrub_pass_pause,
         ..LedgerOptions::default()
     };
     let ledger = tokio::task::spawn_blocking(move || Ledger::open(&ledger_dir, signer, options))

@@ -3,11 +3,10 @@
 //! a new ledger has none, a salvage may cut them all, and two ledgers signed by one node key
 //! have the same checkpoints for the same records.
 
-use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 
-use super::{Error, Result, io_error};
+use super::{Error, Result, create_temporary, io_error, sync_directory};
 
 pub(crate) const LEDGER_ID_FILE: &str = "ledger-id";
 /// Where a new id is written before it is renamed into place.
@@ -29,19 +28,12 @@ pub(crate) fn load_or_create(dir: &Path) -> Result<String> {
             let id: String = random.iter().map(|byte| format!("{byte:02x}")).collect();
             let partial = dir.join(LEDGER_ID_PARTIAL_FILE);
             // A side file left by a crash is overwritten: its id was never in place.
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&partial)
-                .map_err(io_error("create", &partial))?;
+            let mut file = create_temporary(&partial)?;
             file.write_all(format!("{id}\n").as_bytes())
                 .and_then(|()| file.sync_all())
                 .map_err(io_error("write", &partial))?;
             std::fs::rename(&partial, &path).map_err(io_error("rename into place", &path))?;
-            File::open(dir)
-                .and_then(|directory| directory.sync_all())
-                .map_err(io_error("sync directory", dir))?;
+            sync_directory(dir)?;
             Ok(id)
         }
         Err(error) => Err(io_error("read", &path)(error)),

@@ -14,18 +14,22 @@
 //! - `ledger-id`: the ledger's random id, written once (see `identity`).
 //! - `records.dat.cut-<offset>`: the bytes a salvage cut off the records at that offset (see
 //!   `salvage`); kept for the operator, never read by the ledger.
+//! - `<derived file>.rebuilt`: a derived file being rebuilt from the records (see `rebuild`),
+//!   renamed into place once synced; never read.
 //!
 //! One writer thread owns all appends: it drains every pending append, writes them with one write
 //! per file and one fdatasync of the records file, and only then publishes the new size and
 //! answers the waiters. A checkpointer thread signs the new tree head at least once per interval.
 //! Readers use positioned reads and never take a lock that the writer holds for more than a few
 //! vector pushes. Unless disabled, a scrub thread re-reads the records at a bounded rate and
-//! checks them against the stored hashes that receipts and proofs are served from (see `scrub`),
-//! since opening checks only the end of what the latest checkpoint covers.
+//! checks them against the stored hashes that receipts and proofs are served from, and those
+//! against the latest signed root (see `scrub`), since opening checks only the end of what the
+//! latest checkpoint covers.
 
 mod checkpointer;
 mod completions;
 mod identity;
+mod rebuild;
 mod recovery;
 mod salvage;
 mod scrub;
@@ -51,11 +55,11 @@ use crate::tiles::{TILE_HEIGHT, TILE_WIDTH, encode_entry_bundle};
 
 pub(crate) use checkpointer::CheckpointControl;
 pub use completions::Completions;
+pub use rebuild::{DerivedFileDifference, DerivedRebuild, rebuild_derived_files};
 pub use salvage::{
-    CheckpointRef, RecordDamage, SalvageCut, SalvageMode, SalvageReport, salvage_records,
-    salvage_side_file_name,
+    CheckpointRef, RecordDamage, SalvageCut, SalvageReport, salvage_records, salvage_side_file_name,
 };
-pub use scrub::{ScrubDamage, ScrubProblem, ScrubStatus};
+pub use scrub::{DamageKind, ScrubDamage, ScrubProblem, ScrubStatus};
 
 pub(crate) const RECORDS_FILE: &str = "records.dat";
 pub(crate) const OFFSETS_FILE: &str = "record-offsets.dat";
@@ -154,6 +158,16 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Whether a repair of the ledger's files (`salvage_records`, `rebuild_derived_files`) only
+/// reports what it would do or also does it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepairMode {
+    /// Examine and report; change nothing.
+    DryRun,
+    /// Repair, and report what was done.
+    Apply,
+}
+
 /// Returns a closure that wraps an I/O error with what was done to which file.
 pub(crate) fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
     let path = path.to_path_buf();
@@ -176,11 +190,18 @@ pub struct LedgerOptions {
     /// How fast the background scrub re-reads the records to check them against the stored
     /// hashes (see [`Ledger::scrub_status`]); `None` or zero runs no scrub.
     pub scrub_bytes_per_second: Option<u64>,
+    /// How long the scrub rests after a pass before it starts the next from record 0. Zero starts
+    /// the next pass at once, which costs a few reads a pass even when there is nothing to check.
+    pub scrub_pass_pause: Duration,
 }
 
 /// The scrub's default rate: a pass over a gigabyte of records takes about four minutes, and
 /// costs a disk little next to the appends' syncs.
 pub const DEFAULT_SCRUB_BYTES_PER_SECOND: u64 = 4 << 20;
+
+/// The scrub's default rest between passes: at the default rate a ledger of a gigabyte of
+/// records is then re-read about four times an hour.
+pub const DEFAULT_SCRUB_PASS_PAUSE: Duration = Duration::from_secs(600);
 
 impl Default for LedgerOptions {
     fn default() -> LedgerOptions {
@@ -189,6 +210,7 @@ impl Default for LedgerOptions {
             max_batch_bytes: 8 << 20,
             group_commit_window: Duration::from_micros(200),
             scrub_bytes_per_second: Some(DEFAULT_SCRUB_BYTES_PER_SECOND),
+            scrub_pass_pause: DEFAULT_SCRUB_PASS_PAUSE,
         }
     }
 }
@@ -230,6 +252,16 @@ pub(crate) struct DataFiles {
 }
 
 impl DataFiles {
+    /// The derived files, in the order of `recovery::DERIVED_FILES`.
+    pub(crate) fn derived(&self) -> [&File; 4] {
+        [
+            &self.offsets,
+            &self.leaf_hashes,
+            &self.level4_hashes,
+            &self.tile_hashes,
+        ]
+    }
+
     fn open(dir: &Path) -> Result<DataFiles> {
         Ok(DataFiles {
             records: open_data_file(dir, RECORDS_FILE)?,
@@ -384,26 +416,23 @@ impl Shared {
             .map_err(io_error("read", &self.path(name)))
     }
 
-    pub(crate) fn read_leaf_hashes(&self, start: u64, count: usize) -> Result<Vec<Hash>> {
+    /// Reads entries `start..start + count` of a file of hashes.
+    fn read_hashes(&self, file: &File, name: &str, start: u64, count: usize) -> Result<Vec<Hash>> {
         let mut hashes = vec![[0u8; 32]; count];
-        self.read_exact_at(
-            &self.files.leaf_hashes,
-            LEAF_HASHES_FILE,
-            hashes.as_flattened_mut(),
-            start * HASH_BYTES,
-        )?;
+        self.read_exact_at(file, name, hashes.as_flattened_mut(), start * HASH_BYTES)?;
         Ok(hashes)
     }
 
+    pub(crate) fn read_leaf_hashes(&self, start: u64, count: usize) -> Result<Vec<Hash>> {
+        self.read_hashes(&self.files.leaf_hashes, LEAF_HASHES_FILE, start, count)
+    }
+
     pub(crate) fn read_level4_hashes(&self, start: u64, count: usize) -> Result<Vec<Hash>> {
-        let mut hashes = vec![[0u8; 32]; count];
-        self.read_exact_at(
-            &self.files.level4_hashes,
-            LEVEL4_HASHES_FILE,
-            hashes.as_flattened_mut(),
-            start * HASH_BYTES,
-        )?;
-        Ok(hashes)
+        self.read_hashes(&self.files.level4_hashes, LEVEL4_HASHES_FILE, start, count)
+    }
+
+    pub(crate) fn read_tile_hashes(&self, start: u64, count: usize) -> Result<Vec<Hash>> {
+        self.read_hashes(&self.files.tile_hashes, TILE_HASHES_FILE, start, count)
     }
 
     pub(crate) fn read_offsets(&self, start: u64, count: usize) -> Result<Vec<u64>> {
@@ -556,6 +585,39 @@ pub(crate) fn lock_directory(lock_file: &File, dir: &Path, lock_path: &Path) -> 
     }
 }
 
+/// Opens the records of the ledger in `dir` for a repair and takes the directory's lock, held
+/// while the returned lock file is: fails with [`Error::AlreadyOpen`] while a node has the
+/// ledger open. The records are not created: a directory without them is no ledger to repair.
+pub(crate) fn open_for_repair(dir: &Path) -> Result<(File, File)> {
+    let records_path = dir.join(RECORDS_FILE);
+    let records = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&records_path)
+        .map_err(io_error("open", &records_path))?;
+    let lock_file = open_data_file(dir, LOCK_FILE)?;
+    lock_directory(&lock_file, dir, &dir.join(LOCK_FILE))?;
+    Ok((records, lock_file))
+}
+
+/// Creates the temporary file `path` for writing a file that is then synced and renamed into
+/// place. One left there by a crash was never renamed, so never read: it is emptied.
+pub(crate) fn create_temporary(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(io_error("create", path))
+}
+
+/// Makes the directory's entries durable: files created, renamed or removed in it.
+pub(crate) fn sync_directory(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|directory| directory.sync_all())
+        .map_err(io_error("sync directory", dir))
+}
+
 struct Handle {
     shared: Arc<Shared>,
     sender: Option<mpsc::Sender<writer::AppendRequest>>,
@@ -628,9 +690,7 @@ impl Ledger {
             .collect();
         let files = DataFiles::open(&dir)?;
         // Newly created files only survive a crash once their directory entries are durable.
-        File::open(&dir)
-            .and_then(|directory| directory.sync_all())
-            .map_err(io_error("sync directory", &dir))?;
+        sync_directory(&dir)?;
 
         let verifier = signer.verifier();
         let recovered = recovery::load_checkpoints(&dir, &files.checkpoints, &verifier).and_then(
@@ -715,10 +775,11 @@ impl Ledger {
         let scrubber = match options.scrub_bytes_per_second {
             Some(bytes_per_second) if bytes_per_second > 0 => {
                 let scrub_shared = shared.clone();
+                let pass_pause = options.scrub_pass_pause;
                 Some(
                     std::thread::Builder::new()
                         .name("ledger-scrub".into())
-                        .spawn(move || scrub::run(&scrub_shared, bytes_per_second))
+                        .spawn(move || scrub::run(&scrub_shared, bytes_per_second, pass_pause))
                         .map_err(io_error("spawn the scrub thread for", &shared.dir))?,
                 )
             }

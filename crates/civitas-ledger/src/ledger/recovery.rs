@@ -39,9 +39,9 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::{
-    CHECKPOINTS_FILE, Checkpoint, CheckpointBook, DataFiles, Error, GROUP_WIDTH, HASH_BYTES,
-    LEAF_HASHES_FILE, LEVEL4_HASHES_FILE, OFFSET_BYTES, OFFSETS_FILE, RECORDS_FILE, Result,
-    TILE_HASHES_FILE, UpperLevels, io_error,
+    CHECKPOINTS_FILE, Checkpoint, CheckpointBook, CheckpointRef, DataFiles, Error, GROUP_WIDTH,
+    HASH_BYTES, LEAF_HASHES_FILE, LEVEL4_HASHES_FILE, OFFSET_BYTES, OFFSETS_FILE, RECORDS_FILE,
+    Result, TILE_HASHES_FILE, UpperLevels, io_error,
 };
 use crate::checkpoint_file::{CheckpointFileError, CheckpointReader, StoredNote};
 use crate::frame::{
@@ -54,9 +54,9 @@ use crate::tiles::{TILE_HEIGHT, TILE_WIDTH};
 
 /// Derived data of up to this many replayed records is kept in memory until the ledger is known
 /// to open, and written in steps of this many when the records are read again.
-const REPLAY_FLUSH_RECORDS: usize = 1 << 16;
+pub(crate) const REPLAY_FLUSH_RECORDS: usize = 1 << 16;
 
-pub(crate) fn checkpoint_file_error(dir: &Path) -> impl Fn(CheckpointFileError) -> Error {
+pub(crate) fn checkpoint_file_error(dir: &Path) -> impl Fn(CheckpointFileError) -> Error + use<> {
     let path = dir.join(CHECKPOINTS_FILE);
     move |error| match error {
         CheckpointFileError::Io(source) => io_error("read", &path)(source),
@@ -97,17 +97,7 @@ pub(crate) fn load_checkpoints(
     while let Some(stored) = reader.next_note().map_err(&file_error)? {
         let offset = stored.offset;
         let checkpoint = parse_stored(stored)?;
-        if let Some(previous) = &book.latest
-            && checkpoint.tree_size < previous.tree_size
-        {
-            return Err(Error::CorruptCheckpoints {
-                offset,
-                reason: format!(
-                    "tree size {} follows the larger {}",
-                    checkpoint.tree_size, previous.tree_size
-                ),
-            });
-        }
+        check_order(book.latest.as_ref(), &checkpoint, offset)?;
         book.record(checkpoint, offset, reader.offset());
     }
     let torn_tail_at = reader.torn_tail_at();
@@ -117,28 +107,82 @@ pub(crate) fn load_checkpoints(
     Ok(LoadedCheckpoints { book, torn_tail_at })
 }
 
+/// Checkpoint sizes never decrease: a tree only grows.
+fn check_order(previous: Option<&Checkpoint>, checkpoint: &Checkpoint, offset: u64) -> Result<()> {
+    match previous {
+        Some(previous) if checkpoint.tree_size < previous.tree_size => {
+            Err(Error::CorruptCheckpoints {
+                offset,
+                reason: format!(
+                    "tree size {} follows the larger {}",
+                    checkpoint.tree_size, previous.tree_size
+                ),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The latest stored checkpoint and its number, read without changing the file: a torn last
+/// frame is left for opening to cut off. Damage before other frames is an error. For repairs,
+/// which need no key: the checkpoints are not verified.
+pub(crate) fn latest_checkpoint(dir: &Path) -> Result<(Option<Checkpoint>, usize)> {
+    let path = dir.join(CHECKPOINTS_FILE);
+    let file = File::open(&path).map_err(io_error("open", &path))?;
+    let length = file.metadata().map_err(io_error("inspect", &path))?.len();
+    let file_error = checkpoint_file_error(dir);
+    let mut reader = CheckpointReader::new(&file, 0, 0, length);
+    let mut latest = None;
+    let mut ordinal = 0;
+    while let Some(stored) = reader.next_note().map_err(&file_error)? {
+        ordinal = stored.ordinal;
+        latest = Some(parse_stored(stored)?);
+    }
+    Ok((latest, ordinal))
+}
+
 /// The stored checkpoints a replay must check, in order: none when the derived files were
 /// trusted up to the latest checkpoint, all of them (streamed from the file) when rebuilding.
-struct CheckpointChecks<'a> {
+pub(crate) struct CheckpointChecks<'a> {
     reader: Option<CheckpointReader<'a>>,
     next: Option<(usize, Checkpoint)>,
     file_error: Box<dyn Fn(CheckpointFileError) -> Error + 'a>,
+    /// How many checkpoints matched the tree.
+    pub(crate) matched: usize,
 }
 
-impl CheckpointChecks<'_> {
+impl<'a> CheckpointChecks<'a> {
+    /// Checks the checkpoints `reader` reads, or none.
+    pub(crate) fn new(dir: &Path, reader: Option<CheckpointReader<'a>>) -> Result<Self> {
+        let mut checks = CheckpointChecks {
+            reader,
+            next: None,
+            file_error: Box::new(checkpoint_file_error(dir)),
+            matched: 0,
+        };
+        checks.advance()?;
+        Ok(checks)
+    }
+
     fn advance(&mut self) -> Result<()> {
-        self.next = None;
+        let previous = self.next.take();
         if let Some(reader) = &mut self.reader
             && let Some(stored) = reader.next_note().map_err(&self.file_error)?
         {
-            let ordinal = stored.ordinal;
-            self.next = Some((ordinal, parse_stored(stored)?));
+            let (ordinal, offset) = (stored.ordinal, stored.offset);
+            let checkpoint = parse_stored(stored)?;
+            check_order(
+                previous.as_ref().map(|(_, previous)| previous),
+                &checkpoint,
+                offset,
+            )?;
+            self.next = Some((ordinal, checkpoint));
         }
         Ok(())
     }
 
     /// Compares every checkpoint of the tree's current size with its root.
-    fn check(&mut self, tree: &RecoveredTree) -> Result<()> {
+    pub(crate) fn check(&mut self, tree: &RecoveredTree) -> Result<()> {
         while let Some((ordinal, checkpoint)) = &self.next {
             debug_assert!(checkpoint.tree_size >= tree.size);
             if checkpoint.tree_size != tree.size {
@@ -150,6 +194,7 @@ impl CheckpointChecks<'_> {
                     tree_size: tree.size,
                 });
             }
+            self.matched += 1;
             self.advance()?;
         }
         Ok(())
@@ -269,12 +314,10 @@ pub(crate) fn recover_tree(
         RecoveredTree::empty()
     });
     // A trusted prefix already matched the latest checkpoint, and no checkpoint lies beyond it.
-    let mut checks = CheckpointChecks {
-        reader: rebuilding.then(|| CheckpointReader::new(&files.checkpoints, 0, 0, book.file_end)),
-        next: None,
-        file_error: Box::new(checkpoint_file_error(dir)),
-    };
-    checks.advance()?;
+    let mut checks = CheckpointChecks::new(
+        dir,
+        rebuilding.then(|| CheckpointReader::new(&files.checkpoints, 0, 0, book.file_end)),
+    )?;
     checks.check(&tree)?;
 
     let records_path = dir.join(RECORDS_FILE);
@@ -289,15 +332,17 @@ pub(crate) fn recover_tree(
     let start = tree.clone();
     let mut replayed = DerivedData::after(&start);
     let mut replay_kept = true;
-    let scan = scan_records(
+    let latest = CheckpointRef {
+        ordinal: book.count.saturating_sub(1),
+        tree_size: checkpointed_size,
+    };
+    let torn_records = replay_records(
         &files.records,
         &records_path,
-        tree.records_end,
-        |offset, payload| {
-            debug_assert_eq!(offset, tree.records_end);
-            let leaf = leaf_hash(payload);
-            let nodes = tree.push_leaf(leaf, (FRAME_HEADER_BYTES + payload.len()) as u64);
-            checks.check(&tree)?;
+        &mut tree,
+        &mut checks,
+        latest,
+        |offset, leaf, nodes| {
             if replay_kept {
                 replayed.push(offset, leaf, nodes);
                 if replayed.records() > REPLAY_FLUSH_RECORDS {
@@ -308,59 +353,19 @@ pub(crate) fn recover_tree(
             Ok(())
         },
     )?;
-    debug_assert_eq!(scan.end, tree.records_end);
-
-    let torn_records = match scan.tail {
-        RecordsTail::Clean => None,
-        RecordsTail::Torn { reason } | RecordsTail::DamageBeforeValidFrames { reason, .. }
-            if tree.size < checkpointed_size =>
-        {
-            return Err(Error::CorruptRecord {
-                index: tree.size,
-                reason,
-            });
-        }
-        RecordsTail::DamageBeforeValidFrames { reason, next_frame } => {
-            return Err(Error::DamageBeforeValidFrames {
-                index: tree.size,
-                offset: tree.records_end,
-                reason,
-                next_frame,
-            });
-        }
-        RecordsTail::Torn { reason } => Some(reason),
-    };
-    if tree.size < checkpointed_size {
-        return Err(Error::RecordsMissing {
-            ordinal: book.count - 1,
-            tree_size: checkpointed_size,
-            found: tree.size,
-        });
-    }
 
     // The ledger opens: only from here on is anything written.
-    let truncate = |file: &File, name: &str, length: u64| {
-        file.set_len(length)
-            .map_err(io_error("truncate", &dir.join(name)))
-    };
-    truncate(&files.offsets, OFFSETS_FILE, start.size * OFFSET_BYTES)?;
-    truncate(
-        &files.leaf_hashes,
-        LEAF_HASHES_FILE,
-        start.size * HASH_BYTES,
-    )?;
-    truncate(
-        &files.level4_hashes,
-        LEVEL4_HASHES_FILE,
-        start.size / GROUP_WIDTH * HASH_BYTES,
-    )?;
-    truncate(
-        &files.tile_hashes,
-        TILE_HASHES_FILE,
-        start.size / TILE_WIDTH * HASH_BYTES,
-    )?;
+    for ((file, (name, entry_bytes)), entries) in files
+        .derived()
+        .into_iter()
+        .zip(DERIVED_FILES)
+        .zip(derived_entries(start.size))
+    {
+        file.set_len(entries * entry_bytes)
+            .map_err(io_error("truncate", &dir.join(name)))?;
+    }
     if replay_kept {
-        replayed.write(dir, files)?;
+        replayed.flush(write_derived(dir, files))?;
     } else {
         rewrite_replayed(dir, files, start, &tree)?;
     }
@@ -405,6 +410,66 @@ pub(crate) fn recover_tree(
     Ok(tree)
 }
 
+/// Replays the records after `tree` into it, from its end to the first torn or corrupt frame,
+/// handing each record's frame offset, leaf hash and the level-4 node and tile root it completes
+/// to `on_record`, and comparing every checkpoint `checks` holds with the root at its size. Then
+/// judges where the records end against `latest`, the latest stored checkpoint: damage among
+/// the records it covers, damage with a valid frame after it, and records that stop short of it
+/// are errors. Returns why the bytes after the records are a torn write, if they are one, which
+/// opening cuts off. Changes no file: opening a ledger and rebuilding its derived files replay
+/// this way.
+pub(crate) fn replay_records(
+    records: &File,
+    records_path: &Path,
+    tree: &mut RecoveredTree,
+    checks: &mut CheckpointChecks,
+    latest: CheckpointRef,
+    mut on_record: impl FnMut(u64, Hash, (Option<Hash>, Option<Hash>)) -> Result<()>,
+) -> Result<Option<String>> {
+    let scan = scan_records(
+        records,
+        records_path,
+        tree.records_end,
+        |offset, payload| {
+            debug_assert_eq!(offset, tree.records_end);
+            let leaf = leaf_hash(payload);
+            let nodes = tree.push_leaf(leaf, (FRAME_HEADER_BYTES + payload.len()) as u64);
+            checks.check(tree)?;
+            on_record(offset, leaf, nodes)
+        },
+    )?;
+    debug_assert_eq!(scan.end, tree.records_end);
+
+    let torn = match scan.tail {
+        RecordsTail::Clean => None,
+        RecordsTail::Torn { reason } | RecordsTail::DamageBeforeValidFrames { reason, .. }
+            if tree.size < latest.tree_size =>
+        {
+            return Err(Error::CorruptRecord {
+                index: tree.size,
+                reason,
+            });
+        }
+        RecordsTail::DamageBeforeValidFrames { reason, next_frame } => {
+            return Err(Error::DamageBeforeValidFrames {
+                index: tree.size,
+                offset: tree.records_end,
+                reason,
+                next_frame,
+            });
+        }
+        RecordsTail::Torn { reason } => Some(reason),
+    };
+    if tree.size < latest.tree_size {
+        return Err(Error::RecordsMissing {
+            ordinal: latest.ordinal,
+            tree_size: latest.tree_size,
+            found: tree.size,
+        });
+    }
+    Ok(torn)
+}
+
 /// Reads the records replayed from `tree` (the trusted prefix) up to `replayed` again, and
 /// writes their derived data in steps.
 fn rewrite_replayed(
@@ -415,6 +480,7 @@ fn rewrite_replayed(
 ) -> Result<()> {
     let records_path = dir.join(RECORDS_FILE);
     let mut derived = DerivedData::after(&tree);
+    let mut write = write_derived(dir, files);
     let end = read_frames(
         &files.records,
         &records_path,
@@ -424,19 +490,47 @@ fn rewrite_replayed(
             let nodes = tree.push_leaf(leaf, (FRAME_HEADER_BYTES + payload.len()) as u64);
             derived.push(offset, leaf, nodes);
             if derived.records() >= REPLAY_FLUSH_RECORDS {
-                derived.write(dir, files)?;
+                derived.flush(&mut write)?;
             }
             Ok(())
         },
     )?
     .0;
     debug_assert_eq!((tree.size, end), (replayed.size, replayed.records_end));
-    derived.write(dir, files)
+    derived.flush(write)
+}
+
+/// The files derived from the records, in the order [`DerivedData::flush`] numbers them, each
+/// with the bytes of one entry.
+pub(crate) const DERIVED_FILES: [(&str, u64); 4] = [
+    (OFFSETS_FILE, OFFSET_BYTES),
+    (LEAF_HASHES_FILE, HASH_BYTES),
+    (LEVEL4_HASHES_FILE, HASH_BYTES),
+    (TILE_HASHES_FILE, HASH_BYTES),
+];
+
+/// How many entries each derived file holds for a tree of `size` records: an offset and a leaf
+/// hash per record, a level-4 node per full group and a tile root per full tile.
+pub(crate) fn derived_entries(size: u64) -> [u64; 4] {
+    [size, size, size / GROUP_WIDTH, size / TILE_WIDTH]
+}
+
+/// Writes derived bytes, as [`DerivedData::flush`] hands them, into the ledger's files.
+fn write_derived<'a>(
+    dir: &'a Path,
+    files: &'a DataFiles,
+) -> impl FnMut(usize, u64, &[u8]) -> Result<()> + 'a {
+    let targets = files.derived();
+    move |file, at, bytes| {
+        targets[file]
+            .write_all_at(bytes, at)
+            .map_err(io_error("write", &dir.join(DERIVED_FILES[file].0)))
+    }
 }
 
 /// Derived data recomputed from replayed records, not yet written: the entries of the records
 /// from `size` on, level-4 nodes from `groups` and tile roots from `tiles`.
-struct DerivedData {
+pub(crate) struct DerivedData {
     size: u64,
     groups: u64,
     tiles: u64,
@@ -448,7 +542,7 @@ struct DerivedData {
 
 impl DerivedData {
     /// Nothing yet, for the records after those of `tree`.
-    fn after(tree: &RecoveredTree) -> DerivedData {
+    pub(crate) fn after(tree: &RecoveredTree) -> DerivedData {
         DerivedData {
             size: tree.size,
             groups: tree.size / GROUP_WIDTH,
@@ -462,7 +556,7 @@ impl DerivedData {
 
     /// Adds the next record's offset and leaf hash, and the level-4 node and tile root it
     /// completes, as `RecoveredTree::push_leaf` returns them.
-    fn push(
+    pub(crate) fn push(
         &mut self,
         offset: u64,
         leaf: Hash,
@@ -474,40 +568,20 @@ impl DerivedData {
         self.tile_roots.extend(tile_root);
     }
 
-    fn records(&self) -> usize {
+    pub(crate) fn records(&self) -> usize {
         self.leaves.len() / HASH_BYTES as usize
     }
 
-    /// Writes what was pushed after what is written, and forgets it.
-    fn write(&mut self, dir: &Path, files: &DataFiles) -> Result<()> {
-        let write = |file: &File, name: &str, bytes: &[u8], at: u64| {
-            file.write_all_at(bytes, at)
-                .map_err(io_error("write", &dir.join(name)))
-        };
-        write(
-            &files.offsets,
-            OFFSETS_FILE,
-            &self.offsets,
-            self.size * OFFSET_BYTES,
-        )?;
-        write(
-            &files.leaf_hashes,
-            LEAF_HASHES_FILE,
-            &self.leaves,
-            self.size * HASH_BYTES,
-        )?;
-        write(
-            &files.level4_hashes,
-            LEVEL4_HASHES_FILE,
-            self.group_roots.as_flattened(),
-            self.groups * HASH_BYTES,
-        )?;
-        write(
-            &files.tile_hashes,
-            TILE_HASHES_FILE,
-            self.tile_roots.as_flattened(),
-            self.tiles * HASH_BYTES,
-        )?;
+    /// Hands what was pushed, after what was handed before, to `sink` as the number of its file
+    /// in [`DERIVED_FILES`], its byte offset in that file and the bytes; then forgets it.
+    pub(crate) fn flush(
+        &mut self,
+        mut sink: impl FnMut(usize, u64, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        sink(0, self.size * OFFSET_BYTES, &self.offsets)?;
+        sink(1, self.size * HASH_BYTES, &self.leaves)?;
+        sink(2, self.groups * HASH_BYTES, self.group_roots.as_flattened())?;
+        sink(3, self.tiles * HASH_BYTES, self.tile_roots.as_flattened())?;
         self.size += self.records() as u64;
         self.groups += self.group_roots.len() as u64;
         self.tiles += self.tile_roots.len() as u64;

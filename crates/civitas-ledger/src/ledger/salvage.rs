@@ -13,27 +13,17 @@
 //! synced before the records file is truncated. A repeated salvage after a crash before the
 //! truncation finds the same damage and a side file with the same bytes, and goes on.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::recovery::{RecoveredTree, checkpoint_file_error, parse_stored, scan_records};
+use super::recovery::{RecoveredTree, latest_checkpoint, scan_records};
 use super::{
-    CHECKPOINTS_FILE, Checkpoint, Error, LOCK_FILE, RECORDS_FILE, Result, io_error, lock_directory,
-    open_data_file,
+    Error, RECORDS_FILE, RepairMode, Result, create_temporary, io_error, open_for_repair,
+    sync_directory,
 };
-use crate::checkpoint_file::CheckpointReader;
 use crate::frame::{FRAME_HEADER_BYTES, RecordsTail};
 use crate::merkle::leaf_hash;
-
-/// Whether [`salvage_records`] only reports what it would do or also does it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SalvageMode {
-    /// Examine and report; change nothing.
-    DryRun,
-    /// Save the damaged and following bytes to a side file and cut the records at the damage.
-    Apply,
-}
 
 /// The first torn or corrupt record frame of `records.dat`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,22 +93,15 @@ pub fn salvage_side_file_name(offset: u64) -> String {
 }
 
 /// Examines the ledger in `dir` for damage among its synced records after the latest signed
-/// checkpoint, the damage that makes opening refuse, and with [`SalvageMode::Apply`] cuts the
+/// checkpoint, the damage that makes opening refuse, and with [`RepairMode::Apply`] cuts the
 /// records there after saving the cut bytes to a side file. Takes the directory's lock, so it
 /// fails with [`Error::AlreadyOpen`] while a node has the ledger open. Damage among checkpointed
 /// records is [`SalvageReport::Refused`], and records that no longer match the latest
 /// checkpoint are an error, since cutting would not make the ledger open.
-pub fn salvage_records(dir: impl AsRef<Path>, mode: SalvageMode) -> Result<SalvageReport> {
+pub fn salvage_records(dir: impl AsRef<Path>, mode: RepairMode) -> Result<SalvageReport> {
     let dir = dir.as_ref();
     let records_path = dir.join(RECORDS_FILE);
-    // Opened without creating it: a directory without records is not a ledger to salvage.
-    let records = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&records_path)
-        .map_err(io_error("open", &records_path))?;
-    let lock_file = open_data_file(dir, LOCK_FILE)?;
-    lock_directory(&lock_file, dir, &dir.join(LOCK_FILE))?;
+    let (records, _lock) = open_for_repair(dir)?;
 
     let (latest, latest_ordinal) = latest_checkpoint(dir)?;
     let checkpoint = CheckpointRef {
@@ -220,7 +203,7 @@ pub fn salvage_records(dir: impl AsRef<Path>, mode: SalvageMode) -> Result<Salva
         side_file: side_path.clone(),
         applied: false,
     };
-    if mode == SalvageMode::DryRun {
+    if mode == RepairMode::DryRun {
         return Ok(SalvageReport::Cut(cut));
     }
 
@@ -239,23 +222,6 @@ pub fn salvage_records(dir: impl AsRef<Path>, mode: SalvageMode) -> Result<Salva
         .map_err(io_error("truncate", &records_path))?;
     cut.applied = true;
     Ok(SalvageReport::Cut(cut))
-}
-
-/// The latest stored checkpoint and its number, read without changing the file: a torn last
-/// frame is left for opening to cut off. Damage before other frames is an error.
-fn latest_checkpoint(dir: &Path) -> Result<(Option<Checkpoint>, usize)> {
-    let path = dir.join(CHECKPOINTS_FILE);
-    let file = File::open(&path).map_err(io_error("open", &path))?;
-    let length = file.metadata().map_err(io_error("inspect", &path))?.len();
-    let file_error = checkpoint_file_error(dir);
-    let mut reader = CheckpointReader::new(&file, 0, 0, length);
-    let mut latest = None;
-    let mut ordinal = 0;
-    while let Some(stored) = reader.next_note().map_err(&file_error)? {
-        ordinal = stored.ordinal;
-        latest = Some(parse_stored(stored)?);
-    }
-    Ok((latest, ordinal))
 }
 
 /// Where the non-zero bytes of `file` between `from` and `length` end: every byte from the
@@ -317,13 +283,7 @@ fn save_cut_bytes(
     let mut temporary_name = side_path.as_os_str().to_owned();
     temporary_name.push(".partial");
     let temporary_path = PathBuf::from(temporary_name);
-    // A partial file left by a crash is never used, so it is simply written over.
-    let temporary = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&temporary_path)
-        .map_err(io_error("create", &temporary_path))?;
+    let temporary = create_temporary(&temporary_path)?;
     let mut offset = start;
     while offset < end {
         let chunk = (end - offset).min(buffer.len() as u64) as usize;
@@ -341,10 +301,4 @@ fn save_cut_bytes(
     drop(temporary);
     std::fs::rename(&temporary_path, side_path).map_err(io_error("rename into", side_path))?;
     sync_directory(dir)
-}
-
-fn sync_directory(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|directory| directory.sync_all())
-        .map_err(io_error("sync directory", dir))
 }

@@ -823,7 +823,9 @@ async fn a_flipped_byte_names_the_record() {
     assert_eq!(error.to_string(), "record 437: frame checksum mismatch");
 }
 
-fn rewrite_record_with_valid_checksum(dir: &Path, index: u64) -> Vec<u8> {
+/// Changes the first byte of record `index` and writes a checksum that matches: the frame is
+/// valid, the record is not the one signed.
+pub(crate) fn rewrite_record_with_valid_checksum(dir: &Path, index: u64) -> Vec<u8> {
     let records_path = dir.join("records.dat");
     let mut records = std::fs::read(&records_path).unwrap();
     let offset = stored_offset(dir, index) as usize;

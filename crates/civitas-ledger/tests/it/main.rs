@@ -6,6 +6,7 @@ mod damage;
 mod failure;
 mod ledger;
 mod merkle_known_answers;
+mod rebuild;
 mod salvage;
 mod scrub;
 

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use civitas_ledger::{
-    CheckpointRef, Error, Ledger, LedgerOptions, NoteSigner, RecordDamage, SalvageCut, SalvageMode,
+    CheckpointRef, Error, Ledger, LedgerOptions, NoteSigner, RecordDamage, RepairMode, SalvageCut,
     SalvageReport, salvage_records, verify_dir,
 };
 
@@ -110,11 +110,11 @@ async fn damage_after_the_latest_checkpoint_is_cut_off_and_its_bytes_kept() {
         };
 
         // A dry run reports the cut and changes nothing.
-        let report = salvage_records(dir.path(), SalvageMode::DryRun).unwrap();
+        let report = salvage_records(dir.path(), RepairMode::DryRun).unwrap();
         assert_eq!(report, expected(false));
         assert_eq!(snapshot(dir.path()), damaged);
 
-        let report = salvage_records(dir.path(), SalvageMode::Apply).unwrap();
+        let report = salvage_records(dir.path(), RepairMode::Apply).unwrap();
         assert_eq!(report, expected(true));
         let SalvageReport::Cut(cut) = &report else {
             unreachable!()
@@ -150,7 +150,7 @@ async fn damage_after_the_latest_checkpoint_is_cut_off_and_its_bytes_kept() {
         assert_eq!(report.records, index);
         // Salvaging again finds nothing to do.
         assert_eq!(
-            salvage_records(dir.path(), SalvageMode::Apply).unwrap(),
+            salvage_records(dir.path(), RepairMode::Apply).unwrap(),
             SalvageReport::NothingToDo {
                 records: index,
                 torn_tail_bytes: 0
@@ -179,7 +179,7 @@ async fn damage_after_the_latest_checkpoint_is_cut_off_and_its_bytes_kept() {
     };
     let dir = damaged_copy(crashed.path(), with_torn_write);
     let damaged = std::fs::read(dir.path().join("records.dat")).unwrap();
-    let SalvageReport::Cut(cut) = salvage_records(dir.path(), SalvageMode::Apply).unwrap() else {
+    let SalvageReport::Cut(cut) = salvage_records(dir.path(), RepairMode::Apply).unwrap() else {
         panic!("expected a cut")
     };
     assert_eq!(cut.valid_frames_after, 39);
@@ -208,7 +208,7 @@ async fn a_salvage_stopped_before_cutting_goes_on_only_with_the_same_side_file()
     // A side file with other bytes is not overwritten, and nothing is cut.
     std::fs::write(&side_path, b"something else").unwrap();
     let before = snapshot(dir.path());
-    match salvage_records(dir.path(), SalvageMode::Apply) {
+    match salvage_records(dir.path(), RepairMode::Apply) {
         Err(error @ Error::SalvageSideFileDiffers(_)) => {
             assert!(error.to_string().contains("move it away"), "{error}");
         }
@@ -217,12 +217,12 @@ async fn a_salvage_stopped_before_cutting_goes_on_only_with_the_same_side_file()
     assert_eq!(snapshot(dir.path()), before);
 
     // A salvage that saved the side file and stopped before cutting: done again, it cuts.
-    let SalvageReport::Cut(cut) = salvage_records(dir.path(), SalvageMode::DryRun).unwrap() else {
+    let SalvageReport::Cut(cut) = salvage_records(dir.path(), RepairMode::DryRun).unwrap() else {
         panic!("expected a cut")
     };
     let saved = damaged[offset as usize..(offset + cut.cut_bytes) as usize].to_vec();
     std::fs::write(&side_path, &saved).unwrap();
-    let SalvageReport::Cut(cut) = salvage_records(dir.path(), SalvageMode::Apply).unwrap() else {
+    let SalvageReport::Cut(cut) = salvage_records(dir.path(), RepairMode::Apply).unwrap() else {
         panic!("expected a cut")
     };
     assert!(cut.applied);
@@ -259,7 +259,7 @@ async fn damage_among_checkpointed_records_is_refused_and_nothing_changes() {
         // Opening trusts the derived files up to the checkpoint after a spot check, so only
         // verification is sure to see this damage.
         assert!(verify_dir(dir.path(), &signer().verifier_key(), |_, _| {}).is_err());
-        for mode in [SalvageMode::DryRun, SalvageMode::Apply] {
+        for mode in [RepairMode::DryRun, RepairMode::Apply] {
             let report = salvage_records(dir.path(), mode).unwrap();
             let SalvageReport::Refused {
                 damage,
@@ -286,7 +286,7 @@ async fn damage_among_checkpointed_records_is_refused_and_nothing_changes() {
         records[at(20) + 9] ^= 1;
     });
     let before = snapshot(dir.path());
-    match salvage_records(dir.path(), SalvageMode::Apply) {
+    match salvage_records(dir.path(), RepairMode::Apply) {
         Err(Error::CheckpointMismatch {
             ordinal: 1,
             tree_size: 10,
@@ -300,7 +300,7 @@ async fn damage_among_checkpointed_records_is_refused_and_nothing_changes() {
 async fn a_healthy_ledger_or_a_torn_write_is_left_alone() {
     let (crashed, offsets) = crashed_ledger().await;
     let before = snapshot(crashed.path());
-    for mode in [SalvageMode::DryRun, SalvageMode::Apply] {
+    for mode in [RepairMode::DryRun, RepairMode::Apply] {
         assert_eq!(
             salvage_records(crashed.path(), mode).unwrap(),
             SalvageReport::NothingToDo {
@@ -319,7 +319,7 @@ async fn a_healthy_ledger_or_a_torn_write_is_left_alone() {
     let before = snapshot(dir.path());
     let length = before["records.dat"].len() as u64;
     assert_eq!(
-        salvage_records(dir.path(), SalvageMode::Apply).unwrap(),
+        salvage_records(dir.path(), RepairMode::Apply).unwrap(),
         SalvageReport::NothingToDo {
             records: 59,
             torn_tail_bytes: length - offsets[59]
@@ -332,7 +332,7 @@ async fn a_healthy_ledger_or_a_torn_write_is_left_alone() {
 async fn salvaging_an_open_ledger_is_refused() {
     let (crashed, _) = crashed_ledger().await;
     let ledger = Ledger::open(crashed.path(), signer(), options()).unwrap();
-    match salvage_records(crashed.path(), SalvageMode::Apply) {
+    match salvage_records(crashed.path(), RepairMode::Apply) {
         Err(Error::AlreadyOpen(dir)) => assert_eq!(dir, crashed.path()),
         other => panic!("expected the open ledger to refuse salvage, got {other:?}"),
     }
@@ -340,7 +340,7 @@ async fn salvaging_an_open_ledger_is_refused() {
 
     // A directory without records is no ledger to salvage, and is left as it was.
     let empty = tempfile::tempdir().unwrap();
-    match salvage_records(empty.path(), SalvageMode::DryRun) {
+    match salvage_records(empty.path(), RepairMode::DryRun) {
         Err(error @ Error::Io { .. }) => {
             assert!(error.to_string().contains("records.dat"), "{error}")
         }

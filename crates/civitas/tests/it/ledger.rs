@@ -887,25 +887,107 @@ const LEDGER_FILES: [&str; 6] = [
     "checkpoints.dat",
 ];
 
+/// The checkpoint signer of the node whose key is in the dir `node` (made there if missing).
+fn node_signer(node: &std::path::Path) -> civitas_ledger::NoteSigner {
+    let key = civitas::node::load_or_create_key(node).unwrap();
+    civitas_ledger::NoteSigner::new("cn-js-nanjing", key).unwrap()
+}
+
+/// A dir holding a new node key, and a new ledger in another dir, signed with that key and
+/// checkpointed only on demand and at a clean close.
+fn node_and_ledger() -> (tempfile::TempDir, tempfile::TempDir, civitas_ledger::Ledger) {
+    let node = tempfile::tempdir().unwrap();
+    let live = tempfile::tempdir().unwrap();
+    let options = civitas_ledger::LedgerOptions {
+        checkpoint_interval: std::time::Duration::from_secs(3600),
+        ..civitas_ledger::LedgerOptions::default()
+    };
+    let ledger =
+        civitas_ledger::Ledger::open(live.path(), node_signer(node.path()), options).unwrap();
+    (node, live, ledger)
+}
+
+/// The bytes of the ledger files in `ledger_dir`, in `LEDGER_FILES` order.
+fn read_ledger_files(ledger_dir: &std::path::Path) -> Vec<Vec<u8>> {
+    LEDGER_FILES
+        .map(|name| std::fs::read(ledger_dir.join(name)).unwrap())
+        .to_vec()
+}
+
+/// A data dir holding the node key in `node` and a ledger of the files `ledger`, in
+/// `LEDGER_FILES` order, with `damage` then done to its ledger dir.
+fn data_dir_with_ledger(
+    node: &std::path::Path,
+    ledger: &[Vec<u8>],
+    damage: impl Fn(&std::path::Path),
+) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        node.join(civitas::node::NODE_KEY_FILE),
+        dir.path().join(civitas::node::NODE_KEY_FILE),
+    )
+    .unwrap();
+    let ledger_dir = dir.path().join("ledger");
+    std::fs::create_dir(&ledger_dir).unwrap();
+    for (name, bytes) in LEDGER_FILES.iter().zip(ledger) {
+        std::fs::write(ledger_dir.join(name), bytes).unwrap();
+    }
+    damage(&ledger_dir);
+    dir
+}
+
+/// Flips the bits of `mask` in the byte at `position` of `file`.
+fn flip_byte(file: &std::path::Path, position: usize, mask: u8) {
+    let mut bytes = std::fs::read(file).unwrap();
+    bytes[position] ^= mask;
+    std::fs::write(file, bytes).unwrap();
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The standard output of a command that must have succeeded.
+fn succeeded(output: &std::process::Output) -> String {
+    let stdout = lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", lossy(&output.stderr));
+    stdout
+}
+
+/// Runs the repair `args` on `data_dir` while its ledger is open, as a node holds it, and checks
+/// that it is refused, with exit status 1, and changes nothing.
+fn refused_while_open(args: &[&str], data_dir: &std::path::Path, node: &std::path::Path) {
+    let ledger_dir = data_dir.join("ledger");
+    let open = civitas_ledger::Ledger::open(
+        &ledger_dir,
+        node_signer(node),
+        civitas_ledger::LedgerOptions {
+            scrub_bytes_per_second: None,
+            ..civitas_ledger::LedgerOptions::default()
+        },
+    )
+    .unwrap();
+    let before = read_ledger_files(&ledger_dir);
+    let busy = civitas_in(args, data_dir);
+    assert_eq!(busy.status.code(), Some(1));
+    assert!(
+        lossy(&busy.stderr).contains("is open, most likely by a running node; stop the node first"),
+        "{}",
+        lossy(&busy.stderr)
+    );
+    assert!(read_ledger_files(&ledger_dir) == before);
+    drop(open);
+}
+
 /// `civitas ledger salvage` on the ledger of a node that crashed with a damaged record among its
 /// last, unsigned ones: the node refuses to start and points to the command, a dry run reports
 /// and changes nothing, --apply cuts, and `civitas ledger verify` passes afterwards. Damage under
 /// a checkpoint and a ledger that is open are refused with exit status 1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn salvage_from_the_command_line() {
-    use civitas_ledger::{Ledger, LedgerOptions, NoteSigner};
-
     // A node's data dir whose ledger holds 30 records, the first 10 under a checkpoint, as a
     // crash leaves it (a clean shutdown would sign a checkpoint over all of them).
-    let node = tempfile::tempdir().unwrap();
-    let key = civitas::node::load_or_create_key(node.path()).unwrap();
-    let signer = NoteSigner::new("cn-js-nanjing", key).unwrap();
-    let live = tempfile::tempdir().unwrap();
-    let options = LedgerOptions {
-        checkpoint_interval: std::time::Duration::from_secs(3600),
-        ..LedgerOptions::default()
-    };
-    let ledger = Ledger::open(live.path(), signer, options).unwrap();
+    let (node, live, ledger) = node_and_ledger();
     let record = |n: u64| format!("record {n}").into_bytes();
     ledger
         .append_batch((0..10).map(record).collect())
@@ -915,12 +997,9 @@ async fn salvage_from_the_command_line() {
     for n in 10..30 {
         ledger.append(record(n)).await.unwrap();
     }
-    let crashed: Vec<(&str, Vec<u8>)> = LEDGER_FILES
-        .iter()
-        .map(|&name| (name, std::fs::read(live.path().join(name)).unwrap()))
-        .collect();
+    let crashed = read_ledger_files(live.path());
     drop(ledger);
-    let records = &crashed[0].1;
+    let records = &crashed[0];
     let frame_offset = |index: usize| {
         (0..index).fold(0usize, |offset, _| {
             offset
@@ -930,28 +1009,16 @@ async fn salvage_from_the_command_line() {
     };
     // A data dir with the node's key and the crashed ledger, record `damaged` flipped.
     let data_dir_with_damage = |damaged: usize| {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::copy(
-            node.path().join(civitas::node::NODE_KEY_FILE),
-            dir.path().join(civitas::node::NODE_KEY_FILE),
-        )
-        .unwrap();
-        std::fs::create_dir(dir.path().join("ledger")).unwrap();
-        for (name, bytes) in &crashed {
-            let mut bytes = bytes.clone();
-            if *name == "records.dat" {
-                bytes[frame_offset(damaged) + 9] ^= 0x40;
-            }
-            std::fs::write(dir.path().join("ledger").join(name), bytes).unwrap();
-        }
-        dir
+        data_dir_with_ledger(node.path(), &crashed, |ledger_dir| {
+            flip_byte(
+                &ledger_dir.join("records.dat"),
+                frame_offset(damaged) + 9,
+                0x40,
+            );
+        })
     };
-    let read_ledger = |dir: &std::path::Path| {
-        LEDGER_FILES
-            .map(|name| std::fs::read(dir.join("ledger").join(name)).unwrap())
-            .to_vec()
-    };
-    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let read_ledger = |data_dir: &std::path::Path| read_ledger_files(&data_dir.join("ledger"));
+    let text = lossy;
 
     let data_dir = data_dir_with_damage(15);
     let offset = frame_offset(15);
@@ -1068,21 +1135,191 @@ async fn salvage_from_the_command_line() {
     );
 
     // A ledger that a node has open is not touched.
-    let key = civitas::node::load_or_create_key(node.path()).unwrap();
-    let open = Ledger::open(
-        data_dir.path().join("ledger"),
-        NoteSigner::new("cn-js-nanjing", key).unwrap(),
-        LedgerOptions::default(),
-    )
-    .unwrap();
-    let busy = civitas_in(&["ledger", "salvage", "--apply"], data_dir.path());
-    assert_eq!(busy.status.code(), Some(1));
-    assert!(
-        text(&busy.stderr).contains("is open, most likely by a running node; stop the node first"),
-        "{}",
-        text(&busy.stderr)
+    refused_while_open(
+        &["ledger", "salvage", "--apply"],
+        data_dir.path(),
+        node.path(),
     );
-    drop(open);
+}
+
+/// `civitas ledger rebuild-derived` on a data dir whose derived ledger files are damaged and
+/// whose records are not: a dry run names each damaged file and where it first differs and
+/// changes nothing, --apply replaces them and `civitas ledger verify` passes afterwards. A
+/// ledger that is open, and records that no longer give a signed checkpoint's root, are refused
+/// with exit status 1 and nothing changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_derived_from_the_command_line() {
+    // A node's data dir whose ledger holds 300 records under checkpoints of 0, 100 and 300.
+    let (node, live, ledger) = node_and_ledger();
+    let record = |n: u64| format!("record {n}").into_bytes();
+    for range in [0..100, 100..300] {
+        let end = range.end;
+        ledger
+            .append_batch(range.map(record).collect())
+            .await
+            .unwrap();
+        assert_eq!(ledger.checkpoint_now().await.unwrap().tree_size, end);
+    }
+    drop(ledger);
+    let healthy = read_ledger_files(live.path());
+    let read_ledger = |data_dir: &std::path::Path| read_ledger_files(&data_dir.join("ledger"));
+
+    // The leaf hash of record 40 and the root of the first tile.
+    let data_dir = data_dir_with_ledger(node.path(), &healthy, |ledger_dir| {
+        flip_byte(&ledger_dir.join("leaf-hashes.dat"), 40 * 32 + 2, 0x08);
+        flip_byte(&ledger_dir.join("tile-hashes.dat"), 17, 0x08);
+    });
+    let verify = civitas_in(&["ledger", "verify"], data_dir.path());
+    assert!(!verify.status.success(), "{}", lossy(&verify.stdout));
+    let damaged = read_ledger(data_dir.path());
+
+    // Without --apply: a report, and nothing changed.
+    let stdout = succeeded(&civitas_in(&["ledger", "rebuild-derived"], data_dir.path()));
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "recomputed from 300 records, which give the root of each of the 3 signed checkpoints",
+            "leaf-hashes.dat differs from entry 40 on (entries stored: 300, from the records: 300)",
+            "tile-hashes.dat differs from entry 0 on (entries stored: 1, from the records: 1)",
+            "dry run: nothing was changed; run again with --apply to replace leaf-hashes.dat, tile-hashes.dat",
+        ]
+    );
+    assert!(
+        read_ledger(data_dir.path()) == damaged,
+        "a dry run changes nothing"
+    );
+
+    // A ledger that a node has open is not touched (on a copy: opening this one would rebuild
+    // its files itself, since the first tile is the last full one, whose root opening checks).
+    let held = data_dir_with_ledger(node.path(), &healthy, |ledger_dir| {
+        flip_byte(&ledger_dir.join("leaf-hashes.dat"), 40 * 32 + 2, 0x08);
+    });
+    refused_while_open(
+        &["ledger", "rebuild-derived", "--apply"],
+        held.path(),
+        node.path(),
+    );
+
+    // With --apply: the files are the ones the records give, and the ledger verifies.
+    let stdout = succeeded(&civitas_in(
+        &["ledger", "rebuild-derived", "--apply"],
+        data_dir.path(),
+    ));
+    assert!(
+        stdout.ends_with(
+            "rebuilt: leaf-hashes.dat, tile-hashes.dat replaced with what the records give; `civitas ledger verify` checks the result\n"
+        ),
+        "{stdout}"
+    );
+    assert!(read_ledger(data_dir.path()) == healthy);
+    let stdout = succeeded(&civitas_in(&["ledger", "verify"], data_dir.path()));
+    assert!(stdout.starts_with("ledger ok: 300 records"), "{stdout}");
+    let stdout = succeeded(&civitas_in(
+        &["ledger", "rebuild-derived", "--apply"],
+        data_dir.path(),
+    ));
+    assert!(
+        stdout.ends_with("the derived files agree with the records; nothing was changed\n"),
+        "{stdout}"
+    );
+
+    // Record 50 rewritten as a valid frame: the records no longer give the root the checkpoint
+    // of 100 records signs, and rebuilding what derives from them would not help.
+    let records_disagree = data_dir_with_ledger(node.path(), &healthy, |ledger_dir| {
+        let path = ledger_dir.join("records.dat");
+        let mut records = std::fs::read(&path).unwrap();
+        let offset = frame_offsets(&records)[50];
+        records[offset + 8] = b'R';
+        let length = u32::from_le_bytes(records[offset..offset + 4].try_into().unwrap()) as usize;
+        let checksum = crc32c::crc32c(&records[offset + 8..offset + 8 + length]);
+        records[offset + 4..offset + 8].copy_from_slice(&checksum.to_le_bytes());
+        std::fs::write(&path, records).unwrap();
+        flip_byte(&ledger_dir.join("leaf-hashes.dat"), 7 * 32, 0x08);
+    });
+    let before = read_ledger(records_disagree.path());
+    let refused = civitas_in(
+        &["ledger", "rebuild-derived", "--apply"],
+        records_disagree.path(),
+    );
+    let stderr = lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "rebuild refused: records no longer match stored checkpoint 1 at tree size 100"
+        ) && stderr.contains("nothing was changed; restore the ledger directory from a backup"),
+        "{stderr}"
+    );
+    assert!(
+        read_ledger(records_disagree.path()) == before,
+        "a refusal changes nothing"
+    );
+}
+
+/// A node whose derived ledger files were damaged in the first tile, which opening's spot check
+/// does not read, starts and serves a receipt that does not verify; once `civitas ledger
+/// rebuild-derived --apply` has replaced them, the ledger verifies and the node serves a
+/// receipt for the same record that does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_serves_verifying_receipts_once_its_derived_files_are_rebuilt() {
+    let mut server = TestServer::start_sqlite().await;
+    let org = server.create_org(1, None).await;
+    let auditor = server.user_with_key("auditor", "auditor", Some(&org)).await;
+    // Two full tiles: opening checks the level-4 nodes of the last only.
+    let ledger = server.running.as_ref().unwrap().ledger().clone();
+    ledger
+        .append_batch((0..520).map(|n| admin_record(n, 20)).collect())
+        .await
+        .unwrap();
+    drop(ledger);
+    assert!(checkpointed_size(&server, &auditor).await > 520);
+    let (_, node) = server
+        .request(Method::GET, "/api/v1/node", None, None)
+        .await;
+    let verifier_key = node["verifier_key"].as_str().unwrap().to_owned();
+    const INDEX: u64 = 40;
+    assert!(receipt_verifies(&server, &auditor, INDEX, &verifier_key).await);
+    server.stop().await;
+
+    let ledger_dir = server.settings.data_dir.join("ledger");
+    flip_byte(
+        &ledger_dir.join("leaf-hashes.dat"),
+        INDEX as usize * 32 + 9,
+        0x40,
+    );
+    let mut server = server.start_again().await;
+    assert!(
+        !receipt_verifies(&server, &auditor, INDEX, &verifier_key).await,
+        "the damaged leaf hash is what the node serves"
+    );
+    server.stop().await;
+
+    let settings = server.settings.clone();
+    let stdout = succeeded(&civitas(
+        &["ledger", "rebuild-derived", "--apply"],
+        &settings,
+    ));
+    assert!(
+        stdout.contains(&format!("leaf-hashes.dat differs from entry {INDEX} on"))
+            && stdout.contains("rebuilt: leaf-hashes.dat replaced"),
+        "{stdout}"
+    );
+    succeeded(&civitas(&["ledger", "verify"], &settings));
+    let server = server.start_again().await;
+    assert!(receipt_verifies(&server, &auditor, INDEX, &verifier_key).await);
+}
+
+/// Whether the receipt the node serves for record `index` verifies with `verifier_key`, the
+/// record's bytes included.
+async fn receipt_verifies(server: &TestServer, key: &str, index: u64, verifier_key: &str) -> bool {
+    let (_, record) = server
+        .get(&format!("/api/v1/ledger/records/{index}"), key)
+        .await;
+    let bytes = STANDARD.decode(record["bytes"].as_str().unwrap()).unwrap();
+    let (_, receipt) = server
+        .get(&format!("/api/v1/ledger/receipts/{index}"), key)
+        .await;
+    let receipt: Receipt = serde_json::from_value(receipt).unwrap();
+    receipt.verify(Some(&bytes), verifier_key).is_ok()
 }
 
 /// The offsets of the whole frames at the start of `records.dat`, in order.
@@ -1804,7 +2041,8 @@ async fn the_ledger_scrub_reports_damage_through_metrics_and_readiness() {
     assert!(checkpointed_size(&server, &auditor).await > 5);
     let metrics = server.get_text("/metrics").await;
     assert!(
-        metrics.contains("civitas_ledger_scrub_damage 0"),
+        metrics.contains("civitas_ledger_scrub_damage{kind=\"records\"} 0")
+            && metrics.contains("civitas_ledger_scrub_damage{kind=\"derived\"} 0"),
         "{metrics}"
     );
     server.stop().await;
@@ -1820,7 +2058,12 @@ async fn the_ledger_scrub_reports_damage_through_metrics_and_readiness() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let metrics = server.get_text("/metrics").await;
-        if metrics.contains("civitas_ledger_scrub_damage 1") {
+        if metrics.contains("civitas_ledger_scrub_damage{kind=\"records\"} 1") {
+            // A frame that fails its checksum is damage to the records, not to what is derived.
+            assert!(
+                metrics.contains("civitas_ledger_scrub_damage{kind=\"derived\"} 0"),
+                "{metrics}"
+            );
             break;
         }
         assert!(
@@ -1842,8 +2085,9 @@ async fn the_ledger_scrub_reports_damage_through_metrics_and_readiness() {
         let body = response.text().await.unwrap();
         assert!(body.starts_with("ready\n"), "{base}: {body}");
         assert!(
-            body.contains("ledger scrub found damage: record 1 at byte")
-                && body.contains("frame checksum mismatch"),
+            body.contains("ledger scrub found damage in the records: record 1 at byte")
+                && body.contains("frame checksum mismatch")
+                && body.contains("`civitas ledger salvage --data-dir DIR`"),
             "{base}: {body}"
         );
     }
