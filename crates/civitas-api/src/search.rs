@@ -568,14 +568,20 @@ impl Listing {
     /// Adds what `condition`, of the clause written `clause`, asks; a condition the store cannot
     /// filter on is refused, naming the clause.
     fn take(&mut self, condition: &Condition, clause: &str, sort: &str) -> CkanResult<()> {
-        let organization = |value: &str| {
-            Uscc::parse(value).map_err(|error| {
-                CkanError::search_query(format!("organization {value:?}: {error}"))
-            })
+        // A value that is no credit code (no classification code) names no organization (group)
+        // of the catalog: as in a search, and as CKAN answers a name it does not know, it lets
+        // no dataset through and excludes none.
+        let organizations = |values: Vec<&str>| -> Vec<Uscc> {
+            values
+                .into_iter()
+                .filter_map(|value| Uscc::parse(value).ok())
+                .collect()
         };
-        let group = |value: &str| {
-            ClassificationCode::parse(value)
-                .map_err(|error| CkanError::search_query(format!("group {value:?}: {error}")))
+        let groups = |values: Vec<&str>| -> Vec<ClassificationCode> {
+            values
+                .into_iter()
+                .filter_map(|value| ClassificationCode::parse(value).ok())
+                .collect()
         };
         let (excluded, values) = match condition {
             Condition::All(parts) => {
@@ -589,15 +595,10 @@ impl Listing {
         };
         match (excluded, values) {
             (false, Some((Facet::Provider, values))) => {
-                let values = values
-                    .into_iter()
-                    .map(organization)
-                    .collect::<Result<_, _>>()?;
-                narrow(&mut self.providers, values);
+                narrow(&mut self.providers, organizations(values));
             }
             (false, Some((Facet::Classification, values))) => {
-                let values = values.into_iter().map(group).collect::<Result<_, _>>()?;
-                narrow(&mut self.classifications, values);
+                narrow(&mut self.classifications, groups(values));
             }
             (false, Some((Facet::OpenType, values))) if values.len() == 1 => {
                 let open_type = OpenType::parse(values[0]).map_err(|_| {
@@ -606,14 +607,10 @@ impl Listing {
                 self.open_types.push(open_type);
             }
             (true, Some((Facet::Provider, values))) => {
-                for value in values {
-                    self.excluded_providers.push(organization(value)?);
-                }
+                self.excluded_providers.extend(organizations(values));
             }
             (true, Some((Facet::Classification, values))) => {
-                for value in values {
-                    self.excluded_classifications.push(group(value)?);
-                }
+                self.excluded_classifications.extend(groups(values));
             }
             (true, _) => {
                 return Err(CkanError::search_query(format!(

@@ -829,6 +829,23 @@ async fn ckan_harvesters_include_and_exclude_organizations_and_groups(server: Te
             format!("-groups:b01 organization:({fund} OR {insurance})"),
             insurances.clone(),
         ),
+        // A name that is no credit code names no organization: it lets nothing through and
+        // excludes nothing, as in a search.
+        (Some(ADMIN_KEY), "organization:nobody".into(), vec![]),
+        (
+            Some(ADMIN_KEY),
+            format!("organization:({fund} OR nobody) -groups:(t03 OR nothing)"),
+            listed(&[
+                "320100-B01-000001",
+                "320100-B01-000002",
+                "320100-B01-000003",
+            ]),
+        ),
+        (
+            Some(ADMIN_KEY),
+            "-organization:nobody groups:t03".into(),
+            insurances.clone(),
+        ),
         // As ckanext-harvest sends its organization and group filters: any of the first and
         // any of the second.
         (
@@ -929,11 +946,6 @@ async fn ckan_harvesters_include_and_exclude_organizations_and_groups(server: Te
             "id asc",
             "-tags:社保".into(),
             "excludes organizations and groups only",
-        ),
-        (
-            "id asc",
-            "-organization:nobody".into(),
-            "organization \"NOBODY\"",
         ),
         (
             "id asc",
