@@ -328,10 +328,26 @@ async fn mapping_from_openapi(
     Json(request): Json<MappingRequest>,
 ) -> ApiResult<axum::Json<MappingSuggestion>> {
     caller.permit(Action::ReadCatalog, None)?;
-    let resource =
-        state.store.resource(&request.resource).await.map_err(|_| {
-            ApiError::invalid("resource", format!("no resource {}", request.resource))
-        })?;
+    // As registering the service would: a suggestion for a resource no service may deliver
+    // would only be refused then.
+    let resource = match state.store.resource(&request.resource).await {
+        Ok(resource) if resource.active => resource,
+        _ => {
+            return Err(ApiError::invalid(
+                "resource",
+                format!("no active resource {}", request.resource),
+            ));
+        }
+    };
+    if resource.draft.kind != ResourceKind::Interface {
+        return Err(ApiError::invalid(
+            "resource",
+            format!(
+                "{} is a {} resource; services deliver interface resources",
+                request.resource, resource.draft.kind
+            ),
+        ));
+    }
     let items: Vec<String> = resource
         .draft
         .items

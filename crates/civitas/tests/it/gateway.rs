@@ -2254,6 +2254,35 @@ async fn unreadable_openapi_descriptions_are_refused(server: TestServer) {
         );
     }
 
+    // Only an active interface resource's items are suggested, as only such a resource can be
+    // registered.
+    let dataset = crate::catalog::resource("320100-B01-000009", &city.provider);
+    let (status, created) = server
+        .post("/api/v1/resources", &city.officer, dataset)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let openapi = json!({ "openapi": "3.1.0", "paths": {} });
+    for (resource, detail) in [
+        (
+            "320100-B01-000009",
+            "resource: 320100-B01-000009 is a dataset resource; services deliver interface resources",
+        ),
+        (
+            "320100-B01-000099",
+            "resource: no active resource 320100-B01-000099",
+        ),
+    ] {
+        let (status, problem) = server
+            .post(
+                "/api/v1/services/mapping-from-openapi",
+                &city.officer,
+                json!({ "resource": resource, "openapi": openapi }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+        assert_eq!(problem["detail"], detail, "{problem}");
+    }
+
     let mut too_deep = String::from("{\"properties\": {\"name\": {}}}");
     for _ in 0..200 {
         too_deep = format!("{{\"items\": {too_deep}}}");
