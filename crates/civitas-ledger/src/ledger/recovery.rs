@@ -16,7 +16,7 @@
 //!   trusted once a spot check passes (the last checkpointed record's frame and leaf hash, the
 //!   level-4 nodes of the last two tiles, and the checkpoint root recomputed from the stored tile
 //!   roots and leaf hashes); beyond it they are recomputed from the records. If the spot check
-//!   fails they are rebuilt from the first record.
+//!   fails they are rebuilt from the first record. What opening writes to them it syncs.
 //! - `checkpoints.dat`: each checkpoint is synced before the next is written, so only a torn last
 //!   frame is cut off: one whose bytes fit within the length its header declares, or are all
 //!   zero. Damage with more data after it is an error.
@@ -368,6 +368,14 @@ pub(crate) fn recover_tree(
         replayed.flush(write_derived(dir, files))?;
     } else {
         rewrite_replayed(dir, files, start, &tree)?;
+    }
+    // What opening wrote is made durable before the ledger serves from it: after a spot check
+    // that failed, entries below the latest checkpoint were rewritten, and a crash before the
+    // next checkpoint's sync must not bring back the damaged ones that the next opening's spot
+    // check, reading only the end of the prefix, would trust.
+    for (file, (name, _)) in files.derived().into_iter().zip(DERIVED_FILES) {
+        file.sync_data()
+            .map_err(io_error("sync", &dir.join(name)))?;
     }
     if let Some(reason) = torn_records {
         tracing::warn!(
