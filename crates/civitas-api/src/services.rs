@@ -530,7 +530,10 @@ async fn revoke_certificate(
 }
 
 #[utoipa::path(get, path = "/api/v1/ca.pem", tag = "gateway",
-    description = "The node's CA certificate, which signs system client certificates and the gateway's server certificate.",
+    description = "The node's CA certificate, which signs system client certificates, the gateway's \
+        server certificate and the client certificate the gateway presents to provider upstreams \
+        (named `urn:civitas:node:{node}:gateway`): a provider's upstream that requires client \
+        certificates trusts this one.",
     responses((status = 200, content_type = "application/x-pem-file", body = String)))]
 async fn ca_certificate(State(state): State<AppState>) -> impl IntoResponse {
     (

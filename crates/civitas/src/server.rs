@@ -153,6 +153,9 @@ pub async fn start(
         CertificateAuthority::load_or_create(&settings.data_dir, settings.node_code.as_str())
             .context("the node's certificate authority")?,
     );
+    let gateway_certificate = certificate_authority
+        .load_or_issue_gateway_certificate(&settings.data_dir, settings.node_code.as_str())
+        .context("the gateway's client certificate")?;
     let gateway_config = GatewayConfig {
         node_code: settings.node_code.to_string(),
         city_region: settings.city_region,
@@ -163,7 +166,10 @@ pub async fn start(
         playback_validity: std::time::Duration::from_secs(300),
         accept_api_keys: settings.gateway_tls != GatewayTls::Mtls,
         header_timeout: settings.gateway_header_timeout,
-        upstream_tls: civitas_gateway::tls::upstream_config(&certificate_authority)?,
+        upstream_tls: civitas_gateway::tls::upstream_config(
+            &certificate_authority,
+            &gateway_certificate,
+        )?,
     };
     let gateway = Gateway::new(store.clone(), ledger.clone(), gateway_config, &mut registry)
         .await

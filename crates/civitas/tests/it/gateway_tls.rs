@@ -4,11 +4,12 @@
 use std::{
     io::{BufRead, BufReader},
     process::{Command, Stdio},
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use axum::{Router, body::Body, routing::get};
+use civitas_gateway::tls::{GATEWAY_CERT_FILE, GATEWAY_KEY_FILE};
 use reqwest::StatusCode;
 use rustls::{
     RootCertStore,
@@ -18,7 +19,10 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::{
-    gateway::{CITIZEN, answered_with, city, point_accounts_at, start_upstream, tls_get},
+    gateway::{
+        CITIZEN, City, answered_with, call_once, city, point_accounts_at, receipt_index,
+        start_upstream, tls_get,
+    },
     support::{ADMIN_KEY, TestServer},
 };
 
@@ -128,6 +132,23 @@ async fn mutual_tls_phases() {
         "a certificate from another CA must be refused: {refused:?}"
     );
     eprintln!("phase: another CA's certificate refused");
+
+    // The gateway's own client certificate is from the node's CA too, and passes the
+    // handshake, but it names the node's gateway, no system: the connection ends there.
+    let data_dir = &server.settings.data_dir;
+    let gateway_own = client_config(
+        ca_pem,
+        Some((
+            &std::fs::read_to_string(data_dir.join(GATEWAY_CERT_FILE)).unwrap(),
+            &std::fs::read_to_string(data_dir.join(GATEWAY_KEY_FILE)).unwrap(),
+        )),
+    );
+    let refused = tls_get(gateway, gateway_own, &path).await;
+    assert!(
+        refused.is_err(),
+        "the gateway's certificate must not pass for a system: {refused:?}"
+    );
+    eprintln!("phase: the gateway's own certificate refused");
 
     // No certificate at all, and an API key instead, are refused too.
     let anonymous = tls_get(gateway, client_config(ca_pem, None), &path).await;
@@ -443,20 +464,40 @@ fn generated_bytes(
 }
 
 /// A JSON upstream over TLS with the given server certificate: the housing-fund account of the
-/// ID number a path ends with.
-async fn start_tls_upstream(cert_pem: &str, key_pem: &str) -> std::net::SocketAddr {
+/// ID number a path ends with. With `client_ca`, it requires a client certificate that CA
+/// issued, and notes the URIs each one names (its subject alternative names) in the list it
+/// hands back.
+async fn start_tls_upstream(
+    cert_pem: &str,
+    key_pem: &str,
+    client_ca: Option<&str>,
+) -> (std::net::SocketAddr, Arc<Mutex<Vec<Vec<String>>>>) {
     let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let config = match client_ca {
+        Some(client_ca) => {
+            let mut roots = RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(client_ca.as_bytes()) {
+                roots.add(cert.unwrap()).unwrap();
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    }
     .with_single_cert(chain, key)
     .unwrap();
+    let clients = Arc::new(Mutex::new(Vec::new()));
+    let noted = clients.clone();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -464,10 +505,19 @@ async fn start_tls_upstream(cert_pem: &str, key_pem: &str) -> std::net::SocketAd
         loop {
             let (stream, _) = listener.accept().await.unwrap();
             let acceptor = acceptor.clone();
+            let noted = noted.clone();
             tokio::spawn(async move {
                 let Ok(stream) = acceptor.accept(stream).await else {
                     return;
                 };
+                if let Some(certificate) = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                {
+                    noted.lock().unwrap().push(uris_in(certificate));
+                }
                 let service =
                     hyper::service::service_fn(|request: hyper::Request<hyper::body::Incoming>| {
                         let id = request
@@ -496,7 +546,26 @@ async fn start_tls_upstream(cert_pem: &str, key_pem: &str) -> std::net::SocketAd
             });
         }
     });
-    address
+    (address, clients)
+}
+
+/// The URIs a certificate names among its subject alternative names.
+fn uris_in(certificate: &[u8]) -> Vec<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(certificate).unwrap();
+    let names = parsed.subject_alternative_name().unwrap();
+    names
+        .map(|names| {
+            names
+                .value
+                .general_names
+                .iter()
+                .filter_map(|name| match name {
+                    x509_parser::extensions::GeneralName::URI(uri) => Some(uri.to_string()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Services may forward to `https://` upstreams: ones whose certificate the node's CA (or the
@@ -506,19 +575,9 @@ async fn https_upstreams_are_called_when_their_certificate_is_trusted() {
     let server = TestServer::start_sqlite().await;
     let upstream = start_upstream().await;
     let city = city(&server, upstream, json!({})).await;
-    let ca = civitas_gateway::tls::CertificateAuthority::load_or_create(
-        &server.settings.data_dir,
-        server.settings.node_code.as_str(),
-    )
-    .unwrap();
-    let (cert, key) = ca.issue_server(vec!["localhost".into()]).unwrap();
-    let trusted = start_tls_upstream(&cert, &key).await;
-    point_accounts_at(
-        &server,
-        &city,
-        &format!("https://localhost:{}", trusted.port()),
-    )
-    .await;
+    let (cert, key) = localhost_certificate(&server);
+    let (trusted, _) = start_tls_upstream(&cert, &key, None).await;
+    point_accounts_at_tls(&server, &city, trusted).await;
     let path = format!("/x/{}/fund-core/accounts/accounts/{CITIZEN}", city.provider);
     let (headers, text) = answered_with(
         &server,
@@ -534,21 +593,125 @@ async fn https_upstreams_are_called_when_their_certificate_is_trusted() {
 
     // A certificate no trusted CA signed.
     let stranger = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let untrusted =
-        start_tls_upstream(&stranger.cert.pem(), &stranger.signing_key.serialize_pem()).await;
-    point_accounts_at(
-        &server,
-        &city,
-        &format!("https://localhost:{}", untrusted.port()),
+    let (untrusted, _) = start_tls_upstream(
+        &stranger.cert.pem(),
+        &stranger.signing_key.serialize_pem(),
+        None,
     )
     .await;
-    let (_, text) = answered_with(
-        &server,
+    refused_by_tls_upstream(&server, &city, untrusted, &path).await;
+}
+
+/// A server certificate for `localhost` from the node's CA, as a provider may have one issued,
+/// and its key.
+fn localhost_certificate(server: &TestServer) -> (String, String) {
+    let ca = civitas_gateway::tls::CertificateAuthority::load_or_create(
+        &server.settings.data_dir,
+        server.settings.node_code.as_str(),
+    )
+    .unwrap();
+    ca.issue_server(vec!["localhost".into()]).unwrap()
+}
+
+/// Points the city's service at the TLS upstream on `address`, as `localhost`, the name its
+/// certificate gives.
+async fn point_accounts_at_tls(server: &TestServer, city: &City, address: std::net::SocketAddr) {
+    point_accounts_at(
+        server,
+        city,
+        &format!("https://localhost:{}", address.port()),
+    )
+    .await;
+}
+
+/// Points the city's service at the TLS upstream on `address` and calls `path` until the
+/// gateway answers that the upstream could not be reached (502 `upstream_refused`), as it does
+/// once the change reaches it; that answer's headers.
+async fn refused_by_tls_upstream(
+    server: &TestServer,
+    city: &City,
+    address: std::net::SocketAddr,
+    path: &str,
+) -> reqwest::header::HeaderMap {
+    point_accounts_at_tls(server, city, address).await;
+    let (headers, text) = answered_with(
+        server,
         &city.consumer_key,
-        &path,
+        path,
         Duration::from_secs(3),
         StatusCode::BAD_GATEWAY,
     )
     .await;
-    assert!(text.contains("upstream_refused"), "{text}");
+    let problem: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(problem["code"], "upstream_refused", "{problem}");
+    assert_eq!(headers["civitas-refusal"], "upstream_refused");
+    headers
+}
+
+/// A provider's upstream that requires client certificates from the node's CA (as published at
+/// `/api/v1/ca.pem`) is called with the gateway's, which names the node's gateway; one that
+/// requires another CA's refuses the gateway, whose call then fails as any unreachable
+/// upstream's does, recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_presents_its_client_certificate_to_upstreams_that_require_one() {
+    let server = TestServer::start_sqlite().await;
+    let upstream = start_upstream().await;
+    let city = city(&server, upstream, json!({})).await;
+    let node_ca = server.get_text("/api/v1/ca.pem").await;
+    let (cert, key) = localhost_certificate(&server);
+    let (requiring, clients) = start_tls_upstream(&cert, &key, Some(&node_ca)).await;
+    point_accounts_at_tls(&server, &city, requiring).await;
+    let path = format!("/x/{}/fund-core/accounts/accounts/{CITIZEN}", city.provider);
+    // The TLS upstream's balance tells its answers from the first upstream's, which the gateway
+    // calls until the service's new upstream reaches it (the consumer's key reaches it within a
+    // second too).
+    let started = Instant::now();
+    let answer = loop {
+        let (status, _, text) = call_once(&server, &city.consumer_key, &path).await;
+        let body: Value = serde_json::from_str(&text).unwrap();
+        if status == StatusCode::OK && body["balance"] == 1.0 {
+            break body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "the upstream requiring a client certificate was never called: {status} {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(answer["name"], "欧阳**", "filtered and masked as over http");
+    let gateway_identity = format!(
+        "urn:civitas:node:{}:gateway",
+        server.settings.node_code.as_str()
+    );
+    let seen = clients.lock().unwrap().clone();
+    assert!(!seen.is_empty());
+    assert!(
+        seen.iter().all(|uris| *uris == [gateway_identity.as_str()]),
+        "{seen:?}"
+    );
+
+    // An upstream that trusts only another CA's client certificates.
+    let other_ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut other_ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    other_ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let other_ca = other_ca.self_signed(&other_ca_key).unwrap();
+    let (elsewhere, elsewhere_clients) =
+        start_tls_upstream(&cert, &key, Some(&other_ca.pem())).await;
+    let headers = refused_by_tls_upstream(&server, &city, elsewhere, &path).await;
+    let (_, record) = server
+        .get(
+            &format!("/api/v1/ledger/records/{}", receipt_index(&headers)),
+            ADMIN_KEY,
+        )
+        .await;
+    let exchange = &record["record"];
+    assert_eq!(exchange["type"], "exchange", "{record}");
+    assert_eq!(exchange["consumer"], format!("{}/portal", city.consumer));
+    assert_eq!(exchange["decision"], "deny", "{record}");
+    assert_eq!(exchange["rule"], "upstream_refused", "{record}");
+    assert_eq!(exchange["status"], 502, "{record}");
+    assert!(
+        elsewhere_clients.lock().unwrap().is_empty(),
+        "no handshake with the gateway's certificate completed"
+    );
 }
