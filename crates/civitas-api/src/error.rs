@@ -158,6 +158,10 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid { field, message } => ApiError::InvalidField { field, message },
             StoreError::Conflict(message) => ApiError::Conflict(message),
             stale @ StoreError::Stale { .. } => ApiError::PreconditionFailed(stale.to_string()),
+            // The store was handed over to another node's ledger: this node is out of service.
+            handed_over @ StoreError::LedgerNotOwned { .. } => {
+                ApiError::Unavailable(handed_over.to_string())
+            }
             other => ApiError::Internal(other.into()),
         }
     }

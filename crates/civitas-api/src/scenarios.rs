@@ -615,6 +615,9 @@ async fn run_by_id(
 /// Indexes the runs recorded in the ledger since the last time, so that a run is listed as soon
 /// as it has been answered.
 async fn catch_up(state: &AppState) -> ApiResult<()> {
+    if let Some(why) = state.gateway.handed_over() {
+        return Err(ApiError::Unavailable(why.to_owned()));
+    }
     state
         .gateway
         .index_ledger()

@@ -1699,6 +1699,15 @@ async fn a_node_whose_store_is_handed_over_while_it_runs_goes_out_of_service(
         text.contains("store_handed_over") && text.contains(&why),
         "{text}"
     );
+    // What the API reads from the ledger's indexes is out of service too, not an error.
+    let (status, problem) = server
+        .get(
+            &format!("/api/v1/scenario-runs?id_number={CITIZEN}"),
+            &auditor,
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
+    assert_eq!(problem["code"], "unavailable", "{problem}");
 
     // A change is still made and audited, but its event waits for the node that has the store.
     let (_, ledger_before) = server.get("/api/v1/ledger", &auditor).await;
