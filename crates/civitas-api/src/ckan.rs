@@ -6,7 +6,7 @@
 use axum::{
     Router,
     body::Bytes,
-    extract::{Path, RawQuery, State},
+    extract::{Path, RawQuery, State, rejection::BytesRejection},
     http::{HeaderMap, Method, StatusCode, header},
     response::{IntoResponse, Response},
     routing::any,
@@ -268,10 +268,24 @@ async fn action(
     method: Method,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let base = state.public_url.clone();
     let outcome = async {
+        // A body past the API's limit, or one that stops short, is answered in CKAN's envelope
+        // like every other mistake.
+        let body = body.map_err(|rejection| CkanError {
+            status: rejection.status(),
+            kind: "Bad Request",
+            message: match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => format!(
+                    "the body is larger than the {} bytes allowed",
+                    crate::extract::MAX_JSON_BODY
+                ),
+                _ => format!("the body could not be read: {}", rejection.body_text()),
+            },
+            fields: Vec::new(),
+        })?;
         let params = Params::parse(&method, query.as_deref(), &headers, &body)?;
         let caller = ckan_caller(&state, &headers).await?;
         caller

@@ -417,6 +417,22 @@ async fn ckan_action_api_and_ckanapi_client(server: TestServer) {
         .unwrap();
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["result"]["count"], 1, "{body}");
+    // A body past the API's 4 MiB is refused in CKAN's envelope.
+    let response = server
+        .client
+        .post(format!("{}/api/action/package_search", server.base))
+        .header("X-CKAN-API-Key", ADMIN_KEY)
+        .json(&json!({ "q": "x".repeat(civitas_api::extract::MAX_JSON_BODY) }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        (&body["success"], &body["error"]["__type"]),
+        (&json!(false), &json!("Bad Request")),
+        "{body}"
+    );
 
     // The real ckanapi client, unchanged.
     let python = python();
