@@ -406,6 +406,12 @@ async fn ckan_action_api_and_ckanapi_client(server: TestServer) {
     assert_eq!(body["result"]["title"], "社会保障");
     let (_, body) = ckan_call(&server, "status_show", "", None).await;
     assert!(body["result"]["ckan_version"].is_string());
+    let (status, body) = ckan_call(&server, "package_patch", "", Some(ADMIN_KEY)).await;
+    assert_eq!(
+        (status, &body["error"]["__type"]),
+        (StatusCode::BAD_REQUEST, &json!("Bad Request")),
+        "{body}"
+    );
     // POST with a JSON body and the X-CKAN-API-Key header, at /api/action too.
     let response = server
         .client
