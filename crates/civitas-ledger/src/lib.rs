@@ -30,7 +30,7 @@ pub mod tiles;
 pub mod verify;
 
 pub use ledger::{
-    Checkpoint, CheckpointRef, Completions, DEFAULT_SCRUB_BYTES_PER_SECOND,
+    Checkpoint, CheckpointRef, Completions, DATA_FILES, DEFAULT_SCRUB_BYTES_PER_SECOND,
     DEFAULT_SCRUB_PASS_PAUSE, DamageKind, DerivedFileDifference, DerivedRebuild, Error, Ledger,
     LedgerOptions, RecordDamage, RepairMode, Result, SalvageCut, SalvageReport, ScrubDamage,
     ScrubProblem, ScrubStatus, rebuild_derived_files, salvage_records, salvage_side_file_name,

@@ -68,8 +68,9 @@ pub(crate) const LEVEL4_HASHES_FILE: &str = "level4-hashes.dat";
 pub(crate) const TILE_HASHES_FILE: &str = "tile-hashes.dat";
 pub(crate) const CHECKPOINTS_FILE: &str = "checkpoints.dat";
 pub(crate) const LOCK_FILE: &str = "lock";
-/// Every file of a ledger but the lock, as `DataFiles` opens them.
-const DATA_FILES: [&str; 6] = [
+/// The files of a ledger directory that hold its data (every file but the lock, the id and a
+/// repair's side files), as `DataFiles` opens them and FORMAT.md §6 lists them.
+pub const DATA_FILES: [&str; 6] = [
     RECORDS_FILE,
     OFFSETS_FILE,
     LEAF_HASHES_FILE,

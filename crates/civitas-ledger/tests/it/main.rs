@@ -14,18 +14,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use civitas_ledger::{LedgerOptions, NoteSigner};
+use civitas_ledger::{DATA_FILES, LedgerOptions, NoteSigner};
 use ed25519_dalek::SigningKey;
-
-/// The files of a ledger directory that hold its data, as FORMAT.md lists them.
-const DATA_FILES: [&str; 6] = [
-    "records.dat",
-    "record-offsets.dat",
-    "leaf-hashes.dat",
-    "level4-hashes.dat",
-    "tile-hashes.dat",
-    "checkpoints.dat",
-];
 
 /// A Nanjing node's checkpoint signer, its key made of `seed`: each module signs with its own.
 fn signer_from(seed: u8) -> NoteSigner {

@@ -878,15 +878,6 @@ fn civitas_in(args: &[&str], data_dir: &std::path::Path) -> std::process::Output
         .unwrap()
 }
 
-const LEDGER_FILES: [&str; 6] = [
-    "records.dat",
-    "record-offsets.dat",
-    "leaf-hashes.dat",
-    "level4-hashes.dat",
-    "tile-hashes.dat",
-    "checkpoints.dat",
-];
-
 /// The checkpoint signer of the node whose key is in the dir `node` (made there if missing).
 fn node_signer(node: &std::path::Path) -> civitas_ledger::NoteSigner {
     let key = civitas::node::load_or_create_key(node).unwrap();
@@ -907,15 +898,15 @@ fn node_and_ledger() -> (tempfile::TempDir, tempfile::TempDir, civitas_ledger::L
     (node, live, ledger)
 }
 
-/// The bytes of the ledger files in `ledger_dir`, in `LEDGER_FILES` order.
+/// The bytes of the ledger files in `ledger_dir`, in `civitas_ledger::DATA_FILES` order.
 fn read_ledger_files(ledger_dir: &std::path::Path) -> Vec<Vec<u8>> {
-    LEDGER_FILES
+    civitas_ledger::DATA_FILES
         .map(|name| std::fs::read(ledger_dir.join(name)).unwrap())
         .to_vec()
 }
 
 /// A data dir holding the node key in `node` and a ledger of the files `ledger`, in
-/// `LEDGER_FILES` order, with `damage` then done to its ledger dir.
+/// `civitas_ledger::DATA_FILES` order, with `damage` then done to its ledger dir.
 fn data_dir_with_ledger(
     node: &std::path::Path,
     ledger: &[Vec<u8>],
@@ -929,7 +920,7 @@ fn data_dir_with_ledger(
     .unwrap();
     let ledger_dir = dir.path().join("ledger");
     std::fs::create_dir(&ledger_dir).unwrap();
-    for (name, bytes) in LEDGER_FILES.iter().zip(ledger) {
+    for (name, bytes) in civitas_ledger::DATA_FILES.iter().zip(ledger) {
         std::fs::write(ledger_dir.join(name), bytes).unwrap();
     }
     damage(&ledger_dir);
@@ -1526,6 +1517,26 @@ async fn city_with_auditor(server: &TestServer) -> (crate::gateway::City, String
     (city, path, auditor)
 }
 
+/// Calls `path` (about `CITIZEN`) once and makes one audited change (a new organization); the
+/// call's ledger index and the auditor's subject report, which cites it first.
+async fn an_indexed_exchange(
+    server: &TestServer,
+    city: &crate::gateway::City,
+    path: &str,
+    auditor: &str,
+) -> (u64, Value) {
+    use crate::gateway::{CITIZEN, call_ok, receipt_index};
+
+    let (headers, _) = call_ok(server, &city.consumer_key, path).await;
+    let exchange = receipt_index(&headers);
+    server.create_org(3, None).await;
+    let (_, report) = server
+        .get(&format!("/api/v1/audit/subjects/{CITIZEN}"), auditor)
+        .await;
+    assert_eq!(report["accesses"][0]["ledger_index"], exchange, "{report}");
+    (exchange, report)
+}
+
 /// The id of the ledger in `data_dir`.
 fn ledger_id_in(data_dir: &std::path::Path) -> String {
     std::fs::read_to_string(data_dir.join("ledger").join("ledger-id"))
@@ -1557,13 +1568,7 @@ async fn a_store_refuses_a_node_on_another_ledger(mut server: TestServer) {
     use crate::gateway::{CITIZEN, call_ok, receipt_index};
 
     let (city, path, auditor) = city_with_auditor(&server).await;
-    let (headers, _) = call_ok(&server, &city.consumer_key, &path).await;
-    let exchange = receipt_index(&headers);
-    server.create_org(3, None).await;
-    let (_, report) = server
-        .get(&format!("/api/v1/audit/subjects/{CITIZEN}"), &auditor)
-        .await;
-    assert_eq!(report["accesses"][0]["ledger_index"], exchange, "{report}");
+    let (exchange, report) = an_indexed_exchange(&server, &city, &path, &auditor).await;
     let subject = report["subject"].as_str().unwrap().to_owned();
     let (_, ledger) = server.get("/api/v1/ledger", &auditor).await;
     server.stop().await;
@@ -1763,13 +1768,7 @@ async fn a_store_whose_ledger_is_lost_is_adopted_by_a_new_ledger(mut server: Tes
         )
     };
     let (city, path, auditor) = city_with_auditor(&server).await;
-    let (headers, _) = call_ok(&server, &city.consumer_key, &path).await;
-    let exchange = receipt_index(&headers);
-    server.create_org(3, None).await;
-    let (_, report) = server
-        .get(&format!("/api/v1/audit/subjects/{CITIZEN}"), &auditor)
-        .await;
-    assert_eq!(report["accesses"][0]["ledger_index"], exchange, "{report}");
+    let (exchange, report) = an_indexed_exchange(&server, &city, &path, &auditor).await;
     let subject = report["subject"].as_str().unwrap().to_owned();
     let (_, lost_ledger) = server.get("/api/v1/ledger", &auditor).await;
     let lost_id = lost_ledger["ledger_id"].as_str().unwrap().to_owned();
